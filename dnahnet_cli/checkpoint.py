@@ -1,0 +1,131 @@
+"""Checkpoints: a directory with `model.safetensors` (weights) and `config.json` (architecture, metadata).
+
+Loading never unpickles anything: safetensors holds raw tensors only and JSON holds the rest, so a
+checkpoint from an untrusted source cannot execute code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import DnahnetError
+from .model import DNAHNet, ModelConfig
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+FORMAT = "dnahnet-checkpoint/1"
+
+
+def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike):
+    """Build a directory under a temporary name and swap it into place on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(out_dir: str | os.PathLike, model: DNAHNet, metadata: dict[str, Any] | None = None,
+                    extra_files: dict[str, Any] | None = None) -> Path:
+    """Write weights + config atomically. `extra_files` maps file names to dicts of tensors (safetensors)
+    or JSON-serialisable objects, e.g. optimiser state for resumable training."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    info = {
+        "format": FORMAT,
+        "dnahnet_version": __version__,
+        "config": model.config.to_dict(),
+        "metadata": metadata or {},
+    }
+    with atomic_directory(out_dir) as tmp:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        (tmp / CONFIG).write_text(json.dumps(info, indent=2) + "\n")
+        for name, obj in (extra_files or {}).items():
+            if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+                save_file({k: v.contiguous().cpu() for k, v in obj.items()}, str(tmp / name))
+            else:
+                (tmp / name).write_text(json.dumps(obj, indent=2) + "\n")
+    return out_dir
+
+
+def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """Parse and check config.json; DnahnetError names the directory and the problem."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise DnahnetError(f"model directory not found: {ckpt_dir}")
+    cfg_path, weights = ckpt_dir / CONFIG, ckpt_dir / WEIGHTS
+    if not cfg_path.is_file() or not weights.is_file():
+        raise DnahnetError(f"{ckpt_dir}: not a dnahnet checkpoint (needs {CONFIG} and {WEIGHTS})")
+    try:
+        info = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DnahnetError(f"{cfg_path}: invalid JSON ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT or "config" not in info:
+        raise DnahnetError(f"{cfg_path}: not a dnahnet checkpoint config (format {FORMAT!r} expected)")
+    try:
+        info["model_config"] = ModelConfig.from_dict(info["config"])
+        info["model_config"].validate()
+    except (TypeError, ValueError) as exc:
+        raise DnahnetError(f"{cfg_path}: invalid model config ({exc})") from None
+    return info
+
+
+def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DNAHNet, dict]:
+    """Rebuild the model from config.json and load the safetensors weights (strict: every tensor must match)."""
+    ckpt_dir = Path(ckpt_dir)
+    info = read_checkpoint_info(ckpt_dir)
+    weights = ckpt_dir / WEIGHTS
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DnahnetError(f"{weights}: cannot read weights ({exc})") from None
+    model = DNAHNet(info["model_config"])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    bad_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or bad_shape:
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape))
+            if keys
+        )
+        raise DnahnetError(f"{weights}: weights do not match config.json ({detail})")
+    model.load_state_dict(state, strict=True)
+    metadata = dict(info.get("metadata", {}))
+    metadata.setdefault("dnahnet_version", info.get("dnahnet_version"))
+    metadata["sha256"] = sha256_file(weights)
+    metadata["path"] = str(ckpt_dir)
+    return model.to(device).eval(), metadata

@@ -1,0 +1,91 @@
+"""The `dnahnet` command: a Typer app whose subcommands live in dnahnet_cli/commands/.
+
+Each module in COMMAND_MODULES defines `register(app)`. `main()` turns user mistakes (DnahnetError)
+into a one-line message with exit code 2, runtime failures into exit code 1, Ctrl-C into 130 and a
+closed pipe (`dnahnet ... | head`) into a quiet exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .errors import DnahnetError
+
+COMMAND_MODULES = [
+    "dnahnet_cli.commands.model_cmds",
+]
+
+app = typer.Typer(
+    name="dnahnet",
+    help="Tokenizer-free hierarchical DNA language modelling (dnaHNet): train, score variants, "
+    "predict gene essentiality and segment genomes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"dnahnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """dnahnet command-line interface."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def err(message: str) -> None:
+    """One-line error on stderr."""
+    sys.stderr.write(f"dnahnet: error: {message}\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except DnahnetError as exc:
+        err(str(exc))
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.stderr.write("dnahnet: interrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (`| head`): silence further writes and exit like SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
+    except Exception as exc:  # click usage errors come through standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, (MemoryError,)) or type(exc).__name__ == "OutOfMemoryError":
+            err(f"out of memory: {exc}; try a smaller --batch-size or --max-tokens")
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Subcommands of the dnahnet CLI; each module exposes register(app)."""

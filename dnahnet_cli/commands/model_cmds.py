@@ -1,0 +1,118 @@
+"""`dnahnet init`, `dnahnet info` and `dnahnet presets`: create and describe checkpoints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..checkpoint import read_checkpoint_info, save_checkpoint
+from ..model import DNAHNet, ModelConfig
+from ..presets import DESCRIPTIONS, PRESETS, get_preset
+
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def describe(cfg: ModelConfig) -> dict:
+    """Parameter counts per stage and component, built on the meta device (no memory, instant)."""
+    with torch.device("meta"):
+        counts = DNAHNet(ModelConfig.from_dict(cfg.to_dict())).parameter_counts()
+    total = counts["total"]
+    encdec = sum(v for k, v in counts.items() if k.endswith((".encoder", ".decoder")))
+    return {"counts": counts, "total": total, "encoder_decoder_share": encdec / total if total else 0.0}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init_cmd(
+        preset: str = typer.Option(..., "--preset", "-p", help="Preset name (see `dnahnet presets`)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to create."),
+        seed: int = typer.Option(0, "--seed", help="Random seed for the initial weights."),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing directory."),
+    ) -> None:
+        """Write a freshly initialised checkpoint (safetensors + config.json).
+
+        Example: dnahnet init --preset tiny -o models/tiny
+        """
+        from ..errors import DnahnetError
+
+        cfg = get_preset(preset)
+        if out.exists() and not force:
+            raise DnahnetError(f"{out} already exists (use --force to overwrite)")
+        torch.manual_seed(seed)
+        model = DNAHNet(cfg)
+        save_checkpoint(out, model, {"preset": preset, "seed": seed, "trained": False})
+        typer.echo(f"wrote {out} ({preset}, {describe(cfg)['total']:,} parameters)", err=True)
+
+    @app.command("info")
+    def info_cmd(
+        model_dir: Optional[Path] = typer.Argument(None, help="Checkpoint directory."),
+        json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    ) -> None:
+        """Describe a checkpoint: config, target ratios, parameters per stage and component.
+
+        Example: dnahnet info models/tiny
+        """
+        import json
+
+        from ..errors import DnahnetError
+
+        if model_dir is None:
+            raise DnahnetError("no checkpoint given (usage: dnahnet info MODEL_DIR)")
+        info = read_checkpoint_info(model_dir)
+        cfg: ModelConfig = info["model_config"]
+        desc = describe(cfg)
+        if json_out:
+            payload = {k: v for k, v in info.items() if k != "model_config"}
+            payload.update(parameters=desc["counts"], encoder_decoder_share=desc["encoder_decoder_share"])
+            typer.echo(json.dumps(payload, indent=2))
+            return
+        meta = info.get("metadata", {})
+        stdout.print(f"[bold]{model_dir}[/bold]  (dnahnet {info.get('dnahnet_version')}, preset {meta.get('preset', cfg.name)})")
+        stdout.print(f"arch_layout     {json.dumps(cfg.arch_layout)}")
+        stdout.print(f"stages          {cfg.n_stages}   target ratios {tuple(cfg.ratio_targets) or '-'}"
+                     f"   total compression {_prod(cfg.ratio_targets):g}")
+        stdout.print(f"d_model         {cfg.d_model}   d_intermediate {cfg.d_intermediate}")
+        stdout.print(f"attention       heads {cfg.num_heads}  rotary {cfg.rotary_emb_dim}  window {cfg.window_size}")
+        stdout.print(f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}")
+        stdout.print(f"training length {cfg.max_seq_len} nt   lr multipliers {cfg.lr_multipliers}")
+        if meta.get("training"):
+            stdout.print(f"training        {json.dumps(meta['training'])}")
+        table = Table(title="parameters", show_edge=False)
+        table.add_column("component")
+        table.add_column("parameters", justify="right")
+        table.add_column("share", justify="right")
+        for key, value in desc["counts"].items():
+            if key != "total":
+                table.add_row(key, f"{value:,}", f"{value / desc['total']:.1%}")
+        table.add_row("[bold]total[/bold]", f"[bold]{desc['total']:,}[/bold]", "100%")
+        stdout.print(table)
+        stdout.print(f"encoder/decoder share {desc['encoder_decoder_share']:.1%}")
+
+    @app.command("presets")
+    def presets_cmd() -> None:
+        """List the named model presets with their sizes.
+
+        Example: dnahnet presets
+        """
+        table = Table(show_edge=False)
+        for col in ("preset", "stages", "targets", "d_model", "parameters", "enc/dec", "description"):
+            table.add_column(col)
+        for name, cfg in PRESETS.items():
+            desc = describe(cfg)
+            table.add_row(name, str(cfg.n_stages), str(tuple(cfg.ratio_targets)) if cfg.ratio_targets else "-",
+                          str(cfg.d_model), f"{desc['total'] / 1e6:.2f}M", f"{desc['encoder_decoder_share']:.0%}",
+                          DESCRIPTIONS.get(name, ""))
+        stdout.print(table)
+
+
+def _prod(values) -> float:
+    out = 1.0
+    for v in values:
+        out *= v
+    return out

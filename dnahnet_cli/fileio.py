@@ -1,0 +1,93 @@
+"""File helpers shared by every command: '-' for stdin/stdout, gzip by magic bytes, atomic outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import DnahnetError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    """True when the file starts with the gzip magic bytes (plain gzip and bgzip alike)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def require_file(path: str | os.PathLike, what: str = "input") -> Path:
+    """Fail with a one-line message when an input file is missing or is not a file."""
+    p = Path(path)
+    if not p.exists():
+        raise DnahnetError(f"{what} file not found: {p}")
+    if not p.is_file():
+        raise DnahnetError(f"{what} is not a file: {p}")
+    return p
+
+
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]:
+    """Open a text input, '-' meaning stdin; gzip/bgzip is detected from the magic bytes."""
+    if str(path) == "-":
+        buf = sys.stdin.buffer
+        head = buf.peek(2)[:2] if hasattr(buf, "peek") else b""
+        if head == GZIP_MAGIC:
+            yield io.TextIOWrapper(gzip.GzipFile(fileobj=buf), encoding="utf-8")
+        else:
+            yield io.TextIOWrapper(buf, encoding="utf-8")
+        return
+    p = require_file(path, what)
+    if is_gzip(p):
+        with gzip.open(p, "rt", encoding="utf-8") as fh:
+            yield fh
+    else:
+        with open(p, "rt", encoding="utf-8") as fh:
+            yield fh
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file next to `path` and rename it into place only on success.
+
+    '-' writes to stdout. On any exception the temporary file is removed, so a reader (or Snakemake)
+    never sees a half-written output.
+    """
+    if str(path) == "-":
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        raise DnahnetError(f"output directory does not exist: {target.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Give a temporary path to write to (for libraries that want a filename); renamed on success."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

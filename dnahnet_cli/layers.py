@@ -1,0 +1,261 @@
+"""Building blocks of every stage: RMSNorm, SwiGLU, rotary attention, the Mamba2 mixer and the
+pre-norm residual stack (`Isotropic`) that encoders, decoders and main networks are made of.
+
+All mixers share one calling convention, `forward(x, mask, state)`:
+  * x (B, L, D); mask (B, L) bool marking valid positions (a prefix of each row);
+  * state None: plain parallel forward, nothing cached;
+  * state a dict: continue from it (an empty dict means "from the start") and update it in place, so a
+    prefix's state can be reused for many continuations and a one-token call is the incremental step.
+Padded positions never change a state (Mamba: dt = 0; attention: keys not committed; conv window taken
+from the last valid inputs), so batched rows of different lengths stay exact.
+Parameter names and shapes follow mamba_ssm's Mamba2 and the official H-Net modules.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .ssd import ssd_chunked, ssd_step
+
+State = dict
+
+
+class RMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps) * w, computed in fp32 (eps 1e-5, no bias)."""
+
+    def __init__(self, d: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+
+
+class GatedRMSNorm(RMSNorm):
+    """Mamba2's output norm: RMSNorm(y * silu(z)) (gate applied before the norm), one group."""
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(y.float() * F.silu(z.float()))
+
+
+class SwiGLU(nn.Module):
+    """fc2(silu(gate) * value) with fc1 -> [value | gate]; hidden size rounded up to a multiple of 128."""
+
+    def __init__(self, d: int, d_ff: int):
+        super().__init__()
+        d_ff = 128 * math.ceil(d_ff / 128)
+        self.fc1 = nn.Linear(d, 2 * d_ff, bias=False)
+        self.fc2 = nn.Linear(d_ff, d, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(F.silu(gate) * value)
+
+
+def apply_rotary(x: torch.Tensor, positions: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Non-interleaved (GPT-NeoX) RoPE on the first `rotary_dim` channels. x (B,L,H,Dh); positions (B,L)."""
+    if rotary_dim == 0:
+        return x
+    half = rotary_dim // 2
+    inv_freq = 1.0 / base ** (torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = positions.float()[..., None] * inv_freq  # (B, L, half)
+    cos, sin = angles.cos()[:, :, None, :], angles.sin()[:, :, None, :]
+    rot, rest = x[..., :rotary_dim].float(), x[..., rotary_dim:]
+    x1, x2 = rot[..., :half], rot[..., half:]
+    rotated = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+    return torch.cat([rotated, rest], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Causal multi-head attention with RoPE and an optional sliding window.
+
+    window W >= 0 lets query i see keys i-W .. i (W+1 keys), as flash-attn's window_size=(W, -1);
+    W = -1 is full causal attention. Positions are indices within this stage's sequence.
+    """
+
+    QUERY_BLOCK = 1024  # long windowed inputs are processed in query blocks to keep memory O(L * W)
+
+    def __init__(self, d: int, num_heads: int, rotary_dim: int, window: int = -1):
+        super().__init__()
+        assert d % num_heads == 0, "d_model must be divisible by num_heads"
+        self.num_heads, self.head_dim = num_heads, d // num_heads
+        assert rotary_dim % 2 == 0 and rotary_dim <= self.head_dim
+        self.rotary_dim, self.window = rotary_dim, window
+        self.Wqkv = nn.Linear(d, 3 * d, bias=False)
+        self.out_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        b, l, d = x.shape
+        q, k, v = self.Wqkv(x).view(b, l, 3, self.num_heads, self.head_dim).unbind(dim=2)
+        offset = state["len"] if state else torch.zeros(b, dtype=torch.long, device=x.device)
+        positions = offset[:, None] + torch.arange(l, device=x.device)
+        q, k = apply_rotary(q, positions, self.rotary_dim), apply_rotary(k, positions, self.rotary_dim)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, L, Dh)
+        if state is None:
+            out = self._attend_fresh(q, k, v)
+        else:
+            out = self._attend_cached(q, k, v, mask, state, positions)
+        return self.out_proj(out.transpose(1, 2).reshape(b, l, d))
+
+    def _attend_fresh(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        l = q.shape[2]
+        w = self.window
+        if w < 0 or w >= l - 1:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        outs = []
+        for start in range(0, l, self.QUERY_BLOCK):
+            end = min(l, start + self.QUERY_BLOCK)
+            kstart = max(0, start - w)
+            qi = torch.arange(start, end, device=q.device)[:, None]
+            kj = torch.arange(kstart, end, device=q.device)[None, :]
+            allowed = (kj <= qi) & (qi - kj <= w)
+            outs.append(
+                F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, kstart:end], v[:, :, kstart:end], attn_mask=allowed)
+            )
+        return torch.cat(outs, dim=2)
+
+    def _attend_cached(self, q, k, v, mask, state: State, positions: torch.Tensor) -> torch.Tensor:
+        b, h, l, dh = q.shape
+        lengths = state.get("len", torch.zeros(b, dtype=torch.long, device=q.device))
+        need = int(lengths.max()) + l
+        cache_k = state.get("k", q.new_zeros(b, h, 0, dh))
+        cache_v = state.get("v", q.new_zeros(b, h, 0, dh))
+        if cache_k.shape[2] < need:  # grow geometrically
+            grow = max(need, 2 * cache_k.shape[2]) - cache_k.shape[2]
+            cache_k = F.pad(cache_k, (0, 0, 0, grow))
+            cache_v = F.pad(cache_v, (0, 0, 0, grow))
+        idx = positions[:, None, :, None].expand(b, h, l, dh)
+        cache_k = cache_k.scatter(2, idx, k.to(cache_k.dtype))
+        cache_v = cache_v.scatter(2, idx, v.to(cache_v.dtype))
+        kpos = torch.arange(cache_k.shape[2], device=q.device)[None, None, :]
+        allowed = kpos <= positions[:, :, None]
+        if self.window >= 0:
+            allowed &= positions[:, :, None] - kpos <= self.window
+        out = F.scaled_dot_product_attention(q, cache_k.to(q.dtype), cache_v.to(q.dtype), attn_mask=allowed[:, None])
+        state.update(k=cache_k, v=cache_v, len=lengths + mask.sum(1))
+        return out
+
+
+class Mamba2(nn.Module):
+    """Mamba2 mixer (scalar-A SSD, one B/C group) with mamba_ssm's parameter names and init.
+
+    in_proj -> [z | xBC | dt]; causal depthwise conv + SiLU on xBC; SSD scan; y + D*x;
+    out_proj(RMSNorm(y * silu(z))).
+    """
+
+    def __init__(self, d: int, d_state: int = 128, d_conv: int = 4, expand: int = 2, headdim: int = 64,
+                 chunk_size: int = 64):
+        super().__init__()
+        self.d_inner = expand * d
+        assert self.d_inner % headdim == 0, "expand * d_model must be divisible by headdim"
+        self.nheads, self.headdim, self.d_state, self.d_conv = self.d_inner // headdim, headdim, d_state, d_conv
+        self.chunk_size = chunk_size
+        self.conv_dim = self.d_inner + 2 * d_state
+        self.in_proj = nn.Linear(d, 2 * self.d_inner + 2 * d_state + self.nheads, bias=False)
+        self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim, bias=True)
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.nheads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = GatedRMSNorm(self.d_inner)
+        self.out_proj = nn.Linear(self.d_inner, d, bias=False)
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        b, l, _ = u.shape
+        z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
+        k = self.d_conv
+        history = state.get("conv") if state else None
+        if history is None:
+            history = xbc.new_zeros(b, self.conv_dim, k - 1)
+        full = torch.cat([history.to(xbc.dtype), xbc.transpose(1, 2)], dim=2)  # (B, C, K-1+L)
+        xbc = F.silu(F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)).transpose(1, 2)
+        x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
+        A = -torch.exp(self.A_log.float())
+        x = x.reshape(b, l, self.nheads, self.headdim)
+        x_in = x.float() * dt[..., None]
+        B, C = B.reshape(b, l, 1, self.d_state), C.reshape(b, l, 1, self.d_state)
+        init = state.get("ssm") if state else None
+        if state is not None and l == 1:
+            y, final = ssd_step(
+                init if init is not None else x_in.new_zeros(b, self.nheads, self.headdim, self.d_state),
+                x_in[:, 0], (dt * A)[:, 0], B[:, 0].float(), C[:, 0].float(),
+            )
+            y = y[:, None]
+        else:
+            y, final = ssd_chunked(x_in, dt * A, B, C, self.chunk_size, init)
+        y = y + x.float() * self.D.float()[:, None]
+        if state is not None:
+            n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`
+            idx = n_valid[:, None, None] + torch.arange(k - 1, device=u.device)[None, None, :]
+            state["conv"] = full.gather(2, idx.expand(b, self.conv_dim, k - 1))
+            state["ssm"] = final
+        y = self.norm(y.reshape(b, l, self.d_inner), z)
+        return self.out_proj(y)
+
+
+LAYOUT_PATTERN = re.compile(r"([mMtT])(\d+)")
+
+
+def parse_layout(layout: str) -> list[str]:
+    """'T1m4' -> ['T', 'm', 'm', 'm', 'm']: m/M Mamba2, t/T attention; uppercase adds a SwiGLU MLP."""
+    groups = LAYOUT_PATTERN.findall(layout)
+    if "".join(f"{c}{n}" for c, n in groups) != layout:
+        raise ValueError(f"invalid layout string {layout!r} (expected groups like 'm4', 'T1')")
+    return [c for c, n in groups for _ in range(int(n))]
+
+
+def layout_height(layout: str) -> int:
+    """Residual branches in a stack (lowercase layers count 1, uppercase 2): scales the output init."""
+    return sum(2 if c.isupper() else 1 for c in parse_layout(layout))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: mixer, then optionally a SwiGLU MLP; the residual stream stays fp32."""
+
+    def __init__(self, kind: str, d: int, d_ff: int, ssm: dict, attn: dict):
+        super().__init__()
+        self.norm1 = RMSNorm(d)
+        if kind.lower() == "m":
+            self.mixer: nn.Module = Mamba2(d, **ssm)
+        else:
+            self.mixer = CausalSelfAttention(d, **attn)
+        self.mlp = None
+        if kind.isupper():
+            if d_ff <= 0:
+                raise ValueError(f"layer '{kind}' needs d_intermediate > 0")
+            self.norm2 = RMSNorm(d)
+            self.mlp = SwiGLU(d, d_ff)
+
+    def forward(self, hidden, residual, mask, state: State | None):
+        residual = hidden.float() if residual is None else hidden.float() + residual
+        hidden = self.mixer(self.norm1(residual), mask, state)
+        if self.mlp is not None:
+            residual = hidden.float() + residual
+            hidden = self.mlp(self.norm2(residual))
+        return hidden, residual
+
+
+class Isotropic(nn.Module):
+    """A stack of blocks at one width, ending in an RMSNorm (encoder, decoder or main network)."""
+
+    def __init__(self, layout: str, d: int, d_ff: int, ssm: dict, attn: dict):
+        super().__init__()
+        self.layout = layout
+        self.layers = nn.ModuleList(Block(kind, d, d_ff, ssm, attn) for kind in parse_layout(layout))
+        self.rmsnorm = RMSNorm(d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        hidden, residual = x, None
+        if state is not None and "layers" not in state:
+            state["layers"] = [{} for _ in self.layers]
+        for i, layer in enumerate(self.layers):
+            hidden, residual = layer(hidden, residual, mask, None if state is None else state["layers"][i])
+        return self.rmsnorm(hidden.float() + residual)

@@ -1,0 +1,80 @@
+"""Named model configurations, from a CPU smoke model to the ~200M paper-scale 2-stage dnaHNet,
+each with Transformer++ and Mamba2-only baselines of matching parameter count.
+
+dnaHNet presets use "4 Mamba2 + 1 Transformer layer" encoders/decoders (T1m4 / m4T1) and a Transformer
+main network, per-stage target ratios (3, 2) and outer-stage learning-rate multipliers.
+"""
+
+from __future__ import annotations
+
+from .errors import DnahnetError
+from .model import ModelConfig
+
+
+def _hnet2(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:
+    return ModelConfig(
+        arch_layout=["T1m4", ["T1m4", [f"T{main_layers}"], "m4T1"], "m4T1"],
+        d_model=d, d_intermediate=d_ff, num_heads=heads, rotary_emb_dim=rotary, window_size=window,
+        d_state=d_state, headdim=headdim, ratio_targets=[3.0, 2.0], lr_multipliers=[2.0, 1.5, 1.0],
+        max_seq_len=max_len, name=name,
+    )
+
+
+def _hnet1(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:
+    return ModelConfig(
+        arch_layout=["T1m4", [f"T{main_layers}"], "m4T1"],
+        d_model=d, d_intermediate=d_ff, num_heads=heads, rotary_emb_dim=rotary, window_size=window,
+        d_state=d_state, headdim=headdim, ratio_targets=[3.0], lr_multipliers=[1.5, 1.0],
+        max_seq_len=max_len, name=name,
+    )
+
+
+def _iso(name, layout, d, d_ff, d_state, headdim, heads, rotary, max_len) -> ModelConfig:
+    return ModelConfig(
+        arch_layout=[layout], d_model=[d], d_intermediate=[d_ff], num_heads=[heads], rotary_emb_dim=[rotary],
+        window_size=[-1], d_state=d_state, headdim=headdim, ratio_targets=[], lr_multipliers=[1.0],
+        max_seq_len=max_len, name=name,
+    )
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # CPU smoke models (tests, CI, quick experiments)
+    "tiny": _hnet2("tiny", 2, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
+    "tiny-1stage": _hnet1("tiny-1stage", 2, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
+    "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),
+    "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
+    # ~20M: GPU minutes, or CPU hours
+    "small": _hnet2("small", 8, [192, 256, 384], [512, 768, 1024], 64, 64, [4, 4, 6], [32, 32, 32],
+                    [1023, 1023, -1], 8192),
+    "small-1stage": _hnet1("small-1stage", 8, [256, 384], [768, 1024], 64, 64, [4, 6], [32, 32], [1023, -1], 8192),
+    "small-tpp": _iso("small-tpp", "T12", 384, 1024, 64, 64, 6, 32, 8192),
+    "small-mamba2": _iso("small-mamba2", "m21", 384, 0, 64, 64, 6, 32, 8192),
+    # ~200M: paper scale (GPU)
+    "base": _hnet2("base", 10, [512, 768, 1024], [1408, 2048, 2816], 128, 64, [8, 12, 16], [32, 32, 32],
+                   [1023, 1023, -1], 8192),
+    "base-1stage": _hnet1("base-1stage", 11, [768, 1024], [2048, 2816], 128, 64, [12, 16], [32, 32], [1023, -1], 8192),
+    "base-tpp": _iso("base-tpp", "T16", 1024, 2816, 128, 64, 16, 32, 8192),
+    "base-mamba2": _iso("base-mamba2", "m30", 1024, 0, 128, 64, 16, 32, 8192),
+}
+
+DESCRIPTIONS = {
+    "tiny": "CPU smoke model, 2-stage dnaHNet (3,2)",
+    "tiny-1stage": "CPU smoke model, 1-stage dnaHNet (3)",
+    "tiny-tpp": "Transformer++ baseline matching tiny",
+    "tiny-mamba2": "Mamba2-only baseline matching tiny",
+    "small": "~20M 2-stage dnaHNet (3,2)",
+    "small-1stage": "~20M 1-stage dnaHNet (3)",
+    "small-tpp": "~20M Transformer++ baseline",
+    "small-mamba2": "~20M Mamba2-only baseline",
+    "base": "~200M 2-stage dnaHNet (3,2), ~30% of parameters in encoders/decoders",
+    "base-1stage": "~200M 1-stage dnaHNet (3)",
+    "base-tpp": "~200M Transformer++ baseline",
+    "base-mamba2": "~200M Mamba2-only baseline",
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """A fresh copy of a named configuration (callers may modify it)."""
+    if name not in PRESETS:
+        raise DnahnetError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return ModelConfig.from_dict(PRESETS[name].to_dict())

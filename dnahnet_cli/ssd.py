@@ -1,0 +1,156 @@
+"""Linear recurrences behind Mamba2 and the dechunk EMA, in plain PyTorch (CPU and GPU).
+
+Both are instances of the scalar-decay state-space recurrence (per batch row and head)
+
+    S_t = exp(a_t) * S_{t-1} + x_t ⊗ B_t          (S: P x N)
+    y_t = S_t C_t
+
+with x_t already multiplied by dt. `ssd_chunked` evaluates it with the chunked SSD algorithm of Mamba2
+(quadratic inside chunks of Q steps, a linear recurrence between chunks), `ssd_step` advances one step,
+and `ssd_sequential` is the plain loop used as the test oracle. Everything runs in fp32 (or float64 when
+given float64): decays and cumulative sums in bf16 would be catastrophic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def segsum(a: torch.Tensor) -> torch.Tensor:
+    """out[..., l, s] = sum_{s<k<=l} a_k for s <= l, -inf above the diagonal.
+
+    Masking happens before the exp is taken by the caller, so the upper triangle never overflows
+    (the naive cumsum difference gives large positive numbers there and NaN gradients).
+    """
+    q = a.size(-1)
+    x = a[..., :, None].expand(*a.shape, q)  # x[..., l, s] = a_l
+    strict_lower = torch.ones(q, q, dtype=torch.bool, device=a.device).tril(-1)
+    x = x.masked_fill(~strict_lower, 0.0)
+    out = x.cumsum(dim=-2)
+    lower = torch.ones(q, q, dtype=torch.bool, device=a.device).tril(0)
+    return out.masked_fill(~lower, float("-inf"))
+
+
+def ssd_chunked(
+    x: torch.Tensor,
+    log_decay: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    chunk_size: int = 64,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunked SSD scan.
+
+    x: (b, l, h, p) inputs already scaled by dt; log_decay: (b, l, h) = dt * A (<= 0);
+    B, C: (b, l, g, n) with h divisible by g; initial_state: (b, h, p, n) or None.
+    Returns y (b, l, h, p) and the final state (b, h, p, n). Positions padded with log_decay = 0
+    and x = 0 leave the state untouched, which is how padded rows keep a correct final state.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x, log_decay, B, C = (t.to(dtype) for t in (x, log_decay, B, C))
+    b, l, h, p = x.shape
+    g, n = B.shape[-2:]
+    q = max(1, min(chunk_size, l))
+    pad = (-l) % q
+    if pad:
+        x = F.pad(x, (0, 0, 0, 0, 0, pad))
+        log_decay = F.pad(log_decay, (0, 0, 0, pad))
+        B = F.pad(B, (0, 0, 0, 0, 0, pad))
+        C = F.pad(C, (0, 0, 0, 0, 0, pad))
+    nc = (l + pad) // q
+    hg = h // g
+    # chunk views: x (b, c, q, g, hg, p); a (b, g, hg, c, q); B/C (b, c, q, g, n)
+    xc = x.view(b, nc, q, g, hg, p)
+    a = log_decay.view(b, nc, q, g, hg).permute(0, 3, 4, 1, 2)
+    Bc = B.view(b, nc, q, g, n)
+    Cc = C.view(b, nc, q, g, n)
+    a_cum = a.cumsum(dim=-1)
+
+    # 1. within-chunk outputs: (C_l . B_s) * decay(l <- s) * x_s
+    decay = torch.exp(segsum(a))  # (b, g, hg, c, q, q)
+    cb = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)  # (b, g, c, q, q)
+    y = torch.einsum("bgcls,bghcls,bcsghp->bclghp", cb, decay, xc)
+
+    # 2. state contributed by each chunk, from a zero start
+    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b, g, hg, c, q)
+    chunk_states = torch.einsum("bcsgn,bghcs,bcsghp->bcghpn", Bc, to_end, xc)
+
+    # 3. carry states across chunks (a short loop: l / q steps)
+    state = (
+        initial_state.to(dtype).view(b, g, hg, p, n)
+        if initial_state is not None
+        else x.new_zeros(b, g, hg, p, n)
+    )
+    chunk_decay = torch.exp(a_cum[..., -1])  # (b, g, hg, c)
+    entering = []
+    for c in range(nc):
+        entering.append(state)
+        state = chunk_decay[..., c, None, None] * state + chunk_states[:, c]
+    states_in = torch.stack(entering, dim=1)  # (b, c, g, hg, p, n)
+
+    # 4. contribution of the entering state to every position of the chunk
+    y = y + torch.einsum("bclgn,bcghpn,bghcl->bclghp", Cc, states_in, torch.exp(a_cum))
+    y = y.reshape(b, nc * q, h, p)[:, :l]
+    return y, state.reshape(b, h, p, n)
+
+
+def ssd_step(
+    state: torch.Tensor, x: torch.Tensor, log_decay: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One recurrent step. state (b,h,p,n); x (b,h,p); log_decay (b,h); B, C (b,g,n). Returns y (b,h,p), state."""
+    h, g = x.shape[1], B.shape[1]
+    Bh = B.repeat_interleave(h // g, dim=1)
+    Ch = C.repeat_interleave(h // g, dim=1)
+    state = torch.exp(log_decay)[..., None, None] * state + x[..., None] * Bh[:, :, None, :]
+    return torch.einsum("bhpn,bhn->bhp", state, Ch), state
+
+
+def ssd_sequential(
+    x: torch.Tensor,
+    log_decay: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: the recurrence as a plain loop over time (slow; tests and documentation only)."""
+    b, l, h, p = x.shape
+    n = B.shape[-1]
+    state = initial_state if initial_state is not None else x.new_zeros(b, h, p, n)
+    ys = []
+    for t in range(l):
+        y, state = ssd_step(state, x[:, t], log_decay[:, t], B[:, t], C[:, t])
+        ys.append(y)
+    return torch.stack(ys, dim=1), state
+
+
+def ema_chunked(
+    values: torch.Tensor, weights: torch.Tensor, initial: torch.Tensor | None = None, chunk_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """e_j = P_j * v_j + (1 - P_j) * e_{j-1}, e_{-1} = initial (or 0), over dim 1.
+
+    values (b, m, d); weights P (b, m) in [0, 1). This is the SSD recurrence with one state dimension,
+    decay log(1 - P) and input P * v, so it reuses `ssd_chunked` (fp32, O(m * Q * d)). The closed form
+    via cumulative sums in log space overflows after ~100 chunks and is deliberately not used.
+    Returns all e (b, m, d) and the last one (b, d).
+    """
+    b, m, d = values.shape
+    dtype = torch.float64 if values.dtype == torch.float64 else torch.float32
+    values, weights = values.to(dtype), weights.to(dtype)
+    x = (weights[..., None] * values)[:, :, None, :]  # (b, m, 1 head, p=d)
+    log_decay = torch.log1p(-weights)[:, :, None]
+    ones = values.new_ones(b, m, 1, 1)
+    init = initial.to(dtype)[:, None, :, None] if initial is not None else None
+    y, last = ssd_chunked(x, log_decay, ones, ones, chunk_size, init)
+    return y[:, :, 0, :], last[:, 0, :, 0]
+
+
+def ema_sequential(values: torch.Tensor, weights: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference loop for `ema_chunked`."""
+    e = initial if initial is not None else values.new_zeros(values.shape[0], values.shape[2])
+    out = []
+    for j in range(values.shape[1]):
+        w = weights[:, j, None]
+        e = w * values[:, j] + (1 - w) * e
+        out.append(e)
+    return torch.stack(out, dim=1)
