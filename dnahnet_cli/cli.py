@@ -75,10 +75,9 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(141)
-    except Exception as exc:  # click usage errors come through standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Click usage errors (typer vendors click in recent releases, so match by shape, not class)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         if isinstance(exc, (MemoryError,)) or type(exc).__name__ == "OutOfMemoryError":

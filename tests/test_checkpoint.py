@@ -1,0 +1,62 @@
+"""Checkpoints: bit-exact round trip, and clear failures on anything that is not a valid checkpoint."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from dnahnet_cli.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model import DNAHNet
+from dnahnet_cli.presets import get_preset
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    model = DNAHNet(get_preset("tiny"))
+    save_checkpoint(tmp_path / "m", model, {"preset": "tiny", "training": {"steps": 3}})
+    loaded, meta = load_checkpoint(tmp_path / "m")
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b), k
+    assert meta["preset"] == "tiny" and meta["training"] == {"steps": 3} and len(meta["sha256"]) == 64
+    assert loaded.config == model.config
+    ids = torch.tensor([[1, 2, 3, 4, 5, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(ids).logits, loaded(ids).logits)
+
+
+def test_overwrite_is_atomic_and_leaves_no_temporaries(tmp_path):
+    save_checkpoint(tmp_path / "m", DNAHNet(get_preset("tiny-tpp")), {})
+    save_checkpoint(tmp_path / "m", DNAHNet(get_preset("tiny")), {})
+    assert read_checkpoint_info(tmp_path / "m")["config"]["name"] == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("damage", ["missing_dir", "no_weights", "garbage_weights", "pickle_weights",
+                                    "bad_json", "wrong_format", "shape_mismatch", "unknown_key"])
+def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
+    ckpt = tmp_path / "m"
+    save_checkpoint(ckpt, DNAHNet(get_preset("tiny")), {})
+    cfg = json.loads((ckpt / "config.json").read_text())
+    if damage == "missing_dir":
+        ckpt = tmp_path / "nope"
+    elif damage == "no_weights":
+        (ckpt / "model.safetensors").unlink()
+    elif damage == "garbage_weights":
+        (ckpt / "model.safetensors").write_bytes(b"\x00" * 100)
+    elif damage == "pickle_weights":  # a pickle must never be executed, only rejected
+        (ckpt / "model.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    elif damage == "bad_json":
+        (ckpt / "config.json").write_text("{not json")
+    elif damage == "wrong_format":
+        (ckpt / "config.json").write_text(json.dumps({"hello": 1}))
+    elif damage == "shape_mismatch":
+        cfg["config"]["d_model"] = [64, 64, 128]
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    elif damage == "unknown_key":
+        cfg["config"]["bogus"] = 1
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DnahnetError) as err:
+        load_checkpoint(ckpt)
+    message = str(err.value)
+    assert "\n" not in message and (str(ckpt) in message)

@@ -1,0 +1,49 @@
+"""The installed console script: --version, init, info, presets, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+from dnahnet_cli import __version__
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "dnahnet_cli.cli", *args], capture_output=True, text=True)
+
+
+def test_version():
+    res = run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"dnahnet {__version__}"
+
+
+def test_init_then_info(tmp_path):
+    out = tmp_path / "m"
+    res = run("init", "--preset", "tiny", "-o", str(out), "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    res = run("info", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "862,208" in res.stdout and "(3.0, 2.0)" in res.stdout and "stage0.encoder" in res.stdout
+    info = json.loads(run("info", str(out), "--json").stdout)
+    assert info["parameters"]["total"] == 862208 and info["metadata"]["seed"] == 3
+    assert 0.70 < info["encoder_decoder_share"] < 0.72
+
+
+def test_presets_lists_every_preset():
+    res = run("presets")
+    assert res.returncode == 0
+    for name in ("tiny", "small", "base", "base-tpp", "base-mamba2", "195.51M"):
+        assert name in res.stdout
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    res = run("info", str(tmp_path / "missing"))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run("init", "--preset", "nope", "-o", str(tmp_path / "x"))
+    assert res.returncode == 2 and "unknown preset 'nope'" in res.stderr
+    res = run("init", "--preset", "tiny")  # missing required option
+    assert res.returncode == 2
+    (tmp_path / "exists").mkdir()
+    res = run("init", "--preset", "tiny", "-o", str(tmp_path / "exists"))
+    assert res.returncode == 2 and "already exists" in res.stderr
