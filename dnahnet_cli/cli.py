@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Optional
 
@@ -19,6 +20,7 @@ from .errors import DnahnetError
 
 COMMAND_MODULES = [
     "dnahnet_cli.commands.model_cmds",
+    "dnahnet_cli.commands.score_variants",
 ]
 
 app = typer.Typer(
@@ -43,8 +45,16 @@ def _root(
     version: Optional[bool] = typer.Option(
         None, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", envvar="DNAHNET_THREADS", min=1,
+        help="CPU threads for PyTorch (default: PyTorch's choice). On small shared machines 1 is often fastest.",
+    ),
 ) -> None:
     """dnahnet command-line interface."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 for _module in COMMAND_MODULES:
@@ -58,6 +68,11 @@ def err(message: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    # `dnahnet ... | head`: die quietly by SIGPIPE like other Unix tools (shell status 141); SIGTERM
+    # (e.g. a Snakemake/SLURM cancel) unwinds normally so atomic outputs remove their temporary files.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         app(standalone_mode=False)
     except DnahnetError as exc:

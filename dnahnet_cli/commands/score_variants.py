@@ -1,0 +1,387 @@
+"""`dnahnet score-variants` (VCF -> per-ALT log-likelihood ratios) and `dnahnet score-seqs` (per-sequence LL).
+
+Variant score = mean over strands of dll, where dll = LL(ALT window) - LL(REF window): natural log, summed
+over equal-length windows (see dnahnet_cli/variants.py for how windows are built). Negative means the
+model finds the ALT less likely than the REF. dll_fwd scores the windows as given; dll_rev scores their
+reverse complements, so strand averaging equals scoring the reverse-complemented genome and VCF.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import typer
+
+from ..alphabet import reverse_complement
+from ..errors import DnahnetError
+from ..fasta import iter_fasta
+from ..genome import Genome, circular_from_gff, note
+from ..outputs import TsvWriter, VcfWriter, open_output, provenance
+from ..variants import (
+    OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, load_chrom_map, ref_status,
+    resolve_contig,
+)
+
+VARIANT_COLUMNS = [
+    "chrom", "pos", "id", "ref", "alt", "alt_index", "variant_class", "score", "dll_fwd", "dll_rev",
+    "ll_ref", "ll_alt", "window_start0", "window_end", "circular_wrap", "status", "window_len",
+    "window_placement",
+]
+SEQ_COLUMNS = ["name", "length", "n_scored", "sum_ll_fwd", "sum_ll_rev", "sum_ll", "mean_ll_fwd", "mean_ll_rev",
+               "mean_ll", "status"]
+STRANDS = ("both", "forward", "reverse")
+CHUNK_ALLELES = 256  # alleles scored per engine call (progress granularity, bounded memory)
+INFO_LINES = [
+    '##INFO=<ID=DNAHNET_DLL,Number=A,Type=Float,Description="dnahnet log-likelihood ratio LL(ALT)-LL(REF) '
+    'of equal-length windows, natural log, mean of both strands; negative = ALT less likely; . = not scored">',
+    '##INFO=<ID=DNAHNET_STATUS,Number=A,Type=String,Description="dnahnet status per ALT (OK or SKIP_* reason)">',
+]
+
+
+class Progress:
+    """Occasional progress lines on stderr (data never goes there); silent with --quiet."""
+
+    def __init__(self, what: str, total: int, quiet: bool):
+        self.what, self.total, self.quiet = what, total, quiet
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.quiet and now - self.last >= 5:
+            self.last = now
+            sys.stderr.write(f"dnahnet: {self.what}: {done}/{self.total} ({now - self.start:.0f} s)\n")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def load_engine(model: str, device: str, dtype: str, batch_size: int, max_tokens: int):
+    """The likelihood engine (imported lazily so input errors show before torch loads)."""
+    from ..engine import LikelihoodEngine
+
+    return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
+
+
+def _check_strand(strand: str) -> None:
+    if strand not in STRANDS:
+        raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
+
+
+def _strand_pairs(strand: str, refs: list[str], alts: list[str]) -> tuple[list[str], list[str], int]:
+    """Windows to score for the chosen strands: forward, then reverse complements."""
+    fwd = strand in ("both", "forward")
+    rev = strand in ("both", "reverse")
+    r = (refs if fwd else []) + ([reverse_complement(s) for s in refs] if rev else [])
+    a = (alts if fwd else []) + ([reverse_complement(s) for s in alts] if rev else [])
+    return r, a, len(refs)
+
+
+def score_alleles(engine: Any, alleles: list[Allele], strand: str) -> list[dict[str, Any]]:
+    """Score the OK alleles (both strands by default); returns one output row per allele."""
+    jobs = [a for a in alleles if a.status == OK]
+    values: dict[int, dict[str, Any]] = {}
+    if jobs:
+        refs, alts, m = _strand_pairs(strand, [a.windows.ref for a in jobs], [a.windows.alt for a in jobs])
+        ll_ref, ll_alt = (np.asarray(x, dtype=np.float64) for x in engine.loglik_pairs(refs, alts))
+        for i, a in enumerate(jobs):
+            idx = {"both": (i, m + i), "forward": (i,), "reverse": (i,)}[strand]
+            r, al = ll_ref[list(idx)], ll_alt[list(idx)]
+            dll = al - r
+            values[id(a)] = {
+                "dll_fwd": dll[0] if strand != "reverse" else None,
+                "dll_rev": dll[-1] if strand != "forward" else None,
+                "score": float(dll.mean()), "ll_ref": float(r.mean()), "ll_alt": float(al.mean()),
+            }
+    rows = []
+    for a in alleles:
+        row = {"chrom": a.chrom, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt, "alt_index": a.alt_index,
+               "variant_class": a.variant_class, "status": a.status}
+        if a.windows is not None:
+            w = a.windows
+            row.update(window_start0=w.start0, window_end=w.end, circular_wrap=w.circular_wrap, window_len=w.n,
+                       window_placement=w.placement)
+        row.update(values.get(id(a), {}))
+        rows.append(row)
+    return rows
+
+
+def _circular_names(genome: Genome, names: Iterable[str], gff: Optional[Path], all_circular: bool,
+                    rename: dict[str, str]) -> set[str]:
+    if all_circular:
+        return set(genome.names)
+    wanted = {rename.get(n, n) for raw in names for n in raw.split(",") if n}
+    if gff is not None:
+        wanted |= {n for n in circular_from_gff(gff, rename) if n in genome}
+    return wanted
+
+
+def _output_format(fmt: str, output: str) -> str:
+    if fmt == "auto":
+        return "vcf" if output.lower().endswith((".vcf", ".vcf.gz", ".vcf.bgz")) else "tsv"
+    if fmt not in ("tsv", "vcf"):
+        raise DnahnetError(f"--format must be auto, tsv or vcf, not {fmt!r}")
+    return fmt
+
+
+def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
+                       strict: bool, chrom_map: Optional[Path], gff: Optional[Path], circular: list[str],
+                       all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
+                       max_tokens: int, quiet: bool) -> Counter:
+    """The whole score-variants pipeline; returns the count of each status."""
+    _check_strand(strand)
+    fmt = _output_format(fmt, output)
+    if window is not None and window < 1:
+        raise DnahnetError(f"--window must be a positive number of bases, not {window}")
+    genome = Genome.open(ref, quiet=quiet)
+    rename = load_chrom_map(chrom_map) if chrom_map else {}
+    genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
+    with VcfInput(vcf) as vin:
+        # Pass 1: syntax, contigs and (under --strict) REF bases, all before any output is written.
+        used: dict[str, None] = {}
+        n_records = 0
+        for line, rec in vin.records():
+            n_records += 1
+            used.setdefault(rec.chrom)
+            contig = resolve_contig(rec.chrom, genome, rename)
+            if strict and contig is not None:
+                ref_status(rec, line, contig, genome, vin.path, strict=True)
+        check_contigs(vin.path, list(used), vin.contig_lengths(), genome, rename)
+        if n_records == 0 and not quiet:
+            note(f"{vin.path}: no variant records")
+
+        engine = load_engine(model, device, dtype, batch_size, max_tokens)
+        window = window or int(engine.window)
+        meta = [] if no_meta else provenance(
+            {"dnahnet_reference": ref, "dnahnet_vcf": vcf, "dnahnet_window": window, "dnahnet_strand": strand,
+             "dnahnet_circular": ",".join(sorted(genome.circular)) or "none"}, engine.provenance)
+        counts: Counter = Counter()
+        off_centre = done = 0
+        progress = Progress("score-variants records", n_records, quiet)
+        with open_output(output) as fh:
+            writer = (VcfWriter(fh, vin.header, INFO_LINES, meta) if fmt == "vcf"
+                      else TsvWriter(fh, VARIANT_COLUMNS, meta))
+            for chunk in _chunked_records(vin, genome, rename, window, strict):
+                for row in _write_chunk(writer, engine, chunk, strand):
+                    counts[row["status"]] += 1
+                    off_centre += row.get("window_placement") == "off_centre"
+                done += len(chunk)
+                progress.update(done)
+    if not quiet:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        note(f"score-variants: {n_records} records, {sum(counts.values())} ALT alleles ({summary or 'none'}) "
+             f"in {progress.elapsed():.1f} s")
+        if counts.get(SKIP_REF_MISMATCH):
+            note(f"{counts[SKIP_REF_MISMATCH]} ALT alleles skipped: REF differs from {ref} "
+                 "(--strict makes this an error)")
+        if off_centre:
+            note(f"{off_centre} ALT alleles near the ends of linear contigs got off-centre windows; bacterial "
+                 "replicons are usually circular (--gff, --circular NAME or --all-circular)")
+    return counts
+
+
+def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], window: int,
+                     strict: bool) -> Iterable[list[tuple[Any, list[Allele]]]]:
+    """(record, its alleles) in input order, grouped into chunks of about CHUNK_ALLELES alleles."""
+    chunk: list[tuple[Any, list[Allele]]] = []
+    n = 0
+    for line, rec in vin.records():
+        alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict)
+        chunk.append((rec, alleles))
+        n += len(alleles)
+        if n >= CHUNK_ALLELES:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele]]],
+                 strand: str) -> list[dict[str, Any]]:
+    """Score a chunk and write it: one TSV row per ALT, or each VCF record with per-ALT INFO values."""
+    rows = score_alleles(engine, [a for _, alleles in chunk for a in alleles], strand)
+    if isinstance(writer, TsvWriter):
+        for row in rows:
+            writer.write(row)
+        return rows
+    it = iter(rows)
+    for rec, alleles in chunk:
+        mine = [next(it) for _ in alleles]
+        writer.write(rec, {"DNAHNET_DLL": [r.get("score") for r in mine],
+                           "DNAHNET_STATUS": [r["status"] for r in mine]})
+    return rows
+
+
+# -- score-seqs -------------------------------------------------------------------------------------
+def seq_logprobs(engine: Any, seqs: list[str], window: int, context: int) -> list[np.ndarray]:
+    """Per-base log p: sequences up to `window` bases are batched; longer ones go through overlapping
+    windows (each base scored with at least `context` bases of left context, see engine.logprobs_long)."""
+    short = [i for i, s in enumerate(seqs) if len(s) <= window]
+    out: list[np.ndarray] = [np.empty(0)] * len(seqs)
+    for i, lp in zip(short, engine.logprobs([seqs[i] for i in short]) if short else []):
+        out[i] = np.asarray(lp, dtype=np.float64)
+    for i, s in enumerate(seqs):
+        if len(s) > window:
+            out[i] = np.asarray(engine.logprobs_long(s, window, context), dtype=np.float64)
+    return out
+
+
+def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[str], window: Optional[int],
+                   context: Optional[int], strand: str, no_meta: bool, device: str, dtype: str, batch_size: int,
+                   max_tokens: int, quiet: bool) -> int:
+    """Score every sequence of a FASTA; returns the number of sequences."""
+    _check_strand(strand)
+    records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
+    engine = load_engine(model, device, dtype, batch_size, max_tokens)
+    window = window or int(engine.window)
+    context = window // 2 if context is None else context
+    if window < 2 or not 0 <= context < window:
+        raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
+    meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
+                                          "dnahnet_context": context, "dnahnet_strand": strand}, engine.provenance)
+    progress = Progress("score-seqs sequences", len(records), quiet)
+    with open_output(output) as fh, (open_output(per_base) if per_base else _null()) as bg:
+        writer = TsvWriter(fh, SEQ_COLUMNS, meta)
+        for lo, hi in _chunks([len(s) for _, s in records], SEQ_CHUNK_BASES):
+            names = [n for n, _ in records[lo:hi]]
+            seqs = [s.upper() for _, s in records[lo:hi]]
+            fwd = seq_logprobs(engine, seqs, window, context) if strand != "reverse" else [None] * len(seqs)
+            rev = ([x[::-1] for x in seq_logprobs(engine, [reverse_complement(s) for s in seqs], window, context)]
+                   if strand != "forward" else [None] * len(seqs))
+            for name, seq, f, r in zip(names, seqs, fwd, rev):
+                per = _strand_mean([x for x in (f, r) if x is not None], len(seq))
+                writer.write(_seq_row(name, len(seq), f, r, per))
+                if bg is not None:
+                    _write_bedgraph(bg, name, per)
+            progress.update(hi)
+    return len(records)
+
+
+SEQ_CHUNK_BASES = 1 << 20  # sequences scored together per engine call
+
+
+def _chunks(lengths: list[int], budget: int) -> Iterable[tuple[int, int]]:
+    """Consecutive index ranges whose total length stays within `budget` (one long sequence alone)."""
+    lo, total = 0, 0
+    for i, n in enumerate(lengths):
+        if i > lo and total + n > budget:
+            yield lo, i
+            lo, total = i, 0
+        total += n
+    if lo < len(lengths):
+        yield lo, len(lengths)
+
+
+def _strand_mean(strands: list[np.ndarray], length: int) -> np.ndarray:
+    """Per-base mean of the strands' log p; NaN where no strand scores the base (N/IUPAC)."""
+    if not strands or length == 0:
+        return np.zeros(0)
+    stack = np.vstack(strands)
+    ok = np.isfinite(stack)
+    n = ok.sum(axis=0)
+    total = np.where(ok, stack, 0.0).sum(axis=0)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def _seq_row(name: str, length: int, fwd: np.ndarray | None, rev: np.ndarray | None, per: np.ndarray) -> dict:
+    n_scored = int(np.isfinite(per).sum())
+    row: dict[str, Any] = {"name": name, "length": length, "n_scored": n_scored,
+                           "status": OK if n_scored else ("SKIP_EMPTY" if not length else "SKIP_NO_ACGT")}
+    if n_scored:
+        for suffix, arr in (("_fwd", fwd), ("_rev", rev), ("", per)):
+            if arr is not None:
+                total = float(np.nansum(arr))
+                row[f"sum_ll{suffix}"], row[f"mean_ll{suffix}"] = total, total / n_scored
+    return row
+
+
+def _write_bedgraph(fh, name: str, values: np.ndarray) -> None:
+    """4-column bedGraph, 0-based half-open, one line per scored base (N/IUPAC bases are left out)."""
+    pos = np.flatnonzero(np.isfinite(values))
+    fh.writelines(f"{name}\t{p}\t{p + 1}\t{values[p]:.6g}\n" for p in pos.tolist())
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+HELP = {
+    "ref": "Reference FASTA (plain, gzip, or bgzip with .fai/.gzi).",
+    "vcf": "Variants: .vcf, .vcf.gz (bgzip or gzip), or - for stdin.",
+    "output": "Output file (TSV; *.vcf or *.vcf.gz = VCF; *.gz = bgzip); - = stdout.",
+    "window": "Window in bases (default: the model's training length).",
+    "strand": "both (mean of forward and reverse complement), forward or reverse.",
+    "chrom_map": "Rename VCF contigs: 'old new' lines (bcftools --rename-chrs format).",
+    "gff": "GFF3 whose region features mark Is_circular=true replicons.",
+    "circular": "Circular contig name(s); repeat or comma-separate.",
+    "seq_window": "Longest stretch the model sees at once (default: the model's training length).",
+    "context": "Minimum left context for sequences longer than the window (default: window/2).",
+}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("score-variants")
+    def score_variants_cmd(
+        ref: str = typer.Argument(..., help=HELP["ref"]),
+        vcf: str = typer.Argument(..., help=HELP["vcf"]),
+        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
+        fmt: str = typer.Option("auto", "--format", help="auto (from the -o name), tsv or vcf."),
+        window: Optional[int] = typer.Option(None, "--window", "-w", help=HELP["window"]),
+        strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
+        strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch."),
+        chrom_map: Optional[Path] = typer.Option(None, "--chrom-map", help=HELP["chrom_map"]),
+        gff: Optional[Path] = typer.Option(None, "--gff", help=HELP["gff"]),
+        circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),
+        all_circular: bool = typer.Option(False, "--all-circular", help="Treat every contig as circular."),
+        no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
+        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    ) -> None:
+        """Score every ALT allele of a VCF: score = LL(ALT window) - LL(REF window), mean of both strands.
+
+        Windows are length-matched, so indels carry no length bias; circular replicons wrap across the
+        origin. Unscorable ALTs (symbolic, breakend, *, ., REF mismatch, ...) keep a row with a status.
+
+        Example: dnahnet score-variants ref.fa.gz calls.vcf.gz --model models/small -o scores.tsv
+        """
+        run_score_variants(ref, vcf, output, model, window, strand, strict, chrom_map, gff, circular, all_circular,
+                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet)
+
+    @app.command("score-seqs")
+    def score_seqs_cmd(
+        seqs: str = typer.Argument(..., help="FASTA of sequences to score (plain or gzip; - = stdin)."),
+        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        output: str = typer.Option("-", "--output", "-o", help="Per-sequence TSV; - = stdout."),
+        per_base: Optional[str] = typer.Option(None, "--per-base", help="Also write log p of each base as bedGraph."),
+        window: Optional[int] = typer.Option(None, "--window", "-w", help=HELP["seq_window"]),
+        context: Optional[int] = typer.Option(None, "--context", help=HELP["context"]),
+        strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
+        no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
+        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    ) -> None:
+        """Log-likelihood of each sequence: sum and mean per base, forward, reverse complement, averaged.
+
+        --per-base writes a 4-column bedGraph (0-based) of log p(base | preceding bases), the mean of the
+        two strands by default (the reverse strand's value for a base is that of its complement).
+
+        Example: dnahnet score-seqs contigs.fa --model models/small --per-base ll.bedgraph > ll.tsv
+        """
+        run_score_seqs(seqs, output, model, per_base, window, context, strand, no_meta, device, dtype, batch_size,
+                       max_tokens, quiet)

@@ -1,0 +1,226 @@
+"""Random access to a reference genome: names, lengths and upper-cased slices, with circular wrap-around.
+
+Why a class of its own: variant scoring needs thousands of small slices of a multi-megabase genome.
+bgzip (BGZF) and plain FASTA are read through pysam's faidx (the .fai/.gzi are created next to the file
+when missing and the directory is writable); plain gzip cannot be indexed, so it is loaded into memory
+with a note on stderr. Every slice is checked against the nucleotide alphabet, so a protein FASTA or a
+stray character fails with a message naming the file, the record and the position.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pysam
+
+from .alphabet import AlphabetError, encode
+from .errors import DnahnetError
+from .fasta import iter_fasta
+from .fileio import open_text, require_file
+
+_SNIFF_BASES = 10_000  # bases of each record checked at open time (the rest is checked on fetch)
+
+
+def is_bgzf(path: str | os.PathLike) -> bool:
+    """True for BGZF (bgzip) files: gzip magic, FEXTRA flag and the 'BC' extra subfield."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    return len(head) >= 14 and head[:4] == b"\x1f\x8b\x08\x04" and head[12:14] == b"BC"
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr (never on stdout, which carries data)."""
+    sys.stderr.write(f"dnahnet: {message}\n")
+
+
+class Genome:
+    """A reference genome opened for random access.
+
+    `names` keeps the FASTA order; `lengths` maps name -> length; `circular` is the set of replicons
+    whose windows wrap across the origin (set by the caller from --circular/--gff/--all-circular).
+    """
+
+    def __init__(self, path: str, names: list[str], lengths: dict[str, int],
+                 reader: Callable[[str, int, int], str], closer: Callable[[], None] | None = None):
+        self.path = path
+        self.names = names
+        self.lengths = lengths
+        self.circular: set[str] = set()
+        self._read = reader
+        self._close = closer
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, quiet: bool = False) -> "Genome":
+        """Open a FASTA (plain, gzip, or bgzip with .fai/.gzi); '-' reads stdin into memory."""
+        spath = str(path)
+        if spath == "-":
+            return cls._in_memory(spath)
+        p = require_file(path, "reference FASTA")
+        if p.stat().st_size == 0:
+            raise DnahnetError(f"{p}: empty FASTA (no records)")
+        _sniff_header(p)
+        if _is_gzip(p) and not is_bgzf(p):
+            if not quiet:
+                note(f"{p} is plain gzip (not bgzip): loading it into memory; "
+                     "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
+            return cls._in_memory(spath)
+        try:
+            fasta = pysam.FastaFile(spath)
+        except (OSError, ValueError) as exc:
+            if not quiet:
+                note(f"cannot index {p} ({exc}); loading it into memory instead")
+            return cls._in_memory(spath)
+        names = list(fasta.references)
+        if not names:
+            fasta.close()
+            raise DnahnetError(f"{p}: empty FASTA (no records)")
+        genome = cls(spath, names, dict(zip(names, fasta.lengths)),
+                     lambda name, start, end: fasta.fetch(name, start, end), fasta.close)
+        for name in names:  # cheap early check for protein / non-nucleotide files
+            genome.fetch(name, 0, min(genome.lengths[name], _SNIFF_BASES))
+        return genome
+
+    @classmethod
+    def _in_memory(cls, path: str) -> "Genome":
+        seqs: dict[str, str] = {}
+        for name, seq in iter_fasta(path, validate=True):
+            if name in seqs:
+                raise DnahnetError(f"{path}: record {name}: duplicate sequence name")
+            seqs[name] = seq.upper()
+        return cls(path, list(seqs), {n: len(s) for n, s in seqs.items()},
+                   lambda name, start, end: seqs[name][start:end])
+
+    @classmethod
+    def from_dict(cls, seqs: dict[str, str], path: str = "<memory>") -> "Genome":
+        """A genome from strings (tests, synthetic inputs)."""
+        up = {n: s.upper() for n, s in seqs.items()}
+        return cls(path, list(up), {n: len(s) for n, s in up.items()},
+                   lambda name, start, end: up[name][start:end])
+
+    # -- access -------------------------------------------------------------------------------
+    def __contains__(self, name: str) -> bool:
+        return name in self.lengths
+
+    def length(self, name: str) -> int:
+        self._require(name)
+        return self.lengths[name]
+
+    def is_circular(self, name: str) -> bool:
+        return name in self.circular
+
+    def set_circular(self, names: Iterable[str]) -> None:
+        """Mark replicons as circular; unknown names are an error (a typo would silently do nothing)."""
+        names = set(names)
+        unknown = sorted(names - set(self.lengths))
+        if unknown:
+            raise DnahnetError(f"{self.path}: circular contig(s) not in the FASTA: {', '.join(unknown)}")
+        self.circular |= names
+
+    def fetch(self, name: str, start0: int, end: int) -> str:
+        """Upper-case bases [start0, end) of `name` (0-based, half-open).
+
+        On a circular replicon the coordinates may run past either end and wrap across the origin
+        (at most one full turn); on a linear one they must lie inside the contig.
+        """
+        self._require(name)
+        length = self.lengths[name]
+        if end < start0:
+            raise DnahnetError(f"{self.path}: record {name}: bad interval [{start0}, {end})")
+        if 0 <= start0 and end <= length:
+            return self._checked(name, start0, self._read(name, start0, end).upper())
+        if name not in self.circular:
+            raise DnahnetError(f"{self.path}: record {name}: interval [{start0}, {end}) outside the "
+                               f"linear contig of length {length}")
+        if end - start0 > length:
+            raise DnahnetError(f"{self.path}: record {name}: interval of {end - start0} bases is longer "
+                               f"than the circular contig ({length})")
+        parts, pos = [], start0
+        while pos < end:
+            off = pos % length
+            take = min(end - pos, length - off)
+            parts.append(self._checked(name, off, self._read(name, off, off + take).upper()))
+            pos += take
+        return "".join(parts)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> "Genome":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require(self, name: str) -> None:
+        if name not in self.lengths:
+            raise DnahnetError(f"{self.path}: no sequence named {name!r} (have: {_preview(self.names)})")
+
+    def _checked(self, name: str, start0: int, seq: str) -> str:
+        try:
+            encode(seq)
+        except AlphabetError as exc:
+            hint = " (is this a protein FASTA?)" if exc.char.upper() in "EFILPQZ*" else ""
+            raise DnahnetError(f"{self.path}: record {name}: invalid nucleotide {exc.char!r} at position "
+                               f"{start0 + exc.position + 1}{hint}") from None
+        return seq
+
+
+def _sniff_header(path: Path) -> None:
+    """Fail early and clearly when a file is not FASTA at all (text before the first '>')."""
+    try:
+        with open_text(path, "reference FASTA") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    if not line.startswith((">", ";")):
+                        raise DnahnetError(f"{path}: line {lineno}: not a FASTA file (expected a '>' header)")
+                    return
+    except UnicodeDecodeError:
+        raise DnahnetError(f"{path}: not a text FASTA file") from None
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, DnahnetError):
+            raise
+        raise DnahnetError(f"{path}: cannot read FASTA ({exc})") from None
+    raise DnahnetError(f"{path}: empty FASTA (no records)")
+
+
+def _preview(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "")
+
+
+def circular_from_gff(path: str | os.PathLike, rename: dict[str, str] | None = None) -> set[str]:
+    """Seqids whose GFF3 `region` feature says Is_circular=true (NCBI's convention).
+
+    `rename` (from --chrom-map) maps GFF seqids to FASTA names when they differ.
+    """
+    found: set[str] = set()
+    try:
+        with open_text(path, "GFF") as fh:
+            for line in fh:
+                if line.startswith("##FASTA"):
+                    break
+                if line.startswith("#") or not line.strip():
+                    continue
+                cols = line.rstrip("\n").split("\t")
+                if len(cols) >= 9 and cols[2] == "region":
+                    attrs = {k.strip().lower(): v.strip().lower() for k, _, v in
+                             (a.partition("=") for a in cols[8].split(";"))}
+                    if attrs.get("is_circular") == "true":
+                        found.add((rename or {}).get(cols[0], cols[0]))
+    except UnicodeDecodeError:
+        raise DnahnetError(f"{path}: not a text GFF file") from None
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, DnahnetError):
+            raise
+        raise DnahnetError(f"{path}: cannot read GFF ({exc})") from None
+    return found

@@ -1,0 +1,416 @@
+"""VCF variants -> pairs of equal-length REF/ALT sequence windows for likelihood scoring.
+
+Score semantics (used by `score-variants`):
+  * every ALT of a record is scored on its own against REF (never ALTs in combination);
+  * the shared suffix, then the shared prefix, of REF and ALT are trimmed internally (the output echoes
+    the original POS/REF/ALT), giving the changed reference span [start0, end0) and the new bases;
+  * the REF window is `window` bases of the reference centred on the change; the ALT window is the same
+    stretch of the ALT haplotype (reference with the change applied) starting at the same base, so both
+    windows have exactly `window` bases: a deletion takes extra flanking bases on the right, an
+    insertion fewer. Equal lengths mean an indel's score carries no length bias;
+  * on a circular replicon the windows wrap across the origin; on a linear contig they are moved
+    off-centre to stay inside it (window_placement=off_centre), and a contig shorter than the window is
+    used whole (whole_contig);
+  * N/IUPAC bases in the flanks are read as context and never scored; an allele holding them is skipped.
+Unscorable ALTs keep their row with a status code (see STATUSES) and no score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import pysam
+
+from .errors import DnahnetError
+from .fileio import require_file
+from .genome import Genome, is_bgzf
+
+OK = "OK"
+SKIP_SYMBOLIC = "SKIP_SYMBOLIC"            # <DEL>, <INS>, <DUP>, <INV>, <CNV>, <*>, <NON_REF>
+SKIP_BREAKEND = "SKIP_BREAKEND"            # ]chr:pos]N, N[chr:pos[, single breakends .A / A.
+SKIP_STAR = "SKIP_STAR"                    # spanning deletion '*'
+SKIP_MISSING = "SKIP_MISSING"              # ALT '.'
+SKIP_NO_CHANGE = "SKIP_NO_CHANGE"          # ALT equals REF
+SKIP_REF_MISMATCH = "SKIP_REF_MISMATCH"    # REF differs from the FASTA (case-insensitive)
+SKIP_AMBIGUOUS = "SKIP_AMBIGUOUS"          # N or an IUPAC code in the changed bases
+SKIP_INVALID_ALLELE = "SKIP_INVALID_ALLELE"  # characters that are not nucleotides
+SKIP_OUT_OF_BOUNDS = "SKIP_OUT_OF_BOUNDS"  # REF runs past the end of the contig
+SKIP_TOO_LONG = "SKIP_TOO_LONG"            # the change does not fit in the window
+STATUSES = (OK, SKIP_SYMBOLIC, SKIP_BREAKEND, SKIP_STAR, SKIP_MISSING, SKIP_NO_CHANGE, SKIP_REF_MISMATCH,
+            SKIP_AMBIGUOUS, SKIP_INVALID_ALLELE, SKIP_OUT_OF_BOUNDS, SKIP_TOO_LONG)
+
+_ACGT = re.compile(r"[ACGT]+")
+_IUPAC = re.compile(r"[ACGTNRYSWKMBDHV]+")
+_BREAKEND = re.compile(r"^([A-Z]*[\[\]].+[\[\]][A-Z]*|\.[A-Z]+|[A-Z]+\.)$")
+
+
+# -- alleles ------------------------------------------------------------------------------------
+def classify(ref: str, alt: str | None) -> tuple[str, str]:
+    """(variant_class, status) of one ALT against REF, before any reference check.
+
+    Classes: snv, mnv (n->n), ins, del, complex (length-changing delins), symbolic, breakend, star,
+    missing, no_change, invalid.
+    """
+    if alt is None or alt == ".":
+        return "missing", SKIP_MISSING
+    a, r = alt.upper(), ref.upper()
+    if a == "*":
+        return "star", SKIP_STAR
+    if a.startswith("<") and a.endswith(">"):
+        return "symbolic", SKIP_SYMBOLIC
+    if _BREAKEND.match(a):
+        return "breakend", SKIP_BREAKEND
+    if not _IUPAC.fullmatch(a) or not _IUPAC.fullmatch(r):
+        return "invalid", SKIP_INVALID_ALLELE
+    if a == r:
+        return "no_change", SKIP_NO_CHANGE
+    _, r_core, a_core = trim(r, a)
+    status = OK if _ACGT.fullmatch(r_core + a_core) else SKIP_AMBIGUOUS
+    if len(r_core) == len(a_core):
+        return ("snv" if len(r_core) == 1 else "mnv"), status
+    if not r_core:
+        return "ins", status
+    if not a_core:
+        return "del", status
+    return "complex", status
+
+
+def trim(ref: str, alt: str) -> tuple[int, str, str]:
+    """Drop the shared suffix, then the shared prefix: (offset of the change in REF, ref core, alt core).
+
+    E.g. REF=CA ALT=C -> (1, 'A', ''): a 1-bp deletion of the A at POS+1.
+    """
+    while ref and alt and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    k = 0
+    while k < len(ref) and k < len(alt) and ref[k] == alt[k]:
+        k += 1
+    return k, ref[k:], alt[k:]
+
+
+# -- windows ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WindowPair:
+    """Equal-length REF and ALT windows (forward strand) and where the REF window lies.
+
+    start0 is in [0, contig length); end = start0 + n may exceed the contig length, which means the
+    window wraps across the origin of a circular replicon (circular_wrap=True).
+    """
+
+    ref: str
+    alt: str
+    start0: int
+    end: int
+    circular_wrap: bool
+    placement: str  # centred | off_centre | whole_contig
+
+    @property
+    def n(self) -> int:
+        return len(self.ref)
+
+
+def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, window: int) -> WindowPair | None:
+    """Windows for replacing reference [start0, end0) by `alt` (trimmed); None when it cannot fit.
+
+    The ALT window is the stretch of the ALT haplotype that starts at the REF window's first base, so
+    both have the same length (see the module docstring). Only near the end of a linear contig may it
+    start elsewhere, to stay inside the haplotype.
+    """
+    length = genome.length(contig)
+    reflen, altlen = end0 - start0, len(alt)
+    hap_len = length - reflen + altlen  # length of the ALT haplotype
+    n = min(window, length, hap_len)
+    core = max(reflen, altlen)
+    if n < core or n < 1:
+        return None
+    left = (n - core) // 2
+    ws = start0 - left
+    placement = "centred" if n == window else "whole_contig"
+    circular = genome.is_circular(contig)
+    if circular:
+        hs = ws
+    else:
+        ws = min(max(ws, 0), length - n)
+        hs = min(max(ws, start0 + altlen - n, 0), start0, hap_len - n)
+        if placement == "centred" and (ws != start0 - left or hs != ws):
+            placement = "off_centre"
+    ref_seq = genome.fetch(contig, ws, ws + n)
+    alt_seq = _haplotype(genome, contig, start0, end0, alt, hs, hs + n)
+    wrap = circular and (ws < 0 or ws + n > length or end0 + (hs + n - start0 - altlen) > length)
+    s0 = ws % length
+    return WindowPair(ref_seq, alt_seq, s0, s0 + n, bool(wrap), placement)
+
+
+def _haplotype(genome: Genome, contig: str, start0: int, end0: int, alt: str, hs: int, he: int) -> str:
+    """Bases [hs, he) of the ALT haplotype, in its own coordinates (the change starts at start0)."""
+    alt_end = start0 + len(alt)
+    parts = []
+    if hs < start0:
+        parts.append(genome.fetch(contig, hs, min(he, start0)))
+    parts.append(alt[max(hs - start0, 0): max(min(he, alt_end) - start0, 0)])
+    if he > alt_end:
+        shift = end0 - alt_end
+        parts.append(genome.fetch(contig, max(hs, alt_end) + shift, he + shift))
+    return "".join(parts)
+
+
+# -- chromosome names -----------------------------------------------------------------------------
+def load_chrom_map(path: str | os.PathLike) -> dict[str, str]:
+    """Read a bcftools --rename-chrs file: two whitespace-separated columns `old new` per line."""
+    p = require_file(path, "chromosome map")
+    mapping: dict[str, str] = {}
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            cols = line.split()
+            if len(cols) != 2:
+                raise DnahnetError(f"{p}: line {lineno}: expected two columns 'old new', got {len(cols)}")
+            if cols[0] in mapping and mapping[cols[0]] != cols[1]:
+                raise DnahnetError(f"{p}: line {lineno}: {cols[0]} is mapped twice")
+            mapping[cols[0]] = cols[1]
+    return mapping
+
+
+def resolve_contig(chrom: str, genome: Genome, rename: dict[str, str]) -> str | None:
+    """FASTA name for a VCF chrom: exact match first, then the --chrom-map rename."""
+    if chrom in genome:
+        return chrom
+    new = rename.get(chrom)
+    return new if new is not None and new in genome else None
+
+
+def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int], genome: Genome,
+                  rename: dict[str, str]) -> None:
+    """Error listing every VCF contig missing from the FASTA, or whose ##contig length differs."""
+    missing = [c for c in used if resolve_contig(c, genome, rename) is None]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f", … ({len(missing)} in all)" if len(missing) > 10 else "")
+        raise DnahnetError(f"{vcf_path}: contig(s) not in the reference {genome.path}: {shown}; FASTA has: "
+                           f"{', '.join(genome.names[:5])}{' …' if len(genome.names) > 5 else ''} "
+                           "(use --chrom-map FILE with 'old new' lines to rename)")
+    for chrom, vlen in header_lengths.items():
+        contig = resolve_contig(chrom, genome, rename)
+        if contig is not None and vlen is not None and genome.lengths[contig] != vlen:
+            raise DnahnetError(f"{vcf_path}: ##contig {chrom} has length {vlen} but {contig} in "
+                               f"{genome.path} has {genome.lengths[contig]} (wrong assembly?)")
+
+
+# -- VCF reading ----------------------------------------------------------------------------------
+class VcfInput:
+    """A VCF opened through pysam, from a file (.vcf, bgzip .vcf.gz, plain gzip) or '-' (stdin).
+
+    stdin and plain gzip are first copied to a temporary plain-text file, because htslib cannot seek
+    in them and we read the file twice (a check pass, then the scoring pass). Errors name the file and
+    line: empty input, missing header, malformed records, truncated gzip.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._tmp: str | None = None
+        self._file = self._materialise(path)
+        self.header_lines = self._count_header_lines()
+        with self._open() as vf:
+            self.header = vf.header.copy()
+
+    def _materialise(self, path: str) -> str:
+        if path == "-":
+            return self._spool(sys.stdin.buffer, "stdin")
+        p = require_file(path, "VCF")
+        if p.stat().st_size == 0:
+            raise DnahnetError(f"{path}: empty VCF file (no header)")
+        with open(p, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        if gz and not is_bgzf(p):
+            with open(p, "rb") as fh:
+                return self._spool(fh, str(p))
+        return str(p)
+
+    def _spool(self, raw, label: str) -> str:
+        fd, self._tmp = tempfile.mkstemp(prefix="dnahnet-vcf-", suffix=".vcf")
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if head == b"\x1f\x8b":
+                    with gzip.GzipFile(fileobj=raw) as gz:
+                        shutil.copyfileobj(gz, out)
+                else:
+                    shutil.copyfileobj(raw, out)
+        except (EOFError, OSError, zlib.error) as exc:
+            self.close()
+            raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
+        if os.path.getsize(self._tmp) == 0:
+            self.close()
+            raise DnahnetError(f"{self.path}: empty VCF input (no header)")
+        return self._tmp
+
+    def _text_lines(self) -> Iterator[str]:
+        opener = gzip.open if is_bgzf(self._file) else open
+        with opener(self._file, "rt", encoding="utf-8", errors="replace") as fh:
+            yield from fh
+
+    def _count_header_lines(self) -> int:
+        n = 0
+        try:
+            for line in self._text_lines():
+                if not line.startswith("#"):
+                    break
+                n += 1
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
+        return n
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[pysam.VariantFile]:
+        old = pysam.set_verbosity(0)  # htslib's own messages would duplicate ours
+        try:
+            try:
+                vf = pysam.VariantFile(self._file)
+            except (ValueError, OSError) as exc:
+                raise DnahnetError(self._open_problem(exc)) from None
+            with vf:
+                yield vf
+        finally:
+            pysam.set_verbosity(old)
+
+    def _open_problem(self, exc: Exception) -> str:
+        if "EOF marker" in str(exc) or "truncated" in str(exc):
+            return f"{self.path}: truncated bgzip file ({exc})"
+        if self.header_lines == 0:
+            return f"{self.path}: not a VCF file (no '##fileformat'/'#CHROM' header lines)"
+        return f"{self.path}: not a valid VCF header ({exc})"
+
+    def contig_lengths(self) -> dict[str, int | None]:
+        """##contig lengths from the header (None where the header gives none)."""
+        return {name: rec.length for name, rec in self.header.contigs.items()}
+
+    def records(self) -> Iterator[tuple[int, pysam.VariantRecord]]:
+        """(line number, record) in file order; a malformed line raises a DnahnetError naming it."""
+        n = 0
+        with self._open() as vf:
+            it = iter(vf)
+            while True:
+                try:
+                    rec = next(it)
+                except StopIteration:
+                    return
+                except (OSError, ValueError) as exc:
+                    raise DnahnetError(self._record_problem(n, exc)) from None
+                n += 1
+                yield self.header_lines + n, rec
+
+    def _record_problem(self, n_ok: int, exc: Exception) -> str:
+        """Describe the record after the n_ok-th one, read back as text."""
+        try:
+            for lineno, line in enumerate(self._text_lines(), 1):
+                if lineno == self.header_lines + n_ok + 1:
+                    return f"{self.path}: line {lineno}: malformed VCF record ({_diagnose(line)})"
+        except (EOFError, OSError, zlib.error) as gz_exc:
+            return f"{self.path}: truncated or corrupt gzip after record {n_ok} ({gz_exc})"
+        return f"{self.path}: unreadable after record {n_ok} ({exc})"
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+    def __enter__(self) -> "VcfInput":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _diagnose(line: str) -> str:
+    cols = line.rstrip("\r\n").split("\t")
+    if len(cols) < 8:
+        return f"{len(cols)} tab-separated columns, VCF needs at least 8"
+    if not cols[1].isdigit():
+        return f"POS {cols[1]!r} is not a positive integer"
+    if not cols[3] or cols[3] == ".":
+        return "REF is empty"
+    return "htslib could not parse it"
+
+
+# -- records -> alleles ---------------------------------------------------------------------------
+@dataclass
+class Allele:
+    """One ALT of one VCF record, with what scoring needs and what the output echoes."""
+
+    line: int
+    chrom: str
+    pos: int
+    id: str
+    ref: str
+    alt: str
+    alt_index: int
+    variant_class: str
+    status: str
+    contig: str | None = None
+    start0: int = 0
+    end0: int = 0
+    alt_core: str = ""
+    windows: WindowPair | None = None
+
+
+def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: dict[str, str],
+                  window: int, vcf_path: str = "VCF", strict: bool = False) -> list[Allele]:
+    """Alleles of a record with statuses and, for scorable ones, their windows.
+
+    A REF that differs from the FASTA gives SKIP_REF_MISMATCH, or a DnahnetError under strict=True.
+    """
+    ref = rec.ref or ""
+    alts = list(rec.alts) if rec.alts else [None]
+    contig = resolve_contig(rec.chrom, genome, rename)
+    if contig is None:
+        raise DnahnetError(f"{vcf_path}: line {line}: contig {rec.chrom} not in {genome.path}")
+    start = rec.pos - 1
+    status = ref_status(rec, line, contig, genome, vcf_path, strict)
+    out = []
+    for i, alt in enumerate(alts, 1):
+        vclass, allele_status = classify(ref, alt)
+        a = Allele(line, rec.chrom, rec.pos, rec.id or ".", ref, alt if alt is not None else ".", i,
+                   vclass, allele_status, contig)
+        if a.status == OK and status is not None:
+            a.status = status
+        if a.status == OK:
+            off, r_core, a.alt_core = trim(ref.upper(), alt.upper())
+            a.start0, a.end0 = start + off, start + off + len(r_core)
+            a.windows = make_windows(genome, contig, a.start0, a.end0, a.alt_core, window)
+            if a.windows is None:
+                a.status = SKIP_TOO_LONG
+        out.append(a)
+    return out
+
+
+def ref_status(rec: pysam.VariantRecord, line: int, contig: str, genome: Genome, vcf_path: str = "VCF",
+               strict: bool = False) -> str | None:
+    """None when REF matches the FASTA (case-insensitive), else SKIP_OUT_OF_BOUNDS / SKIP_REF_MISMATCH.
+
+    Under strict=True a mismatch raises a DnahnetError naming the file, line and both sequences.
+    """
+    ref, start = (rec.ref or "").upper(), rec.pos - 1
+    if start + len(ref) > genome.length(contig):
+        if strict:
+            raise DnahnetError(f"{vcf_path}: line {line}: REF at {rec.chrom}:{rec.pos} runs past the end of "
+                               f"{contig} ({genome.length(contig)} bases)")
+        return SKIP_OUT_OF_BOUNDS
+    if not _IUPAC.fullmatch(ref):
+        return None  # each ALT is then classified as invalid
+    actual = genome.fetch(contig, start, start + len(ref))
+    if actual == ref:
+        return None
+    if strict:
+        raise DnahnetError(f"{vcf_path}: line {line}: REF {rec.ref} at {rec.chrom}:{rec.pos} does not match "
+                           f"the reference ({actual}) in {genome.path}")
+    return SKIP_REF_MISMATCH

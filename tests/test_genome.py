@@ -1,0 +1,117 @@
+"""Genome access: bgzip/plain gzip/plain FASTA, case, circular wrap-around, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pysam
+import pytest
+
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genome import Genome, circular_from_gff, is_bgzf
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EXAMPLE_FA = ROOT / "examples" / "ecoli_k12.fa.gz"
+ECOLI = "NC_000913.3"
+ECOLI_LEN = 4_641_652
+
+
+def needs(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"data not available: {path}")
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_bgzip_example_matches_real_vcf_ref_bases():
+    genome = Genome.open(needs(EXAMPLE_FA))
+    assert is_bgzf(EXAMPLE_FA)
+    assert genome.names == [ECOLI] and genome.lengths == {ECOLI: ECOLI_LEN}
+    vcf = pysam.VariantFile(str(ROOT / "examples" / "ecoli_k12_ampR_isolate.vcf"))
+    refs = [(r.pos, r.ref) for r in vcf]
+    assert len(refs) == 6
+    for pos, ref in refs:
+        assert genome.fetch(ECOLI, pos - 1, pos - 1 + len(ref)) == ref
+    assert genome.fetch(ECOLI, 0, 12) == "AGCTTTTCATTC"  # the first bases of NC_000913.3
+
+
+def test_plain_gzip_loads_in_memory_with_a_note(capsys):
+    shared = needs(DATA / "ecoli_k12" / "genome.fa.gz")
+    assert not is_bgzf(shared)
+    genome = Genome.open(shared)
+    assert "plain gzip" in capsys.readouterr().err
+    indexed = Genome.open(needs(EXAMPLE_FA))
+    for start in (0, 93_000, ECOLI_LEN - 50):
+        assert genome.fetch(ECOLI, start, start + 50) == indexed.fetch(ECOLI, start, start + 50)
+
+
+def test_plain_fasta_is_indexed_and_upper_cased(tmp_path):
+    fa = write(tmp_path / "g.fa", ">a desc\nacgtNN\nAC\n>b\nggggc\n")
+    genome = Genome.open(fa)
+    assert (tmp_path / "g.fa.fai").exists()
+    assert genome.names == ["a", "b"] and genome.lengths == {"a": 8, "b": 5}
+    assert genome.fetch("a", 0, 8) == "ACGTNNAC"
+    assert genome.fetch("b", 3, 5) == "GC"
+
+
+def test_circular_wrap_and_linear_bounds(tmp_path):
+    genome = Genome.open(write(tmp_path / "g.fa", ">c\nAACCGGTTAC\n>l\nACGT\n"))
+    with pytest.raises(DnahnetError, match=r"outside the linear contig of length 10"):
+        genome.fetch("c", -2, 3)
+    genome.set_circular(["c"])
+    assert genome.fetch("c", -2, 3) == "ACAAC"
+    assert genome.fetch("c", 8, 13) == "ACAAC"
+    assert genome.fetch("c", 10, 12) == "AA"  # entirely past the end: one full turn later
+    with pytest.raises(DnahnetError, match="longer than the circular contig"):
+        genome.fetch("c", 0, 11)
+    with pytest.raises(DnahnetError, match="not in the FASTA: plasmid9"):
+        genome.set_circular(["plasmid9"])
+    with pytest.raises(DnahnetError, match="no sequence named 'chrX'"):
+        genome.fetch("chrX", 0, 1)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (">p1 some protein\nMKVLAAGIVGLLLAAQ\n",
+         r"record p1: invalid nucleotide 'L' at position 4 \(is this a protein FASTA\?\)"),
+        ("", "empty FASTA"),
+        ("\n\n", "empty FASTA"),
+        ("hello world\nACGT\n", "line 1: not a FASTA file"),
+    ],
+)
+def test_bad_fasta_gives_one_line_error(tmp_path, content, message):
+    fa = write(tmp_path / "bad.fa", content)
+    with pytest.raises(DnahnetError, match=message) as info:
+        Genome.open(fa)
+    assert str(fa) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_protein_gzip_and_truncated_gzip(tmp_path):
+    prot = tmp_path / "prot.fa.gz"
+    prot.write_bytes(gzip.compress(b">sp|P1\nMEEPQSDPSV\n"))
+    with pytest.raises(DnahnetError, match="protein FASTA"):
+        Genome.open(prot)
+    data = gzip.compress((">x\n" + "ACGT" * 20000 + "\n").encode())
+    trunc = tmp_path / "trunc.fa.gz"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DnahnetError, match="trunc.fa.gz: cannot read FASTA"):
+        Genome.open(trunc, quiet=True)
+    with pytest.raises(DnahnetError, match="not found"):
+        Genome.open(tmp_path / "missing.fa")
+
+
+def test_circular_from_gff(tmp_path):
+    assert circular_from_gff(needs(DATA / "ecoli_k12" / "annot.gff.gz")) == {ECOLI}
+    gff = write(tmp_path / "a.gff", "##gff-version 3\n"
+                "chr1\tx\tregion\t1\t100\t.\t+\t.\tID=r1;Is_circular=true\n"
+                "chr2\tx\tregion\t1\t50\t.\t+\t.\tID=r2\n"
+                "chr3\tx\tgene\t1\t50\t.\t+\t.\tID=g;Is_circular=true\n")
+    assert circular_from_gff(gff) == {"chr1"}
+    assert circular_from_gff(gff, rename={"chr1": "NC_1"}) == {"NC_1"}

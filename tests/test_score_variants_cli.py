@@ -1,0 +1,284 @@
+"""`dnahnet score-variants` / `score-seqs` end to end with a tiny freshly initialised model.
+
+Real data: the E. coli K-12 genome (examples/ecoli_k12.fa.gz, bgzip) with the real ampR isolate VCF,
+and the synthetic VCF covering every allele class, contig ends and the origin of the circular chromosome.
+Windows are kept short (33 bases) so the whole file runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pysam
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dnahnet_cli.alphabet import reverse_complement
+from dnahnet_cli.checkpoint import save_checkpoint
+from dnahnet_cli.commands import score_variants as sv
+from dnahnet_cli.engine import LikelihoodEngine
+from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
+from dnahnet_cli.genome import Genome
+from dnahnet_cli.model import DNAHNet
+from dnahnet_cli.presets import get_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+EX = ROOT / "examples"
+GENOME = str(EX / "ecoli_k12.fa.gz")
+REAL_VCF = str(EX / "ecoli_k12_ampR_isolate.vcf")
+SYNTH_VCF = str(EX / "synthetic_all_classes.vcf")
+ECOLI, ECOLI_LEN = "NC_000913.3", 4_641_652
+W = 33
+FAST = ["--window", str(W), "--batch-size", "64", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny batches: one thread is as fast and does not fight other processes for the 2 cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    import torch
+
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path_factory.mktemp("models") / "tiny", DNAHNet(get_preset("tiny")),
+                               {"preset": "tiny"}))
+
+
+@pytest.fixture(scope="module")
+def engine(ckpt) -> LikelihoodEngine:
+    return LikelihoodEngine.load(ckpt, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    sv.register(app)
+    return app
+
+
+def run(app, *args, stdin: bytes | None = None):
+    res = CliRunner().invoke(app, [str(a) for a in args], input=stdin)
+    if res.exception and not isinstance(res.exception, SystemExit):
+        if not isinstance(res.exception, DnahnetError):
+            raise res.exception
+    return res
+
+
+def table(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep="\t", comment="#", keep_default_na=False, na_values=["NA"])
+
+
+def test_real_vcf_scores_match_direct_window_likelihoods(app, ckpt, engine):
+    res = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *FAST)
+    assert res.exit_code == 0, res.output
+    meta = [line for line in res.stdout.splitlines() if line.startswith("##")]
+    sha = hashlib.sha256((Path(ckpt) / "model.safetensors").read_bytes()).hexdigest()
+    assert any(line.startswith("##dnahnet_model=") and sha in line for line in meta)
+    assert "##dnahnet_window=33" in meta
+    df = table(res.stdout)
+    assert list(df.columns) == sv.VARIANT_COLUMNS
+    assert df["pos"].tolist() == [93043, 482698, 852762, 1905761, 3535147, 4390754]
+    assert (df["status"] == "OK").all() and (df["variant_class"] == "snv").all()
+    assert (df["window_len"] == W).all() and (df["window_start0"] == df["pos"] - 1 - 16).all()
+    np.testing.assert_allclose(df["score"], (df["dll_fwd"] + df["dll_rev"]) / 2, atol=1e-6)
+    np.testing.assert_allclose(df["score"], df["ll_alt"] - df["ll_ref"], atol=1e-4)
+    genome = Genome.open(GENOME)
+    seqs = []
+    for pos, alt in zip(df["pos"], df["alt"]):
+        ref_w = genome.fetch(ECOLI, pos - 1 - 16, pos - 1 + 17)
+        alt_w = ref_w[:16] + alt + ref_w[17:]
+        seqs += [ref_w, alt_w, reverse_complement(ref_w), reverse_complement(alt_w)]
+    ll = engine.loglik(seqs).reshape(-1, 4)
+    np.testing.assert_allclose(df["dll_fwd"], ll[:, 1] - ll[:, 0], atol=1e-4)
+    np.testing.assert_allclose(df["dll_rev"], ll[:, 3] - ll[:, 2], atol=1e-4)
+    assert np.all(np.abs(df["score"]) > 0)
+
+
+def test_synthetic_vcf_tsv_and_vcf_gz_outputs(app, ckpt, tmp_path):
+    gff = ROOT.parent / "shared" / "data" / "ecoli_k12" / "annot.gff.gz"
+    circ = ["--gff", gff] if gff.exists() else ["--circular", ECOLI]
+    tsv = run(app, "score-variants", GENOME, SYNTH_VCF, "--model", ckpt, *FAST, *circ, "--no-meta")
+    assert tsv.exit_code == 0, tsv.output
+    assert tsv.stdout.startswith("chrom\tpos\tid\t")  # --no-meta: the header is the first line
+    df = table(tsv.stdout)
+    assert len(df) == 21  # one row per ALT: 17 records, three of them multi-allelic
+    by_id = df.groupby("id")
+    assert by_id.get_group("multi")["alt_index"].tolist() == [1, 2, 3]
+    status = dict(zip(df["id"] + ":" + df["alt_index"].astype(str), df["status"]))
+    assert status["sv_del:1"] == "SKIP_SYMBOLIC" and status["bnd:1"] == "SKIP_BREAKEND"
+    assert status["star:2"] == "SKIP_STAR" and status["missing:1"] == "SKIP_MISSING"
+    assert status["refmm:1"] == "SKIP_REF_MISMATCH" and status["ambig:1"] == "SKIP_AMBIGUOUS"
+    assert status["dup:1"] == "SKIP_SYMBOLIC" and status["dup:2"] == "OK"
+    ok = df[df["status"] == "OK"]
+    assert len(ok) == 14 and ok["score"].notna().all() and df[df["status"] != "OK"]["score"].isna().all()
+    origin = df[df["id"] == "snv_origin"].iloc[0]
+    assert (origin["window_start0"], origin["window_end"]) == (ECOLI_LEN - 16, ECOLI_LEN + 17)
+    assert origin["circular_wrap"] == 1
+    end = df[df["id"] == "del_end"].iloc[0]
+    assert end["circular_wrap"] == 1 and end["window_placement"] == "centred"
+
+    out = tmp_path / "scored.vcf.gz"
+    res = run(app, "score-variants", GENOME, SYNTH_VCF, "--model", ckpt, *FAST, "--all-circular", "-o", out)
+    assert res.exit_code == 0 and res.stdout == ""
+    vf = pysam.VariantFile(str(out))
+    info = vf.header.info["DNAHNET_DLL"]
+    assert (info.number, info.type) == ("A", "Float")
+    assert "dnahnet_model" in str(vf.header)
+    records = list(vf)
+    assert [r.id for r in records] == [r.id for r in pysam.VariantFile(SYNTH_VCF)]  # every record kept
+    got = {r.id: r.info.get("DNAHNET_DLL") for r in records}
+    assert got["sv_del"] is None and got["missing"] is None
+    assert got["multi"] == pytest.approx(tuple(by_id.get_group("multi")["score"]), abs=1e-5)
+    assert got["star"][1] is None and got["star"][0] == pytest.approx(ok[ok["id"] == "star"]["score"].iloc[0], abs=1e-5)
+    assert [r.info["DNAHNET_STATUS"] for r in records if r.id == "dup"] == [("SKIP_SYMBOLIC", "OK")]
+    assert records[0].info["NOTE"] == "first_base_window_wraps_or_off_centre"  # input INFO kept
+    pysam.tabix_index(str(out), preset="vcf", force=True)  # bgzip, so tabix works
+    assert len(list(pysam.VariantFile(str(out)).fetch(ECOLI, 4999, 5000))) == 1
+
+
+def test_strand_average_equals_scoring_the_reverse_complemented_input(app, ckpt, tmp_path):
+    seq = Genome.open(GENOME).fetch(ECOLI, 10_000, 12_000)
+    fa = tmp_path / "pair.fa"
+    fa.write_text(f">fwd\n{seq}\n>rev\n{reverse_complement(seq)}\n")
+    n = len(seq)
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    shift = str.maketrans("ACGT", "CGTA")
+    for i, (pos, k) in enumerate([(300, 1), (1200, 3), (1750, 1)]):  # odd lengths: windows stay symmetric
+        ref = seq[pos - 1: pos - 1 + k]
+        alt = ref.translate(shift)
+        lines.append(f"fwd\t{pos}\tv{i}\t{ref}\t{alt}\t.\t.\t.")
+        rc_pos = n - (pos + len(ref) - 1) + 1
+        lines.append(f"rev\t{rc_pos}\tv{i}\t{reverse_complement(ref)}\t{reverse_complement(alt)}\t.\t.\t.")
+    vcf = tmp_path / "pair.vcf"
+    vcf.write_text("\n".join(lines) + "\n")
+    res = run(app, "score-variants", fa, vcf, "--model", ckpt, *FAST)
+    assert res.exit_code == 0, res.output
+    df = table(res.stdout)
+    assert (df["status"] == "OK").all()
+    f, r = df[df["chrom"] == "fwd"].set_index("id"), df[df["chrom"] == "rev"].set_index("id")
+    np.testing.assert_allclose(f["dll_fwd"], r["dll_rev"], atol=1e-4)
+    np.testing.assert_allclose(f["dll_rev"], r["dll_fwd"], atol=1e-4)
+    np.testing.assert_allclose(f["score"], r["score"], atol=1e-4)
+    assert not np.allclose(f["dll_fwd"], f["dll_rev"], atol=1e-3)  # the strands really differ
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
+    real = Path(REAL_VCF).read_text()
+    lines = real.splitlines(keepends=True)
+    (tmp_path / "unknown.vcf").write_text(real.replace("NC_000913.3\t", "chr7\t"))
+    (tmp_path / "malformed.vcf").write_text("".join(lines[:10]) + "NC_000913.3\tabc\t.\tA\tG\t.\tPASS\t.\n")
+    (tmp_path / "empty.vcf").write_text("")
+    body = real + "".join(f"NC_000913.3\t{p}\t.\tA\tG\t.\t.\t.\n" for p in range(1, 150_000, 3))
+    data = gzip.compress(body.encode())
+    (tmp_path / "trunc.vcf.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "prot.fa").write_text(">sp|P69222|IF1_ECOLI\n"  # the real IF1 protein (infA)
+                                      "MAKEDNIEMQGTVLETLPNTMFRVELENGHVVTAHISGKMRKNYIRILTGDKVTVELTPYDLSKGRIVFRSRGRA\n")
+    (tmp_path / "map.txt").write_text("chr7\n")
+    return {
+        "strict": ([GENOME, SYNTH_VCF, "--strict"], "synthetic_all_classes.vcf: line 22: REF G at NC_000913.3:11000 "
+                                                 "does not match the reference (T)"),
+        "unknown_contig": ([GENOME, tmp_path / "unknown.vcf"], "contig(s) not in the reference"),
+        "malformed": ([GENOME, tmp_path / "malformed.vcf"], "malformed.vcf: line 11: malformed VCF record "
+                                                           "(POS 'abc' is not a positive integer)"),
+        "truncated_gzip": ([GENOME, tmp_path / "trunc.vcf.gz"], "trunc.vcf.gz: truncated or corrupt gzip"),
+        "empty_vcf": ([GENOME, tmp_path / "empty.vcf"], "empty.vcf: empty VCF file"),
+        "protein_fasta": ([tmp_path / "prot.fa", REAL_VCF], "prot.fa: record sp|P69222|IF1_ECOLI: invalid nucleotide"),
+        "bad_chrom_map": ([GENOME, tmp_path / "unknown.vcf", "--chrom-map", tmp_path / "map.txt"],
+                          "map.txt: line 1: expected two columns"),
+        "bad_window": ([GENOME, REAL_VCF, "--window", "0"], "--window must be a positive"),
+    }
+
+
+@pytest.mark.parametrize("case", ["strict", "unknown_contig", "malformed", "truncated_gzip", "empty_vcf",
+                                  "protein_fasta", "bad_chrom_map", "bad_window"])
+def test_bad_inputs_fail_with_one_line_and_no_output(app, ckpt, tmp_path, case):
+    args, message = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out" / "scores.tsv"
+    out.parent.mkdir()
+    res = run(app, "score-variants", *args, "--model", ckpt, "-o", out)
+    assert isinstance(res.exception, DnahnetError) and res.exception.exit_code == 2
+    assert message in str(res.exception) and "\n" not in str(res.exception)
+    assert list(out.parent.iterdir()) == []  # no output, no temporary file left behind
+
+
+def test_unknown_contigs_are_all_listed_and_chrom_map_renames(app, ckpt, tmp_path):
+    vcf = tmp_path / "two.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "chr\t93043\t.\tC\tG\t.\t.\t.\nplasmid2\t5\t.\tA\tG\t.\t.\t.\n")
+    res = run(app, "score-variants", GENOME, vcf, "--model", ckpt, *FAST)
+    assert res.exception.exit_code == 2 and "chr, plasmid2" in str(res.exception)
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr,length=4641652>\n"
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr\t93043\t.\tc\tG\t.\t.\t.\n")
+    cmap = tmp_path / "map.tsv"
+    cmap.write_text(f"chr\t{ECOLI}\n")
+    res = run(app, "score-variants", GENOME, "-", "--model", ckpt, *FAST, "--chrom-map", cmap,
+              "--strand", "forward", stdin=vcf.read_bytes())
+    assert res.exit_code == 0, res.output
+    row = table(res.stdout).iloc[0]
+    assert (row["chrom"], row["pos"], row["ref"], row["status"]) == ("chr", 93043, "c", "OK")
+    assert np.isnan(row["dll_rev"]) and row["score"] == row["dll_fwd"]
+    vcf.write_text(vcf.read_text().replace("length=4641652", "length=4639675"))
+    res = run(app, "score-variants", GENOME, vcf, "--model", ckpt, *FAST, "--chrom-map", cmap)
+    assert res.exception.exit_code == 2 and "wrong assembly" in str(res.exception)
+
+
+def test_failure_while_writing_leaves_no_output_file(app, ckpt, tmp_path, monkeypatch):
+    calls = []
+
+    def failing(self, refs, alts):
+        calls.append(len(refs))
+        raise DnahnetRuntimeError("simulated out of memory")
+
+    monkeypatch.setattr(LikelihoodEngine, "loglik_pairs", failing)
+    out = tmp_path / "scores.tsv"
+    res = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *FAST, "-o", out)
+    assert res.exit_code == 1 and calls and "simulated" in str(res.exception)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_score_seqs_tsv_and_per_base_bedgraph(app, ckpt, engine, tmp_path):
+    long_seq = Genome.open(GENOME).fetch(ECOLI, 100, 160)  # longer than the window: overlapping windows
+    short = "ACGTNNNNACGTTGCAGGCTAACGTTAGCA"
+    fa = tmp_path / "s.fa"
+    fa.write_text(f">long\n{long_seq}\n>short with N\n{short}\n>allN\nNNNN\n")
+    bg = tmp_path / "ll.bedgraph"
+    res = run(app, "score-seqs", fa, "--model", ckpt, "--window", "40", "--context", "20", "--per-base", bg,
+              "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, res.output
+    df = table(res.stdout).set_index("name")
+    assert list(df.columns) == sv.SEQ_COLUMNS[1:]
+    assert df.loc["long", "length"] == 60 and df.loc["long", "n_scored"] == 60
+    assert df.loc["short", "n_scored"] == len(short) - 4
+    assert df.loc["allN", "status"] == "SKIP_NO_ACGT" and np.isnan(df.loc["allN", "sum_ll"])
+    np.testing.assert_allclose(df["sum_ll"][:2], (df["sum_ll_fwd"][:2] + df["sum_ll_rev"][:2]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(df["mean_ll"][:2], df["sum_ll"][:2] / df["n_scored"][:2], rtol=1e-6)
+    direct = engine.loglik([short, reverse_complement(short)])
+    assert df.loc["short", "sum_ll_fwd"] == pytest.approx(direct[0], abs=1e-4)
+    assert df.loc["short", "sum_ll_rev"] == pytest.approx(direct[1], abs=1e-4)
+    assert df.loc["long", "sum_ll_fwd"] == pytest.approx(np.nansum(engine.logprobs_long(long_seq, 40, 20)), abs=1e-4)
+    track = pd.read_csv(bg, sep="\t", header=None, names=["chrom", "start", "end", "value"])
+    assert (track["end"] - track["start"] == 1).all()
+    assert track.groupby("chrom").size().to_dict() == {"long": 60, "short": len(short) - 4}
+    assert set(track[track["chrom"] == "short"]["start"]).isdisjoint({4, 5, 6, 7})  # the N bases
+    sums = track.groupby("chrom")["value"].sum()
+    assert sums["long"] == pytest.approx(df.loc["long", "sum_ll"], abs=1e-3)
+    assert sums["short"] == pytest.approx(df.loc["short", "sum_ll"], abs=1e-3)
