@@ -64,7 +64,7 @@ class LikelihoodEngine:
     """Scores sequences with a DNAHNet; see the module docstring."""
 
     def __init__(self, model: DNAHNet, provenance: dict | None = None, device: str = "cpu",
-                 dtype: str = "float32", batch_size: int = 16, max_tokens: int = 65536):
+                 dtype: str = "float32", batch_size: int = 16, max_tokens: int = 65536, prefix_reuse: bool = True):
         if dtype not in DTYPES:
             raise DnahnetError(f"invalid --dtype {dtype!r} (choose {', '.join(DTYPES)})")
         if batch_size < 1 or max_tokens < 2:
@@ -73,6 +73,7 @@ class LikelihoodEngine:
         self.model = model.to(self.device).eval()
         self.dtype = dtype
         self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.prefix_reuse = prefix_reuse  # False: score every REF and ALT window in full (benchmark control)
         self.window = int(model.config.max_seq_len)
         self.provenance = {"dnahnet_version": __version__, "precision": dtype, "device": str(self.device),
                            **(provenance or {})}
@@ -177,6 +178,10 @@ class LikelihoodEngine:
         """Total log-likelihoods (ll_ref, ll_alt) for each pair, reusing the shared prefix (module doc)."""
         if len(refs) != len(alts):
             raise ValueError("refs and alts must have the same length")
+        if not self.prefix_reuse:
+            unique_refs = list(dict.fromkeys(refs))
+            totals = dict(zip(unique_refs, self.loglik(unique_refs)))
+            return np.array([totals[r] for r in refs]), self.loglik(alts)
         unique: dict[str, int] = {}
         ref_of = [unique.setdefault(r, len(unique)) for r in refs]
         ref_enc = [self._encode(r) for r in unique]
