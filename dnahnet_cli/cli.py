@@ -21,6 +21,7 @@ from .errors import DnahnetError
 COMMAND_MODULES = [
     "dnahnet_cli.commands.model_cmds",
     "dnahnet_cli.commands.score_variants",
+    "dnahnet_cli.commands.segment_cmd",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,163 @@
+"""`dnahnet segment`: the chunks dnaHNet's routers cut a genome into (BED on stdout), per-base boundary
+probabilities (bedGraph), and with --gff a report of how the boundaries line up with the annotation.
+
+The machinery lives in dnahnet_cli/segment.py; docs/segment.md defines every output column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import DnahnetError
+from ..fileio import atomic_output, atomic_path, require_file
+from ..segment import (
+    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
+    parse_region, parse_stages, parse_strands, plot_report, progress_printer, segment_region,
+)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _output_dir_ok(path: str, what: str) -> None:
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise DnahnetError(f"{what} {path}: directory {parent} does not exist")
+
+
+def run_segment(
+    genome_path: str, model: str, gff: Optional[str] = None, stage: str = "all", region: Optional[str] = None,
+    strand: str = "+", tile: Optional[int] = None, overlap: Optional[int] = None, bedgraph: Optional[str] = None,
+    report: Optional[str] = None, plot: Optional[str] = None, output: str = "-", track_line: bool = False,
+    permutations: int = 200, seed: int = 0, upstream: int = 100, circular: tuple[str, ...] = (),
+    no_meta: bool = False, device: str = "auto", dtype: str = "float32", batch_size: int = 16,
+    max_tokens: int = 65536, quiet: bool = False, engine=None,
+) -> Optional[list[dict]]:
+    """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""
+    from ..genome import Genome
+    from ..gff import parse_gff
+    from ..outputs import TsvWriter, provenance
+
+    strands = parse_strands(strand)
+    if (report or plot) and not gff:
+        raise DnahnetError("--report and --plot need --gff (the annotation to compare with)")
+    if report == "-" or plot == "-":
+        raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
+    for path, what in ((report, "--report"), (plot, "--plot"), (bedgraph, "--bedgraph")):
+        if path:
+            _output_dir_ok(path, what)
+    genome = Genome.open(genome_path, quiet=quiet)
+    regions = ([parse_region(region, genome.lengths)] if region else
+               [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
+    annotation = None
+    if gff:
+        require_file(gff, "GFF")
+        annotation = parse_gff(gff, genome.lengths)
+        check_annotation(annotation, genome, gff)
+        genome.set_circular(annotation.circular & set(genome.names))
+    genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})
+
+    if engine is None:
+        from ..engine import LikelihoodEngine
+
+        engine = LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
+    stages = parse_stages(stage, engine.model.config.n_stages)
+    tile = tile or int(engine.window)
+    opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
+                          permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))
+    opts.check()
+    progress = progress_printer(quiet)
+    rep = Report(opts) if annotation is not None else None
+    with contextlib.ExitStack() as stack:
+        bed = BedWriter(stack.enter_context(atomic_output(output, "w")), track_line)
+        graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")))
+                  for key, path in (bedgraph_paths(bedgraph, stages, strands) if bedgraph else {}).items()}
+        for reg in regions:
+            is_circ = genome.is_circular(reg.chrom)
+            tracks, streams = segment_region(engine, genome, reg, opts, bed, graphs, is_circ, progress,
+                                             keep_chunks=rep is not None)
+            if rep is not None:
+                rep.add_region(annotation, genome, reg, tracks, streams, is_circ)
+        if rep is None:
+            return None
+        rows = rep.rows()
+        params = {"stages": ",".join(map(str, stages)), "strand": strand, "tile": opts.tile,
+                  "overlap": opts.overlap, "permutations": permutations, "seed": seed, "upstream": upstream,
+                  "regions": ",".join(f"{r.chrom}:{r.start0 + 1}-{r.end}" for r in regions),
+                  "circular": ",".join(sorted(genome.circular)) or "none"}
+        meta = [] if no_meta else provenance(
+            {"dnahnet_genome": genome_path, "dnahnet_gff": gff,
+             **{f"dnahnet_{k}": v for k, v in params.items()}}, engine.provenance)
+        pooled = "both" if len(strands) == 2 else strands[0]
+        profile = rep.start_profile()
+        if report:
+            with atomic_output(report, "w") as fh:
+                writer = TsvWriter(fh, REPORT_COLUMNS, meta)
+                for row in rows:
+                    writer.write(row)
+            json_path = str(Path(report).with_suffix(".json")) if Path(report).suffix else f"{report}.json"
+            with atomic_output(json_path, "w") as fh:
+                payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
+                           "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
+                json.dump(_json_safe(payload), fh, indent=1, allow_nan=False)
+                fh.write("\n")
+        if plot:
+            with atomic_path(plot) as tmp:
+                plot_report(str(tmp), rows, profile, pooled)
+    if not quiet:
+        for line in headline(rows, pooled):
+            sys.stderr.write(f"dnahnet: segment: {line}\n")
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("segment")
+    def segment_cmd(
+        genome: str = typer.Argument(..., help="Genome FASTA (plain, gzip or bgzip+.fai/.gzi)."),
+        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        gff: Optional[str] = typer.Option(None, "--gff", "-g", help="GFF3 annotation for --report/--plot."),
+        stage: str = typer.Option("all", "--stage", help="Stage(s) to output: 1 (outer), 2, ... or all."),
+        region: Optional[str] = typer.Option(None, "--region", "-r", help="CHROM or CHROM:START-END (1-based, inclusive). Default: every contig."),
+        strand: str = typer.Option("+", "--strand", help="+, - (reverse complement, mapped back) or both."),
+        tile: Optional[int] = typer.Option(None, "--tile", help="Bases per model call. Default: the model's training length."),
+        overlap: Optional[int] = typer.Option(None, "--overlap", help="5' context bases trimmed from each tile. Default: tile/4."),
+        bedgraph: Optional[str] = typer.Option(None, "--bedgraph", help="Write per-base boundary probabilities to PREFIX.stageN[.plus|.minus].bedgraph."),
+        report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: boundary rate by codon position and around CDS starts; needs --gff."),
+        output: str = typer.Option("-", "--output", "-o", help="Chunk BED; - = stdout."),
+        track_line: bool = typer.Option(False, "--track-line", help="Start the BED with a UCSC track line."),
+        permutations: int = typer.Option(200, "--permutations", help="Circular shifts for the null of the report."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the permutation null."),
+        upstream: int = typer.Option(100, "--upstream", help="Bases 5' of CDS starts in the 'upstream' class (and the profile half-width)."),
+        circular: list[str] = typer.Option([], "--circular", help="Circular contig(s) besides GFF Is_circular=true (tiles wrap the origin)."),
+        no_meta: bool = typer.Option(False, "--no-meta", help="Leave the ## provenance lines out of the report."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Tiles per forward pass."),
+        max_tokens: int = typer.Option(65536, "--max-tokens", help="Tokens per forward pass (caps memory)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    ) -> None:
+        """Segment a genome into the chunks dnaHNet's routers choose (BED6+3 on stdout, 0-based half-open).
+
+        Columns: chrom start end name score strand stage p_start mean_p; score = round(1000 * p_start).
+        Stage-2 chunks are given in nucleotide coordinates.
+
+        Example: dnahnet segment genome.fa --model models/small --gff annot.gff --report seg.tsv --plot seg.png > chunks.bed
+        """
+        run_segment(genome, model, gff, stage, region, strand, tile, overlap, bedgraph, report, plot, output,
+                    track_line, permutations, seed, upstream, tuple(circular), no_meta, device, dtype, batch_size,
+                    max_tokens, quiet)

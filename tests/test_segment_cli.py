@@ -1,0 +1,146 @@
+"""`dnahnet segment` end to end: a real E. coli K-12 region with its GFF, bad inputs, atomic outputs, `| head`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pysam
+import pyranges as pr
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dnahnet_cli.checkpoint import save_checkpoint
+from dnahnet_cli.commands.segment_cmd import register
+from dnahnet_cli.errors import DnahnetError
+
+from conftest import shared_data
+from test_segment import micro_model
+
+ROOT = Path(__file__).resolve().parents[1]
+GENOME = str(ROOT / "examples" / "ecoli_k12.fa.gz")
+CHROM = "NC_000913.3"
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    return str(save_checkpoint(tmp_path_factory.mktemp("models") / "micro", micro_model(), {"preset": "micro"}))
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    register(app)
+    return app
+
+
+def invoke(app, *args):
+    return CliRunner().invoke(app, ["segment", *map(str, args)])
+
+
+def fail(app, match: str, *args) -> None:
+    res = invoke(app, *args)
+    assert isinstance(res.exception, DnahnetError), (res.output, res.exception)
+    assert match in str(res.exception) and "\n" not in str(res.exception)
+
+
+def test_ecoli_region_bed_report_plot(app, ckpt, tmp_path):
+    gff = shared_data("ecoli_k12", "annot.gff.gz")
+    bed, rep, png, bg = tmp_path / "c.bed", tmp_path / "seg.tsv", tmp_path / "seg.png", tmp_path / "p"
+    res = invoke(app, GENOME, "--model", ckpt, "--gff", gff, "--region", f"{CHROM}:101-3100", "--strand", "both",
+                 "--tile", 512, "--overlap", 128, "--report", rep, "--plot", png, "--bedgraph", bg,
+                 "--permutations", 20, "-o", bed, "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, (res.output, res.exception)
+    # BED6+3, 0-based half-open inside the region, sorted (tabix accepts it), scores from p_start
+    df = pd.read_csv(bed, sep="\t", header=None, names=["chrom", "start", "end", "name", "score", "strand",
+                                                         "stage", "p_start", "mean_p"])
+    assert len(df) > 100 and (df.chrom == CHROM).all()
+    assert (df.start >= 100).all() and (df.end <= 3100).all() and (df.start < df.end).all()
+    assert df.name.is_unique and set(df.stage) == {1, 2} and set(df.strand) == {"+", "-"}
+    assert (abs(df.score - 1000 * df.p_start) <= 0.6).all()  # p_start is printed with 4 digits
+    assert (df.p_start > 0.5).all() and df.mean_p.between(0, 1).all()
+    for (strand, stage), g in df.groupby(["strand", "stage"]):  # one strand's chunks of one stage never overlap
+        assert (g.start.values[1:] >= g.end.values[:-1]).all()
+    ranges = pr.read_bed(str(bed))
+    assert len(ranges) == len(df) and set(ranges.Strand) == {"+", "-"}
+    pysam.tabix_index(str(bed), preset="bed", force=True, keep_original=True)
+    with pysam.TabixFile(str(bed) + ".gz") as tbx:
+        assert len(list(tbx.fetch(CHROM, 1000, 1100))) > 0
+    # bedGraph per stage and strand, covering the region base by base
+    for name in ("stage1.plus", "stage1.minus", "stage2.plus", "stage2.minus"):
+        g = pd.read_csv(f"{bg}.{name}.bedgraph", sep="\t", header=None)
+        assert g.shape[1] == 4 and g[1].iloc[0] == 100 and g[2].iloc[-1] == 3100
+        assert (g[1].values[1:] == g[2].values[:-1]).all()
+    # report: every stage x strand (+, -, pooled) x class; thrL/thrA/thrB are all on the + strand
+    rows = pd.read_csv(rep, sep="\t", comment="#")
+    assert len(rows) == 2 * 3 * 11 and open(rep).readline().startswith("##dnahnet_version=")
+    r = rows.set_index(["stage", "strand", "class"])
+    cds = r.loc[(1, "+", "cds"), "n_positions"]
+    assert cds == 66 + 2463 + 300  # thrL, thrA and thrB up to base 3100
+    assert sum(r.loc[(1, "+", f"cds_codon{k}"), "n_positions"] for k in (1, 2, 3)) == cds
+    assert r.loc[(1, "-", "cds"), "n_positions"] == 0 and r.loc[(1, "-", "cds_antisense"), "n_positions"] == cds
+    assert r.loc[(1, "+", "start_codon"), "n_positions"] == 9 and r.loc[(1, "+", "stop_codon"), "n_positions"] == 6
+    assert r.loc[(2, "both", "all"), "n_positions"] == 6000
+    assert r.loc[(1, "both", "all"), "n_boundaries"] == (df.stage == 1).sum()  # one chunk per boundary
+    assert r.loc[(2, "+", "all"), "n_boundaries"] == ((df.stage == 2) & (df.strand == "+")).sum()
+    payload = json.loads(Path(rep.with_suffix(".json")).read_text())
+    assert payload["params"]["permutations"] == 20 and len(payload["rows"]) == len(rows)
+    assert len(payload["start_profile"]["distance"]) == 201 and "stage1:both" in payload["start_profile"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_inputs_are_one_line_errors(app, ckpt, tmp_path):
+    fa = tmp_path / "g.fa"
+    fa.write_text(">c1\n" + "ACGT" * 100 + "\n")
+    base = [fa, "--model", ckpt, "--device", "cpu", "-q"]
+    fail(app, "expected CHROM or CHROM:START-END", *base, "--region", "c1:1..20")
+    fail(app, "'c2' is not in the FASTA", *base, "--region", "c2:1-20")
+    fail(app, "past the end of c1 (length 400)", *base, "--region", "c1:300-401")
+    fail(app, "this model has 2 stage(s)", *base, "--stage", "3")
+    fail(app, "--report and --plot need --gff", *base, "--report", tmp_path / "r.tsv")
+    fail(app, "--overlap must be in [0, --tile)", *base, "--tile", 100, "--overlap", 100)
+    gff = tmp_path / "a.gff3"
+    gff.write_text("##gff-version 3\nchrX\tt\tgene\t1\t30\t.\t+\t.\tID=g1\nchrX\tt\tCDS\t1\t30\t.\t+\t0\tID=c1;Parent=g1\n")
+    fail(app, "seqid 'chrX' is not in", *base, "--gff", gff)
+    fail(app, "model directory not found", fa, "--model", tmp_path / "nope")
+    assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_failure_mid_run_leaves_no_partial_output(app, ckpt, tmp_path):
+    """A bad base past the part checked at open time fails during segmentation: no BED, no temp file."""
+    fa = tmp_path / "bad.fa"
+    seq = "ACGT" * 3250 + "ACGE" + "ACGT" * 10
+    fa.write_text(">c1\n" + "\n".join(seq[i: i + 60] for i in range(0, len(seq), 60)) + "\n")
+    out = tmp_path / "out.bed"
+    fail(app, "invalid nucleotide 'E'", fa, "--model", ckpt, "--device", "cpu", "-q", "-o", out,
+         "--bedgraph", tmp_path / "bg", "--tile", 1024)
+    assert not out.exists() and not list(tmp_path.glob("bg*")) and not list(tmp_path.glob(".*"))
+
+
+def _cli(*args: str, pipe: str = "") -> subprocess.CompletedProcess:
+    """The real entry point (cli.main: exit codes, BrokenPipe) with segment registered on its app."""
+    code = ("import sys; from dnahnet_cli import cli; from dnahnet_cli.commands import segment_cmd; "
+            "segment_cmd.register(cli.app); cli.main()")
+    cmd = " ".join([sys.executable, "-c", f"'{code}'", "segment", *args]) + pipe
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cli_exit_code_and_head_safe(ckpt):
+    res = _cli(GENOME, "--model", ckpt, "--region", f"'{CHROM}:1-abc'")
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [f"dnahnet: error: --region '{CHROM}:1-abc': expected CHROM or "
+                                               "CHROM:START-END (1-based, inclusive)"]
+    res = _cli(GENOME, "--model", ckpt, "--region", f"{CHROM}:1-3000", "--device", "cpu", "--batch-size", "2",
+               "--tile", "256", "--strand", "both", pipe=" | head -n 3; exit ${PIPESTATUS[0]}")
+    assert res.returncode in (0, 1, 141), res.stderr  # click itself exits 1 quietly on EPIPE
+    assert "Traceback" not in res.stderr and len(res.stdout.splitlines()) == 3
+    assert all(len(line.split("\t")) == 9 for line in res.stdout.splitlines())
