@@ -1,0 +1,197 @@
+"""`dnahnet essentiality`: per-gene stop-cassette insertion scores, and AUROC/AUPRC against labels.
+
+The protocol and its defaults are documented in dnahnet_cli/essentiality.py. Output: one TSV row per
+annotated gene (seqid start1 end strand gene_id locus_tag name cds_len gc_content n_insertions ll_wt ll_mut
+delta_mean delta_sum essentiality_score flags status); `start1`/`end` are 1-based inclusive as in the GFF
+(`end` may exceed the sequence length for a gene crossing the origin of a circular replicon).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from typing import Any, Optional
+
+import typer
+
+from ..errors import DnahnetError
+from ..essentiality import (
+    COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
+    result_record, score_genes, validate_cassette,
+)
+from ..fileio import atomic_output, require_file
+from ..gff import OK, Annotation, load_genome, parse_gff
+from ..outputs import TsvWriter, open_output, provenance
+
+
+def load_engine(model: str, device: str, dtype: str, batch_size: int, max_tokens: int):
+    """The likelihood engine, imported lazily so that input errors show before torch loads."""
+    from ..engine import LikelihoodEngine
+
+    return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
+
+
+def progress_printer(what: str, quiet: bool):
+    """A progress callback writing to stderr at most every 5 s (stdout carries data only)."""
+    import time
+
+    start = last = time.monotonic()
+
+    def update(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if not quiet and now - last >= 5:
+            last = now
+            sys.stderr.write(f"dnahnet: {what}: {done}/{total} ({now - start:.0f} s)\n")
+
+    return update
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> null so the metrics file is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json(path: str, payload: dict) -> None:
+    with atomic_output(path, "w") as fh:
+        json.dump(json_safe(payload), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def _select(annotation: Annotation, genes: Optional[str], max_genes: Optional[int]) -> list[int]:
+    """Gene indices to score: --genes names (each must exist), else all; --max-genes keeps the first N."""
+    if genes:
+        index = {id(g): i for i, g in enumerate(annotation.genes)}
+        chosen = [index[id(annotation.find_gene(n.strip()))] for n in genes.split(",") if n.strip()]
+        indices = list(dict.fromkeys(chosen))
+    else:
+        indices = list(range(len(annotation.genes)))
+    if max_genes is not None:
+        if max_genes < 1:
+            raise DnahnetError(f"--max-genes must be >= 1, not {max_genes}")
+        indices = indices[:max_genes]
+    return indices
+
+
+def _fmt(m: dict) -> str:
+    f = lambda v: "NA" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731
+    return f"AUROC {f(m['auroc'])}  AUPRC {f(m['auprc'])}"
+
+
+def run_essentiality(
+    genome_path: Optional[str], gff: str, model: str, output: str, labels: Optional[str], metrics_out: Optional[str],
+    cfg: EssentialityConfig, genes: Optional[str], max_genes: Optional[int], circular: list[str], no_meta: bool,
+    device: str, dtype: str, batch_size: int, max_tokens: int, quiet: bool, window: Optional[int],
+) -> dict:
+    """The whole command; returns the metrics dict ({} without labels)."""
+    if cfg.reduce not in ("mean", "sum"):
+        raise DnahnetError(f"--reduce must be mean or sum, not {cfg.reduce!r}")
+    if cfg.tile is not None and cfg.tile < 3:
+        raise DnahnetError(f"--tile must be >= 3 nucleotides, not {cfg.tile}")
+    if metrics_out and not labels:
+        raise DnahnetError("--metrics needs --labels")
+    require_file(gff, "GFF")
+    annotation = parse_gff(gff)
+    genome, genome_source = load_genome(genome_path, annotation)
+    for raw in circular:
+        for name in filter(None, (n.strip() for n in raw.split(","))):
+            if name not in genome:
+                raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")
+            annotation.circular.add(name)
+    indices = _select(annotation, genes, max_genes)
+    label_map, label_fmt = read_labels(labels) if labels else ({}, "")
+
+    engine = load_engine(model, device, dtype, batch_size, max_tokens)
+    size = window or int(engine.window)
+    if size < len(cfg.cassette) + 9:
+        raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
+    cfg = dataclasses.replace(cfg, window=size)
+    results = score_genes(annotation, genome, engine, cfg, indices, progress_printer("essentiality genes", quiet))
+
+    params = {
+        "cassette": cfg.cassette, "positions": ",".join(f"{p:g}" for p in cfg.positions) if not cfg.tile else "NA",
+        "tile": cfg.tile or "NA", "flank": "auto" if cfg.flank is None else cfg.flank, "window": cfg.window,
+        "reduce": cfg.reduce, "rc_average": cfg.rc_average,
+    }
+    meta = [] if no_meta else provenance(
+        {"dnahnet_genome": genome_source, "dnahnet_gff": gff,
+         "dnahnet_circular": ",".join(sorted(annotation.circular)) or "none",
+         **{f"dnahnet_{k}": v for k, v in params.items()},
+         "dnahnet_score": f"essentiality_score = -delta_{cfg.reduce}; higher = more essential"},
+        engine.provenance)
+    with open_output(output) as fh:
+        writer = TsvWriter(fh, COLUMNS, meta)
+        for res in results:
+            writer.write(result_record(res))
+
+    n_ok = sum(r.status == OK for r in results)
+    if not quiet:
+        sys.stderr.write(f"dnahnet: essentiality: scored {n_ok} of {len(results)} genes\n")
+    if not labels:
+        return {}
+    candidates = [r.index for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
+    gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates)
+    metrics = evaluate(results, gene_labels)
+    payload = {"task": "essentiality", "labels": labels, **info, **metrics, "params": params,
+               "model": engine.provenance}
+    if not quiet or metrics_out is None:
+        m = metrics["essentiality_score"]
+        sys.stderr.write(
+            f"dnahnet: essentiality vs {labels}: {info['n_labels_matched']}/{info['n_labels']} labels matched; "
+            f"{m['n']} genes ({m['n_positive']} essential)\n"
+            f"  essentiality_score  {_fmt(m)}\n"
+            f"  gene length         {_fmt(metrics['baselines']['gene_length'])}\n"
+            f"  GC content          {_fmt(metrics['baselines']['gc_content'])}\n"
+        )
+    if metrics_out:
+        write_json(metrics_out, payload)
+    return payload
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("essentiality")
+    def essentiality_cmd(
+        genome: Optional[str] = typer.Argument(None, help="Genome FASTA (plain or gzip); omit if the GFF embeds ##FASTA."),
+        gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation (NCBI, Prokka, Bakta; gzip ok)."),
+        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        output: str = typer.Option("-", "--output", "-o", help="Per-gene TSV; - = stdout."),
+        labels: Optional[str] = typer.Option(None, "--labels", help="Essentiality labels: TSV 'locus_tag_or_name<TAB>0/1', or a list of essential gene names."),
+        metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write AUROC/AUPRC (and baselines) as JSON."),
+        cassette: str = typer.Option(DEFAULT_CASSETTE, "--cassette", help="Inserted sequence; must hold a stop codon in the gene's frame."),
+        positions: str = typer.Option("0.1", "--positions", help="Insertion points: fractions of the CDS (<1) or nt offsets (>=1), comma-separated."),
+        tile: Optional[int] = typer.Option(None, "--tile", help="Insert every N nt of the CDS instead of --positions; scores are averaged."),
+        flank: Optional[int] = typer.Option(None, "--flank", help="Genomic bases each side of the CDS [fill the window]."),
+        window: Optional[int] = typer.Option(None, "--window", "-w", help="Longest mutant window in bases [model's training length]."),
+        reduce: str = typer.Option("mean", "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum)."),
+        rc_average: bool = typer.Option(False, "--rc-average", help="Also score the reverse complement and average."),
+        genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),
+        max_genes: Optional[int] = typer.Option(None, "--max-genes", help="Only the first N genes (quick runs)."),
+        circular: list[str] = typer.Option([], "--circular", help="Circular sequence name(s) besides GFF Is_circular=true."),
+        no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
+        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    ) -> None:
+        """Predict gene essentiality by inserting a premature stop into each gene (higher score = more essential).
+
+        Per gene: LL(mutant) - LL(wild type) of a window holding the CDS and its flanks, read on the
+        gene's strand; pseudogenes, partial and RNA genes are reported with a SKIP_* status.
+
+        Example: dnahnet essentiality genome.fa --gff annot.gff --model models/small --labels keio.txt -o ess.tsv
+        """
+        cfg = EssentialityConfig(
+            cassette=validate_cassette(cassette), positions=parse_positions(positions), tile=tile, flank=flank,
+            reduce=reduce, rc_average=rc_average,
+        )
+        run_essentiality(genome, gff, model, output, labels, metrics_out, cfg, genes, max_genes, circular, no_meta,
+                         device, dtype, batch_size, max_tokens, quiet, window)

@@ -1,0 +1,130 @@
+"""`dnahnet eval ...`: zero-shot benchmarks. A Typer sub-app, so more evaluations can join `dms` later.
+
+`eval dms` maps each protein substitution of a DMS table onto the gene's coding sequence in the genome,
+scores LL(mutant) - LL(wild type) in genomic context and reports Spearman's rho against the measured
+fitness (protocol and codon rule: dnahnet_cli/dms.py). Output TSV columns: mutant n_subs codon_changes
+genomic_changes (1-based, + strand) n_nt_changes n_codon_variants dms_score ll_wt ll_mut delta status.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from typing import Optional
+
+import numpy as np
+import typer
+
+from ..dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
+from ..errors import DnahnetError
+from ..fileio import require_file
+from ..gff import OK, load_genome, parse_gff
+from ..metrics import spearman
+from ..outputs import TsvWriter, open_output, provenance
+from .essentiality_cmd import load_engine, progress_printer, write_json
+
+eval_app = typer.Typer(
+    help="Zero-shot evaluations against experimental data (protein DMS, ...).",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def run_dms(
+    genome_path: Optional[str], gff: str, gene: str, dms: str, model: str, output: str, protein_path: Optional[str],
+    region_start: Optional[int], codons: str, mutant_col: str, score_col: Optional[str], window: Optional[int],
+    flank: Optional[int], limit: Optional[int], metrics_out: Optional[str], no_meta: bool, device: str, dtype: str,
+    batch_size: int, max_tokens: int, quiet: bool,
+) -> dict:
+    """The whole `eval dms` pipeline; returns the metrics dict."""
+    if codons not in ("best", "all"):
+        raise DnahnetError(f"--codons must be best or all, not {codons!r}")
+    if limit is not None and limit < 1:
+        raise DnahnetError(f"--limit must be >= 1, not {limit}")
+    require_file(gff, "GFF")
+    annotation = parse_gff(gff)
+    genome, genome_source = load_genome(genome_path, annotation)
+    protein = read_protein(protein_path) if protein_path else None
+    target = prepare_target(annotation, genome, gene, protein, region_start, protein_path or "protein")
+    records = read_dms(dms, mutant_col, score_col)
+    records = records[:limit] if limit else records
+    usage = codon_usage(annotation, genome, target.gene.transl_table)
+    plans = [plan_mutant(target, r, codons, usage, f"{dms}: line {r.line}") for r in records]
+
+    engine = load_engine(model, device, dtype, batch_size, max_tokens)
+    size = window or int(engine.window)
+    score_plans(target, plans, engine, size, flank, progress_printer("eval dms mutants", quiet))
+
+    g = target.gene
+    meta = [] if no_meta else provenance(
+        {"dnahnet_genome": genome_source, "dnahnet_gff": gff, "dnahnet_dms": dms,
+         "dnahnet_gene": f"{g.label} {g.name} {g.seqid}:{g.start0 + 1}-{g.end}({g.strand})",
+         "dnahnet_region_start": target.region_start, "dnahnet_codons": codons, "dnahnet_window": size,
+         "dnahnet_flank": "auto" if flank is None else flank,
+         "dnahnet_score": "delta = LL(mutant) - LL(wild type), natural log; higher = fitter"},
+        engine.provenance)
+    with open_output(output) as fh:
+        writer = TsvWriter(fh, COLUMNS, meta)
+        for p in plans:
+            writer.write(plan_record(p))
+
+    ok = [p for p in plans if p.status == OK]
+    delta = np.array([p.delta for p in ok])
+    measured = np.array([p.record.score for p in ok])
+    used = int(np.sum(np.isfinite(delta) & np.isfinite(measured)))
+    rho = spearman(delta, measured)
+    payload = {
+        "task": "dms", "dms": dms, "gene": g.label, "name": g.name, "region_start": target.region_start,
+        "codons": codons, "window": size, "spearman_rho": rho, "n_mutants": len(plans), "n_scored": len(ok),
+        "n_used_for_rho": used, "n_skipped": len(plans) - len(ok),
+        "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,
+    }
+    if not quiet:
+        r = "NA" if not math.isfinite(rho) else f"{rho:.4f}"
+        sys.stderr.write(
+            f"dnahnet: eval dms {g.name or g.label}: Spearman rho {r} over {used} mutants "
+            f"({len(ok)} scored, {len(plans) - len(ok)} skipped)\n"
+        )
+    if metrics_out:
+        write_json(metrics_out, payload)
+    return payload
+
+
+@eval_app.command("dms")
+def dms_cmd(
+    gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation holding the gene (gzip ok)."),
+    gene: str = typer.Option(..., "--gene", help="Gene assayed: locus_tag, Name or synonym."),
+    dms: str = typer.Option(..., "--dms", help="DMS table (CSV/TSV) with a mutant column (M1H, A2G:L5P) and a score column."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+    genome: Optional[str] = typer.Option(None, "--genome", help="Genome FASTA; omit if the GFF embeds ##FASTA."),
+    output: str = typer.Option("-", "--output", "-o", help="Per-mutant TSV; - = stdout."),
+    protein: Optional[str] = typer.Option(None, "--protein", help="FASTA of the assayed protein (default: the translated CDS)."),
+    region_start: Optional[int] = typer.Option(None, "--region-start", help="Residue of the gene's protein where the assayed protein starts [found automatically]."),
+    codons: str = typer.Option("best", "--codons", help="best: fewest nt changes, ties by genome codon usage; all: log-mean-exp over every codon."),
+    mutant_col: str = typer.Option("mutant", "--mutant-col", help="Mutant column name."),
+    score_col: Optional[str] = typer.Option(None, "--score-col", help="Measured score column [DMS_score or score]."),
+    window: Optional[int] = typer.Option(None, "--window", "-w", help="Window in bases [model's training length]."),
+    flank: Optional[int] = typer.Option(None, "--flank", help="Genomic bases each side of the CDS [fill the window]."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N mutants (quick runs)."),
+    metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write Spearman rho and counts as JSON."),
+    no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
+    max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+) -> None:
+    """Score a protein deep mutational scan in genomic context and report Spearman's rho.
+
+    Each substitution is written into the gene's codon (fewest nucleotide changes, ties broken by the
+    genome's codon usage; or --codons all), scored as LL(mutant) - LL(wild type) on the gene's strand.
+
+    Example: dnahnet eval dms --genome genome.fa --gff annot.gff --gene infA --dms dms.csv --model models/small
+    """
+    run_dms(genome, gff, gene, dms, model, output, protein, region_start, codons, mutant_col, score_col, window, flank,
+            limit, metrics_out, no_meta, device, dtype, batch_size, max_tokens, quiet)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")

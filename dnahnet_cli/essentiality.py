@@ -1,0 +1,330 @@
+"""Zero-shot gene essentiality: insert a premature-stop cassette into each gene and score the damage.
+
+Protocol (Evo-style stop insertion, conventions §6.2), with the defaults pinned here:
+  * cassette `TAGCTAGCTAGC` (12 nt): a stop codon in all three reading frames, and a multiple of 3 so the
+    downstream frame is kept; it is checked to hold a stop in the gene's frame under its genetic code;
+  * inserted before the codon nearest 10% of the CDS length (`positions`, fractions of the CDS or nt
+    offsets >= 1), or before every `tile`-th nucleotide; never before the start or the stop codon;
+  * window = CDS plus flanks on the gene's strand (reverse complement for minus-strand genes), flank
+    = (window - CDS - cassette) / 2 so the mutant fits the model window; genes longer than that are
+    cropped to a model-sized window centred on the insertion; circular contigs wrap at the origin;
+  * delta_sum = LL(mutant) - LL(wild type) and delta_mean = mean per-base LL(mutant) - mean LL(wild type)
+    (N bases excluded), averaged over insertions (and over both strands with `rc_average`);
+  * essentiality_score = -delta (`reduce` = mean by default): higher = more essential.
+Everything here except `score_genes` is model-free; `score_genes` needs only `loglik_pairs`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .alphabet import reverse_complement
+from .errors import DnahnetError
+from .fileio import open_text
+from .gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
+from .metrics import classification_summary
+
+DEFAULT_CASSETTE = "TAGCTAGCTAGC"
+DEFAULT_POSITIONS = (0.1,)
+
+COLUMNS = [
+    "seqid", "start1", "end", "strand", "gene_id", "locus_tag", "name", "cds_len", "gc_content",
+    "n_insertions", "ll_wt", "ll_mut", "delta_mean", "delta_sum", "essentiality_score", "flags", "status",
+]
+
+
+class PairScorer(Protocol):
+    def loglik_pairs(self, refs: list[str], alts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class EssentialityConfig:
+    cassette: str = DEFAULT_CASSETTE
+    positions: tuple[float, ...] = DEFAULT_POSITIONS
+    tile: Optional[int] = None
+    flank: Optional[int] = None
+    window: int = 8192
+    reduce: str = "mean"
+    rc_average: bool = False
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """One mutant: wild-type and mutant windows, both read on the gene's strand."""
+
+    offset: int  # spliced-CDS offset the cassette is inserted before
+    window: tuple[int, int]  # unwrapped genomic [start0, end) of the wild-type window
+    wt: str
+    mut: str
+
+
+@dataclass
+class GeneResult:
+    index: int  # position in Annotation.genes
+    gene: Gene
+    gc_content: float
+    n_insertions: int = 0
+    ll_wt: float = math.nan
+    ll_mut: float = math.nan
+    delta_mean: float = math.nan
+    delta_sum: float = math.nan
+    essentiality_score: float = math.nan
+    status: str = OK
+
+
+def validate_cassette(cassette: str, table: int = 11) -> str:
+    """Upper-cased cassette; error unless it is ACGT and holds a stop codon when read from its first base."""
+    cas = cassette.strip().upper()
+    if not cas or not re.fullmatch(r"[ACGT]+", cas):
+        raise DnahnetError(f"--cassette {cassette!r}: must be a non-empty A/C/G/T sequence")
+    if not _has_stop(cas, table):
+        raise DnahnetError(
+            f"--cassette {cassette!r}: no stop codon in the gene's reading frame (it is inserted at a codon "
+            f"boundary, so one of its codons {[cas[i:i + 3] for i in range(0, len(cas) - 2, 3)]} must be a stop)"
+        )
+    return cas
+
+
+def _has_stop(cassette: str, table: int) -> bool:
+    stops = stop_codons(table)
+    return any(cassette[i : i + 3] in stops for i in range(0, len(cassette) - 2, 3))
+
+
+def parse_positions(text: str) -> tuple[float, ...]:
+    """'0.1,0.5' -> (0.1, 0.5): values < 1 are fractions of the CDS, values >= 1 nucleotide offsets."""
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise DnahnetError(f"--positions {text!r}: expected comma-separated numbers, e.g. 0.1,0.5") from None
+    if not vals or any(v <= 0 for v in vals):
+        raise DnahnetError(f"--positions {text!r}: values must be > 0 (fractions < 1 or nt offsets >= 1)")
+    return vals
+
+
+def insertion_offsets(gene: Gene, cfg: EssentialityConfig) -> list[int]:
+    """Codon-start offsets (spliced CDS) where the cassette goes; [] when the CDS has no inner codon."""
+    inner = gene.codon_starts()[1:-1]
+    if not inner:
+        return []
+    n = gene.cds_len
+    if cfg.tile:
+        targets: Iterable[float] = range(cfg.tile, n - 3, cfg.tile)
+    else:
+        targets = [p * n if p < 1 else p for p in cfg.positions]
+    out: list[int] = []
+    for t in targets:
+        j = bisect.bisect_left(inner, t)
+        cands = [inner[k] for k in (j - 1, j) if 0 <= k < len(inner)]
+        best = min(cands, key=lambda c: (abs(c - t), c))
+        if best not in out:
+            out.append(best)
+    return out
+
+
+def build_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
+    """Wild-type/mutant window pairs for one gene (model-free, deterministic)."""
+    out = []
+    k = len(cfg.cassette)
+    for off in insertion_offsets(gene, cfg):
+        g = gene.cds_to_genome(off)
+        win = context_window(gene, len(seq), circular, cfg.window - k, cfg.flank, focus=(g, g + 1))
+        wt = orient(fetch(seq, win[0], win[1], circular), gene.strand)
+        i = oriented_index(g, win, gene.strand)
+        out.append(Insertion(off, win, wt, wt[:i] + cfg.cassette + wt[i:]))
+    return out
+
+
+def gc_content(seq: str) -> float:
+    acgt = sum(seq.count(b) for b in "ACGT")
+    return (seq.count("G") + seq.count("C")) / acgt if acgt else math.nan
+
+
+def _n_scored(seq: str) -> int:
+    return sum(seq.count(b) for b in "ACGT")
+
+
+def score_genes(
+    annotation: Annotation,
+    genome: Mapping[str, str],
+    scorer: PairScorer,
+    cfg: EssentialityConfig,
+    indices: Optional[Sequence[int]] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    pairs_per_call: int = 256,
+) -> list[GeneResult]:
+    """Score every gene in `indices` (default: all); non-OK genes keep their SKIP_* status and NA scores."""
+    indices = range(len(annotation.genes)) if indices is None else indices
+    results: list[GeneResult] = []
+    pending: list[tuple[GeneResult, list[Insertion]]] = []
+    n_pairs = 0
+
+    def flush() -> None:
+        nonlocal n_pairs
+        refs, alts = [], []
+        for _, ins in pending:
+            for x in ins:
+                refs.append(x.wt)
+                alts.append(x.mut)
+                if cfg.rc_average:
+                    refs.append(reverse_complement(x.wt))
+                    alts.append(reverse_complement(x.mut))
+        if refs:
+            ll_ref, ll_alt = (np.asarray(a, dtype=np.float64) for a in scorer.loglik_pairs(refs, alts))
+            pos = 0
+            for res, ins in pending:
+                m = len(ins) * (2 if cfg.rc_average else 1)
+                r, a = ll_ref[pos : pos + m], ll_alt[pos : pos + m]
+                n_r = np.array([_n_scored(s) for s in refs[pos : pos + m]], dtype=np.float64)
+                n_a = np.array([_n_scored(s) for s in alts[pos : pos + m]], dtype=np.float64)
+                pos += m
+                _summarise(res, r, a, n_r, n_a, cfg.reduce)
+        pending.clear()
+        n_pairs = 0
+        if progress:
+            progress(len(results), len(indices))
+
+    for idx in indices:
+        gene = annotation.genes[idx]
+        seq = genome[gene.seqid]
+        circ = gene.seqid in annotation.circular
+        res = GeneResult(idx, gene, gc_content(gene.cds_sequence(seq, circ)) if gene.cds else math.nan)
+        res.status = gene.status
+        results.append(res)
+        if res.status != OK:
+            continue
+        if not _has_stop(cfg.cassette, gene.transl_table):
+            res.status = "SKIP_NO_STOP_IN_FRAME"
+            continue
+        ins = build_insertions(gene, seq, circ, cfg)
+        if not ins:
+            res.status = "SKIP_TOO_SHORT"
+            continue
+        res.n_insertions = len(ins)
+        pending.append((res, ins))
+        n_pairs += len(ins)
+        if n_pairs >= pairs_per_call:
+            flush()
+    flush()
+    return results
+
+
+def _summarise(res: GeneResult, ll_r: np.ndarray, ll_a: np.ndarray, n_r: np.ndarray, n_a: np.ndarray, reduce: str) -> None:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d_sum = ll_a - ll_r
+        d_mean = ll_a / n_a - ll_r / n_r
+    if not np.all(np.isfinite(d_sum)):
+        res.status = "SKIP_NOT_SCORABLE"
+        return
+    res.ll_wt, res.ll_mut = float(ll_r.mean()), float(ll_a.mean())
+    res.delta_sum, res.delta_mean = float(d_sum.mean()), float(d_mean.mean())
+    res.essentiality_score = -(res.delta_mean if reduce == "mean" else res.delta_sum)
+
+
+def result_record(res: GeneResult) -> dict:
+    """One output row as {column: value} (NaN -> NA when written by outputs.TsvWriter)."""
+    g = res.gene
+    return {
+        "seqid": g.seqid, "start1": g.start0 + 1, "end": g.end, "strand": g.strand, "gene_id": g.gene_id,
+        "locus_tag": g.locus_tag or None, "name": g.name or None, "cds_len": g.cds_len,
+        "gc_content": res.gc_content, "n_insertions": res.n_insertions, "ll_wt": res.ll_wt,
+        "ll_mut": res.ll_mut, "delta_mean": res.delta_mean, "delta_sum": res.delta_sum,
+        "essentiality_score": res.essentiality_score, "flags": ",".join(g.flags) or ".", "status": res.status,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Labels and evaluation
+
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def read_labels(path: str) -> tuple[dict[str, int], str]:
+    """Labels as {name: 0/1} and the format: 'table' (name <tab> 0/1, optional header) or 'list'.
+
+    A plain list names the essential genes, one per line; every other scored gene counts as non-essential.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    with open_text(path, "labels") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
+    if not rows:
+        raise DnahnetError(f"{path}: no labels found")
+    is_table = any(len(f) >= 2 for _, f in rows)
+    if not is_table:
+        return {f[0]: 1 for _, f in rows}, "list"
+    labels: dict[str, int] = {}
+    for n, (lineno, fields) in enumerate(rows):
+        val = fields[1].lower() if len(fields) >= 2 else ""
+        if val in _TRUE or val in _FALSE:
+            labels[fields[0]] = 1 if val in _TRUE else 0
+        elif n == 0:
+            continue  # header line
+        else:
+            raise DnahnetError(f"{path}: line {lineno}: expected 'name<TAB>0/1', got {' '.join(fields)!r}")
+    return labels, "table"
+
+
+def match_labels(
+    labels: Mapping[str, int], fmt: str, annotation: Annotation, candidates: Iterable[int]
+) -> tuple[dict[int, int], dict]:
+    """Map label names onto gene indices; returns {gene index: 0/1} over `candidates` and match counts.
+
+    Names are matched by locus_tag, Name, ID, then gene_synonym (protein-coding genes preferred); a name
+    matching several genes is ambiguous and dropped; one matching a gene that was not scored (pseudogene,
+    RNA gene) is counted as not scored. With a plain list every unlisted candidate is 0.
+    """
+    cand = set(candidates)
+    matched: dict[int, int] = {}
+    unmatched, ambiguous, not_scored = [], [], 0
+    for name, y in labels.items():
+        every = annotation.lookup(name)
+        hits = [i for i in every if annotation.genes[i].is_protein_coding] or every
+        if not hits:
+            unmatched.append(name)
+        elif len(hits) > 1:
+            ambiguous.append(name)
+        elif hits[0] not in cand:
+            not_scored += 1
+        else:
+            matched[hits[0]] = max(y, matched.get(hits[0], 0))
+    if fmt == "list":
+        matched = {i: matched.get(i, 0) for i in sorted(cand)}
+    info = {
+        "label_format": fmt,
+        "n_labels": len(labels),
+        "n_labels_matched": len(labels) - len(unmatched) - len(ambiguous),
+        "n_labels_unmatched": len(unmatched),
+        "n_labels_ambiguous": len(ambiguous),
+        "n_labels_not_scored": not_scored,
+        "unmatched": unmatched,
+        "ambiguous": ambiguous,
+    }
+    return matched, info
+
+
+def evaluate(results: Sequence[GeneResult], gene_labels: Mapping[int, int]) -> dict:
+    """AUROC/AUPRC of the essentiality score and of length / GC baselines on the same labelled genes."""
+    rows = [r for r in results if r.index in gene_labels and math.isfinite(r.essentiality_score)]
+    y = np.array([gene_labels[r.index] for r in rows], dtype=np.float64)
+
+    def summary(values: Iterable[float]) -> dict:
+        return classification_summary(y, np.fromiter(values, dtype=np.float64, count=len(rows)))
+
+    return {
+        "essentiality_score": summary(r.essentiality_score for r in rows),
+        "neg_delta_mean": summary(-r.delta_mean for r in rows),
+        "neg_delta_sum": summary(-r.delta_sum for r in rows),
+        "baselines": {
+            "gene_length": summary(r.gene.cds_len for r in rows),
+            "gc_content": summary(r.gc_content for r in rows),
+        },
+    }

@@ -1,0 +1,269 @@
+"""DMS mapping: protein substitutions onto the genomic CDS, codon choice, windows, errors, scoring plumbing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnahnet_cli.alphabet import reverse_complement
+from dnahnet_cli.dms import (
+    DmsRecord, build_windows, choose_codon, codon_usage, logmeanexp, parse_mutant, plan_mutant, prepare_target,
+    read_dms, read_protein, score_plans, synonymous_codons,
+)
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.gff import OK, load_genome, parse_gff, translate
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
+ECOLI_FA = DATA / "ecoli_k12" / "genome.fa.gz"
+IF1 = DATA / "dms" / "IF1_ECOLI_Kelsic_2016"
+needs_ecoli = pytest.mark.skipif(not (ECOLI_GFF.exists() and IF1.exists()), reason="shared E. coli data not available")
+
+
+@pytest.fixture(scope="module")
+def awkward():
+    ann = parse_gff(HERE / "data" / "awkward.gff3")
+    genome, _ = load_genome(None, ann)
+    return ann, genome, codon_usage(ann, genome)
+
+
+@pytest.fixture(scope="module")
+def ecoli():
+    ann = parse_gff(ECOLI_GFF)
+    genome, _ = load_genome(str(ECOLI_FA), ann)
+    return ann, genome, codon_usage(ann, genome)
+
+
+def _rec(mutant, score=0.0):
+    return DmsRecord(mutant, parse_mutant(mutant, "test"), score, 1)
+
+
+def _mutant_cds(target, changes):
+    cds = list(target.cds)
+    for off, base in changes.items():
+        cds[off] = base
+    return "".join(cds)
+
+
+def test_parse_mutant():
+    assert [(s.wt, s.pos, s.mt) for s in parse_mutant("A2G:L5P", "f")] == [("A", 2, "G"), ("L", 5, "P")]
+    assert parse_mutant("K10*", "f")[0].mt == "*"
+    for bad in ("A2", "2G", "AG2", "A0G", "B2G", "A2G;L5P", "A2G:A2P"):
+        with pytest.raises(DnahnetError, match="dms.csv: line 7"):
+            parse_mutant(bad, "dms.csv: line 7")
+
+
+def test_codon_choice_rule():
+    usage = {"CTG": 100, "CTT": 5, "TTA": 50}
+    assert choose_codon("GTG", "L", 11, usage) == "CTG"  # CTG and TTG are one change away; CTG more used
+    assert choose_codon("TTT", "L", 11, usage) == "TTA"  # TTA, TTG, CTT one change; TTA most used
+    assert choose_codon("TTT", "L", 11, {}) == "CTT"  # no usage: alphabetical
+    assert choose_codon("ATG", "M", 11, usage) == "ATG"  # synonymous: no change
+    assert synonymous_codons("*", 11) == ["TAA", "TAG", "TGA"] and synonymous_codons("W", 4) == ["TGA", "TGG"]
+
+
+def test_minus_strand_multi_mutant_windows(awkward):
+    ann, genome, usage = awkward
+    target = prepare_target(ann, genome, "bbbB")  # MADRKPF, minus strand
+    plan = plan_mutant(target, _rec("A2G:K5P"), "best", usage)
+    assert plan.status == OK and len(plan.variants) == 1
+    mut_cds = _mutant_cds(target, plan.variants[0])
+    assert translate(mut_cds) == "MGDRPPF*"
+    wt, (mut,) = build_windows(target, plan, window=40)
+    assert len(wt) == len(mut) == 40 and sum(a != b for a, b in zip(wt, mut)) == plan.n_nt_changes
+    assert mut_cds in mut and target.cds in wt  # both read on the gene strand
+    # genomic changes are reported on the + strand, 1-based
+    for change in plan.genomic_changes.split(","):
+        pos, ref = int(change[:-3]), change[-3]
+        assert genome["chr1"][pos - 1] == ref
+    allp = plan_mutant(target, _rec("A2G:K5P"), "all", usage)
+    assert len(allp.variants) == 4 * 4  # four G codons x four P codons
+    assert all(translate(_mutant_cds(target, v)) == "MGDRPPF*" for v in allp.variants)
+
+
+def test_origin_crossing_and_phase(awkward):
+    ann, genome, usage = awkward
+    target = prepare_target(ann, genome, "oriX")  # MRLKEHQWF across the origin of circular chr1
+    plan = plan_mutant(target, _rec("H6Y"), "best", usage)
+    assert translate(_mutant_cds(target, plan.variants[0])) == "MRLKEYQWF*"
+    wt, (mut,) = build_windows(target, plan, window=100)
+    assert len(wt) == 100
+    multi = prepare_target(ann, genome, "aaaA")  # two CDS parts, codon 5 split across them
+    plan = plan_mutant(multi, _rec("L5P"), "best", usage)
+    assert translate(_mutant_cds(multi, plan.variants[0])) == "MKLVPETG*"
+
+
+def test_region_and_protein_errors(awkward):
+    ann, genome, usage = awkward
+    target = prepare_target(ann, genome, "bbbB", protein="DRKP")  # a region of MADRKPF
+    assert target.region_start == 3
+    plan = plan_mutant(target, _rec("R2A"), "best", usage)  # assayed residue 2 = gene residue 4
+    assert translate(_mutant_cds(target, plan.variants[0])) == "MADAKPF*"
+    with pytest.raises(DnahnetError, match=r"does not match the translated CDS of AWK_0002.*residue 2"):
+        prepare_target(ann, genome, "bbbB", protein="MVDRKPF", region_start=1, protein_path="p.fa")
+    with pytest.raises(DnahnetError, match="does not match"):
+        prepare_target(ann, genome, "bbbB", protein="WWWW")
+    with pytest.raises(DnahnetError, match="no gene named 'zzzZ'"):
+        prepare_target(ann, genome, "zzzZ")
+    with pytest.raises(DnahnetError, match="has no CDS"):
+        prepare_target(ann, genome, "tRNA-Ala")
+    with pytest.raises(DnahnetError, match=r"dms.csv: line 3: mutant Q2A: residue 2 is 'A'"):
+        plan_mutant(prepare_target(ann, genome, "bbbB"), _rec("Q2A"), "best", usage, "dms.csv: line 3")
+    with pytest.raises(DnahnetError, match="beyond the assayed protein"):
+        plan_mutant(prepare_target(ann, genome, "bbbB"), _rec("A20G"), "best", usage, "x")
+
+
+def test_read_dms_table(tmp_path):
+    t = tmp_path / "d.tsv"
+    t.write_text("mutant\tDMS_score\tother\nA2G\t0.5\tx\nA2G:L5P\t\ty\n")
+    recs = read_dms(str(t))
+    assert [r.mutant for r in recs] == ["A2G", "A2G:L5P"] and recs[0].score == 0.5 and math.isnan(recs[1].score)
+    t.write_text("variant,fitness\nA2G,1\n")
+    with pytest.raises(DnahnetError, match="no mutant column 'mutant'"):
+        read_dms(str(t))
+    assert read_dms(str(t), mutant_col="variant", score_col="fitness")[0].score == 1.0
+    t.write_text("mutant,score\nA2G,1\nfoo,2\n")
+    with pytest.raises(DnahnetError, match=r"d.tsv: line 3: malformed mutant 'foo'"):
+        read_dms(str(t))
+
+
+class FakeScorer:
+    @staticmethod
+    def ll(s):
+        return -float(s.count("A")) - 0.5 * s.count("G")
+
+    def loglik_pairs(self, refs, alts):
+        return np.array([self.ll(s) for s in refs]), np.array([self.ll(s) for s in alts])
+
+
+def test_score_plans_log_mean_exp(awkward):
+    ann, genome, usage = awkward
+    target = prepare_target(ann, genome, "bbbB")
+    plans = [plan_mutant(target, _rec(m), c, usage) for m, c in (("A2G", "all"), ("K5K", "best"), ("F7W", "best"))]
+    score_plans(target, plans, FakeScorer(), window=40, pairs_per_call=2)
+    wt, muts = build_windows(target, plans[0], 40)
+    expected = logmeanexp(np.array([FakeScorer.ll(m) for m in muts])) - FakeScorer.ll(wt)
+    assert plans[0].delta == pytest.approx(expected)
+    assert plans[1].delta == 0.0 and plans[1].n_nt_changes == 0
+    assert all(p.status == OK for p in plans)
+    assert logmeanexp(np.array([0.0, 0.0])) == pytest.approx(0.0)
+
+
+@needs_ecoli
+def test_all_if1_substitutions_map_onto_the_genome(ecoli):
+    ann, genome, usage = ecoli
+    target = prepare_target(ann, genome, "infA", read_protein(str(IF1 / "protein.fasta")))
+    assert target.region_start == 1 and target.gene.strand == "-"
+    records = read_dms(str(IF1 / "dms.csv"))
+    assert len(records) == 1367
+    seq = genome["NC_000913.3"]
+    for rec in records:
+        plan = plan_mutant(target, rec, "best", usage)
+        assert plan.status == OK and len(plan.variants) == 1
+        (s,) = rec.subs
+        mut_protein = translate(_mutant_cds(target, plan.variants[0]), initiator=False)
+        expected = target.protein[: s.pos - 1] + s.mt + target.protein[s.pos :]
+        assert mut_protein.rstrip("*") == expected or (s.mt == "*" and mut_protein.startswith(expected[: s.pos]))
+        assert 1 <= plan.n_nt_changes <= 3
+        for change in plan.genomic_changes.split(","):  # + strand REF bases check against the genome
+            pos, ref = int(change[:-3]), change[-3]
+            assert seq[pos - 1] == ref and 926225 <= pos <= 926443
+    wt, (mut,) = build_windows(target, plan_mutant(target, records[0], "best", usage), window=1024)
+    assert len(wt) == 1024 and target.cds in wt
+    assert reverse_complement(target.cds) == seq[926224:926443]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI (`dnahnet eval dms`), with a tiny freshly initialised model on a subset of mutants
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from dnahnet_cli.checkpoint import save_checkpoint
+    from dnahnet_cli.model import DNAHNet
+    from dnahnet_cli.presets import get_preset
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny")
+    save_checkpoint(out, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster, and far faster on a busy CI box
+    yield str(out)
+    torch.set_num_threads(threads)
+
+
+def _run(args):
+    import typer
+    from typer.testing import CliRunner
+
+    from dnahnet_cli.commands import eval_cmd
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """test root"""
+
+    eval_cmd.register(app)
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_dms_on_embedded_fasta(tmp_path, tiny_model):
+    import json
+
+    import pandas as pd
+
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nA2G,0.1\nK5P,-1.0\nA2G:K5P,-2\nF7W,0.5\nD3D,1.0\n")
+    out, metrics = tmp_path / "out.tsv", tmp_path / "m.json"
+    res = _run(["eval", "dms", "--gff", str(HERE / "data" / "awkward.gff3"), "--gene", "AWK_0002", "--dms", str(dms),
+                "-m", tiny_model, "--window", "64", "--codons", "all", "-o", str(out), "--metrics", str(metrics),
+                "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "##dnahnet_codons=all" in out.read_text()
+    df = pd.read_csv(out, sep="\t", comment="#")
+    assert list(df.columns) == [
+        "mutant", "n_subs", "codon_changes", "genomic_changes", "n_nt_changes", "n_codon_variants", "dms_score",
+        "ll_wt", "ll_mut", "delta", "status",
+    ]
+    assert list(df.n_codon_variants) == [4, 4, 16, 1, 2] and (df.status == "OK").all()
+    assert np.allclose(df.delta, df.ll_mut - df.ll_wt, atol=1e-3)
+    m = json.loads(metrics.read_text())
+    assert m["n_scored"] == 5 and m["n_skipped"] == 0 and -1 <= m["spearman_rho"] <= 1
+    assert "Spearman rho" in res.output
+
+
+def test_cli_dms_errors(tmp_path, tiny_model):
+    gff = str(HERE / "data" / "awkward.gff3")
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,score\nA2G,0.1\nA2-G,1\n")
+    res = _run(["eval", "dms", "--gff", gff, "--gene", "bbbB", "--dms", str(dms), "-m", tiny_model])
+    assert isinstance(res.exception, DnahnetError) and "line 3: malformed mutant 'A2-G'" in str(res.exception)
+    dms.write_text("mutant,score\nA2G,0.1\n")
+    res = _run(["eval", "dms", "--gff", gff, "--gene", "nosuch", "--dms", str(dms), "-m", tiny_model])
+    assert isinstance(res.exception, DnahnetError) and "no gene named 'nosuch'" in str(res.exception)
+    prot = tmp_path / "p.fa"
+    prot.write_text(">p\nMADRKPW\n")
+    res = _run(["eval", "dms", "--gff", gff, "--gene", "bbbB", "--dms", str(dms), "-m", tiny_model, "--protein", str(prot)])
+    assert isinstance(res.exception, DnahnetError) and "does not match the translated CDS" in str(res.exception)
+    res = _run(["eval", "dms", "--gff", gff, "--gene", "bbbB", "--dms", str(dms), "-m", tiny_model, "--codons", "some"])
+    assert isinstance(res.exception, DnahnetError) and "--codons" in str(res.exception)
+
+
+@needs_ecoli
+def test_cli_dms_if1_subset(tmp_path, tiny_model):
+    import pandas as pd
+
+    out = tmp_path / "if1.tsv"
+    res = _run(["eval", "dms", "--genome", str(ECOLI_FA), "--gff", str(ECOLI_GFF), "--gene", "infA",
+                "--dms", str(IF1 / "dms.csv"), "--protein", str(IF1 / "protein.fasta"), "-m", tiny_model,
+                "--limit", "6", "--window", "256", "-o", str(out), "--device", "cpu", "--no-meta"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out, sep="\t")
+    assert list(df.mutant[:3]) == ["M1H", "M1G", "M1I"] and len(df) == 6 and (df.status == "OK").all()
+    assert df.delta.notna().all() and (df.n_nt_changes >= 1).all()

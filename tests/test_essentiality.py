@@ -1,0 +1,255 @@
+"""Stop-cassette construction, gene scoring plumbing (with a fake scorer), labels and evaluation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dnahnet_cli.alphabet import reverse_complement
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.essentiality import (
+    DEFAULT_CASSETTE, EssentialityConfig, build_insertions, evaluate, insertion_offsets, match_labels,
+    parse_positions, read_labels, result_record, score_genes, validate_cassette,
+)
+from dnahnet_cli.gff import OK, load_genome, parse_gff, stop_codons, translate
+
+HERE = Path(__file__).resolve().parent
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
+KEIO = DATA / "essentiality" / "ecoli_k12" / "keio_essential_names.txt"
+
+
+class FakeScorer:
+    """Deterministic stand-in for the engine: every base costs 1 nat, every TAG 5 more."""
+
+    def __init__(self):
+        self.calls = 0
+
+    @staticmethod
+    def ll(s: str) -> float:
+        return -float(len(s)) - 5.0 * s.count("TAG")
+
+    def loglik_pairs(self, refs, alts):
+        self.calls += 1
+        return np.array([self.ll(s) for s in refs]), np.array([self.ll(s) for s in alts])
+
+
+@pytest.fixture(scope="module")
+def awkward():
+    ann = parse_gff(HERE / "data" / "awkward.gff3")
+    genome, _ = load_genome(None, ann)
+    return ann, genome
+
+
+def _gene(ann, tag):
+    return next(g for g in ann.genes if g.locus_tag == tag)
+
+
+def test_default_cassette_stops_in_every_frame():
+    stops = stop_codons(11)
+    for frame in range(3):
+        codons = [DEFAULT_CASSETTE[i : i + 3] for i in range(frame, len(DEFAULT_CASSETTE) - 2, 3)]
+        assert any(c in stops for c in codons)
+    assert len(DEFAULT_CASSETTE) % 3 == 0
+    assert validate_cassette("taa") == "TAA"
+    with pytest.raises(DnahnetError, match="no stop codon"):
+        validate_cassette("CTAG")
+    with pytest.raises(DnahnetError, match="A/C/G/T"):
+        validate_cassette("TAGN")
+    assert parse_positions("0.1,0.5,30") == (0.1, 0.5, 30.0)
+    with pytest.raises(DnahnetError):
+        parse_positions("a,b")
+
+
+def test_insertion_offsets_are_inner_codon_starts(awkward):
+    ann, _ = awkward
+    g = _gene(ann, "AWK_0001")  # 27 nt, codons at 0..24
+    assert insertion_offsets(g, EssentialityConfig(positions=(0.1,))) == [3]
+    assert insertion_offsets(g, EssentialityConfig(positions=(0.5, 0.99))) == [12, 21]
+    assert insertion_offsets(g, EssentialityConfig(tile=6)) == [6, 12, 18]
+    tiny = _gene(ann, "AWK_0007")  # ATG TTT TAA: only codon 3 is inner
+    assert insertion_offsets(tiny, EssentialityConfig()) == [3]
+
+
+@pytest.mark.parametrize("tag", ["AWK_0001", "AWK_0002", "AWK_0005", "AWK_0008"])
+def test_mutant_reads_a_stop_in_frame(awkward, tag):
+    ann, genome = awkward
+    g = _gene(ann, tag)
+    seq, circ = genome[g.seqid], g.seqid in ann.circular
+    cfg = EssentialityConfig(positions=(0.5,), window=64)
+    (ins,) = build_insertions(g, seq, circ, cfg)
+    assert len(ins.mut) == len(ins.wt) + 12 and len(ins.mut) <= cfg.window
+    cds = g.cds_sequence(seq, circ)
+    # the wild-type window is the gene-strand view of the genome, and the CDS sits inside it
+    if len(g.cds) == 1:
+        assert cds in ins.wt
+    # mutant = wild type with the cassette before the chosen codon; reading the CDS frame hits a stop there
+    k = ins.mut.find(DEFAULT_CASSETTE)
+    assert ins.mut[:k] + ins.mut[k + 12 :] == ins.wt
+    mut_cds_prefix = cds[: ins.offset] + DEFAULT_CASSETTE
+    assert translate(mut_cds_prefix)[ins.offset // 3] == "*"
+    if g.strand == "-":
+        plus = reverse_complement(ins.wt)
+        assert plus == (seq * 3)[ins.window[0] % len(seq) : ins.window[0] % len(seq) + len(plus)]
+
+
+def test_score_genes_with_fake_scorer(awkward):
+    ann, genome = awkward
+    scorer = FakeScorer()
+    cfg = EssentialityConfig(window=80, tile=6)
+    res = score_genes(ann, genome, scorer, cfg, pairs_per_call=2)
+    by = {r.gene.locus_tag: r for r in res}
+    assert by["AWK_0003"].status == "SKIP_PSEUDOGENE" and math.isnan(by["AWK_0003"].essentiality_score)
+    assert by["AWK_0006"].status == "SKIP_NONCODING"
+    assert scorer.calls >= 2
+    a = by["AWK_0001"]
+    ins = build_insertions(a.gene, genome["chr1"], True, cfg)
+    assert a.status == OK and a.n_insertions == len(ins) == 3
+    exp_sum = np.mean([FakeScorer.ll(x.mut) - FakeScorer.ll(x.wt) for x in ins])
+    exp_mean = np.mean([FakeScorer.ll(x.mut) / len(x.mut) - FakeScorer.ll(x.wt) / len(x.wt) for x in ins])
+    assert a.delta_sum == pytest.approx(exp_sum) and a.delta_mean == pytest.approx(exp_mean)
+    assert a.essentiality_score == pytest.approx(-exp_mean) and a.essentiality_score > 0
+    row = result_record(a)
+    assert (row["seqid"], row["start1"], row["end"], row["strand"], row["cds_len"]) == ("chr1", 21, 54, "+", 27)
+    # reverse-complement averaging scores both strands and still reports one value per gene
+    rc = score_genes(ann, genome, FakeScorer(), EssentialityConfig(window=80, rc_average=True, reduce="sum"))
+    b = next(r for r in rc if r.gene.locus_tag == "AWK_0002")
+    assert b.essentiality_score == pytest.approx(-b.delta_sum)
+
+
+def test_labels_table_and_list(tmp_path, awkward):
+    ann, genome = awkward
+    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(window=80))
+    scored = [r.index for r in res if r.status == OK]
+    table = tmp_path / "labels.tsv"
+    table.write_text("gene\tessential\nAWK_0001\t1\nbbbB\t0\nmissing\t1\nAWK_0003\t0\n")
+    labels, fmt = read_labels(str(table))
+    assert fmt == "table" and labels == {"AWK_0001": 1, "bbbB": 0, "missing": 1, "AWK_0003": 0}
+    y, info = match_labels(labels, fmt, ann, scored)
+    assert sorted(y.values()) == [0, 1] and info["unmatched"] == ["missing"] and info["n_labels_not_scored"] == 1
+    plain = tmp_path / "ess.txt"
+    plain.write_text("# essential genes\naaaA\nmmmM\n")
+    labels, fmt = read_labels(str(plain))
+    y, info = match_labels(labels, fmt, ann, scored)
+    assert fmt == "list" and len(y) == len(scored) and sum(y.values()) == 2
+    metrics = evaluate(res, y)
+    assert metrics["essentiality_score"]["n"] == len(scored)
+    assert set(metrics["baselines"]) == {"gene_length", "gc_content"}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\t1\nb\tmaybe\n")
+    with pytest.raises(DnahnetError, match=r"bad.tsv: line 2"):
+        read_labels(str(bad))
+
+
+@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason="shared E. coli data not available")
+def test_keio_list_maps_onto_ecoli_annotation():
+    ann = parse_gff(ECOLI_GFF)
+    labels, fmt = read_labels(str(KEIO))
+    assert fmt == "list" and len(labels) == 300
+    candidates = [i for i, g in enumerate(ann.genes) if g.status == OK]
+    y, info = match_labels(labels, fmt, ann, candidates)
+    assert sum(y.values()) >= 290
+    assert info["n_labels_matched"] >= 290 and len(y) == 4288
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI, with a tiny freshly initialised model on a few genes (fast)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from dnahnet_cli.checkpoint import save_checkpoint
+    from dnahnet_cli.model import DNAHNet
+    from dnahnet_cli.presets import get_preset
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny")
+    save_checkpoint(out, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: one thread is faster, and far faster on a busy CI box
+    yield str(out)
+    torch.set_num_threads(threads)
+
+
+def _app():
+    import typer
+
+    from dnahnet_cli.commands import essentiality_cmd
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """test root"""
+
+    essentiality_cmd.register(app)
+    return app
+
+
+def _run(args):
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(_app(), args)
+
+
+def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
+    import json
+
+    import pandas as pd
+
+    out, metrics = tmp_path / "ess.tsv", tmp_path / "m.json"
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("locus_tag\tessential\nAWK_0001\t1\nAWK_0002\t0\nAWK_0005\t1\nAWK_0008\t0\n")
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
+                "--window", "96", "--labels", str(labels), "--metrics", str(metrics), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "##dnahnet_cassette=TAGCTAGCTAGC" in text and "##dnahnet_model=" in text
+    df = pd.read_csv(out, sep="\t", comment="#")
+    assert list(df.columns) == [
+        "seqid", "start1", "end", "strand", "gene_id", "locus_tag", "name", "cds_len", "gc_content",
+        "n_insertions", "ll_wt", "ll_mut", "delta_mean", "delta_sum", "essentiality_score", "flags", "status",
+    ]
+    assert len(df) == 8
+    ok = df[df.status == "OK"]
+    assert set(ok.locus_tag) == {"AWK_0001", "AWK_0002", "AWK_0005", "AWK_0007", "AWK_0008"}
+    assert np.allclose(ok.delta_sum, ok.ll_mut - ok.ll_wt, atol=1e-3)
+    assert np.allclose(ok.essentiality_score, -ok.delta_mean)
+    assert df[df.status != "OK"].essentiality_score.isna().all()
+    m = json.loads(metrics.read_text())
+    assert m["essentiality_score"]["n"] == 4 and m["essentiality_score"]["n_positive"] == 2
+    assert 0.0 <= m["essentiality_score"]["auroc"] <= 1.0
+    assert set(m["baselines"]) == {"gene_length", "gc_content"}
+    assert "AUROC" in res.output  # summary on stderr (mixed into the runner's output)
+
+
+def test_cli_errors(tmp_path, tiny_model):
+    gff = tmp_path / "a.gff"
+    gff.write_text("chrZ\tt\tgene\t1\t9\t.\t+\t.\tID=g1;locus_tag=T1\nchrZ\tt\tCDS\t1\t9\t.\t+\t0\tParent=g1\n")
+    fa = tmp_path / "g.fa"
+    fa.write_text(">chr1\nATGAAATAA\n")
+    res = _run(["essentiality", str(fa), "--gff", str(gff), "-m", tiny_model])
+    assert isinstance(res.exception, DnahnetError) and "seqid 'chrZ'" in str(res.exception)
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--genes", "nope"])
+    assert isinstance(res.exception, DnahnetError) and "no gene named 'nope'" in str(res.exception)
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--cassette", "GGG"])
+    assert isinstance(res.exception, DnahnetError) and "no stop codon" in str(res.exception)
+
+
+@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason="shared E. coli data not available")
+def test_cli_ecoli_few_genes(tmp_path, tiny_model):
+    import pandas as pd
+
+    out = tmp_path / "ess.tsv"
+    res = _run(["essentiality", str(DATA / "ecoli_k12" / "genome.fa.gz"), "--gff", str(ECOLI_GFF), "-m", tiny_model,
+                "--genes", "b0001,ftsL,b0884", "--window", "128", "-o", str(out), "--labels", str(KEIO),
+                "--device", "cpu", "--no-meta"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out, sep="\t")
+    assert list(df.locus_tag) == ["b0001", "b0083", "b0884"] and (df.status == "OK").all()
+    assert (df.n_insertions == 1).all() and df.essentiality_score.notna().all()
+    assert "2 essential" in res.output  # ftsL and infA are on the Keio list

@@ -1,0 +1,171 @@
+"""GFF3 parsing: the awkward cases of a hand-made file, the real E. coli K-12 annotation, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.gff import (
+    OK, context_window, fetch, load_genome, oriented_index, parse_gff, translate,
+)
+
+HERE = Path(__file__).resolve().parent
+AWKWARD = HERE / "data" / "awkward.gff3"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
+ECOLI_FA = DATA / "ecoli_k12" / "genome.fa.gz"
+
+
+@pytest.fixture(scope="module")
+def awkward():
+    ann = parse_gff(AWKWARD)
+    genome, _ = load_genome(None, ann)
+    return ann, genome
+
+
+def _gene(ann, tag):
+    return next(g for g in ann.genes if g.locus_tag == tag)
+
+
+def test_embedded_fasta_and_circularity(awkward):
+    ann, genome = awkward
+    assert set(genome) == {"chr1", "ctg2"}
+    assert (len(genome["chr1"]), len(genome["ctg2"])) == (150, 70)
+    assert ann.circular == {"chr1"}
+    assert ann.lengths == {"chr1": 150, "ctg2": 70}
+    from_file, source = load_genome(str(HERE / "data" / "awkward.fa"), ann)  # a FASTA file wins over ##FASTA
+    assert from_file == genome and source.endswith("awkward.fa")
+
+
+def test_statuses(awkward):
+    ann, _ = awkward
+    status = {g.locus_tag: g.status for g in ann.genes}
+    assert status == {
+        "AWK_0001": OK, "AWK_0002": OK, "AWK_0003": "SKIP_PSEUDOGENE", "AWK_0004": "SKIP_PARTIAL",
+        "AWK_0005": OK, "AWK_0006": "SKIP_NONCODING", "AWK_0007": OK, "AWK_0008": OK,
+    }
+
+
+def test_multipart_cds_with_phase(awkward):
+    ann, genome = awkward
+    g = _gene(ann, "AWK_0001")
+    assert [(s.start0, s.end, s.phase) for s in g.cds] == [(20, 33, 0), (40, 54, 2)]
+    assert g.cds_len == 27
+    assert g.cds_sequence(genome["chr1"], True) == "ATGAAACTGGTTTTAGAAACCGGTTAA"
+    assert g.protein(genome["chr1"], True) == "MKLVLETG"
+    assert g.codon_starts() == [0, 3, 6, 9, 12, 15, 18, 21, 24]
+    assert [g.cds_to_genome(i) for i in (12, 13, 14)] == [32, 40, 41]  # codon split across the parts
+    assert g.codon_positions(12) == [32, 40, 41]
+    assert g.ends_with_stop(genome["chr1"], True) and g.codon_positions(24) == [51, 52, 53]
+    assert g.synonyms == ("syn1", "alsoA") and g.name == "aaaA"
+
+
+def test_minus_strand(awkward):
+    ann, genome = awkward
+    g = _gene(ann, "AWK_0002")
+    assert g.strand == "-"
+    assert g.cds_sequence(genome["chr1"]) == "ATGGCTGATCGTAAACCGTTCTGA"
+    assert g.protein(genome["chr1"]) == "MADRKPF"
+    assert g.cds_to_genome(0) == 83  # first base in transcription order = highest coordinate
+
+
+def test_minus_strand_gene_mrna_cds_with_phase(awkward):
+    ann, genome = awkward
+    g = _gene(ann, "AWK_0008")
+    assert [(s.start0, s.end, s.phase) for s in g.cds] == [(45, 56, 0), (30, 40, 1)]  # transcription order
+    assert g.cds_sequence(genome["ctg2"]) == "ATGTCTGAAGGTCGTCCTTAA"
+    assert g.protein(genome["ctg2"]) == "MSEGRP"
+    assert g.codon_starts() == [0, 3, 6, 9, 12, 15, 18]
+
+
+def test_origin_crossing(awkward):
+    ann, genome = awkward
+    g = _gene(ann, "AWK_0005")
+    assert [(s.start0, s.end) for s in g.cds] == [(135, 150), (150, 165)]  # unwrapped past the origin
+    assert (g.start0, g.end) == (135, 165)
+    assert g.protein(genome["chr1"], circular=True) == "MRLKEHQWF"
+    assert fetch(genome["chr1"], 145, 155, circular=True) == genome["chr1"][145:] + genome["chr1"][:5]
+    with pytest.raises(ValueError):
+        fetch(genome["chr1"], 145, 155, circular=False)
+
+
+def test_orphan_cds_and_names(awkward):
+    ann, _ = awkward
+    g = _gene(ann, "AWK_0007")
+    assert g.name == "orfZ" and g.gene_id == "ctg2_7" and g.protein is not None
+    assert ann.find_gene("alsoA").locus_tag == "AWK_0001"  # synonym
+    assert ann.find_gene("BBBB").locus_tag == "AWK_0002"  # case-insensitive fallback
+    with pytest.raises(DnahnetError, match="no gene named 'nope'"):
+        ann.find_gene("nope")
+
+
+def test_context_window_clamps_and_wraps(awkward):
+    ann, genome = awkward
+    orx = _gene(ann, "AWK_0005")
+    w = context_window(orx, 150, True, size=50)
+    assert w == (125, 175) and len(fetch(genome["chr1"], *w, circular=True)) == 50
+    m = _gene(ann, "AWK_0008")  # linear contig: window clamps at the ends
+    assert context_window(m, 70, False, size=200) == (0, 70)
+    a = _gene(ann, "AWK_0001")  # too long for the window: cropped around the focus, inside the region
+    assert context_window(a, 150, True, size=10, flank=0, focus=(40, 43)) == (36, 46)
+    assert oriented_index(83, (60, 84), "-") == 0 and oriented_index(60, (60, 84), "+") == 0
+
+
+def test_translate_codes():
+    assert translate("GTGTGATAA", 11) == "M**"
+    assert translate("ATGTGATAA", 4) == "MW*"
+
+
+def test_bad_input(tmp_path):
+    bad = tmp_path / "bad.gff"
+    bad.write_text("##gff-version 3\nchr1 test gene 1 10 . + . ID=x\n")
+    with pytest.raises(DnahnetError, match=r"bad.gff: line 2: expected 9 tab-separated"):
+        parse_gff(bad)
+    bad.write_text("chr1\tt\tgene\t20\t10\t.\t+\t.\tID=x\n")
+    with pytest.raises(DnahnetError, match=r"line 1: invalid coordinates"):
+        parse_gff(bad)
+    bad.write_text('chr1\tt\tCDS\t1\t10\t.\t+\t0\tgene_id "x"; transcript_id "y";\n')
+    with pytest.raises(DnahnetError, match="GTF"):
+        parse_gff(bad)
+    gff = tmp_path / "other.gff"
+    gff.write_text("chrX\tt\tgene\t1\t9\t.\t+\t.\tID=g1;locus_tag=T1\nchrX\tt\tCDS\t1\t9\t.\t+\t0\tParent=g1\n")
+    fa = tmp_path / "g.fa"
+    fa.write_text(">chr1\nATGAAATAA\n")
+    with pytest.raises(DnahnetError, match=r"line 1: seqid 'chrX' of gene T1 is not in .*g.fa"):
+        load_genome(str(fa), parse_gff(gff))
+    with pytest.raises(DnahnetError, match="no ##FASTA"):
+        load_genome(None, parse_gff(gff))
+
+
+@pytest.mark.skipif(not ECOLI_GFF.exists(), reason="shared E. coli data not available")
+def test_ecoli_annotation():
+    ann = parse_gff(ECOLI_GFF)
+    genome, _ = load_genome(str(ECOLI_FA), ann)
+    seq = genome["NC_000913.3"]
+    ok = [g for g in ann.genes if g.status == OK]
+    assert len(ok) == 4288 and ann.circular == {"NC_000913.3"}
+    assert sum(g.status == "SKIP_PSEUDOGENE" for g in ann.genes) == 145
+    # every scorable CDS is whole codons, translates without internal stops (bar selenoproteins) and starts with M
+    for g in ok:
+        prot = g.protein(seq, True)
+        assert len(g.coding_frame_sequence(seq, True)) % 3 == 0
+        assert prot.startswith("M")
+        assert "*" not in prot or "selenocysteine" in g.flags, g.label
+    prfb = ann.find_gene("prfB")
+    assert prfb.flags == ("ribosomal_slippage",) and len(prfb.cds) == 2
+    dnax = ann.find_gene("dnaX")  # isoforms: the CDS without an exception is kept
+    assert dnax.cds_id == "cds-NP_415003.1"
+    infa = ann.find_gene("infA")
+    assert (infa.strand, infa.start0 + 1, infa.end) == ("-", 926225, 926443)
+
+
+def test_prodigal_style_partial_flags(tmp_path):
+    gff = tmp_path / "prodigal.gff"
+    gff.write_text(
+        "c1\tProdigal\tCDS\t1\t9\t.\t+\t0\tID=1_1;partial=00;start_type=ATG\n"
+        "c1\tProdigal\tCDS\t11\t19\t.\t-\t0\tID=1_2;partial=10;start_type=Edge\n"
+    )
+    ann = parse_gff(gff)
+    assert [(g.gene_id, g.status) for g in ann.genes] == [("1_1", OK), ("1_2", "SKIP_PARTIAL")]

@@ -1,0 +1,48 @@
+"""Metric code checked against scikit-learn and scipy on known and random inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dnahnet_cli.metrics import auprc, auroc, classification_summary, rankdata, spearman
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+stats = pytest.importorskip("scipy.stats")
+
+
+def test_known_values():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    assert auroc(y, s) == pytest.approx(0.75)
+    assert auprc(y, s) == pytest.approx(0.8333333333)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    np.testing.assert_allclose(rankdata([3, 1, 3, 2]), [3.5, 1, 3.5, 2])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_reference_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    y = (rng.random(n) < 0.15).astype(int)
+    s = np.round(rng.normal(size=n) + y * 0.8, 1)  # rounding makes many ties
+    assert auroc(y, s) == pytest.approx(sklearn_metrics.roc_auc_score(y, s), abs=1e-12)
+    assert auprc(y, s) == pytest.approx(sklearn_metrics.average_precision_score(y, s), abs=1e-12)
+    x = np.round(rng.normal(size=n), 1)
+    z = np.round(x + rng.normal(size=n), 1)
+    assert spearman(x, z) == pytest.approx(stats.spearmanr(x, z).statistic, abs=1e-12)
+    np.testing.assert_allclose(rankdata(s), stats.rankdata(s))
+
+
+def test_nan_and_degenerate_inputs():
+    y = np.array([1, 0, 1, 0, 1])
+    s = np.array([0.9, np.nan, 0.8, 0.1, 0.2])
+    assert auroc(y, s) == pytest.approx(sklearn_metrics.roc_auc_score(y[[0, 2, 3, 4]], s[[0, 2, 3, 4]]))
+    assert math.isnan(auroc([1, 1], [0.1, 0.2]))
+    assert math.isnan(auprc([0, 0], [0.1, 0.2]))
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    summary = classification_summary(y, s)
+    assert (summary["n"], summary["n_positive"], summary["n_negative"]) == (4, 3, 1)
