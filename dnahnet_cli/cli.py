@@ -22,6 +22,9 @@ COMMAND_MODULES = [
     "dnahnet_cli.commands.model_cmds",
     "dnahnet_cli.commands.score_variants",
     "dnahnet_cli.commands.segment_cmd",
+    "dnahnet_cli.commands.train_cmd",
+    "dnahnet_cli.commands.essentiality_cmd",
+    "dnahnet_cli.commands.eval_cmd",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,725 @@
+"""The training loop behind `dnahnet train`: AdamW with per-stage LR multipliers, warmup + cosine, gradient
+accumulation and clipping, the ratio-loss target schedule, validation in bits per nucleotide, JSONL metrics,
+atomic checkpoints with exact resume (never pickled), and DDP under torchrun.
+
+Exact resume works because every input to a step is a function of saved state: parameters and AdamW moments
+(safetensors), the step counter (schedule), the global sample counter (data order and RC flags are derived
+from (seed, epoch)), and the torch RNG states (uint8 tensors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from .alphabet import PAD, A, T
+from .data import Corpus, ShardedLoader, WindowSampler, open_corpus, val_indices
+from .errors import DnahnetError, DnahnetRuntimeError
+from .fileio import atomic_output
+
+CKPT_PREFIX = "step-"
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; the CLI, a TOML file (`--config`) and checkpoints all map onto these fields."""
+
+    data: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    preset: str | None = None
+    init: str | None = None  # checkpoint directory to start from (weights + architecture)
+    model: dict = field(default_factory=dict)  # ModelConfig field overrides (TOML [model] table)
+    out: str = "run"
+    cache_dir: str | None = None  # default: <out>/cache
+    seq_len: int = 8192  # tokens per window including BOS (the paper trains on windows up to 8192 nt)
+    batch_size: int = 8  # windows per micro-batch per process
+    grad_accum: int = 1
+    steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # <= 0 disables clipping (the norm is still logged)
+    lr_multipliers: list[float] | None = None  # per stage, outer first; default: the model config's
+    alpha: float | None = None  # ratio-loss weight; default: the model config's ratio_alpha
+    ratio_targets: list[float] | None = None  # final per-stage targets; default: the model config's
+    ratio_start: float = 1.5  # targets ramp from here (never below 1.2) to the final values ...
+    ratio_ramp_frac: float = 0.2  # ... over this fraction of the steps
+    rc_prob: float = 0.5
+    min_length: int = 64
+    max_n_frac: float = 0.5
+    val_windows: int = 64  # fixed, evenly spaced validation windows (<= 0: all)
+    eval_every: int = 100
+    log_every: int = 10
+    ckpt_every: int = 200
+    keep_last: int = 3
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    threads: int | None = None
+    resume: bool = False
+    quiet: bool = False
+
+
+# Options that may change when a run is resumed without breaking the exact continuation of its maths.
+RUNTIME_FIELDS = {"out", "cache_dir", "eval_every", "log_every", "ckpt_every", "keep_last", "device", "threads",
+                  "resume", "quiet", "data", "val", "val_windows", "preset", "init"}
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a train.toml: top-level keys are TrainConfig fields (dashes allowed), [model] overrides the architecture."""
+    p = Path(path)
+    if not p.is_file():
+        raise DnahnetError(f"config file not found: {p}")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DnahnetError(f"{p}: not a valid TOML file ({exc})") from None
+    out: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key, value in raw.items():
+        k = key.replace("-", "_")
+        if k not in known:
+            raise DnahnetError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known))})")
+        if k in ("data", "val") and isinstance(value, str):
+            value = [value]
+        out[k] = value
+    return out
+
+
+def make_config(overrides: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from a dict, checking types loosely and values strictly (user mistakes -> DnahnetError)."""
+    cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    checks = [
+        (cfg.seq_len >= 2, f"--seq-len must be at least 2 (BOS + 1 nucleotide), got {cfg.seq_len}"),
+        (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
+        (cfg.grad_accum >= 1, f"grad_accum must be >= 1, got {cfg.grad_accum}"),
+        (cfg.steps >= 1, f"--steps must be >= 1, got {cfg.steps}"),
+        (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
+        (0 <= cfg.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]"),
+        (0 <= cfg.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
+        (0 <= cfg.rc_prob <= 1, "rc_prob must be in [0, 1]"),
+        (0 <= cfg.ratio_ramp_frac <= 1, "ratio_ramp_frac must be in [0, 1]"),
+        (cfg.log_every >= 1 and cfg.eval_every >= 1 and cfg.ckpt_every >= 1, "log/eval/ckpt intervals must be >= 1"),
+        (cfg.keep_last >= 1, "keep_last must be >= 1"),
+        (cfg.dtype in ("auto", "fp32", "bf16"), f"dtype must be auto, fp32 or bf16, got {cfg.dtype!r}"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise DnahnetError(msg)
+    if cfg.ratio_targets is not None and any(n <= 1 for n in cfg.ratio_targets):
+        raise DnahnetError(f"ratio targets must be > 1, got {cfg.ratio_targets}")
+    return cfg
+
+
+def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at the last step."""
+    warmup = int(round(warmup_frac * total))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ratio_targets_at(step: int, total: int, final: list[float], start: float, ramp_frac: float) -> list[float]:
+    """Per-stage targets ramp linearly from `start` (clamped to >= 1.2, <= final) to `final` over ramp_frac of training,
+    so the router is not forced to its full compression before the encoders have learned anything."""
+    ramp = ramp_frac * total
+    f = 1.0 if ramp <= 0 else min(1.0, step / ramp)
+    out = []
+    for n in final:
+        s0 = min(max(start, 1.2), n)
+        out.append(s0 + (n - s0) * f)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- distributed
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t)
+        return t
+
+
+def init_distributed(device: str) -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, local, world)
+
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DnahnetError(f"--device {name}: CUDA is not available on this machine")
+        if name == "cuda":
+            name = f"cuda:{d.local_rank}"
+    elif name not in ("cpu", "mps"):
+        raise DnahnetError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------------------------------- checkpoints
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a directory only gets its step-N name once fully written)."""
+    if not ckpt_root.is_dir():
+        return []
+    dirs = [p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX)
+            and (p / "trainer.json").exists()]
+    return sorted(dirs, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+
+
+def optimizer_to_safetensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into tensors (safetensors) and plain JSON: nothing is pickled."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{k}"] = v.detach().to("cpu").contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_from_safetensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for pid, extra in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"cuda.{i}"] = s
+    return out
+
+
+def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_checkpoint(ckpt_root: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
+                     trainer_state: dict, metadata: dict) -> Path:
+    """Model (via save_checkpoint) + optimizer + trainer state + RNG into a hidden staging directory, which
+    is renamed to step-N only when complete: a crash at any point leaves either nothing or a whole checkpoint."""
+    from .checkpoint import save_checkpoint
+
+    final = ckpt_root / f"{CKPT_PREFIX}{step:07d}"
+    staging = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save_checkpoint(staging, model, metadata)
+    tensors, meta = optimizer_to_safetensors(opt)
+    save_file(tensors, str(staging / "optimizer.safetensors"))
+    (staging / "optimizer.json").write_text(json.dumps(meta))
+    save_file(rng_tensors(), str(staging / "rng.safetensors"))
+    (staging / "trainer.json").write_text(json.dumps(trainer_state, indent=1))
+    for f in staging.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(staging)
+    if os.environ.get("DNAHNET_KILL_IN_CHECKPOINT") == str(step):  # test hook: die before the rename
+        os.kill(os.getpid(), signal.SIGKILL)
+    if final.exists():  # re-written after a resume from an older checkpoint
+        trash = ckpt_root / f".del-{final.name}-{os.getpid()}"
+        final.rename(trash)
+        shutil.rmtree(trash)
+    staging.rename(final)
+    _fsync_dir(ckpt_root)
+    return final
+
+
+def prune_checkpoints(ckpt_root: Path, keep: int) -> None:
+    for old in list_checkpoints(ckpt_root)[:-keep]:
+        trash = ckpt_root / f".del-{old.name}"
+        old.rename(trash)  # never leave a half-deleted step-N that looks like a checkpoint
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(ckpt_root: Path) -> None:
+    if ckpt_root.is_dir():
+        for p in ckpt_root.iterdir():
+            if p.name.startswith("."):  # staging or half-deleted directories of a crashed run
+                shutil.rmtree(p, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------- metrics/UI
+
+class Reporter:
+    """Rank 0 only: JSONL metrics in --out, and a rich progress bar on a terminal or plain lines otherwise."""
+
+    def __init__(self, path: Path, total: int, start: int, enabled: bool, quiet: bool):
+        self.enabled, self.quiet, self.path = enabled, quiet, path
+        self.progress = None
+        if not enabled:
+            return
+        self.fh = open(path, "a", buffering=1)
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"), console=Console(stderr=True))
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+            self.progress.start()
+
+    def log(self, msg: str) -> None:
+        if not self.enabled or self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(msg)
+        else:
+            sys.stderr.write(f"dnahnet train: {msg}\n")
+            sys.stderr.flush()
+
+    def record(self, rec: dict, line: str | None = None) -> None:
+        if not self.enabled:
+            return
+        self.fh.write(json.dumps(rec) + "\n")
+        if line:
+            if self.progress is not None:
+                self.progress.update(self.task, info=line)
+            else:
+                self.log(line)
+
+    def advance(self, step: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.enabled:
+            self.fh.close()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint we resume from (they will be recomputed)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    with atomic_output(path) as fh:
+        fh.write("".join(k + "\n" for k in keep))
+
+
+def _fmt_list(xs: list[float], fmt: str = "{:.2f}") -> str:
+    return "[" + ",".join(fmt.format(x) for x in xs) + "]"
+
+
+# ----------------------------------------------------------------------------------------------------- training
+
+class _LossModule(nn.Module):
+    """DDP only syncs gradients for work done inside forward(), so route model.loss through it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, mask, targets, alpha):
+        return self.model.loss(ids, mask, ratio_targets=targets, alpha=alpha)
+
+
+def _count_input(ids: torch.Tensor) -> int:
+    """Nucleotides fed to the model (everything but BOS and PAD)."""
+    return int((ids[:, 1:] != PAD).sum())
+
+
+def _count_predicted(ids: torch.Tensor) -> int:
+    """Targets the model predicts: A/C/G/T after a position (PAD and N are never targets)."""
+    t = ids[:, 1:]
+    return int(((t >= A) & (t <= T)).sum())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, corpus: Corpus, indices: np.ndarray, batch_size: int, device: torch.device,
+             targets: list[float], alpha: float, autocast: Callable, d: Dist) -> dict:
+    """Validation NLL in bits per nucleotide over fixed windows (forward strand), plus realised F per stage."""
+    was_training = model.training
+    model.eval()
+    mine = indices[d.rank::d.world]
+    n_st = len(targets)
+    acc = torch.zeros(2 + 2 * n_st, dtype=torch.float64)
+    for i in range(0, len(mine), batch_size):
+        ids, mask = corpus.batch(mine[i:i + batch_size])
+        ids = ids.to(device)
+        mask = mask.to(device) if mask is not None else None
+        with autocast():
+            lo = model.loss(ids, mask, ratio_targets=targets, alpha=alpha)
+        acc[0] += float(lo.nll.detach()) * lo.n_predicted
+        acc[1] += lo.n_predicted
+        for s in range(n_st):
+            acc[2 + s] += lo.F[s]
+            acc[2 + n_st + s] += lo.G[s]
+    n_batches = torch.tensor([float(math.ceil(len(mine) / batch_size))], dtype=torch.float64)
+    acc = d.sum_(acc)
+    n_batches = d.sum_(n_batches)
+    model.train(was_training)
+    nb = max(1.0, float(n_batches))
+    return {"val_bpn": float(acc[0] / max(1.0, float(acc[1])) / math.log(2)), "val_nt": int(acc[1]),
+            "val_F": [float(acc[2 + s] / nb) for s in range(n_st)],
+            "val_G": [float(acc[2 + n_st + s] / nb) for s in range(n_st)]}
+
+
+def _build_model(cfg: TrainConfig, resume_dir: Path | None, log: Callable[[str], None]):
+    from .model import DNAHNet, ModelConfig
+    from .presets import get_preset
+
+    if resume_dir is not None:
+        from .checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(resume_dir, device="cpu")
+        return model
+    if cfg.init:
+        from .checkpoint import load_checkpoint
+
+        init = Path(cfg.init)
+        if not (init / "config.json").is_file():
+            raise DnahnetError(f"--init {init}: not a dnahnet checkpoint directory (no config.json)")
+        model, _ = load_checkpoint(init, device="cpu")
+        if cfg.model:
+            raise DnahnetError("[model] overrides cannot be combined with --init (the checkpoint fixes the architecture)")
+        model.config.max_seq_len = cfg.seq_len
+        log(f"initialised from {init}")
+        return model
+    if not cfg.preset:
+        raise DnahnetError("give --preset NAME or --init CHECKPOINT_DIR (or --resume with an existing run in --out)")
+    mc = get_preset(cfg.preset)
+    data = mc.to_dict()
+    unknown = set(cfg.model) - set(data)
+    if unknown:
+        raise DnahnetError(f"[model]: unknown model option(s) {', '.join(sorted(unknown))}")
+    data.update(cfg.model)
+    data["max_seq_len"] = cfg.seq_len
+    try:
+        mc = ModelConfig.from_dict(data)
+        torch.manual_seed(cfg.seed)
+        return DNAHNet(mc)
+    except ValueError as exc:
+        raise DnahnetError(f"invalid model configuration: {exc}") from None
+
+
+def train(options: TrainConfig | dict[str, Any]) -> dict:
+    """Run (or resume) a training run; returns a summary dict (also written to <out>/summary.json).
+
+    `options` holds only what the user set (CLI over TOML); None values mean "not given". A TrainConfig
+    counts as fully given.
+    """
+    if isinstance(options, TrainConfig):
+        options = dataclasses.asdict(options)
+    options = {k: v for k, v in options.items() if v is not None and not (k in ("data", "val") and not v)}
+    d = init_distributed(str(options.get("device", "auto")))
+    try:
+        return _train(options, d)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfig, Path | None, dict, list[str]]:
+    """Fresh run: options over defaults. Resume: the checkpoint's configuration, with only runtime options
+    (and --steps, to extend a run) taken from the command line; returns the ignored option names."""
+    existing = list_checkpoints(ckpt_root)
+    resume = bool(options.get("resume", False))
+    if existing and not resume:
+        raise DnahnetError(f"{ckpt_root.parent} already holds checkpoints (latest {existing[-1].name}); "
+                           "pass --resume to continue it or choose another --out")
+    if not (resume and existing):
+        return make_config(options), None, {}, []
+    resume_dir = existing[-1]
+    state = json.loads((resume_dir / "trainer.json").read_text())
+    merged, ignored = dict(state["config"]), []
+    for k, v in options.items():
+        if k in RUNTIME_FIELDS or k == "steps":
+            merged[k] = v
+        elif merged.get(k) != v:
+            ignored.append(k)
+    return make_config(merged), resume_dir, state, ignored
+
+
+def _train(options: dict[str, Any], d: Dist) -> dict:
+    out = Path(options.get("out", TrainConfig.out))
+    ckpt_root = out / "checkpoints"
+    if d.main:
+        clean_stale(ckpt_root)
+    d.barrier()
+    cfg, resume_dir, state, ignored = resolve_config(options, ckpt_root)
+    log_fn = (lambda m: sys.stderr.write(f"dnahnet train: {m}\n")) if (d.main and not cfg.quiet) else (lambda m: None)
+    if ignored:
+        log_fn(f"resuming: keeping the checkpoint's values for {', '.join(ignored)}")
+    if cfg.resume and resume_dir is None:
+        log_fn(f"--resume: no checkpoint in {ckpt_root}, starting a new run")
+    if not cfg.data:
+        raise DnahnetError("--data is required: FASTA/FASTA.gz files or directories")
+
+    device = resolve_device(cfg.device, d)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    use_bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda")
+    if use_bf16 and device.type != "cuda":
+        raise DnahnetError("--dtype bf16 is only supported on CUDA devices (CPU trains in fp32)")
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    # ---- model and optimiser
+    model = _build_model(cfg, resume_dir, log_fn).to(device)
+    mc = model.config
+    targets_final = list(cfg.ratio_targets if cfg.ratio_targets is not None else mc.ratio_targets)
+    if len(targets_final) != mc.n_stages:
+        raise DnahnetError(f"--ratio-targets needs {mc.n_stages} value(s) for this {mc.n_stages}-stage model, "
+                           f"got {targets_final}")
+    alpha = cfg.alpha if cfg.alpha is not None else mc.ratio_alpha
+    mults = cfg.lr_multipliers
+    if mults is not None and len(mults) != mc.n_stages + 1:
+        raise DnahnetError(f"lr_multipliers needs {mc.n_stages + 1} values for this model, got {mults}")
+
+    # ---- data: local rank 0 builds the caches, the others wait and then open them
+    if d.main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+    d.barrier()
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
+
+    def _open(paths, what, log):
+        return open_corpus(paths, cache_dir, cfg.seq_len, cfg.min_length, cfg.max_n_frac, what=what, log=log)
+
+    corpora: dict[str, Corpus] = {}
+    for turn in (0, 1):
+        if (d.local_rank == 0) == (turn == 0):
+            corpora["train"] = _open(cfg.data, "--data", log_fn)
+            if cfg.val:
+                corpora["val"] = _open(cfg.val, "--val", log_fn)
+        d.barrier()
+    train_c, val_c = corpora["train"], corpora.get("val")
+    s = train_c.stats
+    log_fn(f"data: {s.files} files, {s.records} records, {s.bases:,} bases -> {len(train_c):,} windows of "
+           f"<= {cfg.seq_len - 1} nt ({s.short_records} short records, {s.dropped_tails} short tails, "
+           f"{s.dropped_n} N-rich windows dropped)")
+    if resume_dir is not None and state.get("data") and state["data"]["windows"] != len(train_c):
+        log_fn(f"warning: the training data changed since the checkpoint ({state['data']['windows']} -> "
+               f"{len(train_c)} windows); the data order will differ from an uninterrupted run")
+
+    # ---- optimiser (and the rest of the state when resuming)
+    groups = model.param_groups(weight_decay=cfg.weight_decay, lr_multipliers=mults)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                            foreach=device.type == "cuda")
+    step, consumed, nt_seen = 0, 0, 0
+    if resume_dir is not None:
+        # loaded on CPU: load_state_dict moves moments to each parameter's device and keeps 'step' on CPU
+        optimizer_from_safetensors(opt, load_file(str(resume_dir / "optimizer.safetensors")),
+                                   json.loads((resume_dir / "optimizer.json").read_text()))
+        restore_rng(load_file(str(resume_dir / "rng.safetensors")))
+        step, consumed, nt_seen = state["step"], state["samples_consumed"], state.get("nucleotides", 0)
+        log_fn(f"resumed from {resume_dir} at step {step}")
+    else:
+        torch.manual_seed(cfg.seed + 7919 * d.rank)
+    n_params = sum(p.numel() for p in model.parameters())
+    net: nn.Module = _LossModule(model)
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    loader = ShardedLoader(train_c, WindowSampler(len(train_c), cfg.seed, cfg.rc_prob), cfg.batch_size,
+                           cfg.grad_accum, d.rank, d.world)
+    vidx = val_indices(len(val_c), cfg.val_windows) if val_c is not None else None
+    log_fn(f"model {mc.name}: {n_params:,} parameters, {mc.n_stages} stage(s), ratio targets {targets_final}, "
+           f"alpha {alpha}; {d.world} process(es) on {device}, {'bf16 autocast' if use_bf16 else 'fp32'}; "
+           f"global batch {loader.global_batch} x {cfg.seq_len} tokens")
+
+    metrics_path = out / "metrics.jsonl"
+    if d.main:
+        if resume_dir is not None:
+            truncate_metrics(metrics_path, step)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+    rep = Reporter(metrics_path, cfg.steps, step, d.main, cfg.quiet)
+
+    def run_eval(at: int) -> dict | None:
+        if val_c is None:
+            return None
+        tg = ratio_targets_at(at, cfg.steps, targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
+        ev = evaluate(model, val_c, vidx, cfg.batch_size, device, tg, alpha, autocast, d)
+        rec = {"step": at, "type": "val", **ev}
+        line = f"step {at}: val {ev['val_bpn']:.4f} bits/nt" + (
+            f", val ratio {_fmt_list([1 / max(f, 1e-9) for f in ev['val_F']])}" if ev["val_F"] else "")
+        rep.record(rec)
+        rep.log(line)
+        return ev
+
+    last_val = run_eval(step) if (resume_dir is None and val_c is not None) else state.get("val")
+    first_bpn = last_val["val_bpn"] if (resume_dir is None and last_val) else state.get("first_val_bpn")
+    n_st = mc.n_stages
+    acc = torch.zeros(4 + 2 * n_st, dtype=torch.float64)  # nll*n, n, loss, micro count, F.., G..
+    nt_acc, t_acc, gn_acc, gn_n = 0, 0.0, 0.0, 0
+    kill_at = os.environ.get("DNAHNET_KILL_AT_STEP")
+    net.train()
+    try:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            lf = lr_factor(step, cfg.steps, cfg.warmup_frac, cfg.min_lr_ratio)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lf * g["lr_multiplier"]
+            targets = ratio_targets_at(step, cfg.steps, targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
+            micro = loader.micro_batches(consumed)
+            local = [sum(_count_predicted(ids) for ids, _ in micro), sum(_count_input(ids) for ids, _ in micro)]
+            n_global, nt_global = d.sum_(torch.tensor(local, dtype=torch.float64)).tolist()
+            for m, (ids, mask) in enumerate(micro):
+                ids = ids.to(device, non_blocking=True)
+                mask = mask.to(device, non_blocking=True) if mask is not None else None
+                sync = contextlib.nullcontext() if (d.world == 1 or m == len(micro) - 1) else net.no_sync()
+                with sync:
+                    with autocast():
+                        lo = net(ids, mask, targets, alpha)
+                    # Token-weighted NLL over the global batch; the ratio terms are averaged per micro-batch,
+                    # so accum micro-batches in one process equal the same micro-batches spread over ranks.
+                    weight = lo.n_predicted * d.world / max(n_global, 1.0)
+                    loss = lo.nll * weight + (lo.loss - lo.nll) / cfg.grad_accum
+                    loss.backward()
+                if not math.isfinite(float(lo.loss.detach())):
+                    raise DnahnetRuntimeError(f"non-finite loss at step {step + 1}; try a lower --lr")
+                acc[0] += float(lo.nll.detach()) * lo.n_predicted
+                acc[1] += lo.n_predicted
+                acc[2] += float(lo.loss.detach())
+                acc[3] += 1
+                for s_ in range(n_st):
+                    acc[4 + s_] += lo.F[s_]
+                    acc[4 + n_st + s_] += lo.G[s_]
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            gn_acc, gn_n = gn_acc + float(gn), gn_n + 1
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t_acc += time.perf_counter() - t0
+            step += 1
+            consumed += loader.global_batch
+            nt_acc += int(nt_global)
+            nt_seen += int(nt_global)
+            rep.advance(step)
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                tot = d.sum_(torch.cat([acc, torch.tensor([t_acc], dtype=torch.float64)]))
+                mc_ = max(1.0, float(tot[3]))
+                Fs = [float(tot[4 + s_] / mc_) for s_ in range(n_st)]
+                Gs = [float(tot[4 + n_st + s_] / mc_) for s_ in range(n_st)]
+                wall = float(tot[-1]) / d.world  # per-process time; the ranks run concurrently
+                rec = {"step": step, "type": "train", "loss": float(tot[2] / mc_),
+                       "train_bpn": float(tot[0] / max(1.0, float(tot[1])) / math.log(2)),
+                       "lr": cfg.lr * lf, "grad_norm": gn_acc / max(1, gn_n), "ratio_target": targets,
+                       "F": Fs, "G": Gs, "realised_ratio": [1 / max(f, 1e-9) for f in Fs],
+                       "nt_per_s": nt_acc / max(wall, 1e-9), "samples": consumed, "nucleotides": nt_seen}
+                line = (f"step {step}/{cfg.steps} loss {rec['loss']:.4f} train {rec['train_bpn']:.4f} bits/nt "
+                        f"lr {rec['lr']:.2e} {rec['nt_per_s']:,.0f} nt/s")
+                if n_st:
+                    line += f" ratio {_fmt_list(rec['realised_ratio'])} (target {_fmt_list(targets)}) G {_fmt_list(Gs)}"
+                rep.record(rec, line)
+                acc.zero_()
+                nt_acc, t_acc, gn_acc, gn_n = 0, 0.0, 0.0, 0
+            if val_c is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                last_val = run_eval(step)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                trainer_state = {"step": step, "samples_consumed": consumed, "nucleotides": nt_seen,
+                                 "world_size": d.world,
+                                 "config": dataclasses.asdict(cfg), "data": train_c.fingerprint(),
+                                 "val_bpn": last_val["val_bpn"] if last_val else None, "val": last_val,
+                                 "first_val_bpn": first_bpn}
+                if d.main:
+                    meta = {"step": step, "train_config": dataclasses.asdict(cfg),
+                            "val_bpn": trainer_state["val_bpn"], "nucleotides_seen": nt_seen}
+                    path = write_checkpoint(ckpt_root, step, model, opt, trainer_state, meta)
+                    prune_checkpoints(ckpt_root, cfg.keep_last)
+                    rep.log(f"checkpoint {path}")
+                d.barrier()
+            if kill_at is not None and int(kill_at) == step:  # test hook: simulate a crash (no cleanup)
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        rep.close()
+
+    summary = {"steps": step, "samples": consumed, "parameters": n_params, "model": mc.name,
+               "first_val_bpn": first_bpn,
+               "val_bpn": last_val["val_bpn"] if last_val else None,
+               "val_realised_ratio": [1 / max(f, 1e-9) for f in last_val["val_F"]] if last_val else None,
+               "checkpoint": str(list_checkpoints(ckpt_root)[-1]) if list_checkpoints(ckpt_root) else None}
+    if d.main:
+        from .checkpoint import save_checkpoint
+
+        final = out / "final"
+        tmp = out / f".tmp-final-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_checkpoint(tmp, model, {"step": step, "train_config": dataclasses.asdict(cfg),
+                                     "val_bpn": summary["val_bpn"]})
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        summary["final"] = str(final)
+        with atomic_output(out / "summary.json") as fh:
+            json.dump(summary, fh, indent=1)
+        log_fn(f"done: {step} steps; final model in {final}")
+    return summary
