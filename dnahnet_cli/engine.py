@@ -24,6 +24,7 @@ import torch
 from . import __version__
 from .alphabet import BOS, PAD, encode, target_classes
 from .checkpoint import load_checkpoint
+from .default_model import resolve_model
 from .errors import DnahnetError
 from .model import DNAHNet
 
@@ -79,8 +80,10 @@ class LikelihoodEngine:
                            **(provenance or {})}
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
+    def load(cls, model_dir: str | Path | None, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
              max_tokens: int = 65536) -> "LikelihoodEngine":
+        """Load a checkpoint directory; None means the reference model shipped with the package."""
+        model_dir = resolve_model(model_dir)
         model, meta = load_checkpoint(model_dir, "cpu")
         prov = {"model": str(model_dir), "sha256": meta["sha256"], "preset": meta.get("preset", model.config.name)}
         return cls(model, prov, device, dtype, batch_size, max_tokens)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..default_model import MODEL_HELP
 from ..errors import DnahnetError
 from ..essentiality import (
     COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
@@ -26,7 +27,7 @@ from ..gff import OK, Annotation, load_genome, parse_gff
 from ..outputs import TsvWriter, open_output, provenance
 
 
-def load_engine(model: str, device: str, dtype: str, batch_size: int, max_tokens: int):
+def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
     """The likelihood engine, imported lazily so that input errors show before torch loads."""
     from ..engine import LikelihoodEngine
 
@@ -161,7 +162,7 @@ def register(app: typer.Typer) -> None:
     def essentiality_cmd(
         genome: Optional[str] = typer.Argument(None, help="Genome FASTA (plain or gzip); omit if the GFF embeds ##FASTA."),
         gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation (NCBI, Prokka, Bakta; gzip ok)."),
-        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help="Per-gene TSV; - = stdout."),
         labels: Optional[str] = typer.Option(None, "--labels", help="Essentiality labels: TSV 'locus_tag_or_name<TAB>0/1', or a list of essential gene names."),
         metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write AUROC/AUPRC (and baselines) as JSON."),

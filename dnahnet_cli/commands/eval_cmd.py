@@ -17,6 +17,7 @@ import numpy as np
 import typer
 
 from ..dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
+from ..default_model import MODEL_HELP
 from ..errors import DnahnetError
 from ..fileio import require_file
 from ..gff import OK, load_genome, parse_gff
@@ -96,7 +97,7 @@ def dms_cmd(
     gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation holding the gene (gzip ok)."),
     gene: str = typer.Option(..., "--gene", help="Gene assayed: locus_tag, Name or synonym."),
     dms: str = typer.Option(..., "--dms", help="DMS table (CSV/TSV) with a mutant column (M1H, A2G:L5P) and a score column."),
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     genome: Optional[str] = typer.Option(None, "--genome", help="Genome FASTA; omit if the GFF embeds ##FASTA."),
     output: str = typer.Option("-", "--output", "-o", help="Per-mutant TSV; - = stdout."),
     protein: Optional[str] = typer.Option(None, "--protein", help="FASTA of the assayed protein (default: the translated CDS)."),

@@ -51,19 +51,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("info")
     def info_cmd(
-        model_dir: Optional[Path] = typer.Argument(None, help="Checkpoint directory."),
+        model_dir: Optional[Path] = typer.Argument(None, help="Checkpoint directory (default: the shipped reference model)."),
         json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     ) -> None:
         """Describe a checkpoint: config, target ratios, parameters per stage and component.
 
-        Example: dnahnet info models/tiny
+        Examples: dnahnet info models/tiny; dnahnet info (the default model)
         """
         import json
 
-        from ..errors import DnahnetError
+        from ..default_model import resolve_model
 
-        if model_dir is None:
-            raise DnahnetError("no checkpoint given (usage: dnahnet info MODEL_DIR)")
+        model_dir = resolve_model(model_dir)
         info = read_checkpoint_info(model_dir)
         cfg: ModelConfig = info["model_config"]
         desc = describe(cfg)

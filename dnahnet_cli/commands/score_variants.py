@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from ..alphabet import reverse_complement
+from ..default_model import MODEL_HELP
 from ..errors import DnahnetError
 from ..fasta import iter_fasta
 from ..genome import Genome, circular_from_gff, note
@@ -60,7 +61,7 @@ class Progress:
         return time.monotonic() - self.start
 
 
-def load_engine(model: str, device: str, dtype: str, batch_size: int, max_tokens: int):
+def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
     """The likelihood engine (imported lazily so input errors show before torch loads)."""
     from ..engine import LikelihoodEngine
 
@@ -333,7 +334,7 @@ def register(app: typer.Typer) -> None:
     def score_variants_cmd(
         ref: str = typer.Argument(..., help=HELP["ref"]),
         vcf: str = typer.Argument(..., help=HELP["vcf"]),
-        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
         fmt: str = typer.Option("auto", "--format", help="auto (from the -o name), tsv or vcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", help=HELP["window"]),
@@ -363,7 +364,7 @@ def register(app: typer.Typer) -> None:
     @app.command("score-seqs")
     def score_seqs_cmd(
         seqs: str = typer.Argument(..., help="FASTA of sequences to score (plain or gzip; - = stdin)."),
-        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help="Per-sequence TSV; - = stdout."),
         per_base: Optional[str] = typer.Option(None, "--per-base", help="Also write log p of each base as bedGraph."),
         window: Optional[int] = typer.Option(None, "--window", "-w", help=HELP["seq_window"]),

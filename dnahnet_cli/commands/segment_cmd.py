@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..default_model import MODEL_HELP
 from ..errors import DnahnetError
 from ..fileio import atomic_output, atomic_path, require_file
 from ..segment import (
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
     @app.command("segment")
     def segment_cmd(
         genome: str = typer.Argument(..., help="Genome FASTA (plain, gzip or bgzip+.fai/.gzi)."),
-        model: str = typer.Option(..., "--model", "-m", help="Checkpoint directory."),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         gff: Optional[str] = typer.Option(None, "--gff", "-g", help="GFF3 annotation for --report/--plot."),
         stage: str = typer.Option("all", "--stage", help="Stage(s) to output: 1 (outer), 2, ... or all."),
         region: Optional[str] = typer.Option(None, "--region", "-r", help="CHROM or CHROM:START-END (1-based, inclusive). Default: every contig."),
