@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "dnahnet_cli.commands.train_cmd",
     "dnahnet_cli.commands.essentiality_cmd",
     "dnahnet_cli.commands.eval_cmd",
+    "dnahnet_cli.commands.check_cmd",
 ]
 
 app = typer.Typer(

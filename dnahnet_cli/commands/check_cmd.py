@@ -1,0 +1,50 @@
+"""`dnahnet check`: a self-test to run after installing (see dnahnet_cli/selfcheck.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..default_model import MODEL_HELP
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check")
+    def check_cmd(
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        write_reference: bool = typer.Option(False, "--write-reference", hidden=True,
+                                             help="Record this model's reference values (when shipping a model)."),
+    ) -> None:
+        """Check that this installation computes what it should: shipped reference values, incremental ==
+        full forward, batch invariance, and fast kernels against the reference path. Exit 0 when all pass.
+
+        Examples: dnahnet check; dnahnet check --device cuda --dtype bfloat16
+        """
+        from ..default_model import resolve_model
+        from ..engine import LikelihoodEngine
+        from ..selfcheck import run_checks
+        from ..selfcheck import write_reference as record
+
+        model_dir = resolve_model(model)
+        engine = LikelihoodEngine.load(model_dir, device=device, dtype=dtype)
+        if write_reference:
+            typer.echo(f"wrote {record(engine, Path(model_dir))}", err=True)
+        checks = run_checks(engine, Path(model_dir))
+        prov = engine.provenance
+        typer.echo(f"dnahnet check: model {model_dir} (sha256 {prov['sha256'][:12]}…), device {prov['device']}, "
+                   f"precision {prov['precision']}")
+        for c in checks:
+            status = "PASS" if c.passed else "FAIL"
+            typer.echo(f"  {status}  {c.name}: deviation {c.value:.2e} (tolerance {c.tolerance:.0e})"
+                       + (f"  [{c.detail}]" if c.detail else ""))
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            typer.echo(f"dnahnet check: {len(failed)} of {len(checks)} checks FAILED: this installation is not "
+                       "numerically sound; do not trust its scores (try --dtype float32 and --device cpu)")
+            sys.exit(1)
+        typer.echo(f"dnahnet check: all {len(checks)} checks passed: the installation is numerically sound")

@@ -1,0 +1,122 @@
+"""`dnahnet check`: is this installation numerically sound?
+
+Three kinds of checks, each PASS/FAIL with the measured deviation and its tolerance:
+  1. reference values: the model's log-likelihood and boundary counts on a fixed real sequence (2 kb of
+     E. coli K-12, shipped in the package) against values recorded when the model was shipped;
+  2. internal consistency, which needs no stored values: incremental (prefill + step) inference equals
+     the full forward, and strand/batch composition does not change scores;
+  3. kernels: when fast GPU kernels are active, their output against the plain-PyTorch reference path.
+A silent precision or kernel fallback shows up as a FAIL instead of as quietly wrong scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .alphabet import BOS, encode
+from .engine import LikelihoodEngine
+from .fasta import iter_fasta
+
+CHECK_SEQUENCE = Path(__file__).resolve().parent / "data" / "check_sequence.fa"
+REFERENCE_FILE = "check.json"
+# fp32 on another CPU/BLAS changes summation order only: ~1e-6 relative; 1e-4 leaves room, flags real errors
+TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 1e-2}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    value: float
+    tolerance: float
+    detail: str = ""
+
+
+def check_sequence() -> str:
+    return next(iter(iter_fasta(CHECK_SEQUENCE)))[1]
+
+
+def reference_values(engine: LikelihoodEngine, seq: str) -> dict:
+    """What `check` compares: total log-likelihood, bits/nt and boundaries per stage on `seq`."""
+    lp = engine.logprobs([seq])[0]
+    tracks = engine.boundaries([seq])[0]
+    return {
+        "sequence_length": len(seq),
+        "total_loglik": float(np.nansum(lp)),
+        "bits_per_nt": float(-np.nanmean(lp) / np.log(2)),
+        "boundaries_per_stage": [int((t > 0.5).sum()) for t in tracks],
+        "precision": engine.dtype,
+    }
+
+
+def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
+    """Record the reference values next to the weights (done when a model is shipped)."""
+    path = Path(model_dir) / REFERENCE_FILE
+    path.write_text(json.dumps(reference_values(engine, check_sequence()), indent=2) + "\n")
+    return path
+
+
+def run_checks(engine: LikelihoodEngine, model_dir: Path) -> list[Check]:
+    seq = check_sequence()
+    tol = TOLERANCE[engine.dtype]
+    checks: list[Check] = []
+    ref_path = Path(model_dir) / REFERENCE_FILE
+    now = reference_values(engine, seq)
+    if ref_path.is_file():
+        ref = json.loads(ref_path.read_text())
+        rel = abs(now["total_loglik"] - ref["total_loglik"]) / abs(ref["total_loglik"])
+        checks.append(Check("log-likelihood of the check sequence vs shipped value", rel <= tol, rel, tol,
+                            f"{now['bits_per_nt']:.5f} vs {ref['bits_per_nt']:.5f} bits/nt"))
+        moved = max(abs(a - b) / max(b, 1) for a, b in zip(now["boundaries_per_stage"], ref["boundaries_per_stage"]))
+        checks.append(Check("boundary counts per stage vs shipped values", moved <= 0.01, moved, 0.01,
+                            f"{now['boundaries_per_stage']} vs {ref['boundaries_per_stage']}"))
+    checks.append(_incremental_check(engine, seq[:300], tol))
+    checks.append(_batch_check(engine, seq, tol))
+    checks.extend(_kernel_checks(engine, seq[:1024]))
+    return checks
+
+
+def _incremental_check(engine: LikelihoodEngine, seq: str, tol: float) -> Check:
+    """Prefill half, then step one base at a time: must equal one full forward."""
+    ids = torch.tensor(np.concatenate([[BOS], encode(seq)]).astype(np.int64), device=engine.device)[None]
+    with torch.inference_mode(), engine._autocast():
+        full = engine.model(ids).logits
+        state: dict = {}
+        parts = [engine.model(ids[:, :150], state=state).logits]
+        parts += [engine.model(ids[:, t: t + 1], state=state).logits for t in range(150, ids.shape[1])]
+    err = float((torch.cat(parts, 1) - full).abs().max() / full.abs().max())
+    return Check("incremental inference equals the full forward", err <= tol, err, tol)
+
+
+def _batch_check(engine: LikelihoodEngine, seq: str, tol: float) -> Check:
+    """Scoring alone or in a padded batch with other lengths gives the same numbers."""
+    alone = engine.loglik([seq])[0]
+    batched = engine.loglik([seq[:500], seq, seq[:1234]])[1]
+    rel = abs(alone - batched) / abs(alone)
+    return Check("batch composition does not change scores", rel <= tol, rel, tol)
+
+
+def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
+    """Fast GPU kernels (when active) against the plain-PyTorch path, at their stated tolerance."""
+    try:
+        from . import kernels
+    except ImportError:
+        return []
+    active = kernels.active_kernels()
+    if engine.device.type != "cuda" or all(v == "torch" for k, v in active.items() if k != "mode"):
+        return []
+    previous = active["mode"]
+    try:
+        kernels.set_kernels("torch")
+        reference = engine.logprobs([seq])[0]
+        kernels.set_kernels(previous)
+        fast = engine.logprobs([seq])[0]
+    finally:
+        kernels.set_kernels(previous)
+    rel = float(abs(np.nansum(fast) - np.nansum(reference)) / abs(np.nansum(reference)))
+    return [Check("fast kernels vs plain-PyTorch reference", rel <= 1e-2, rel, 1e-2, str(kernels.active_kernels()))]

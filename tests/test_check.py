@@ -1,0 +1,32 @@
+"""`dnahnet check`: passes on a sound install, fails loudly when outputs drift from the shipped values."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from dnahnet_cli.checkpoint import save_checkpoint
+from dnahnet_cli.model import DNAHNet
+from dnahnet_cli.presets import get_preset
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "dnahnet_cli.cli", "--threads", "1", *args],
+                          capture_output=True, text=True)
+
+
+def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
+    torch.manual_seed(0)
+    model_dir = tmp_path / "m"
+    save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("PASS") == 4 and "FAIL" not in res.stdout
+    ref = json.loads((model_dir / "check.json").read_text())
+    assert ref["sequence_length"] == 2000 and 1.5 < ref["bits_per_nt"] < 2.5
+    ref["total_loglik"] *= 1.001  # a 0.1% drift must be caught
+    (model_dir / "check.json").write_text(json.dumps(ref))
+    res = run("check", "--model", str(model_dir), "--device", "cpu")
+    assert res.returncode == 1
+    assert "FAIL  log-likelihood of the check sequence" in res.stdout and "not numerically sound" in res.stdout
