@@ -34,7 +34,8 @@ def main() -> None:
     curves = [curve(Path(r)) for r in runs]
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in curves:
-        ax.plot([p[0] for p in c["points"]], [p[1] for p in c["points"]], marker="o", label=c["name"])
+        label = {"tiny": "dnaHNet (tiny, ratios 3,2)", "tiny-tpp": "Transformer++ (tiny-tpp)"}.get(c["name"], c["name"])
+        ax.plot([p[0] for p in c["points"]], [p[1] for p in c["points"]], marker="o", label=label)
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("validation bits per nucleotide (NIES-970)")
     ax.set_title("dnaHNet vs Transformer++ at equal training compute")
