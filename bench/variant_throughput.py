@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, gemm_probe  # noqa: E402
 
 from dnahnet_cli.alphabet import reverse_complement  # noqa: E402
+from dnahnet_cli.checkpoint import load_checkpoint  # noqa: E402
 from dnahnet_cli.engine import LikelihoodEngine  # noqa: E402
 from dnahnet_cli.genome import Genome  # noqa: E402
 from dnahnet_cli.model import DNAHNet  # noqa: E402
@@ -48,7 +49,8 @@ def make_pairs(genome: Genome, n: int, window: int, alts_per_site: int, seed: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--preset", default="tiny", help="untrained model of this preset (ignored with --model)")
+    ap.add_argument("--model", type=Path, help="checkpoint directory, e.g. dnahnet_cli/data/default_model")
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--variants", type=int, default=16, help="variant sites")
     ap.add_argument("--alts-per-site", type=int, default=1, help="1: SNVs; 3: every ALT of a multi-allelic site")
@@ -59,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = DNAHNet(get_preset(args.preset))
+    model = load_checkpoint(args.model)[0] if args.model else DNAHNet(get_preset(args.preset))
     genome = Genome.open(ROOT / "examples" / "ecoli_k12.fa.gz", quiet=True)
     refs, alts = make_pairs(genome, args.variants, args.window, args.alts_per_site, seed=1)
     n_variants = len(alts) // 2
@@ -80,7 +82,8 @@ def main() -> None:
     med = {m: statistics.median(s) for m, s in samples.items()}
     speedups = [a / b for a, b in zip(samples["full_rescoring"], samples["prefix_reuse"])]
     result = {
-        "command": " ".join(sys.argv), "environment": environment(), "preset": args.preset, "window": args.window,
+        "command": " ".join(sys.argv), "environment": environment(), "model": str(args.model or args.preset),
+        "window": args.window,
         "variants": n_variants, "alts_per_site": args.alts_per_site, "strands": 2, "samples_s": samples,
         "variants_per_s": {m: n_variants / t for m, t in med.items()},
         "paired_speedup_median": statistics.median(speedups), "max_abs_score_diff": max_diff,
@@ -88,7 +91,7 @@ def main() -> None:
     }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{args.preset} window={args.window} variants={n_variants} (x2 strands, {args.alts_per_site} ALT/site)")
+    print(f"{args.model or args.preset} window={args.window} variants={n_variants} (x2 strands, {args.alts_per_site} ALT/site)")
     for m in engines:
         print(f"  {m:15s} {result['variants_per_s'][m]:8.2f} variants/s  (median {med[m]:.2f} s)")
     print(f"  prefix-reuse speedup (median of paired ratios) x{result['paired_speedup_median']:.2f};"
