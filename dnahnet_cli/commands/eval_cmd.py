@@ -26,7 +26,8 @@ from ..outputs import TsvWriter, open_output, provenance
 from .essentiality_cmd import load_engine, progress_printer, write_json
 
 eval_app = typer.Typer(
-    help="Zero-shot evaluations against experimental data (protein DMS, ...).",
+    help="Zero-shot evaluations against experimental data (protein DMS, ...).\n\n"
+    "Example: dnahnet eval dms --genome genome.fa.gz --gff annot.gff.gz --gene infA --dms dms.csv",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
