@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import kernels
 from .ssd import ssd_chunked, ssd_step
 
 State = dict
@@ -80,7 +81,9 @@ class CausalSelfAttention(nn.Module):
     W = -1 is full causal attention. Positions are indices within this stage's sequence.
     """
 
-    QUERY_BLOCK = 1024  # long windowed inputs are processed in query blocks to keep memory O(L * W)
+    # long windowed inputs are processed in query blocks to keep memory O(L * W); each block computes
+    # (QUERY_BLOCK + W) keys per query against W + 1 needed, so 256 rather than 1024 (1.4x faster on CPU)
+    QUERY_BLOCK = 256
 
     def __init__(self, d: int, num_heads: int, rotary_dim: int, window: int = -1):
         super().__init__()
@@ -109,6 +112,10 @@ class CausalSelfAttention(nn.Module):
         w = self.window
         if w < 0 or w >= l - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if kernels.fast("attention", q):
+            out = kernels.window_attention(q, k, v, w)
+            if out is not None:
+                return out
         outs = []
         for start in range(0, l, self.QUERY_BLOCK):
             end = min(l, start + self.QUERY_BLOCK)
@@ -171,11 +178,14 @@ class Mamba2(nn.Module):
         b, l, _ = u.shape
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
         k = self.d_conv
-        history = state.get("conv") if state else None
-        if history is None:
-            history = xbc.new_zeros(b, self.conv_dim, k - 1)
-        full = torch.cat([history.to(xbc.dtype), xbc.transpose(1, 2)], dim=2)  # (B, C, K-1+L)
-        xbc = F.silu(F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)).transpose(1, 2)
+        if state is None and kernels.fast("conv", xbc):
+            xbc = kernels.conv_silu(xbc, self.conv1d.weight, self.conv1d.bias)
+        else:
+            history = state.get("conv") if state else None
+            if history is None:
+                history = xbc.new_zeros(b, self.conv_dim, k - 1)
+            full = torch.cat([history.to(xbc.dtype), xbc.transpose(1, 2)], dim=2)  # (B, C, K-1+L)
+            xbc = F.silu(F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)).transpose(1, 2)
         x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
         A = -torch.exp(self.A_log.float())
@@ -189,6 +199,8 @@ class Mamba2(nn.Module):
                 x_in[:, 0], (dt * A)[:, 0], B[:, 0].float(), C[:, 0].float(),
             )
             y = y[:, None]
+        elif kernels.fast("ssd", x):
+            y, final = kernels.ssd(x, dt, A, B, C, init)
         else:
             y, final = ssd_chunked(x_in, dt * A, B, C, self.chunk_size, init)
         y = y + x.float() * self.D.float()[:, None]
