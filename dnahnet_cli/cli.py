@@ -54,12 +54,20 @@ def _root(
         None, "--threads", envvar="DNAHNET_THREADS", min=1,
         help="CPU threads for PyTorch (default: PyTorch's choice). On small shared machines 1 is often fastest.",
     ),
+    kernels: str = typer.Option(
+        "auto", "--kernels", envvar="DNAHNET_KERNELS",
+        help="GPU kernels: auto (use mamba-ssm/causal-conv1d/flash-attn when installed), torch (plain PyTorch "
+        "reference everywhere) or fast (require them). CPU always runs the reference path.",
+    ),
 ) -> None:
     """dnahnet command-line interface."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    from .kernels import set_kernels
+
+    set_kernels(kernels)
 
 
 for _module in COMMAND_MODULES:

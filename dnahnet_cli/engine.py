@@ -44,6 +44,15 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _kernel_summary(device: torch.device) -> str:
+    """Which implementation ran (recorded in outputs so a kernel or precision change is never silent)."""
+    from .kernels import active_kernels
+
+    if device.type != "cuda":
+        return "torch"
+    return ",".join(f"{k}={v}" for k, v in active_kernels().items() if k != "mode")
+
+
 def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], obj):
     """Apply fn to every tensor of a nested dict/list model state (e.g. select or copy batch rows)."""
     if isinstance(obj, torch.Tensor):
@@ -77,7 +86,7 @@ class LikelihoodEngine:
         self.prefix_reuse = prefix_reuse  # False: score every REF and ALT window in full (benchmark control)
         self.window = int(model.config.max_seq_len)
         self.provenance = {"dnahnet_version": __version__, "precision": dtype, "device": str(self.device),
-                           **(provenance or {})}
+                           "kernels": _kernel_summary(self.device), **(provenance or {})}
 
     @classmethod
     def load(cls, model_dir: str | Path | None, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
