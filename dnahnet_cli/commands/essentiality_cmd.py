@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from ..default_model import MODEL_HELP
+from .common import load_engine
 from ..errors import DnahnetError
 from ..essentiality import (
     COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
@@ -25,13 +26,6 @@ from ..essentiality import (
 from ..fileio import atomic_output, require_file
 from ..gff import OK, Annotation, load_genome, parse_gff
 from ..outputs import TsvWriter, open_output, provenance
-
-
-def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
-    """The likelihood engine, imported lazily so that input errors show before torch loads."""
-    from ..engine import LikelihoodEngine
-
-    return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
 
 
 def progress_printer(what: str, quiet: bool):

@@ -19,6 +19,7 @@ import typer
 
 from ..alphabet import reverse_complement
 from ..default_model import MODEL_HELP
+from .common import load_engine
 from ..errors import DnahnetError
 from ..fasta import iter_fasta
 from ..genome import Genome, circular_from_gff, note
@@ -59,13 +60,6 @@ class Progress:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
-
-
-def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
-    """The likelihood engine (imported lazily so input errors show before torch loads)."""
-    from ..engine import LikelihoodEngine
-
-    return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
 
 
 def _check_strand(strand: str) -> None:
