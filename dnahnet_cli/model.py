@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .alphabet import VOCAB_SIZE, target_classes
 from .hnet import HNetStage, StageRouting
-from .layers import Isotropic, layout_height
+from .layers import layout_height
 
 
 def _per_stage(value: Any, stage: int) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import typer
+
 
 def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
     """The likelihood engine for --model (None: the shipped default), imported lazily so that input
@@ -11,3 +13,11 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
     from ..engine import LikelihoodEngine
 
     return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
+
+
+# Engine options shared by every scoring command (one definition, so help text and defaults never drift).
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")
+BATCH_SIZE = typer.Option(16, "--batch-size", help="Windows per forward pass.")
+MAX_TOKENS = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr.")

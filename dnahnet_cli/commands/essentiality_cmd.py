@@ -17,7 +17,7 @@ from typing import Any, Optional
 import typer
 
 from ..default_model import MODEL_HELP
-from .common import load_engine
+from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
 from ..errors import DnahnetError
 from ..essentiality import (
     COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
@@ -171,11 +171,11 @@ def register(app: typer.Typer) -> None:
         max_genes: Optional[int] = typer.Option(None, "--max-genes", help="Only the first N genes (quick runs)."),
         circular: list[str] = typer.Option([], "--circular", help="Circular sequence name(s) besides GFF Is_circular=true."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
-        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+        device: str = DEVICE,
+        dtype: str = DTYPE,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: int = MAX_TOKENS,
+        quiet: bool = QUIET,
     ) -> None:
         """Predict gene essentiality by inserting a premature stop into each gene (higher score = more essential).
 

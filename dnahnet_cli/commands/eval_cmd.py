@@ -18,6 +18,7 @@ import typer
 
 from ..dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
 from ..default_model import MODEL_HELP
+from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from ..errors import DnahnetError
 from ..fileio import require_file
 from ..gff import OK, load_genome, parse_gff
@@ -111,11 +112,11 @@ def dms_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N mutants (quick runs)."),
     metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write Spearman rho and counts as JSON."),
     no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
-    max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    device: str = DEVICE,
+    dtype: str = DTYPE,
+    batch_size: int = BATCH_SIZE,
+    max_tokens: int = MAX_TOKENS,
+    quiet: bool = QUIET,
 ) -> None:
     """Score a protein deep mutational scan in genomic context and report Spearman's rho.
 

@@ -19,7 +19,7 @@ import typer
 
 from ..alphabet import reverse_complement
 from ..default_model import MODEL_HELP
-from .common import load_engine
+from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
 from ..errors import DnahnetError
 from ..fasta import iter_fasta
 from ..genome import Genome, circular_from_gff, note
@@ -339,11 +339,11 @@ def register(app: typer.Typer) -> None:
         circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),
         all_circular: bool = typer.Option(False, "--all-circular", help="Treat every contig as circular."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
-        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+        device: str = DEVICE,
+        dtype: str = DTYPE,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: int = MAX_TOKENS,
+        quiet: bool = QUIET,
     ) -> None:
         """Score every ALT allele of a VCF: score = LL(ALT window) - LL(REF window), mean of both strands.
 
@@ -365,10 +365,10 @@ def register(app: typer.Typer) -> None:
         context: Optional[int] = typer.Option(None, "--context", help=HELP["context"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass."),
-        max_tokens: int = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory)."),
+        device: str = DEVICE,
+        dtype: str = DTYPE,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: int = MAX_TOKENS,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     ) -> None:
         """Log-likelihood of each sequence: sum and mean per base, forward, reverse complement, averaged.

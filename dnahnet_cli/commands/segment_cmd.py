@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from ..default_model import MODEL_HELP
+from .common import DEVICE, DTYPE, QUIET
 from ..errors import DnahnetError
 from ..fileio import atomic_output, atomic_path, require_file
 from ..segment import (
@@ -146,11 +147,11 @@ def register(app: typer.Typer) -> None:
         upstream: int = typer.Option(100, "--upstream", help="Bases 5' of CDS starts in the 'upstream' class (and the profile half-width)."),
         circular: list[str] = typer.Option([], "--circular", help="Circular contig(s) besides GFF Is_circular=true (tiles wrap the origin)."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave the ## provenance lines out of the report."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-        dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+        device: str = DEVICE,
+        dtype: str = DTYPE,
         batch_size: int = typer.Option(16, "--batch-size", help="Tiles per forward pass."),
         max_tokens: int = typer.Option(65536, "--max-tokens", help="Tokens per forward pass (caps memory)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+        quiet: bool = QUIET,
     ) -> None:
         """Segment a genome into the chunks dnaHNet's routers choose (BED6+3 on stdout, 0-based half-open).
 
