@@ -47,3 +47,13 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     (tmp_path / "exists").mkdir()
     res = run("init", "--preset", "tiny", "-o", str(tmp_path / "exists"))
     assert res.returncode == 2 and "already exists" in res.stderr
+
+
+def test_bad_root_options_are_one_line_errors():
+    res = run("--kernels", "bogus", "presets")
+    assert res.returncode == 2 and "invalid --kernels 'bogus'" in res.stderr and "Traceback" not in res.stderr
+    if not __import__("torch").cuda.is_available():  # 'fast' insists on CUDA + mamba-ssm
+        res = run("--kernels", "fast", "presets")
+        assert res.returncode == 2 and "--kernels fast needs CUDA" in res.stderr and res.stderr.count("\n") == 1
+    res = run("--threads", "0", "presets")
+    assert res.returncode == 2
