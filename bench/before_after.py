@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import environment, interleaved, paired_ratio  # noqa: E402
 from variants import build, family_specs, make_ids  # noqa: E402
 
-from dnahnet_cli import layers, ssd  # noqa: E402
+from dnahnet_cli.model import layers, ssd  # noqa: E402
 
 
 def load_old_ssd(commit: str):

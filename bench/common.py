@@ -11,8 +11,8 @@ from typing import Callable
 
 import torch
 
-from dnahnet_cli.hnet import RoutingModule
-from dnahnet_cli.kernels import active_kernels, detect
+from dnahnet_cli.model.hnet import RoutingModule
+from dnahnet_cli.model.kernels import active_kernels, detect
 
 
 def gemm_probe(n: int = 1024, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> float:

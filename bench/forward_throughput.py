@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, interleaved, paired_ratio, use_fixed_ratio_routers  # noqa: E402
 
-from dnahnet_cli.model import DNAHNet  # noqa: E402
-from dnahnet_cli.presets import get_preset  # noqa: E402
+from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
+from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 FAMILIES = {"tiny": ["tiny", "tiny-1stage", "tiny-tpp", "tiny-mamba2"],
             "small": ["small", "small-1stage", "small-tpp", "small-mamba2"],

@@ -16,7 +16,7 @@ from common import percentile, sync
 from scoring import autocast
 from variants import make_ids
 
-from dnahnet_cli.alphabet import A
+from dnahnet_cli.genomics.alphabet import A
 
 
 def state_bytes(obj) -> int:

@@ -82,9 +82,9 @@ def flop_table(lengths=(8192, 131072, 1048576)) -> str:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dnahnet_cli.flops import flops_per_nt
-    from dnahnet_cli.model import DNAHNet
-    from dnahnet_cli.presets import get_preset
+    from dnahnet_cli.model.flops import flops_per_nt
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
     from variants import FAMILIES
 
     head = " | ".join(f"L={n:,} GFLOP/nt (x)" for n in lengths)

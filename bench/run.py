@@ -4,7 +4,7 @@ For each size family it compares dnaHNet (3,2), 1-stage dnaHNet, Transformer++ a
 equal parameter count (plus a checkpoint with its trained router and with the fixed-ratio control), all
 interleaved in one process with medians over repetitions and paired ratios (performance.md §4). Every
 dnaHNet timing records its realised compression per stage, the analytic FLOPs per nucleotide
-(dnahnet_cli/flops.py) and achieved/floor against the GEMM peak measured in the same run. Results go to
+(dnahnet_cli/model/flops.py) and achieved/floor against the GEMM peak measured in the same run. Results go to
 one JSON file; a summary table is printed last.
 
     python bench/run.py --device cpu --sizes tiny small --lengths 2^10..2^13 --reps 3 --out docs/results/cpu.json
@@ -30,7 +30,7 @@ from scoring import run_scoring  # noqa: E402
 from train_step import run_train_step  # noqa: E402
 from variants import FAMILIES, build, family_specs  # noqa: E402
 
-from dnahnet_cli import kernels  # noqa: E402
+from dnahnet_cli.model import kernels  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PARTS = ("scoring", "memory", "train", "generation")

@@ -12,7 +12,7 @@ import torch
 from common import interleaved, paired_ratio, sync
 from variants import make_ids
 
-from dnahnet_cli.flops import forward_flops
+from dnahnet_cli.model.flops import forward_flops
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

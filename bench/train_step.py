@@ -16,7 +16,7 @@ from common import interleaved
 from scoring import autocast, gpu_peak_memory
 from variants import build, make_ids
 
-from dnahnet_cli.flops import forward_flops
+from dnahnet_cli.model.flops import forward_flops
 
 
 def run_train_step(specs: list[dict], length: int, reps: int, device: torch.device, dtype: torch.dtype,

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 from common import environment, gemm_probe, use_fixed_ratio_routers  # noqa: E402
 
-from dnahnet_cli.data import ShardedLoader, WindowSampler, open_corpus  # noqa: E402
-from dnahnet_cli.model import DNAHNet  # noqa: E402
-from dnahnet_cli.presets import get_preset  # noqa: E402
+from dnahnet_cli.train.corpus import ShardedLoader, WindowSampler, open_corpus  # noqa: E402
+from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
+from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 DEFAULT_GENOME = ROOT.parent / "shared" / "data" / "corpus" / "val" / "GCF_002356215.1.fa.gz"
 

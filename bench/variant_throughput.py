@@ -21,12 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, gemm_probe  # noqa: E402
 
-from dnahnet_cli.alphabet import reverse_complement  # noqa: E402
-from dnahnet_cli.checkpoint import load_checkpoint  # noqa: E402
-from dnahnet_cli.engine import LikelihoodEngine  # noqa: E402
-from dnahnet_cli.genome import Genome  # noqa: E402
-from dnahnet_cli.model import DNAHNet  # noqa: E402
-from dnahnet_cli.presets import get_preset  # noqa: E402
+from dnahnet_cli.genomics.alphabet import reverse_complement  # noqa: E402
+from dnahnet_cli.model.checkpoint import load_checkpoint  # noqa: E402
+from dnahnet_cli.tasks.engine import LikelihoodEngine  # noqa: E402
+from dnahnet_cli.genomics.genome import Genome  # noqa: E402
+from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
+from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,10 +15,10 @@ import torch
 
 from common import use_fixed_ratio_routers
 
-from dnahnet_cli.alphabet import BOS, encode
-from dnahnet_cli.checkpoint import load_checkpoint
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.genomics.alphabet import BOS, encode
+from dnahnet_cli.model.checkpoint import load_checkpoint
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 FAMILIES = {size: [size, f"{size}-1stage", f"{size}-tpp", f"{size}-mamba2"] for size in ("tiny", "small", "base")}
 ROLES = {0: "dnahnet", 1: "1stage", 2: "tpp", 3: "mamba2"}

@@ -15,8 +15,8 @@ from typing import Optional
 
 import typer
 
-from . import __version__
-from .errors import DnahnetError
+from dnahnet_cli import __version__
+from dnahnet_cli.errors import DnahnetError
 
 COMMAND_MODULES = [
     "dnahnet_cli.commands.model_cmds",
@@ -65,7 +65,7 @@ def _root(
         import torch
 
         torch.set_num_threads(threads)
-    from .kernels import set_kernels
+    from dnahnet_cli.model.kernels import set_kernels
 
     set_kernels(kernels)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dnahnet_cli.alphabet import A, C, G, N, T, AlphabetError, decode, encode, reverse_complement, reverse_complement_ids
+from dnahnet_cli.genomics.alphabet import A, C, G, N, T, AlphabetError, decode, encode, reverse_complement, reverse_complement_ids
 
 
 def test_encoding_is_case_insensitive_and_maps_iupac_to_n():

@@ -6,9 +6,9 @@ import sys
 
 import torch
 
-from dnahnet_cli.checkpoint import save_checkpoint
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 
 def run(*args):

@@ -6,10 +6,10 @@ import pickle
 import pytest
 import torch
 
-from dnahnet_cli.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from dnahnet_cli.model.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 
 def test_round_trip_is_bit_exact(tmp_path):

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnahnet_cli.alphabet import BOS, PAD, encode, reverse_complement_ids
-from dnahnet_cli.data import (ShardedLoader, WindowSampler, discover_fasta, encode_file, file_windows, open_corpus,
+from dnahnet_cli.genomics.alphabet import BOS, PAD, encode, reverse_complement_ids
+from dnahnet_cli.train.corpus import (ShardedLoader, WindowSampler, discover_fasta, encode_file, file_windows, open_corpus,
                               val_indices)
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.fasta import iter_fasta
+from dnahnet_cli.genomics.fasta import iter_fasta
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VAL_GENOME = DATA / "corpus" / "val" / "GCF_002356215.1.fa.gz"  # 3.1 Mb, 5 records

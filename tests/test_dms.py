@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnahnet_cli.alphabet import reverse_complement
-from dnahnet_cli.dms import (
+from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.tasks.dms import (
     DmsRecord, build_windows, choose_codon, codon_usage, logmeanexp, parse_mutant, plan_mutant, prepare_target,
     read_dms, read_protein, score_plans, synonymous_codons,
 )
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.gff import OK, load_genome, parse_gff, translate
+from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, translate
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -184,9 +184,9 @@ def test_all_if1_substitutions_map_onto_the_genome(ecoli):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from dnahnet_cli.checkpoint import save_checkpoint
-    from dnahnet_cli.model import DNAHNet
-    from dnahnet_cli.presets import get_preset
+    from dnahnet_cli.model.checkpoint import save_checkpoint
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny")

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dnahnet_cli.alphabet import reverse_complement
+from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.essentiality import (
+from dnahnet_cli.tasks.essentiality import (
     DEFAULT_CASSETTE, EssentialityConfig, build_insertions, evaluate, insertion_offsets, match_labels,
     parse_positions, read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.gff import OK, load_genome, parse_gff, stop_codons, translate
+from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, stop_codons, translate
 
 HERE = Path(__file__).resolve().parent
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -162,9 +162,9 @@ def test_keio_list_maps_onto_ecoli_annotation():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from dnahnet_cli.checkpoint import save_checkpoint
-    from dnahnet_cli.model import DNAHNet
-    from dnahnet_cli.presets import get_preset
+    from dnahnet_cli.model.checkpoint import save_checkpoint
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny")

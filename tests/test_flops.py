@@ -1,4 +1,4 @@
-"""Analytic FLOP model (dnahnet_cli/flops.py) against torch's FlopCounterMode, and the FLOP-ratio claims.
+"""Analytic FLOP model (dnahnet_cli/model/flops.py) against torch's FlopCounterMode, and the FLOP-ratio claims.
 
 FlopCounterMode counts 0 for CPU scaled_dot_product_attention, so the counter is compared with the
 model's non-attention part and the attention scores are checked separately (math backend, brute force).
@@ -11,11 +11,11 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from dnahnet_cli.alphabet import BOS
-from dnahnet_cli.flops import (attention_keys, fixed_ratio_positions, flops_per_nt, forward_flops,
+from dnahnet_cli.genomics.alphabet import BOS
+from dnahnet_cli.model.flops import (attention_keys, fixed_ratio_positions, flops_per_nt, forward_flops,
                                train_step_flops)
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 
 def counted(model: DNAHNet, length: int, backend: SDPBackend | None = None) -> tuple[float, list[int]]:

@@ -9,7 +9,7 @@ import pysam
 import pytest
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genome import Genome, circular_from_gff, is_bgzf
+from dnahnet_cli.genomics.genome import Genome, circular_from_gff, is_bgzf
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.gff import (
+from dnahnet_cli.genomics.gff import (
     OK, context_window, fetch, load_genome, oriented_index, parse_gff, translate,
 )
 

@@ -1,4 +1,4 @@
-"""Kernel switch and accelerated paths (dnahnet_cli/kernels.py).
+"""Kernel switch and accelerated paths (dnahnet_cli/model/kernels.py).
 
 CPU: the switch, that CPU tensors never leave the reference path, the FlexAttention band block mask and the
 EMA-through-SSD reformulation (checked with the reference scan). GPU (skipped without CUDA or the kernel's
@@ -12,14 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnahnet_cli import kernels
-from dnahnet_cli.alphabet import BOS
+from dnahnet_cli.model import kernels
+from dnahnet_cli.genomics.alphabet import BOS
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.hnet import RoutingModule
-from dnahnet_cli.layers import CausalSelfAttention, Mamba2
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
-from dnahnet_cli.ssd import ema_chunked, ema_sequential, ssd_chunked
+from dnahnet_cli.model.hnet import RoutingModule
+from dnahnet_cli.model.layers import CausalSelfAttention, Mamba2
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
+from dnahnet_cli.model.ssd import ema_chunked, ema_sequential, ssd_chunked
 
 TOL = {torch.float32: 3e-3, torch.bfloat16: 2e-2}
 

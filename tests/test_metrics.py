@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dnahnet_cli.metrics import auprc, auroc, classification_summary, rankdata, spearman
+from dnahnet_cli.tasks.metrics import auprc, auroc, classification_summary, rankdata, spearman
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 stats = pytest.importorskip("scipy.stats")

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from dnahnet_cli.alphabet import BOS
-from dnahnet_cli.hnet import RoutingModule
-from dnahnet_cli.layers import CausalSelfAttention, Mamba2, layout_height
-from dnahnet_cli.model import DNAHNet, ratio_loss
-from dnahnet_cli.hnet import StageRouting
-from dnahnet_cli.presets import PRESETS, get_preset
+from dnahnet_cli.genomics.alphabet import BOS
+from dnahnet_cli.model.hnet import RoutingModule
+from dnahnet_cli.model.layers import CausalSelfAttention, Mamba2, layout_height
+from dnahnet_cli.model.lm import DNAHNet, ratio_loss
+from dnahnet_cli.model.hnet import StageRouting
+from dnahnet_cli.model.presets import PRESETS, get_preset
 
 ALL_TINY = ["tiny", "tiny-1stage", "tiny-tpp", "tiny-mamba2"]
 
@@ -240,7 +240,7 @@ def _mlp_params(d, f):
 
 
 def _stack_params(layout, d, f, n, headdim):
-    from dnahnet_cli.layers import parse_layout
+    from dnahnet_cli.model.layers import parse_layout
 
     total = d  # final norm
     for kind in parse_layout(layout):

@@ -19,14 +19,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dnahnet_cli.alphabet import reverse_complement
-from dnahnet_cli.checkpoint import save_checkpoint
+from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.commands import score_variants as sv
-from dnahnet_cli.engine import LikelihoodEngine
+from dnahnet_cli.tasks.engine import LikelihoodEngine
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
-from dnahnet_cli.genome import Genome
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.genomics.genome import Genome
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"

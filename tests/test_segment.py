@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from dnahnet_cli.alphabet import A, C, G, PAD
-from dnahnet_cli.engine import LikelihoodEngine
+from dnahnet_cli.genomics.alphabet import A, C, G, PAD
+from dnahnet_cli.tasks.engine import LikelihoodEngine
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genome import Genome
-from dnahnet_cli.gff import parse_gff
-from dnahnet_cli.hnet import chunk_indices
-from dnahnet_cli.model import DNAHNet, ModelConfig
-from dnahnet_cli.segment import (
+from dnahnet_cli.genomics.genome import Genome
+from dnahnet_cli.genomics.gff import parse_gff
+from dnahnet_cli.model.hnet import chunk_indices
+from dnahnet_cli.model.lm import DNAHNet, ModelConfig
+from dnahnet_cli.tasks.segment import (
     BIT, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, class_codes, parse_region, parse_stages, parse_strands,
     segment_region, tile_windows,
 )

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dnahnet_cli.checkpoint import save_checkpoint
+from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.commands.segment_cmd import register
 from dnahnet_cli.errors import DnahnetError
 

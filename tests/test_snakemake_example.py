@@ -10,10 +10,10 @@ import pysam
 import pytest
 import torch
 
-from dnahnet_cli.checkpoint import save_checkpoint
-from dnahnet_cli.default_model import DEFAULT_MODEL_DIR
-from dnahnet_cli.model import DNAHNet
-from dnahnet_cli.presets import get_preset
+from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.default_model import DEFAULT_MODEL_DIR
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

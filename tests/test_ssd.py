@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dnahnet_cli.ssd import ema_chunked, ema_sequential, ssd_chunked, ssd_sequential
+from dnahnet_cli.model.ssd import ema_chunked, ema_sequential, ssd_chunked, ssd_sequential
 
 
 def _inputs(b=2, l=150, h=4, p=8, g=1, n=16, scale=2.0):

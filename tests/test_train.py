@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.trainer import (TrainConfig, load_toml, lr_factor, make_config, optimizer_from_safetensors,
+from dnahnet_cli.train.trainer import (TrainConfig, load_toml, lr_factor, make_config, optimizer_from_safetensors,
                                  optimizer_to_safetensors, ratio_targets_at, train)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -197,8 +197,8 @@ def test_ratio_target_schedule_ramps_and_stays_above_1_2():
 
 
 def test_optimizer_state_roundtrip_without_pickle():
-    from dnahnet_cli.model import DNAHNet
-    from dnahnet_cli.presets import get_preset
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
 
     torch.manual_seed(0)
     model = DNAHNet(get_preset("tiny"))

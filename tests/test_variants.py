@@ -12,8 +12,8 @@ import pysam
 import pytest
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genome import Genome
-from dnahnet_cli.variants import (
+from dnahnet_cli.genomics.genome import Genome
+from dnahnet_cli.genomics.variants import (
     OK, SKIP_AMBIGUOUS, SKIP_BREAKEND, SKIP_INVALID_ALLELE, SKIP_MISSING, SKIP_NO_CHANGE, SKIP_REF_MISMATCH,
     SKIP_STAR, SKIP_SYMBOLIC, SKIP_TOO_LONG, VcfInput, check_contigs, classify, expand_record, load_chrom_map,
     make_windows, trim,

@@ -1,4 +1,4 @@
-"""`dnahnet check`: a self-test to run after installing (see dnahnet_cli/selfcheck.py)."""
+"""`dnahnet check`: a self-test to run after installing (see dnahnet_cli/tasks/selfcheck.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..default_model import MODEL_HELP
+from dnahnet_cli.model.default_model import MODEL_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +25,10 @@ def register(app: typer.Typer) -> None:
 
         Examples: dnahnet check; dnahnet check --device cuda --dtype bfloat16
         """
-        from ..default_model import resolve_model
-        from ..engine import LikelihoodEngine
-        from ..selfcheck import run_checks
-        from ..selfcheck import write_reference as record
+        from dnahnet_cli.model.default_model import resolve_model
+        from dnahnet_cli.tasks.engine import LikelihoodEngine
+        from dnahnet_cli.tasks.selfcheck import run_checks
+        from dnahnet_cli.tasks.selfcheck import write_reference as record
 
         model_dir = resolve_model(model)
         engine = LikelihoodEngine.load(model_dir, device=device, dtype=dtype)

@@ -1,6 +1,6 @@
 """`dnahnet essentiality`: per-gene stop-cassette insertion scores, and AUROC/AUPRC against labels.
 
-The protocol and its defaults are documented in dnahnet_cli/essentiality.py. Output: one TSV row per
+The protocol and its defaults are documented in dnahnet_cli/tasks/essentiality.py. Output: one TSV row per
 annotated gene (seqid start1 end strand gene_id locus_tag name cds_len gc_content n_insertions ll_wt ll_mut
 delta_mean delta_sum essentiality_score flags status); `start1`/`end` are 1-based inclusive as in the GFF
 (`end` may exceed the sequence length for a gene crossing the origin of a circular replicon).
@@ -9,56 +9,23 @@ delta_mean delta_sum essentiality_score flags status); `start1`/`end` are 1-base
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from ..default_model import MODEL_HELP
-from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
-from ..errors import DnahnetError
-from ..essentiality import (
+from dnahnet_cli.model.default_model import MODEL_HELP
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.tasks.essentiality import (
     COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
     result_record, score_genes, validate_cassette,
 )
-from ..fileio import atomic_output, require_file
-from ..gff import OK, Annotation, load_genome, parse_gff
-from ..outputs import TsvWriter, open_output, provenance
-
-
-def progress_printer(what: str, quiet: bool):
-    """A progress callback writing to stderr at most every 5 s (stdout carries data only)."""
-    import time
-
-    start = last = time.monotonic()
-
-    def update(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if not quiet and now - last >= 5:
-            last = now
-            sys.stderr.write(f"dnahnet: {what}: {done}/{total} ({now - start:.0f} s)\n")
-
-    return update
-
-
-def json_safe(obj: Any) -> Any:
-    """NaN/inf -> null so the metrics file is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def write_json(path: str, payload: dict) -> None:
-    with atomic_output(path, "w") as fh:
-        json.dump(json_safe(payload), fh, indent=2, allow_nan=False)
-        fh.write("\n")
+from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
+from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
+from dnahnet_cli.commands.reporting import Progress, write_json
 
 
 def _select(annotation: Annotation, genes: Optional[str], max_genes: Optional[int]) -> list[int]:
@@ -109,7 +76,7 @@ def run_essentiality(
     if size < len(cfg.cassette) + 9:
         raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
     cfg = dataclasses.replace(cfg, window=size)
-    results = score_genes(annotation, genome, engine, cfg, indices, progress_printer("essentiality genes", quiet))
+    results = score_genes(annotation, genome, engine, cfg, indices, Progress("essentiality genes", quiet=quiet))
 
     params = {
         "cassette": cfg.cassette, "positions": ",".join(f"{p:g}" for p in cfg.positions) if not cfg.tile else "NA",

@@ -2,7 +2,7 @@
 
 `eval dms` maps each protein substitution of a DMS table onto the gene's coding sequence in the genome,
 scores LL(mutant) - LL(wild type) in genomic context and reports Spearman's rho against the measured
-fitness (protocol and codon rule: dnahnet_cli/dms.py). Output TSV columns: mutant n_subs codon_changes
+fitness (protocol and codon rule: dnahnet_cli/tasks/dms.py). Output TSV columns: mutant n_subs codon_changes
 genomic_changes (1-based, + strand) n_nt_changes n_codon_variants dms_score ll_wt ll_mut delta status.
 """
 
@@ -16,15 +16,16 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ..dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
-from ..default_model import MODEL_HELP
-from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
-from ..errors import DnahnetError
-from ..fileio import require_file
-from ..gff import OK, load_genome, parse_gff
-from ..metrics import spearman
-from ..outputs import TsvWriter, open_output, provenance
-from .essentiality_cmd import load_engine, progress_printer, write_json
+from dnahnet_cli.tasks.dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
+from dnahnet_cli.model.default_model import MODEL_HELP
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
+from dnahnet_cli.tasks.metrics import spearman
+from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
+from dnahnet_cli.commands.common import load_engine
+from dnahnet_cli.commands.reporting import Progress, write_json
 
 eval_app = typer.Typer(
     help="Zero-shot evaluations against experimental data (protein DMS, ...).\n\n"
@@ -57,7 +58,7 @@ def run_dms(
 
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     size = window or int(engine.window)
-    score_plans(target, plans, engine, size, flank, progress_printer("eval dms mutants", quiet))
+    score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet))
 
     g = target.gene
     meta = [] if no_meta else provenance(

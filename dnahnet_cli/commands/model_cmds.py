@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..checkpoint import read_checkpoint_info, save_checkpoint
-from ..model import DNAHNet, ModelConfig
-from ..presets import DESCRIPTIONS, PRESETS, get_preset
+from dnahnet_cli.model.checkpoint import read_checkpoint_info, save_checkpoint
+from dnahnet_cli.model.lm import DNAHNet, ModelConfig
+from dnahnet_cli.model.presets import DESCRIPTIONS, PRESETS, get_preset
 
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet init --preset tiny -o models/tiny
         """
-        from ..errors import DnahnetError
+        from dnahnet_cli.errors import DnahnetError
 
         cfg = get_preset(preset)
         if out.exists() and not force:
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """
         import json
 
-        from ..default_model import resolve_model
+        from dnahnet_cli.model.default_model import resolve_model
 
         model_dir = resolve_model(model_dir)
         info = read_checkpoint_info(model_dir)

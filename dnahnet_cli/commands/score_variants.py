@@ -1,15 +1,14 @@
 """`dnahnet score-variants` (VCF -> per-ALT log-likelihood ratios) and `dnahnet score-seqs` (per-sequence LL).
 
 Variant score = mean over strands of dll, where dll = LL(ALT window) - LL(REF window): natural log, summed
-over equal-length windows (see dnahnet_cli/variants.py for how windows are built). Negative means the
+over equal-length windows (see dnahnet_cli/genomics/variants.py for how windows are built). Negative means the
 model finds the ALT less likely than the REF. dll_fwd scores the windows as given; dll_rev scores their
 reverse complements, so strand averaging equals scoring the reverse-complemented genome and VCF.
 """
 
 from __future__ import annotations
 
-import sys
-import time
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -17,14 +16,15 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import typer
 
-from ..alphabet import reverse_complement
-from ..default_model import MODEL_HELP
-from .common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
-from ..errors import DnahnetError
-from ..fasta import iter_fasta
-from ..genome import Genome, circular_from_gff, note
-from ..outputs import TsvWriter, VcfWriter, open_output, provenance
-from ..variants import (
+from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.model.default_model import MODEL_HELP
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fasta import iter_fasta
+from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
+from dnahnet_cli.genomics.outputs import TsvWriter, VcfWriter, open_output, provenance
+from dnahnet_cli.commands.reporting import Progress
+from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, load_chrom_map, ref_status,
     resolve_contig,
 )
@@ -43,23 +43,6 @@ INFO_LINES = [
     'of equal-length windows, natural log, mean of both strands; negative = ALT less likely; . = not scored">',
     '##INFO=<ID=DNAHNET_STATUS,Number=A,Type=String,Description="dnahnet status per ALT (OK or SKIP_* reason)">',
 ]
-
-
-class Progress:
-    """Occasional progress lines on stderr (data never goes there); silent with --quiet."""
-
-    def __init__(self, what: str, total: int, quiet: bool):
-        self.what, self.total, self.quiet = what, total, quiet
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.quiet and now - self.last >= 5:
-            self.last = now
-            sys.stderr.write(f"dnahnet: {self.what}: {done}/{self.total} ({now - self.start:.0f} s)\n")
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
 
 
 def _check_strand(strand: str) -> None:
@@ -239,7 +222,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
                                           "dnahnet_context": context, "dnahnet_strand": strand}, engine.provenance)
     progress = Progress("score-seqs sequences", len(records), quiet)
-    with open_output(output) as fh, (open_output(per_base) if per_base else _null()) as bg:
+    with open_output(output) as fh, (open_output(per_base) if per_base else contextlib.nullcontext()) as bg:
         writer = TsvWriter(fh, SEQ_COLUMNS, meta)
         for lo, hi in _chunks([len(s) for _, s in records], SEQ_CHUNK_BASES):
             names = [n for n, _ in records[lo:hi]]
@@ -298,14 +281,6 @@ def _write_bedgraph(fh, name: str, values: np.ndarray) -> None:
     """4-column bedGraph, 0-based half-open, one line per scored base (N/IUPAC bases are left out)."""
     pos = np.flatnonzero(np.isfinite(values))
     fh.writelines(f"{name}\t{p}\t{p + 1}\t{values[p]:.6g}\n" for p in pos.tolist())
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 # -- CLI ------------------------------------------------------------------------------------------

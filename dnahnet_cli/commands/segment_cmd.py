@@ -1,38 +1,27 @@
 """`dnahnet segment`: the chunks dnaHNet's routers cut a genome into (BED on stdout), per-base boundary
 probabilities (bedGraph), and with --gff a report of how the boundaries line up with the annotation.
 
-The machinery lives in dnahnet_cli/segment.py; docs/segment.md defines every output column.
+The machinery lives in dnahnet_cli/tasks/segment.py; docs/segment.md defines every output column.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from ..default_model import MODEL_HELP
-from .common import DEVICE, DTYPE, QUIET
-from ..errors import DnahnetError
-from ..fileio import atomic_output, atomic_path, require_file
-from ..segment import (
+from dnahnet_cli.model.default_model import MODEL_HELP
+from dnahnet_cli.commands.reporting import RegionProgress, write_json
+from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, require_file
+from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
-    parse_region, parse_stages, parse_strands, plot_report, progress_printer, segment_region,
+    parse_region, parse_stages, parse_strands, plot_report, segment_region,
 )
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _output_dir_ok(path: str, what: str) -> None:
@@ -50,9 +39,9 @@ def run_segment(
     max_tokens: int = 65536, quiet: bool = False, engine=None,
 ) -> Optional[list[dict]]:
     """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""
-    from ..genome import Genome
-    from ..gff import parse_gff
-    from ..outputs import TsvWriter, provenance
+    from dnahnet_cli.genomics.genome import Genome
+    from dnahnet_cli.genomics.gff import parse_gff
+    from dnahnet_cli.genomics.outputs import TsvWriter, provenance
 
     strands = parse_strands(strand)
     if (report or plot) and not gff:
@@ -74,7 +63,7 @@ def run_segment(
     genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})
 
     if engine is None:
-        from ..engine import LikelihoodEngine
+        from dnahnet_cli.tasks.engine import LikelihoodEngine
 
         engine = LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
     stages = parse_stages(stage, engine.model.config.n_stages)
@@ -82,7 +71,7 @@ def run_segment(
     opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
                           permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))
     opts.check()
-    progress = progress_printer(quiet)
+    progress = RegionProgress("segment", quiet=quiet)
     rep = Report(opts) if annotation is not None else None
     with contextlib.ExitStack() as stack:
         bed = BedWriter(stack.enter_context(atomic_output(output, "w")), track_line)
@@ -112,11 +101,9 @@ def run_segment(
                 for row in rows:
                     writer.write(row)
             json_path = str(Path(report).with_suffix(".json")) if Path(report).suffix else f"{report}.json"
-            with atomic_output(json_path, "w") as fh:
-                payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
-                           "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
-                json.dump(_json_safe(payload), fh, indent=1, allow_nan=False)
-                fh.write("\n")
+            payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
+                       "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
+            write_json(json_path, payload, indent=1)
         if plot:
             with atomic_path(plot) as tmp:
                 plot_report(str(tmp), rows, profile, pooled)

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError
 
 
 def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet train --data corpus/train --val corpus/val --preset tiny --seq-len 1024 --steps 200 --out run
         """
-        from ..trainer import load_toml, train
+        from dnahnet_cli.train.trainer import load_toml, train
 
         options = load_toml(config) if config is not None else {}
         cli = {

@@ -10,7 +10,7 @@ dn() { dnahnet --threads 1 "$@"; }
 # 1. held-out log-likelihood (bits/nt = -mean_ll / ln 2): the first 300 kb of E. coli K-12 (held out of the
 #    corpus) and of Synechococcus sp. NIES-970 (the validation genome), forward strand, 1024-nt windows
 python - <<'PY' > "$out/heldout_300kb.fa"
-from dnahnet_cli.genome import Genome
+from dnahnet_cli.genomics.genome import Genome
 for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val/GCF_002356215.1.fa.gz"):
     g = Genome.open(path, quiet=True)
     name = g.names[0]

@@ -2,7 +2,7 @@
 
     python docs/results/model_card/plot_curves.py runs/ref-dnahnet runs/ref-tpp docs/results/model_card/curves
 
-Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/flops.py, 1,024-token windows, the
+Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/model/flops.py, 1,024-token windows, the
 model's target compression ratios) x nucleotides processed; writes NAME.png and NAME.json.
 """
 
@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dnahnet_cli.checkpoint import read_checkpoint_info  # noqa: E402
-from dnahnet_cli.flops import flops_per_nt  # noqa: E402
+from dnahnet_cli.model.checkpoint import read_checkpoint_info  # noqa: E402
+from dnahnet_cli.model.flops import flops_per_nt  # noqa: E402
 
 
 def curve(run: Path) -> dict:

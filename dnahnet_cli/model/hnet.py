@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Isotropic, State
-from .ssd import ema_chunked
+from dnahnet_cli.model.layers import Isotropic, State
+from dnahnet_cli.model.ssd import ema_chunked
 
 
 @dataclass

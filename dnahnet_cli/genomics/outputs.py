@@ -19,8 +19,8 @@ from typing import IO, Any, Iterator, Mapping, Sequence
 import pysam
 from pysam.libcbgzf import BGZFile
 
-from . import __version__
-from .fileio import atomic_output, atomic_path
+from dnahnet_cli import __version__
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path
 
 NA = "NA"
 

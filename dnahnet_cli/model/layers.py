@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import kernels
-from .ssd import ssd_chunked, ssd_step
+from dnahnet_cli.model import kernels
+from dnahnet_cli.model.ssd import ssd_chunked, ssd_step
 
 State = dict
 

@@ -32,10 +32,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .alphabet import BOS, N, PAD, AlphabetError, encode, reverse_complement_ids
-from .errors import DnahnetError
-from .fasta import iter_fasta
-from .fileio import atomic_output
+from dnahnet_cli.genomics.alphabet import BOS, N, PAD, AlphabetError, encode, reverse_complement_ids
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fasta import iter_fasta
+from dnahnet_cli.genomics.fileio import atomic_output
 
 CACHE_VERSION = 1
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".frn", ".fas", ".fsa", ".seq")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from .alphabet import AlphabetError, encode
-from .errors import DnahnetError
-from .fileio import open_text
+from dnahnet_cli.genomics.alphabet import AlphabetError, encode
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import open_text
 
 
 def iter_fasta(path: str | os.PathLike, validate: bool = True) -> Iterator[tuple[str, str]]:

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError
 
 MODES = ("auto", "torch", "fast")
 SSD_CHUNK = 256  # tile of the Triton SSD kernel (math-neutral)

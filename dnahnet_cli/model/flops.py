@@ -22,8 +22,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from .layers import parse_layout
-from .model import ModelConfig
+from dnahnet_cli.model.layers import parse_layout
+from dnahnet_cli.model.lm import ModelConfig
 
 CONVENTIONS = ("executed", "chinchilla")
 EMA_CHUNK = 64  # chunk of the reference dechunk EMA (ssd.ema_chunked's default, independent of the config)

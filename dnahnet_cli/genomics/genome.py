@@ -16,10 +16,10 @@ from typing import Callable, Iterable
 
 import pysam
 
-from .alphabet import AlphabetError, encode
-from .errors import DnahnetError
-from .fasta import iter_fasta
-from .fileio import open_text, require_file
+from dnahnet_cli.genomics.alphabet import AlphabetError, encode
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fasta import iter_fasta
+from dnahnet_cli.genomics.fileio import open_text, require_file
 
 _SNIFF_BASES = 10_000  # bases of each record checked at open time (the rest is checked on fetch)
 

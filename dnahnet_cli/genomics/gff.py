@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 from urllib.parse import unquote
 
-from .alphabet import AlphabetError, encode, reverse_complement
-from .errors import DnahnetError
-from .fileio import open_text
+from dnahnet_cli.genomics.alphabet import AlphabetError, encode, reverse_complement
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import open_text
 
 GENE_TYPES = {"gene", "pseudogene", "ncRNA_gene", "protein_coding_gene"}
 OK = "OK"
@@ -592,7 +592,7 @@ def pick_all(f: Feature, c: Optional[Feature], tag: str) -> list[str]:
 
 def load_genome(fasta_path: Optional[str], annotation: Annotation) -> tuple[dict[str, str], str]:
     """The genome as {seqid: sequence}: from the FASTA file, else from the GFF's embedded ##FASTA."""
-    from .fasta import iter_fasta
+    from dnahnet_cli.genomics.fasta import iter_fasta
 
     if fasta_path:
         genome = {name: seq.upper() for name, seq in iter_fasta(fasta_path)}

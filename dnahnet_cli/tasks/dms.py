@@ -27,9 +27,9 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .errors import DnahnetError
-from .fileio import open_text
-from .gff import OK, Annotation, Gene, codon_table, context_window, fetch, oriented_index, orient
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import open_text
+from dnahnet_cli.genomics.gff import OK, Annotation, Gene, codon_table, context_window, fetch, oriented_index, orient
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY*"
 _SUB = re.compile(r"^([ACDEFGHIKLMNPQRSTVWY*])(\d+)([ACDEFGHIKLMNPQRSTVWY*])$")
@@ -138,7 +138,7 @@ def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = N
 
 def read_protein(path: str) -> str:
     """First record of a protein FASTA (upper-cased, trailing '*' removed)."""
-    from .fasta import iter_fasta
+    from dnahnet_cli.genomics.fasta import iter_fasta
 
     for _, seq in iter_fasta(path, validate=False):
         return seq.upper().rstrip("*")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import kernels
+from dnahnet_cli.model import kernels
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:

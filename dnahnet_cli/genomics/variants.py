@@ -30,9 +30,9 @@ from typing import Iterator
 
 import pysam
 
-from .errors import DnahnetError
-from .fileio import require_file
-from .genome import Genome, is_bgzf
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.genome import Genome, is_bgzf
 
 OK = "OK"
 SKIP_SYMBOLIC = "SKIP_SYMBOLIC"            # <DEL>, <INS>, <DUP>, <INV>, <CNV>, <*>, <NON_REF>

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .alphabet import VOCAB_SIZE, target_classes
-from .hnet import HNetStage, StageRouting
-from .layers import layout_height
+from dnahnet_cli.genomics.alphabet import VOCAB_SIZE, target_classes
+from dnahnet_cli.model.hnet import HNetStage, StageRouting
+from dnahnet_cli.model.layers import layout_height
 
 
 def _per_stage(value: Any, stage: int) -> Any:

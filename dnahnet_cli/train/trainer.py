@@ -29,10 +29,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from .alphabet import PAD, A, T
-from .data import Corpus, ShardedLoader, WindowSampler, open_corpus, val_indices
-from .errors import DnahnetError, DnahnetRuntimeError
-from .fileio import atomic_output
+from dnahnet_cli.genomics.alphabet import PAD, A, T
+from dnahnet_cli.train.corpus import Corpus, ShardedLoader, WindowSampler, open_corpus, val_indices
+from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
+from dnahnet_cli.genomics.fileio import atomic_output
 
 CKPT_PREFIX = "step-"
 
@@ -268,7 +268,7 @@ def write_checkpoint(ckpt_root: Path, step: int, model: nn.Module, opt: torch.op
                      trainer_state: dict, metadata: dict) -> Path:
     """Model (via save_checkpoint) + optimizer + trainer state + RNG into a hidden staging directory, which
     is renamed to step-N only when complete: a crash at any point leaves either nothing or a whole checkpoint."""
-    from .checkpoint import save_checkpoint
+    from dnahnet_cli.model.checkpoint import save_checkpoint
 
     final = ckpt_root / f"{CKPT_PREFIX}{step:07d}"
     staging = ckpt_root / f".tmp-{final.name}-{os.getpid()}"
@@ -428,16 +428,16 @@ def evaluate(model: nn.Module, corpus: Corpus, indices: np.ndarray, batch_size: 
 
 
 def _build_model(cfg: TrainConfig, resume_dir: Path | None, log: Callable[[str], None]):
-    from .model import DNAHNet, ModelConfig
-    from .presets import get_preset
+    from dnahnet_cli.model.lm import DNAHNet, ModelConfig
+    from dnahnet_cli.model.presets import get_preset
 
     if resume_dir is not None:
-        from .checkpoint import load_checkpoint
+        from dnahnet_cli.model.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(resume_dir, device="cpu")
         return model
     if cfg.init:
-        from .checkpoint import load_checkpoint
+        from dnahnet_cli.model.checkpoint import load_checkpoint
 
         init = Path(cfg.init)
         if not (init / "config.json").is_file():
@@ -503,21 +503,55 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
     return make_config(merged), resume_dir, state, ignored
 
 
-def _train(options: dict[str, Any], d: Dist) -> dict:
-    out = Path(options.get("out", TrainConfig.out))
-    ckpt_root = out / "checkpoints"
-    if d.main:
-        clean_stale(ckpt_root)
-    d.barrier()
-    cfg, resume_dir, state, ignored = resolve_config(options, ckpt_root)
-    log_fn = (lambda m: sys.stderr.write(f"dnahnet train: {m}\n")) if (d.main and not cfg.quiet) else (lambda m: None)
-    if ignored:
-        log_fn(f"resuming: keeping the checkpoint's values for {', '.join(ignored)}")
-    if cfg.resume and resume_dir is None:
-        log_fn(f"--resume: no checkpoint in {ckpt_root}, starting a new run")
-    if not cfg.data:
-        raise DnahnetError("--data is required: FASTA/FASTA.gz files or directories")
+@dataclass
+class _Run:
+    """Everything one training run holds while it steps (built by `_setup`, advanced by `_step`)."""
 
+    cfg: TrainConfig
+    d: Dist
+    out: Path
+    ckpt_root: Path
+    device: torch.device
+    autocast: Callable
+    model: nn.Module
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    loader: ShardedLoader
+    train_c: Corpus
+    val_c: Corpus | None
+    vidx: np.ndarray | None
+    targets_final: list[float]
+    alpha: float
+    resumed: bool = False
+    rep: Reporter | None = None
+    step: int = 0
+    consumed: int = 0  # global samples drawn so far (fixes the data order on resume)
+    nt_seen: int = 0
+    last_val: dict | None = None
+    first_bpn: float | None = None
+
+
+class _Window:
+    """Training statistics accumulated between two log lines (summed over ranks when logged)."""
+
+    def __init__(self, n_stages: int):
+        self.n_st = n_stages
+        self.acc = torch.zeros(4 + 2 * n_stages, dtype=torch.float64)  # nll*n, n, loss, micro count, F.., G..
+        self.nt, self.seconds, self.grad_norm, self.steps = 0, 0.0, 0.0, 0
+
+    def add_micro(self, lo) -> None:
+        self.acc[0] += float(lo.nll.detach()) * lo.n_predicted
+        self.acc[1] += lo.n_predicted
+        self.acc[2] += float(lo.loss.detach())
+        self.acc[3] += 1
+        for s in range(self.n_st):
+            self.acc[4 + s] += lo.F[s]
+            self.acc[4 + self.n_st + s] += lo.G[s]
+
+
+def _log_and_device(cfg: TrainConfig, d: Dist) -> tuple[Callable[[str], None], torch.device, Callable]:
+    """The stderr logger of rank 0, the device, and the autocast context the precision asks for."""
+    log_fn = (lambda m: sys.stderr.write(f"dnahnet train: {m}\n")) if (d.main and not cfg.quiet) else (lambda m: None)
     device = resolve_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -528,22 +562,12 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
-    # ---- model and optimiser
-    model = _build_model(cfg, resume_dir, log_fn).to(device)
-    mc = model.config
-    targets_final = list(cfg.ratio_targets if cfg.ratio_targets is not None else mc.ratio_targets)
-    if len(targets_final) != mc.n_stages:
-        raise DnahnetError(f"--ratio-targets needs {mc.n_stages} value(s) for this {mc.n_stages}-stage model, "
-                           f"got {targets_final}")
-    alpha = cfg.alpha if cfg.alpha is not None else mc.ratio_alpha
-    mults = cfg.lr_multipliers
-    if mults is not None and len(mults) != mc.n_stages + 1:
-        raise DnahnetError(f"lr_multipliers needs {mc.n_stages + 1} values for this model, got {mults}")
+    autocast.bf16 = use_bf16  # type: ignore[attr-defined]
+    return log_fn, device, autocast
 
-    # ---- data: local rank 0 builds the caches, the others wait and then open them
-    if d.main:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-    d.barrier()
+
+def _open_corpora(cfg: TrainConfig, out: Path, d: Dist, log_fn) -> tuple[Corpus, Corpus | None]:
+    """Training and validation windows; local rank 0 builds the caches, the other ranks wait, then open them."""
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out / "cache"
 
     def _open(paths, what, log):
@@ -556,170 +580,229 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
             if cfg.val:
                 corpora["val"] = _open(cfg.val, "--val", log_fn)
         d.barrier()
-    train_c, val_c = corpora["train"], corpora.get("val")
+    train_c = corpora["train"]
     s = train_c.stats
     log_fn(f"data: {s.files} files, {s.records} records, {s.bases:,} bases -> {len(train_c):,} windows of "
            f"<= {cfg.seq_len - 1} nt ({s.short_records} short records, {s.dropped_tails} short tails, "
            f"{s.dropped_n} N-rich windows dropped)")
+    return train_c, corpora.get("val")
+
+
+def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None]]:
+    """Configuration, model, data, optimiser and (when resuming) the saved state, in that order."""
+    out = Path(options.get("out", TrainConfig.out))
+    ckpt_root = out / "checkpoints"
+    if d.main:
+        clean_stale(ckpt_root)
+    d.barrier()
+    cfg, resume_dir, state, ignored = resolve_config(options, ckpt_root)
+    log_fn, device, autocast = _log_and_device(cfg, d)
+    if ignored:
+        log_fn(f"resuming: keeping the checkpoint's values for {', '.join(ignored)}")
+    if cfg.resume and resume_dir is None:
+        log_fn(f"--resume: no checkpoint in {ckpt_root}, starting a new run")
+    if not cfg.data:
+        raise DnahnetError("--data is required: FASTA/FASTA.gz files or directories")
+
+    model = _build_model(cfg, resume_dir, log_fn).to(device)
+    mc = model.config
+    targets_final = list(cfg.ratio_targets if cfg.ratio_targets is not None else mc.ratio_targets)
+    if len(targets_final) != mc.n_stages:
+        raise DnahnetError(f"--ratio-targets needs {mc.n_stages} value(s) for this {mc.n_stages}-stage model, "
+                           f"got {targets_final}")
+    alpha = cfg.alpha if cfg.alpha is not None else mc.ratio_alpha
+    mults = cfg.lr_multipliers
+    if mults is not None and len(mults) != mc.n_stages + 1:
+        raise DnahnetError(f"lr_multipliers needs {mc.n_stages + 1} values for this model, got {mults}")
+
+    if d.main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+    d.barrier()
+    train_c, val_c = _open_corpora(cfg, out, d, log_fn)
     if resume_dir is not None and state.get("data") and state["data"]["windows"] != len(train_c):
         log_fn(f"warning: the training data changed since the checkpoint ({state['data']['windows']} -> "
                f"{len(train_c)} windows); the data order will differ from an uninterrupted run")
 
-    # ---- optimiser (and the rest of the state when resuming)
     groups = model.param_groups(weight_decay=cfg.weight_decay, lr_multipliers=mults)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                             foreach=device.type == "cuda")
-    step, consumed, nt_seen = 0, 0, 0
+    net: nn.Module = _LossModule(model)
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    loader = ShardedLoader(train_c, WindowSampler(len(train_c), cfg.seed, cfg.rc_prob), cfg.batch_size,
+                           cfg.grad_accum, d.rank, d.world)
+    vidx = val_indices(len(val_c), cfg.val_windows) if val_c is not None else None
+    run = _Run(cfg, d, out, ckpt_root, device, autocast, model, net, opt, loader, train_c, val_c, vidx,
+               targets_final, alpha)
     if resume_dir is not None:
         # loaded on CPU: load_state_dict moves moments to each parameter's device and keeps 'step' on CPU
         optimizer_from_safetensors(opt, load_file(str(resume_dir / "optimizer.safetensors")),
                                    json.loads((resume_dir / "optimizer.json").read_text()))
         restore_rng(load_file(str(resume_dir / "rng.safetensors")))
-        step, consumed, nt_seen = state["step"], state["samples_consumed"], state.get("nucleotides", 0)
-        log_fn(f"resumed from {resume_dir} at step {step}")
+        run.step, run.consumed, run.nt_seen = state["step"], state["samples_consumed"], state.get("nucleotides", 0)
+        run.last_val, run.first_bpn = state.get("val"), state.get("first_val_bpn")
+        run.resumed = True
+        log_fn(f"resumed from {resume_dir} at step {run.step}")
     else:
         torch.manual_seed(cfg.seed + 7919 * d.rank)
     n_params = sum(p.numel() for p in model.parameters())
-    net: nn.Module = _LossModule(model)
-    if d.world > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-
-    loader = ShardedLoader(train_c, WindowSampler(len(train_c), cfg.seed, cfg.rc_prob), cfg.batch_size,
-                           cfg.grad_accum, d.rank, d.world)
-    vidx = val_indices(len(val_c), cfg.val_windows) if val_c is not None else None
     log_fn(f"model {mc.name}: {n_params:,} parameters, {mc.n_stages} stage(s), ratio targets {targets_final}, "
-           f"alpha {alpha}; {d.world} process(es) on {device}, {'bf16 autocast' if use_bf16 else 'fp32'}; "
+           f"alpha {alpha}; {d.world} process(es) on {device}, {'bf16 autocast' if autocast.bf16 else 'fp32'}; "
            f"global batch {loader.global_batch} x {cfg.seq_len} tokens")
 
     metrics_path = out / "metrics.jsonl"
     if d.main:
         if resume_dir is not None:
-            truncate_metrics(metrics_path, step)
+            truncate_metrics(metrics_path, run.step)
         elif metrics_path.exists():
             metrics_path.unlink()
-    rep = Reporter(metrics_path, cfg.steps, step, d.main, cfg.quiet)
+    return run, log_fn
 
-    def run_eval(at: int) -> dict | None:
-        if val_c is None:
-            return None
-        tg = ratio_targets_at(at, cfg.steps, targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
-        ev = evaluate(model, val_c, vidx, cfg.batch_size, device, tg, alpha, autocast, d)
-        rec = {"step": at, "type": "val", **ev}
-        line = f"step {at}: val {ev['val_bpn']:.4f} bits/nt" + (
-            f", val ratio {_fmt_list([1 / max(f, 1e-9) for f in ev['val_F']])}" if ev["val_F"] else "")
-        rep.record(rec)
-        rep.log(line)
-        return ev
 
-    last_val = run_eval(step) if (resume_dir is None and val_c is not None) else state.get("val")
-    first_bpn = last_val["val_bpn"] if (resume_dir is None and last_val) else state.get("first_val_bpn")
-    n_st = mc.n_stages
-    acc = torch.zeros(4 + 2 * n_st, dtype=torch.float64)  # nll*n, n, loss, micro count, F.., G..
-    nt_acc, t_acc, gn_acc, gn_n = 0, 0.0, 0.0, 0
-    kill_at = os.environ.get("DNAHNET_KILL_AT_STEP")
-    net.train()
-    try:
-        while step < cfg.steps:
-            t0 = time.perf_counter()
-            lf = lr_factor(step, cfg.steps, cfg.warmup_frac, cfg.min_lr_ratio)
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lf * g["lr_multiplier"]
-            targets = ratio_targets_at(step, cfg.steps, targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
-            micro = loader.micro_batches(consumed)
-            local = [sum(_count_predicted(ids) for ids, _ in micro), sum(_count_input(ids) for ids, _ in micro)]
-            n_global, nt_global = d.sum_(torch.tensor(local, dtype=torch.float64)).tolist()
-            for m, (ids, mask) in enumerate(micro):
-                ids = ids.to(device, non_blocking=True)
-                mask = mask.to(device, non_blocking=True) if mask is not None else None
-                sync = contextlib.nullcontext() if (d.world == 1 or m == len(micro) - 1) else net.no_sync()
-                with sync:
-                    with autocast():
-                        lo = net(ids, mask, targets, alpha)
-                    # Token-weighted NLL over the global batch; the ratio terms are averaged per micro-batch,
-                    # so accum micro-batches in one process equal the same micro-batches spread over ranks.
-                    weight = lo.n_predicted * d.world / max(n_global, 1.0)
-                    loss = lo.nll * weight + (lo.loss - lo.nll) / cfg.grad_accum
-                    loss.backward()
-                if not math.isfinite(float(lo.loss.detach())):
-                    raise DnahnetRuntimeError(f"non-finite loss at step {step + 1}; try a lower --lr")
-                acc[0] += float(lo.nll.detach()) * lo.n_predicted
-                acc[1] += lo.n_predicted
-                acc[2] += float(lo.loss.detach())
-                acc[3] += 1
-                for s_ in range(n_st):
-                    acc[4 + s_] += lo.F[s_]
-                    acc[4 + n_st + s_] += lo.G[s_]
-            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            gn_acc, gn_n = gn_acc + float(gn), gn_n + 1
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t_acc += time.perf_counter() - t0
-            step += 1
-            consumed += loader.global_batch
-            nt_acc += int(nt_global)
-            nt_seen += int(nt_global)
-            rep.advance(step)
+def _evaluate(run: _Run, at: int) -> dict | None:
+    """Validation at step `at` (None without --val), recorded in metrics.jsonl and logged."""
+    if run.val_c is None:
+        return None
+    cfg = run.cfg
+    tg = ratio_targets_at(at, cfg.steps, run.targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
+    ev = evaluate(run.model, run.val_c, run.vidx, cfg.batch_size, run.device, tg, run.alpha, run.autocast, run.d)
+    line = f"step {at}: val {ev['val_bpn']:.4f} bits/nt" + (
+        f", val ratio {_fmt_list([1 / max(f, 1e-9) for f in ev['val_F']])}" if ev["val_F"] else "")
+    run.rep.record({"step": at, "type": "val", **ev})
+    run.rep.log(line)
+    return ev
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                tot = d.sum_(torch.cat([acc, torch.tensor([t_acc], dtype=torch.float64)]))
-                mc_ = max(1.0, float(tot[3]))
-                Fs = [float(tot[4 + s_] / mc_) for s_ in range(n_st)]
-                Gs = [float(tot[4 + n_st + s_] / mc_) for s_ in range(n_st)]
-                wall = float(tot[-1]) / d.world  # per-process time; the ranks run concurrently
-                rec = {"step": step, "type": "train", "loss": float(tot[2] / mc_),
-                       "train_bpn": float(tot[0] / max(1.0, float(tot[1])) / math.log(2)),
-                       "lr": cfg.lr * lf, "grad_norm": gn_acc / max(1, gn_n), "ratio_target": targets,
-                       "F": Fs, "G": Gs, "realised_ratio": [1 / max(f, 1e-9) for f in Fs],
-                       "nt_per_s": nt_acc / max(wall, 1e-9), "samples": consumed, "nucleotides": nt_seen}
-                line = (f"step {step}/{cfg.steps} loss {rec['loss']:.4f} train {rec['train_bpn']:.4f} bits/nt "
-                        f"lr {rec['lr']:.2e} {rec['nt_per_s']:,.0f} nt/s")
-                if n_st:
-                    line += f" ratio {_fmt_list(rec['realised_ratio'])} (target {_fmt_list(targets)}) G {_fmt_list(Gs)}"
-                rep.record(rec, line)
-                acc.zero_()
-                nt_acc, t_acc, gn_acc, gn_n = 0, 0.0, 0.0, 0
-            if val_c is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                last_val = run_eval(step)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                trainer_state = {"step": step, "samples_consumed": consumed, "nucleotides": nt_seen,
-                                 "world_size": d.world,
-                                 "config": dataclasses.asdict(cfg), "data": train_c.fingerprint(),
-                                 "val_bpn": last_val["val_bpn"] if last_val else None, "val": last_val,
-                                 "first_val_bpn": first_bpn}
-                if d.main:
-                    meta = {"step": step, "train_config": dataclasses.asdict(cfg),
-                            "val_bpn": trainer_state["val_bpn"], "nucleotides_seen": nt_seen}
-                    path = write_checkpoint(ckpt_root, step, model, opt, trainer_state, meta)
-                    prune_checkpoints(ckpt_root, cfg.keep_last)
-                    rep.log(f"checkpoint {path}")
-                d.barrier()
-            if kill_at is not None and int(kill_at) == step:  # test hook: simulate a crash (no cleanup)
-                os.kill(os.getpid(), signal.SIGKILL)
-    finally:
-        rep.close()
 
-    summary = {"steps": step, "samples": consumed, "parameters": n_params, "model": mc.name,
-               "first_val_bpn": first_bpn,
+def _step(run: _Run, window: _Window) -> tuple[float, list[float]]:
+    """One optimiser step over the global batch (all micro-batches of every rank); returns (lr, targets)."""
+    cfg, d, net = run.cfg, run.d, run.net
+    t0 = time.perf_counter()
+    lf = lr_factor(run.step, cfg.steps, cfg.warmup_frac, cfg.min_lr_ratio)
+    for g in run.opt.param_groups:
+        g["lr"] = cfg.lr * lf * g["lr_multiplier"]
+    targets = ratio_targets_at(run.step, cfg.steps, run.targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
+    micro = run.loader.micro_batches(run.consumed)
+    local = [sum(_count_predicted(ids) for ids, _ in micro), sum(_count_input(ids) for ids, _ in micro)]
+    n_global, nt_global = d.sum_(torch.tensor(local, dtype=torch.float64)).tolist()
+    for m, (ids, mask) in enumerate(micro):
+        ids = ids.to(run.device, non_blocking=True)
+        mask = mask.to(run.device, non_blocking=True) if mask is not None else None
+        sync = contextlib.nullcontext() if (d.world == 1 or m == len(micro) - 1) else net.no_sync()
+        with sync:
+            with run.autocast():
+                lo = net(ids, mask, targets, run.alpha)
+            # Token-weighted NLL over the global batch; the ratio terms are averaged per micro-batch,
+            # so accum micro-batches in one process equal the same micro-batches spread over ranks.
+            weight = lo.n_predicted * d.world / max(n_global, 1.0)
+            loss = lo.nll * weight + (lo.loss - lo.nll) / cfg.grad_accum
+            loss.backward()
+        if not math.isfinite(float(lo.loss.detach())):
+            raise DnahnetRuntimeError(f"non-finite loss at step {run.step + 1}; try a lower --lr")
+        window.add_micro(lo)
+    max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    gn = torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm)
+    window.grad_norm, window.steps = window.grad_norm + float(gn), window.steps + 1
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    window.seconds += time.perf_counter() - t0
+    run.step += 1
+    run.consumed += run.loader.global_batch
+    window.nt += int(nt_global)
+    run.nt_seen += int(nt_global)
+    return cfg.lr * lf, targets
+
+
+def _log_window(run: _Run, window: _Window, lr: float, targets: list[float]) -> None:
+    """One train record (means over the window, summed over ranks) to metrics.jsonl and the progress line."""
+    d, n_st = run.d, window.n_st
+    tot = d.sum_(torch.cat([window.acc, torch.tensor([window.seconds], dtype=torch.float64)]))
+    mc_ = max(1.0, float(tot[3]))
+    Fs = [float(tot[4 + s] / mc_) for s in range(n_st)]
+    Gs = [float(tot[4 + n_st + s] / mc_) for s in range(n_st)]
+    wall = float(tot[-1]) / d.world  # per-process time; the ranks run concurrently
+    rec = {"step": run.step, "type": "train", "loss": float(tot[2] / mc_),
+           "train_bpn": float(tot[0] / max(1.0, float(tot[1])) / math.log(2)),
+           "lr": lr, "grad_norm": window.grad_norm / max(1, window.steps), "ratio_target": targets,
+           "F": Fs, "G": Gs, "realised_ratio": [1 / max(f, 1e-9) for f in Fs],
+           "nt_per_s": window.nt / max(wall, 1e-9), "samples": run.consumed, "nucleotides": run.nt_seen}
+    line = (f"step {run.step}/{run.cfg.steps} loss {rec['loss']:.4f} train {rec['train_bpn']:.4f} bits/nt "
+            f"lr {rec['lr']:.2e} {rec['nt_per_s']:,.0f} nt/s")
+    if n_st:
+        line += f" ratio {_fmt_list(rec['realised_ratio'])} (target {_fmt_list(targets)}) G {_fmt_list(Gs)}"
+    run.rep.record(rec, line)
+
+
+def _save(run: _Run) -> None:
+    """A resumable checkpoint of the current step (rank 0 writes, every rank waits)."""
+    cfg = run.cfg
+    trainer_state = {"step": run.step, "samples_consumed": run.consumed, "nucleotides": run.nt_seen,
+                     "world_size": run.d.world, "config": dataclasses.asdict(cfg), "data": run.train_c.fingerprint(),
+                     "val_bpn": run.last_val["val_bpn"] if run.last_val else None, "val": run.last_val,
+                     "first_val_bpn": run.first_bpn}
+    if run.d.main:
+        meta = {"step": run.step, "train_config": dataclasses.asdict(cfg),
+                "val_bpn": trainer_state["val_bpn"], "nucleotides_seen": run.nt_seen}
+        path = write_checkpoint(run.ckpt_root, run.step, run.model, run.opt, trainer_state, meta)
+        prune_checkpoints(run.ckpt_root, cfg.keep_last)
+        run.rep.log(f"checkpoint {path}")
+    run.d.barrier()
+
+
+def _finish(run: _Run, log_fn) -> dict:
+    """The final model (out/final) and summary.json, both written atomically by rank 0."""
+    cfg, out = run.cfg, run.out
+    last_val = run.last_val
+    checkpoints = list_checkpoints(run.ckpt_root)
+    summary = {"steps": run.step, "samples": run.consumed, "parameters": sum(p.numel() for p in run.model.parameters()),
+               "model": run.model.config.name, "first_val_bpn": run.first_bpn,
                "val_bpn": last_val["val_bpn"] if last_val else None,
                "val_realised_ratio": [1 / max(f, 1e-9) for f in last_val["val_F"]] if last_val else None,
-               "checkpoint": str(list_checkpoints(ckpt_root)[-1]) if list_checkpoints(ckpt_root) else None}
-    if d.main:
-        from .checkpoint import save_checkpoint
+               "checkpoint": str(checkpoints[-1]) if checkpoints else None}
+    if run.d.main:
+        from dnahnet_cli.model.checkpoint import save_checkpoint
 
         final = out / "final"
         tmp = out / f".tmp-final-{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        save_checkpoint(tmp, model, {"step": step, "train_config": dataclasses.asdict(cfg),
-                                     "val_bpn": summary["val_bpn"]})
+        save_checkpoint(tmp, run.model, {"step": run.step, "train_config": dataclasses.asdict(cfg),
+                                         "val_bpn": summary["val_bpn"]})
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
         summary["final"] = str(final)
         with atomic_output(out / "summary.json") as fh:
             json.dump(summary, fh, indent=1)
-        log_fn(f"done: {step} steps; final model in {final}")
+        log_fn(f"done: {run.step} steps; final model in {final}")
     return summary
+
+
+def _train(options: dict[str, Any], d: Dist) -> dict:
+    """Set up, validate at the start, then step, log, validate and checkpoint until cfg.steps."""
+    run, log_fn = _setup(options, d)
+    cfg = run.cfg
+    run.rep = Reporter(run.out / "metrics.jsonl", cfg.steps, run.step, d.main, cfg.quiet)
+    if not run.resumed and run.val_c is not None:
+        run.last_val = _evaluate(run, 0)
+        run.first_bpn = run.last_val["val_bpn"]
+    window = _Window(run.model.config.n_stages)
+    kill_at = os.environ.get("DNAHNET_KILL_AT_STEP")
+    run.net.train()
+    try:
+        while run.step < cfg.steps:
+            lr, targets = _step(run, window)
+            run.rep.advance(run.step)
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                _log_window(run, window, lr, targets)
+                window = _Window(window.n_st)
+            if run.val_c is not None and (run.step % cfg.eval_every == 0 or run.step == cfg.steps):
+                run.last_val = _evaluate(run, run.step)
+            if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+                _save(run)
+            if kill_at is not None and int(kill_at) == run.step:  # test hook: simulate a crash (no cleanup)
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        run.rep.close()
+    return _finish(run, log_fn)

@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .errors import DnahnetError
-from .model import DNAHNet, ModelConfig
+from dnahnet_cli import __version__
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

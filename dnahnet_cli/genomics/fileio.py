@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -7,8 +7,8 @@ main network, per-stage target ratios (3, 2) and outer-stage learning-rate multi
 
 from __future__ import annotations
 
-from .errors import DnahnetError
-from .model import ModelConfig
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model.lm import ModelConfig
 
 
 def _hnet2(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:

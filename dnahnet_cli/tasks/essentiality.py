@@ -24,11 +24,11 @@ from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .alphabet import reverse_complement
-from .errors import DnahnetError
-from .fileio import open_text
-from .gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
-from .metrics import classification_summary
+from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import open_text
+from dnahnet_cli.genomics.gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
+from dnahnet_cli.tasks.metrics import classification_summary
 
 DEFAULT_CASSETTE = "TAGCTAGCTAGC"
 DEFAULT_POSITIONS = (0.1,)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .alphabet import BOS, encode
-from .engine import LikelihoodEngine
-from .fasta import iter_fasta
+from dnahnet_cli.genomics.alphabet import BOS, encode
+from dnahnet_cli.tasks.engine import LikelihoodEngine
+from dnahnet_cli.genomics.fasta import iter_fasta
 
-CHECK_SEQUENCE = Path(__file__).resolve().parent / "data" / "check_sequence.fa"
+CHECK_SEQUENCE = Path(__file__).resolve().parents[1] / "data" / "check_sequence.fa"
 REFERENCE_FILE = "check.json"
 # fp32 on another CPU/BLAS changes summation order only: ~1e-6 relative; 1e-4 leaves room, flags real errors
 TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 1e-2}
@@ -104,7 +104,7 @@ def _batch_check(engine: LikelihoodEngine, seq: str, tol: float) -> Check:
 def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
     """Fast GPU kernels (when active) against the plain-PyTorch path, at their stated tolerance."""
     try:
-        from . import kernels
+        from dnahnet_cli.model import kernels
     except ImportError:
         return []
     active = kernels.active_kernels()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "data" / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "data" / "default_model"
 MODEL_HELP = "Checkpoint directory (default: the reference model shipped with dnahnet; see `dnahnet info`)."
 
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .alphabet import reverse_complement
-from .errors import DnahnetError
-from .gff import Annotation, Gene, OK, stop_codons
+from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.gff import Annotation, Gene, OK, stop_codons
 
 STRAND_NAMES = {"+": "plus", "-": "minus"}
 BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "stage", "p_start", "mean_p"]
@@ -664,21 +662,3 @@ def check_annotation(annotation: Annotation, genome, gff_path: str) -> None:
             have = ", ".join(genome.names[:5]) + (", ..." if len(genome.names) > 5 else "")
             raise DnahnetError(f"{gff_path}: line {g.line}: seqid {g.seqid!r} is not in {genome.path} "
                                f"(FASTA records: {have})")
-
-
-def progress_printer(quiet: bool, every: float = 5.0) -> Progress:
-    """Progress lines on stderr at most every `every` seconds (stdout carries the BED)."""
-    start = last = time.monotonic()
-    finished = 0  # bases of the regions already done
-
-    def update(chrom: str, done: int, total: int) -> None:
-        nonlocal last, finished
-        now = time.monotonic()
-        if not quiet and (now - last >= every or done >= total):
-            last = now
-            rate = (finished + done) / max(now - start, 1e-9)
-            sys.stderr.write(f"dnahnet: segment: {chrom} {done}/{total} nt ({rate:.0f} nt/s, {now - start:.0f} s)\n")
-        if done >= total:
-            finished += total
-
-    return update

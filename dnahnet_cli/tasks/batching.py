@@ -1,0 +1,34 @@
+"""Grouping sequences into forward passes: similar lengths together, bounded rows and tokens per pass,
+right-padded into one tensor with a validity mask (the model's padding never changes a result)."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from dnahnet_cli.genomics.alphabet import PAD
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> Iterator[list[int]]:
+    """Indices sorted by length, cut into batches of <= batch_size rows and <= max_tokens padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batch: list[int] = []
+    for i in order:  # ascending, so the newcomer is the longest row of its batch
+        if batch and (len(batch) >= batch_size or lengths[i] * (len(batch) + 1) > max_tokens):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def pad_rows(arrays: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token arrays with PAD: (ids (B, W) int64, mask (B, W) bool of the real tokens)."""
+    width = max(1, max(len(a) for a in arrays))
+    ids = np.full((len(arrays), width), PAD, dtype=np.int64)
+    for r, a in enumerate(arrays):
+        ids[r, : len(a)] = a
+    lengths = torch.tensor([len(a) for a in arrays], device=device)
+    return torch.from_numpy(ids).to(device), torch.arange(width, device=device)[None, :] < lengths[:, None]

@@ -1,0 +1,162 @@
+"""Likelihood engine: batched log-likelihoods of nucleotide sequences, the basis of every scoring command.
+
+* `logprobs`: log p(base_i | BOS, bases < i) for every base (natural log; NaN where the base is N/IUPAC).
+* `logprobs_long`: the same for sequences longer than the window (`tiling`).
+* `loglik_pairs`: REF/ALT totals, sharing each REF prefix (`prefix_reuse`).
+* `boundaries`: per-nucleotide boundary probabilities of every stage (`boundary_tracks`).
+The engine owns the model, its device and precision, and the forward pass; batching (`batching`) and the
+three uses above live in their own modules. Results are deterministic; the model's weights stay fp32 and
+lower precision comes from autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from dnahnet_cli import __version__
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.alphabet import BOS, encode, target_classes
+from dnahnet_cli.model.checkpoint import load_checkpoint
+from dnahnet_cli.model.default_model import resolve_model
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.tasks.batching import length_batches, pad_rows
+from dnahnet_cli.tasks.boundary_tracks import stage_tracks
+from dnahnet_cli.tasks.prefix_reuse import PrefixReuseScorer
+from dnahnet_cli.tasks.tiling import tiled_logprobs
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU; a CUDA request without a GPU is a usage error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DnahnetError(f"invalid --device {device!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DnahnetError(f"--device {device}: no CUDA GPU is available (use --device cpu)")
+    return dev
+
+
+def _kernel_summary(device: torch.device) -> str:
+    """Which implementation ran (recorded in outputs so a kernel or precision change is never silent)."""
+    from dnahnet_cli.model.kernels import active_kernels
+
+    if device.type != "cuda":
+        return "torch"
+    return ",".join(f"{k}={v}" for k, v in active_kernels().items() if k != "mode")
+
+
+class LikelihoodEngine:
+    """Scores sequences with a DNAHNet; see the module docstring."""
+
+    def __init__(self, model: DNAHNet, provenance: dict | None = None, device: str = "cpu",
+                 dtype: str = "float32", batch_size: int = 16, max_tokens: int = 65536, prefix_reuse: bool = True):
+        if dtype not in DTYPES:
+            raise DnahnetError(f"invalid --dtype {dtype!r} (choose {', '.join(DTYPES)})")
+        if batch_size < 1 or max_tokens < 2:
+            raise DnahnetError("--batch-size must be >= 1 and --max-tokens >= 2")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.dtype = dtype
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.prefix_reuse = prefix_reuse  # False: score every REF and ALT window in full (benchmark control)
+        self.window = int(model.config.max_seq_len)
+        self.provenance = {"dnahnet_version": __version__, "precision": dtype, "device": str(self.device),
+                           "kernels": _kernel_summary(self.device), **(provenance or {})}
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,
+             max_tokens: int = 65536) -> "LikelihoodEngine":
+        """Load a checkpoint directory; None means the reference model shipped with the package."""
+        model_dir = resolve_model(model_dir)
+        model, meta = load_checkpoint(model_dir, "cpu")
+        prov = {"model": str(model_dir), "sha256": meta["sha256"], "preset": meta.get("preset", model.config.name)}
+        return cls(model, prov, device, dtype, batch_size, max_tokens)
+
+    # -- the forward pass and what every use shares -----------------------------------------------
+    def _autocast(self):
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, state: dict | None = None):
+        """One inference forward pass (state: None, or a dict to continue from and update)."""
+        with torch.inference_mode(), self._autocast():
+            return self.model(ids, mask, state)
+
+    def batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
+        return length_batches(lengths, self.batch_size, self.max_tokens)
+
+    def pad(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_rows(arrays, self.device)
+
+    @staticmethod
+    def encode(seq: str) -> np.ndarray:
+        try:
+            return encode(seq)
+        except ValueError as exc:
+            raise DnahnetError(f"sequence cannot be scored: {exc}") from None
+
+    @staticmethod
+    def token_logprobs(logits: torch.Tensor, next_ids: torch.Tensor) -> torch.Tensor:
+        """log p(next token) from (…, 4) logits; NaN where the next token is not A/C/G/T."""
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        classes = target_classes(next_ids)
+        picked = logp.gather(-1, classes.clamp(min=0)[..., None])[..., 0]
+        return torch.where(classes >= 0, picked, torch.full_like(picked, float("nan")))
+
+    def _with_bos(self, seqs: Sequence[str]) -> list[np.ndarray]:
+        return [np.concatenate([[BOS], self.encode(s)]).astype(np.int64) for s in seqs]
+
+    # -- public API -------------------------------------------------------------------------------
+    def logprobs(self, seqs: Sequence[str]) -> list[np.ndarray]:
+        """Per-base log-probabilities (float64; NaN at N/IUPAC bases), one array per sequence."""
+        encoded = self._with_bos(seqs)
+        out: list[np.ndarray] = [np.empty(0)] * len(seqs)
+        for batch in self.batches([len(e) for e in encoded]):
+            ids, mask = self.pad([encoded[i] for i in batch])
+            logits = self.forward(ids, mask).logits
+            lp = self.token_logprobs(logits[:, :-1], ids[:, 1:]).cpu().numpy()
+            for r, i in enumerate(batch):
+                out[i] = lp[r, : len(encoded[i]) - 1].copy()
+        return out
+
+    def loglik(self, seqs: Sequence[str]) -> np.ndarray:
+        """Total log-likelihood per sequence (natural log, N/IUPAC bases skipped)."""
+        return np.array([np.nansum(lp) for lp in self.logprobs(seqs)])
+
+    def logprobs_long(self, seq: str, window: int | None = None, context: int | None = None) -> np.ndarray:
+        """Per-base log-probabilities of a sequence of any length through overlapping windows that give
+        every base after the first window at least `context` (default window/2) bases of left context."""
+        window = window or self.window
+        context = window // 2 if context is None else context
+        return tiled_logprobs(self.logprobs, seq, window, context)
+
+    def loglik_pairs(self, refs: Sequence[str], alts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Total log-likelihoods (ll_ref, ll_alt) for each pair, reusing the shared prefix."""
+        if len(refs) != len(alts):
+            raise ValueError("refs and alts must have the same length")
+        if not self.prefix_reuse:
+            unique_refs = list(dict.fromkeys(refs))
+            totals = dict(zip(unique_refs, self.loglik(unique_refs)))
+            return np.array([totals[r] for r in refs]), self.loglik(alts)
+        return PrefixReuseScorer(self).loglik_pairs(refs, alts)
+
+    def boundaries(self, seqs: Sequence[str]) -> list[list[np.ndarray]]:
+        """Per sequence, per stage (outer first): boundary probability at each nucleotide."""
+        encoded = self._with_bos(seqs)
+        out: list[list[np.ndarray]] = [[] for _ in seqs]
+        for batch in self.batches([len(e) for e in encoded]):
+            ids, mask = self.pad([encoded[i] for i in batch])
+            stages = self.forward(ids, mask).stages
+            for r, i in enumerate(batch):
+                out[i] = stage_tracks(stages, r, len(encoded[i]), self.device)
+        return out
