@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dnahnet_cli.model.layers import Isotropic, State
+from dnahnet_cli.model.precision import full_precision
 from dnahnet_cli.model.ssd import ema_chunked
 
 
@@ -32,6 +33,7 @@ class RoutingModule(nn.Module):
     """p_t = (1 - cos(W_q h_{t-1}, W_k h_t)) / 2, p_0 = 1; boundary where p_t > 0.5.
 
     W_q and W_k start as identities, so an untrained router cuts where neighbouring encoder states differ.
+    Runs in fp32 under autocast: a bf16 cosine moves boundaries that sit near the 0.5 threshold.
     """
 
     def __init__(self, d: int):
@@ -43,11 +45,15 @@ class RoutingModule(nn.Module):
             lin.weight._no_reinit = True  # type: ignore[attr-defined]
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, state: State | None = None):
+        with full_precision(h):
+            return self._route(h.float(), mask, state)
+
+    def _route(self, h: torch.Tensor, mask: torch.Tensor, state: State | None):
         b, l, d = h.shape
         first_known = state is not None and "last_h" in state
         prev_first = state["last_h"][:, None].to(h.dtype) if first_known else h.new_zeros(b, 1, d)
         prev = torch.cat([prev_first, h[:, :-1]], dim=1)
-        cos = F.cosine_similarity(self.q_proj(prev).float(), self.k_proj(h).float(), dim=-1)
+        cos = F.cosine_similarity(self.q_proj(prev), self.k_proj(h), dim=-1)
         p = ((1 - cos) / 2).clamp(0.0, 1.0)
         force = torch.zeros(b, l, dtype=torch.bool, device=h.device)
         force[:, 0] = ~state["seen"] if first_known else True
@@ -140,7 +146,8 @@ class HNetStage(nn.Module):
         if self.innermost:
             return self.main(x, mask, sub("main"))[..., : self.d_in], []
         h = self.encoder(x, mask, sub("encoder"))
-        residual = self.residual_proj(h.float())
+        with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
+            residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))
         idx, chunk_mask = chunk_indices(boundary)
         d = h.shape[-1]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from dnahnet_cli.genomics.alphabet import VOCAB_SIZE, target_classes
 from dnahnet_cli.model.hnet import HNetStage, StageRouting
 from dnahnet_cli.model.layers import layout_height
+from dnahnet_cli.model.precision import full_precision
 
 
 def _per_stage(value: Any, stage: int) -> Any:
@@ -163,7 +164,9 @@ class DNAHNet(nn.Module):
             mask = torch.ones_like(ids, dtype=torch.bool)
         x = self.embeddings(ids)
         y, stages = self.backbone(x, mask, state)
-        return ModelOutput(self.lm_head(y).float(), stages)
+        with full_precision(y):  # the head is tiny (d x 4) and its logits are the scores: keep it fp32
+            logits = self.lm_head(y.float())
+        return ModelOutput(logits, stages)
 
     def loss(self, ids: torch.Tensor, mask: torch.Tensor | None = None,
              ratio_targets: Sequence[float] | None = None, alpha: float | None = None) -> LossOutput:

@@ -8,7 +8,8 @@ Both are instances of the scalar-decay state-space recurrence (per batch row and
 with x_t already multiplied by dt. `ssd_chunked` evaluates it with the chunked SSD algorithm of Mamba2
 (quadratic inside chunks of Q steps, a linear recurrence between chunks), `ssd_step` advances one step,
 and `ssd_sequential` is the plain loop used as the test oracle. Everything runs in fp32 (or float64 when
-given float64): decays and cumulative sums in bf16 would be catastrophic.
+given float64), with autocast switched off inside (`precision.full_precision`): decays, cumulative sums and
+the state GEMMs in bf16 would be catastrophic, and autocast would otherwise run those GEMMs in bf16.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from dnahnet_cli.model import kernels
+from dnahnet_cli.model.precision import full_precision
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:
@@ -34,6 +36,21 @@ def segsum(a: torch.Tensor) -> torch.Tensor:
     return out.masked_fill(~lower, float("-inf"))
 
 
+def within_chunk_decay(a: torch.Tensor) -> torch.Tensor:
+    """exp(sum_{s<k<=l} a_k) for s <= l and 0 above the diagonal, from per-step log decays a (..., q).
+
+    Computed as a difference of cumulative sums (as mamba-ssm's Triton kernel does), with the cumsum and the
+    difference in float64 so that long, deep decays lose nothing to cancellation, and masked before the exp
+    so the upper triangle never overflows. Four passes over the q x q blocks instead of `segsum`'s six
+    (1.5x faster on a CPU), with the same fp32 result to rounding.
+    """
+    q = a.size(-1)
+    a_cum = a.double().cumsum(dim=-1)
+    lower = torch.ones(q, q, dtype=torch.bool, device=a.device).tril(0)
+    diff = (a_cum[..., :, None] - a_cum[..., None, :]).masked_fill_(~lower, float("-inf"))
+    return diff.to(a.dtype).exp_()
+
+
 def ssd_chunked(
     x: torch.Tensor,
     log_decay: torch.Tensor,
@@ -49,6 +66,11 @@ def ssd_chunked(
     Returns y (b, l, h, p) and the final state (b, h, p, n). Positions padded with log_decay = 0
     and x = 0 leave the state untouched, which is how padded rows keep a correct final state.
     """
+    with full_precision(x):
+        return _ssd_chunked(x, log_decay, B, C, chunk_size, initial_state)
+
+
+def _ssd_chunked(x, log_decay, B, C, chunk_size, initial_state):
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x, log_decay, B, C = (t.to(dtype) for t in (x, log_decay, B, C))
     b, l, h, p = x.shape
@@ -74,7 +96,7 @@ def ssd_chunked(
         return t.permute(0, 1, 3, 4, 2)[..., None]
 
     # 1. within-chunk outputs: ((C_l . B_s) * decay(l <- s)) @ x_s, per head
-    decay = torch.exp(segsum(a))  # (b, g, hg, c, q, q)
+    decay = within_chunk_decay(a)  # (b, g, hg, c, q, q)
     cb = Cg @ Bg.transpose(-1, -2)  # (b, g, c, q, q), shared by the heads of a group
     y_diag = (cb[:, :, None] * decay) @ xg.permute(0, 1, 4, 2, 3, 5)  # (b, g, hg, c, q, p)
 
@@ -108,6 +130,11 @@ def ssd_step(
     state: torch.Tensor, x: torch.Tensor, log_decay: torch.Tensor, B: torch.Tensor, C: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One recurrent step. state (b,h,p,n); x (b,h,p); log_decay (b,h); B, C (b,g,n). Returns y (b,h,p), state."""
+    with full_precision(x):
+        return _ssd_step(state, x, log_decay, B, C)
+
+
+def _ssd_step(state, x, log_decay, B, C):
     h, g = x.shape[1], B.shape[1]
     Bh = B.repeat_interleave(h // g, dim=1)
     Ch = C.repeat_interleave(h // g, dim=1)

@@ -1,0 +1,83 @@
+"""Precision policy: which parts of the model may run in bf16 under autocast, and when bf16 is worth it.
+
+Under `torch.autocast(..., dtype=bfloat16)` the GEMM-heavy parts run in bf16: the Mamba2 in/out
+projections and conv, the attention projections and the attention itself, the SwiGLU MLPs. These stay in
+fp32 whatever autocast says, because their error compounds or decides something discrete:
+  * the SSD and EMA scans (cumulative decays; `ssd.py`),
+  * the router (cosine of projected neighbours, thresholded at 0.5: a bf16 cosine moves boundaries),
+  * the residual stream (every `Block` adds in fp32) and `residual_proj` (the official H-Net keeps it fp32),
+  * the RMSNorms and the next-nucleotide head (4 logits per position: cheap, and they are the scores).
+`full_precision(t)` is the context that switches autocast off for one of these islands.
+
+`choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (a GPU with bf16,
+or a CPU with AMX-BF16 or AVX512-BF16, detected, not guessed) and fp32 elsewhere, and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Iterator
+
+import torch
+
+DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@contextlib.contextmanager
+def full_precision(t: torch.Tensor) -> Iterator[None]:
+    """Autocast off for the device of `t` (a no-op outside autocast)."""
+    device_type = t.device.type if t.device.type in ("cpu", "cuda", "xpu", "mps") else "cpu"
+    with torch.autocast(device_type, enabled=False):
+        yield
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_features() -> tuple[str, ...]:
+    """The CPU's native bf16 matrix features ('amx_bf16', 'avx512_bf16'); empty when it has none."""
+    found = []
+    probes = (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
+    flags: set[str] | None = None
+    for name, probe in probes:
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None:
+            try:
+                if fn():
+                    found.append(name)
+                continue
+            except Exception:  # a torch build without the probe: fall back to the kernel's flags
+                pass
+        if flags is None:
+            flags = _proc_cpuinfo_flags()
+        if name in flags:
+            found.append(name)
+    return tuple(found)
+
+
+def _proc_cpuinfo_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_dtype(requested: str, device: torch.device) -> tuple[str, str]:
+    """(dtype name, reason) for a --dtype value; 'auto' decides from the hardware."""
+    requested = ALIASES.get(requested, requested)
+    if requested != "auto":
+        return requested, "requested"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bfloat16", f"auto: {torch.cuda.get_device_name(device)} supports bf16"
+        return "float32", f"auto: {torch.cuda.get_device_name(device)} has no bf16"
+    if device.type == "cpu":
+        feats = cpu_bf16_features()
+        if feats:
+            return "bfloat16", f"auto: CPU has native bf16 matmul ({', '.join(feats)})"
+        return "float32", "auto: CPU has no native bf16 matmul (AMX-BF16 or AVX512-BF16)"
+    return "float32", f"auto: fp32 on {device.type}"
