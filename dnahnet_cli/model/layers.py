@@ -201,9 +201,8 @@ class Mamba2(nn.Module):
             xbc = kernels.conv_silu(xbc, self.conv1d.weight, self.conv1d.bias)
         else:
             history = state.get("conv") if state else None
-            full = xbc.new_zeros(b, k - 1 + l, self.conv_dim, dtype=torch.float32)  # (B, K-1+L, C), fp32
-            if history is not None:
-                full[:, : k - 1] = history.transpose(1, 2)
+            full = xbc.new_empty(b, k - 1 + l, self.conv_dim, dtype=torch.float32)  # (B, K-1+L, C), fp32
+            full[:, : k - 1] = history.transpose(1, 2) if history is not None else 0.0
             full[:, k - 1:] = xbc
             xbc = causal_depthwise_conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
@@ -223,7 +222,7 @@ class Mamba2(nn.Module):
             y, final = kernels.ssd(x, dt, A, B, C, init)
         else:
             y, final = ssd_chunked(x_in, dt * A, B, C, self.chunk_size, init)
-        y = y + x.float() * self.D.float()[:, None]
+        y = torch.addcmul(y, x.float(), self.D.float()[:, None])
         if state is not None:
             n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`
             idx = n_valid[:, None, None] + torch.arange(k - 1, device=u.device)[None, None, :]
