@@ -52,7 +52,7 @@ def _root(
     ),
     threads: Optional[int] = typer.Option(
         None, "--threads", envvar="DNAHNET_THREADS", min=1,
-        help="CPU threads for PyTorch (default: PyTorch's choice). On small shared machines 1 is often fastest.",
+        help="CPU threads for PyTorch (default: the cores this process may run on, os.sched_getaffinity).",
     ),
     kernels: str = typer.Option(
         "auto", "--kernels", envvar="DNAHNET_KERNELS",
@@ -61,10 +61,9 @@ def _root(
     ),
 ) -> None:
     """dnahnet command-line interface."""
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or usable_cores())
     from dnahnet_cli.model.kernels import set_kernels
 
     set_kernels(kernels)
@@ -72,6 +71,14 @@ def _root(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+
+
+def usable_cores() -> int:
+    """Cores this process may use (CPU affinity / cgroup cpusets), not the machine's total."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def err(message: str) -> None:

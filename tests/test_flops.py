@@ -1,6 +1,7 @@
 """Analytic FLOP model (dnahnet_cli/model/flops.py) against torch's FlopCounterMode, and the FLOP-ratio claims.
 
-FlopCounterMode counts 0 for CPU scaled_dot_product_attention, so the counter is compared with the
+FlopCounterMode counts 0 for CPU scaled_dot_product_attention and for the depthwise conv (shifted
+multiply-adds), so the counter is compared with the
 model's non-attention part and the attention scores are checked separately (math backend, brute force).
 """
 
@@ -34,7 +35,7 @@ def test_isotropic_models_match_counter_exactly(preset, length):
     model = DNAHNet(get_preset(preset)).eval()
     flops, positions = counted(model, length)
     report = forward_flops(model.config, length, positions=positions)
-    assert flops == pytest.approx(report.total - report.attention, rel=1e-9)
+    assert flops == pytest.approx(report.total - report.attention - report.conv, rel=1e-9)
 
 
 @pytest.mark.parametrize("preset", ["tiny", "tiny-1stage"])
@@ -44,7 +45,7 @@ def test_hnet_models_match_counter_at_realised_positions(preset):
     flops, positions = counted(model, 300)
     assert positions[1] < 300  # the hierarchy really compressed
     report = forward_flops(model.config, 300, positions=positions)
-    assert flops == pytest.approx(report.total - report.attention, rel=1e-9)
+    assert flops == pytest.approx(report.total - report.attention - report.conv, rel=1e-9)
 
 
 def test_global_attention_scores_match_math_backend():

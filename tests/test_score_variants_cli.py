@@ -35,7 +35,7 @@ REAL_VCF = str(EX / "ecoli_k12_ampR_isolate.vcf")
 SYNTH_VCF = str(EX / "synthetic_all_classes.vcf")
 ECOLI, ECOLI_LEN = "NC_000913.3", 4_641_652
 W = 33
-FAST = ["--window", str(W), "--batch-size", "64", "--device", "cpu", "--quiet"]
+FAST = ["--window", str(W), "--batch-size", "64", "--device", "cpu", "--dtype", "float32", "--quiet"]  # fp32: compared with the engine
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -262,7 +262,7 @@ def test_score_seqs_tsv_and_per_base_bedgraph(app, ckpt, engine, tmp_path):
     fa.write_text(f">long\n{long_seq}\n>short with N\n{short}\n>allN\nNNNN\n")
     bg = tmp_path / "ll.bedgraph"
     res = run(app, "score-seqs", fa, "--model", ckpt, "--window", "40", "--context", "20", "--per-base", bg,
-              "--device", "cpu", "--quiet")
+              "--device", "cpu", "--dtype", "float32", "--quiet")
     assert res.exit_code == 0, res.output
     df = table(res.stdout).set_index("name")
     assert list(df.columns) == sv.SEQ_COLUMNS[1:]

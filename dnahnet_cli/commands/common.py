@@ -17,7 +17,11 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
 
 # Engine options shared by every scoring command (one definition, so help text and defaults never drift).
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
-DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16.")
+DTYPE = typer.Option(
+    "auto", "--dtype",
+    help="auto (bf16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32), float32, bfloat16 "
+    "or float16. Scans, router, residual path and head stay float32 (docs/model.md).",
+)
 BATCH_SIZE = typer.Option(16, "--batch-size", help="Windows per forward pass.")
 MAX_TOKENS = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr.")

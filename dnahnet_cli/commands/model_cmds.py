@@ -53,14 +53,26 @@ def register(app: typer.Typer) -> None:
     def info_cmd(
         model_dir: Optional[Path] = typer.Argument(None, help="Checkpoint directory (default: the shipped reference model)."),
         json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+        device: bool = typer.Option(False, "--device", help="Describe this machine instead: threads, bf16 support, what --dtype auto picks and why."),
     ) -> None:
         """Describe a checkpoint: config, target ratios, parameters per stage and component.
 
-        Examples: dnahnet info models/tiny; dnahnet info (the default model)
+        Examples: dnahnet info models/tiny; dnahnet info (the default model); dnahnet info --device
         """
         import json
 
         from dnahnet_cli.model.default_model import resolve_model
+
+        if device:
+            from dnahnet_cli.model.precision import describe_compute
+
+            facts = describe_compute()
+            if json_out:
+                typer.echo(json.dumps(facts, indent=2))
+            else:
+                for key, value in facts.items():
+                    stdout.print(f"{key:<16}{value if value is not None else '-'}", highlight=False)
+            return
 
         model_dir = resolve_model(model_dir)
         info = read_checkpoint_info(model_dir)

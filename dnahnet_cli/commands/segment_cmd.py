@@ -35,7 +35,7 @@ def run_segment(
     strand: str = "+", tile: Optional[int] = None, overlap: Optional[int] = None, bedgraph: Optional[str] = None,
     report: Optional[str] = None, plot: Optional[str] = None, output: str = "-", track_line: bool = False,
     permutations: int = 200, seed: int = 0, upstream: int = 100, circular: tuple[str, ...] = (),
-    no_meta: bool = False, device: str = "auto", dtype: str = "float32", batch_size: int = 16,
+    no_meta: bool = False, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
     max_tokens: int = 65536, quiet: bool = False, engine=None,
 ) -> Optional[list[dict]]:
     """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation and data order. Default: 0."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N. Default: auto."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 autocast where matmuls are native bf16: AMX/AVX512-BF16 CPUs, bf16 GPUs; else fp32), fp32 or bf16. Default: auto."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Token cache directory. Default: <out>/cache."),
         val_windows: Optional[int] = typer.Option(None, "--val-windows", help="Validation windows, spread evenly (0: all). Default: 64."),
         eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Validate every N steps. Default: 100."),
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             "preset": preset, "init": str(init) if init else None, "out": str(out) if out else None,
             "seq_len": seq_len, "batch_size": batch_size, "grad_accum": grad_accum, "steps": steps, "lr": lr,
             "alpha": alpha, "ratio_targets": _floats(ratio_targets, "--ratio-targets"), "resume": resume,
-            "seed": seed, "device": device, "threads": threads,
+            "seed": seed, "device": device, "threads": threads, "dtype": dtype,
             "cache_dir": str(cache_dir) if cache_dir else None, "val_windows": val_windows, "eval_every": eval_every, "log_every": log_every,
             "ckpt_every": ckpt_every, "keep_last": keep_last, "quiet": quiet,
         }

@@ -36,6 +36,8 @@ def provenance(extra: Mapping[str, Any] | None = None, model: Mapping[str, Any] 
     if model:
         meta.append(("dnahnet_model", ",".join(f"{k}={model[k]}" for k in
                                                ("model", "sha256", "preset", "precision") if k in model)))
+        if "precision_reason" in model:  # why this precision (e.g. --dtype auto on an AMX CPU)
+            meta.append(("dnahnet_precision", f"{model['precision']}; {model['precision_reason']}"))
     meta += [(k, str(v)) for k, v in (extra or {}).items()]
     return meta
 

@@ -4,7 +4,8 @@ Why analytic: speed claims must be readable next to the work they imply (achieve
 and CI can assert FLOP ratios where it must never assert times. The dense terms count exactly what the
 plain-PyTorch reference executes (every matmul, einsum and the depthwise conv at 2 FLOPs per multiply-add,
 SSD blocks of Q x Q padded to whole chunks), so `torch.utils.flop_counter.FlopCounterMode` agrees with
-them; elementwise work (norms, gates, RoPE, softmax, exp) is not counted. Attention is counted in one of
+them (except the depthwise conv, which runs as shifted multiply-adds: `FlopReport.conv` says how much);
+elementwise work (norms, gates, RoPE, softmax, exp) is not counted. Attention is counted in one of
 two conventions, because CPU SDPA reports 0 FLOPs to the counter and the literature mixes them:
 
 * "executed": causal work as a FlashAttention-style kernel performs it, 4 * d * (keys a query sees),
@@ -114,6 +115,7 @@ class FlopReport:
     per_stage: list[float]  # total FLOPs of each stage's own encoder+routing+decoder; last = main network
     attention: float  # part of the total spent in attention scores (not projections)
     head: float
+    conv: float = 0.0  # part spent in Mamba2's depthwise conv (shifted multiply-adds: FlopCounterMode sees 0)
     total: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,7 +149,7 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
     positions = [float(p) for p in positions]
     if len(positions) != s + 1:
         raise ValueError(f"need {s + 1} position counts, got {len(positions)}")
-    per_stage, attention, node = [], 0.0, cfg.arch_layout
+    per_stage, attention, conv, node = [], 0.0, 0.0, cfg.arch_layout
     for stage in range(s + 1):
         n = positions[stage]
         layouts = [node[0]] if stage == s else [node[0], node[2]]
@@ -155,12 +157,15 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
         d, attn = cfg.d_model[stage], cfg.attn_kwargs(stage)
         n_attn = sum(1 for lay in layouts for k in parse_layout(lay) if k.lower() == "t")
         attention += n_attn * attention_score_flops(n, d, attn["num_heads"], attn["window"], convention)
+        ssm = cfg.ssm_kwargs(stage)
+        n_mamba = sum(1 for lay in layouts for k in parse_layout(lay) if k.lower() == "m")
+        conv += n_mamba * n * 2 * ssm["d_conv"] * (ssm["expand"] * d + 2 * ssm["d_state"])
         if stage < s:
             flops += routing_flops(n, positions[stage + 1], d, ssd_chunk or EMA_CHUNK)
             node = node[1]
         per_stage.append(flops)
     head = 2.0 * length * cfg.d_model[0] * 4
-    return FlopReport(length, convention, positions, per_stage, attention, head)
+    return FlopReport(length, convention, positions, per_stage, attention, head, conv)
 
 
 def flops_per_nt(cfg: ModelConfig, length: int, ratios: Sequence[float] | None = None,

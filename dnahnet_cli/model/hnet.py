@@ -145,7 +145,8 @@ class HNetStage(nn.Module):
         sub = (lambda key: state.setdefault(key, {})) if state is not None else (lambda key: None)
         if self.innermost:
             return self.main(x, mask, sub("main"))[..., : self.d_in], []
-        h = self.encoder(x, mask, sub("encoder"))
+        with full_precision(x):  # the router's input: bf16 here would move boundaries (precision.py)
+            h = self.encoder(x.float(), mask, sub("encoder"))
         with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
             residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))
@@ -163,6 +164,10 @@ class HNetStage(nn.Module):
             dstate["last"] = last
         confidence = torch.where(boundary, p, 1 - p)
         dec_in = u * _STE.apply(confidence)[..., None] + residual
-        y = self.decoder(dec_in, mask, sub("decoder"))
+        if self.stage == 0:  # the nucleotide-resolution decoder feeds the scores directly (precision.py)
+            with full_precision(dec_in):
+                y = self.decoder(dec_in, mask, sub("decoder"))
+        else:
+            y = self.decoder(dec_in, mask, sub("decoder"))
         routing = StageRouting(p, boundary, mask, idx)
         return y[..., : self.d_in], [routing] + inner_routing

@@ -24,6 +24,7 @@ from dnahnet_cli.genomics.alphabet import BOS, encode, target_classes
 from dnahnet_cli.model.checkpoint import load_checkpoint
 from dnahnet_cli.model.default_model import resolve_model
 from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.precision import choose_dtype
 from dnahnet_cli.tasks.batching import length_batches, pad_rows
 from dnahnet_cli.tasks.boundary_tracks import stage_tracks
 from dnahnet_cli.tasks.prefix_reuse import PrefixReuseScorer
@@ -59,17 +60,18 @@ class LikelihoodEngine:
 
     def __init__(self, model: DNAHNet, provenance: dict | None = None, device: str = "cpu",
                  dtype: str = "float32", batch_size: int = 16, max_tokens: int = 65536, prefix_reuse: bool = True):
-        if dtype not in DTYPES:
-            raise DnahnetError(f"invalid --dtype {dtype!r} (choose {', '.join(DTYPES)})")
         if batch_size < 1 or max_tokens < 2:
             raise DnahnetError("--batch-size must be >= 1 and --max-tokens >= 2")
         self.device = resolve_device(device)
+        self.dtype, self.dtype_reason = choose_dtype(dtype, self.device)
+        if self.dtype not in DTYPES:
+            raise DnahnetError(f"invalid --dtype {dtype!r} (choose auto, {', '.join(DTYPES)})")
         self.model = model.to(self.device).eval()
-        self.dtype = dtype
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.prefix_reuse = prefix_reuse  # False: score every REF and ALT window in full (benchmark control)
         self.window = int(model.config.max_seq_len)
-        self.provenance = {"dnahnet_version": __version__, "precision": dtype, "device": str(self.device),
+        self.provenance = {"dnahnet_version": __version__, "precision": self.dtype,
+                           "precision_reason": self.dtype_reason, "device": str(self.device),
                            "kernels": _kernel_summary(self.device), **(provenance or {})}
 
     @classmethod

@@ -33,6 +33,7 @@ from dnahnet_cli.genomics.alphabet import PAD, A, T
 from dnahnet_cli.train.corpus import Corpus, ShardedLoader, WindowSampler, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import atomic_output
+from dnahnet_cli.model.precision import choose_dtype
 
 CKPT_PREFIX = "step-"
 
@@ -75,7 +76,7 @@ class TrainConfig:
     keep_last: int = 3
     seed: int = 0
     device: str = "auto"
-    dtype: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    dtype: str = "auto"  # auto: bf16 autocast where matmuls are native bf16 (AMX/AVX512-BF16 CPU, bf16 GPU)
     threads: int | None = None
     resume: bool = False
     quiet: bool = False
@@ -555,14 +556,16 @@ def _log_and_device(cfg: TrainConfig, d: Dist) -> tuple[Callable[[str], None], t
     device = resolve_device(cfg.device, d)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    use_bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda")
-    if use_bf16 and device.type != "cuda":
-        raise DnahnetError("--dtype bf16 is only supported on CUDA devices (CPU trains in fp32)")
+    name, reason = choose_dtype(cfg.dtype, device)
+    if name not in ("float32", "bfloat16"):
+        raise DnahnetError(f"--dtype {cfg.dtype!r}: training runs in auto, fp32 or bf16 (bf16 autocast)")
+    use_bf16 = name == "bfloat16"
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
     autocast.bf16 = use_bf16  # type: ignore[attr-defined]
+    autocast.reason = reason  # type: ignore[attr-defined]
     return log_fn, device, autocast
 
 
@@ -647,7 +650,7 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
         torch.manual_seed(cfg.seed + 7919 * d.rank)
     n_params = sum(p.numel() for p in model.parameters())
     log_fn(f"model {mc.name}: {n_params:,} parameters, {mc.n_stages} stage(s), ratio targets {targets_final}, "
-           f"alpha {alpha}; {d.world} process(es) on {device}, {'bf16 autocast' if autocast.bf16 else 'fp32'}; "
+           f"alpha {alpha}; {d.world} process(es) on {device}, {'bf16 autocast' if autocast.bf16 else 'fp32'} ({autocast.reason}); "
            f"global batch {loader.global_batch} x {cfg.seq_len} tokens")
 
     metrics_path = out / "metrics.jsonl"
