@@ -1,0 +1,75 @@
+"""Worker for bench/cpu_fast_path.py: imports dnahnet from the checkout given as argv[1] (any layout since
+18b10ff), then answers timing jobs read as JSON lines on stdin with one JSON line each on stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+sys.path.insert(0, sys.argv[1])
+import torch  # noqa: E402
+
+try:  # layout of 9667964 and later
+    from dnahnet_cli.model.hnet import RoutingModule
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
+except ImportError:  # the flat layout before it
+    from dnahnet_cli.hnet import RoutingModule  # type: ignore[no-redef]
+    from dnahnet_cli.model import DNAHNet  # type: ignore[no-redef]
+    from dnahnet_cli.presets import get_preset  # type: ignore[no-redef]
+
+
+def fixed_routers(model: torch.nn.Module) -> None:
+    """Cut every R-th position (R = the stage's target ratio) after running the real router, as
+    bench/common.use_fixed_ratio_routers does: an untrained router would misstate the hierarchy's cost."""
+    routers = [m for m in model.modules() if isinstance(m, RoutingModule)]
+    for router, ratio in zip(routers, model.config.ratio_targets):
+        def forward(h, mask, state=None, _r=int(round(ratio)), _real=router.forward):
+            _real(h, mask, state)
+            p = torch.where(torch.arange(h.shape[1]) % _r == 0, 0.9, 0.1).float().expand(h.shape[0], -1)
+            return p, (p > 0.5) & mask
+        router.forward = forward
+
+
+def autocast_for(dtype: str):
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+_models: dict = {}
+
+
+def model_for(preset: str, train: bool):
+    key = (preset, train)
+    if key not in _models:
+        torch.manual_seed(0)
+        model = DNAHNet(get_preset(preset))
+        fixed_routers(model)
+        model.train(train)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+        _models[key] = (model, opt)
+    return _models[key]
+
+
+def run(job: dict) -> float:
+    torch.set_num_threads(job["threads"])
+    model, opt = model_for(job["preset"], job["kind"] == "train")
+    ids = torch.randint(2, 6, (job["batch"], job["length"]), generator=torch.Generator().manual_seed(1))
+    t = time.perf_counter()
+    if job["kind"] == "score":
+        with torch.inference_mode(), autocast_for(job["dtype"]):
+            model(ids)
+    else:
+        with autocast_for(job["dtype"]):
+            out = model.loss(ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - t
+
+
+for line in sys.stdin:
+    print(json.dumps({"seconds": run(json.loads(line))}), flush=True)
