@@ -236,6 +236,14 @@ def test_cli_dms_on_embedded_fasta(tmp_path, tiny_model):
     m = json.loads(metrics.read_text())
     assert m["n_scored"] == 5 and m["n_skipped"] == 0 and -1 <= m["spearman_rho"] <= 1
     assert "Spearman rho" in res.output
+    # trivial baselines on the same mutants: BLOSUM62 (A>G 0, K>P -1, both -1, F>W 1, D>D 6) and -n_subs
+    from scipy.stats import spearmanr
+
+    fitness = [0.1, -1.0, -2.0, 0.5, 1.0]
+    base = m["baselines_spearman_rho"]
+    assert base["blosum62"] == pytest.approx(spearmanr([0, -1, -1, 1, 6], fitness).statistic)
+    assert base["neg_n_substitutions"] == pytest.approx(spearmanr([-1, -1, -2, -1, -1], fitness).statistic)
+    assert "baseline blosum62" in res.output
 
 
 def test_cli_dms_errors(tmp_path, tiny_model):

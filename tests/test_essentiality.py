@@ -79,7 +79,7 @@ def test_mutant_reads_a_stop_in_frame(awkward, tag):
     ann, genome = awkward
     g = _gene(ann, tag)
     seq, circ = genome[g.seqid], g.seqid in ann.circular
-    cfg = EssentialityConfig(positions=(0.5,), window=64)
+    cfg = EssentialityConfig(protocol="cassette", positions=(0.5,), window=64)
     (ins,) = build_insertions(g, seq, circ, cfg)
     assert len(ins.mut) == len(ins.wt) + 12 and len(ins.mut) <= cfg.window
     cds = g.cds_sequence(seq, circ)
@@ -99,7 +99,7 @@ def test_mutant_reads_a_stop_in_frame(awkward, tag):
 def test_score_genes_with_fake_scorer(awkward):
     ann, genome = awkward
     scorer = FakeScorer()
-    cfg = EssentialityConfig(window=80, tile=6)
+    cfg = EssentialityConfig(protocol="cassette", window=80, tile=6)
     res = score_genes(ann, genome, scorer, cfg, pairs_per_call=2)
     by = {r.gene.locus_tag: r for r in res}
     assert by["AWK_0003"].status == "SKIP_PSEUDOGENE" and math.isnan(by["AWK_0003"].essentiality_score)
@@ -115,14 +115,14 @@ def test_score_genes_with_fake_scorer(awkward):
     row = result_record(a)
     assert (row["seqid"], row["start1"], row["end"], row["strand"], row["cds_len"]) == ("chr1", 21, 54, "+", 27)
     # reverse-complement averaging scores both strands and still reports one value per gene
-    rc = score_genes(ann, genome, FakeScorer(), EssentialityConfig(window=80, rc_average=True, reduce="sum"))
+    rc = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="cassette", window=80, rc_average=True, reduce="sum"))
     b = next(r for r in rc if r.gene.locus_tag == "AWK_0002")
     assert b.essentiality_score == pytest.approx(-b.delta_sum)
 
 
 def test_labels_table_and_list(tmp_path, awkward):
     ann, genome = awkward
-    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(window=80))
+    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="cassette", window=80))
     scored = [r.index for r in res if r.status == OK]
     table = tmp_path / "labels.tsv"
     table.write_text("gene\tessential\nAWK_0001\t1\nbbbB\t0\nmissing\t1\nAWK_0003\t0\n")
@@ -205,7 +205,7 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     labels = tmp_path / "labels.tsv"
     labels.write_text("locus_tag\tessential\nAWK_0001\t1\nAWK_0002\t0\nAWK_0005\t1\nAWK_0008\t0\n")
     res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
-                "--window", "96", "--labels", str(labels), "--metrics", str(metrics), "--device", "cpu"])
+                "--protocol", "cassette", "--window", "96", "--labels", str(labels), "--metrics", str(metrics), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "##dnahnet_cassette=TAGCTAGCTAGC" in text and "##dnahnet_model=" in text
@@ -253,3 +253,66 @@ def test_cli_ecoli_few_genes(tmp_path, tiny_model):
     assert list(df.locus_tag) == ["b0001", "b0083", "b0884"] and (df.status == "OK").all()
     assert (df.n_insertions == 1).all() and df.essentiality_score.notna().all()
     assert "2 essential" in res.output  # ftsL and infA are on the Keio list
+
+
+EXAMPLES = HERE.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def example_genes():
+    ann = parse_gff(EXAMPLES / "ecoli_k12_20kb.gff3")
+    genome, _ = load_genome(str(EXAMPLES / "ecoli_k12_20kb.fa"), ann)
+    genes = [g for g in ann.genes if g.status == OK and len(g.cds) == 1 and 60 <= g.cds_len <= 900]
+    assert {g.strand for g in genes} == {"+", "-"}
+    return genes, genome
+
+
+@pytest.mark.parametrize("anchor, offset", [("first", 12), ("after", 15)])
+def test_paper_protocol_replaces_15_nt_after_the_start_codon(example_genes, anchor, offset):
+    from dnahnet_cli.tasks.essentiality import PAPER_STOP
+
+    genes, genome = example_genes
+    cfg = EssentialityConfig.for_protocol("paper", window=1024, anchor=anchor)
+    assert (cfg.cassette, cfg.reduce) == (PAPER_STOP, "sum")
+    for g in genes:
+        seq = genome[g.seqid]
+        (ko,) = build_insertions(g, seq, False, cfg)
+        cds = g.cds_sequence(seq, False)
+        c = ko.wt.find(cds)
+        assert c >= 0 and len(ko.mut) == len(ko.wt) <= 1024
+        # exactly CDS offsets offset .. offset+14 replaced, by the stop sequence, in frame
+        assert ko.mut[: c + offset] == ko.wt[: c + offset] and ko.mut[c + offset + 15:] == ko.wt[c + offset + 15:]
+        assert ko.mut[c + offset: c + offset + 15] == PAPER_STOP
+        protein = translate(ko.mut[c: c + len(cds)])
+        assert protein[offset // 3] == "*" and "*" not in protein[: offset // 3]
+        # the window is centred on the gene (up to the contig ends)
+        left, right = c, len(ko.wt) - c - len(cds)
+        assert abs(left - right) <= 1 or len(ko.wt) < 1024
+
+
+def test_evo2_protocol_inserts_the_stop_every_12_nt(example_genes):
+    from dnahnet_cli.tasks.essentiality import PAPER_STOP
+
+    genes, genome = example_genes
+    cfg = EssentialityConfig.for_protocol("evo2")
+    assert cfg.flank == 4096 and cfg.reduce == "mean"
+    for g in genes[:6]:
+        seq = genome[g.seqid]
+        (ins,) = build_insertions(g, seq, False, cfg)
+        cds = g.cds_sequence(seq, False)
+        c = ins.wt.find(cds)
+        cuts = list(range(12, len(cds) - 3, 12))
+        pieces = [cds[a:b] for a, b in zip([0] + cuts, cuts + [len(cds)])]
+        assert ins.mut == ins.wt[:c] + PAPER_STOP.join(pieces) + ins.wt[c + len(cds):]
+        assert len(ins.mut) == len(ins.wt) + 15 * len(cuts)
+        assert c == min(4096, g.cds[0].start0 if g.strand == "+" else len(seq) - g.cds[0].end)
+
+
+def test_protocol_options_are_checked():
+    with pytest.raises(DnahnetError, match="--protocol"):
+        EssentialityConfig.for_protocol("evo3")
+    with pytest.raises(DnahnetError, match="--positions and --tile"):
+        EssentialityConfig.for_protocol("paper", tile=6)
+    with pytest.raises(DnahnetError, match="--anchor"):
+        EssentialityConfig.for_protocol("paper", anchor="middle")
+    assert EssentialityConfig.for_protocol("cassette").cassette == DEFAULT_CASSETTE

@@ -79,9 +79,10 @@ def run_essentiality(
     results = score_genes(annotation, genome, engine, cfg, indices, Progress("essentiality genes", quiet=quiet))
 
     params = {
-        "cassette": cfg.cassette, "positions": ",".join(f"{p:g}" for p in cfg.positions) if not cfg.tile else "NA",
-        "tile": cfg.tile or "NA", "flank": "auto" if cfg.flank is None else cfg.flank, "window": cfg.window,
+        "protocol": cfg.protocol, "mutation": cfg.describe(), "cassette": cfg.cassette, "positions": ",".join(f"{p:g}" for p in cfg.positions) if cfg.protocol == "cassette" and not cfg.tile else "NA",
+        "tile": cfg.tile or "NA" if cfg.protocol == "cassette" else "NA", "flank": "auto" if cfg.flank is None else cfg.flank, "window": cfg.window,
         "reduce": cfg.reduce, "rc_average": cfg.rc_average,
+        **({"anchor": cfg.anchor} if cfg.protocol == "paper" else {}),
     }
     meta = [] if no_meta else provenance(
         {"dnahnet_genome": genome_source, "dnahnet_gff": gff,
@@ -127,12 +128,14 @@ def register(app: typer.Typer) -> None:
         output: str = typer.Option("-", "--output", "-o", help="Per-gene TSV; - = stdout."),
         labels: Optional[str] = typer.Option(None, "--labels", help="Essentiality labels: TSV 'locus_tag_or_name<TAB>0/1', or a list of essential gene names."),
         metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write AUROC/AUPRC (and baselines) as JSON."),
-        cassette: str = typer.Option(DEFAULT_CASSETTE, "--cassette", help="Inserted sequence; must hold a stop codon in the gene's frame."),
-        positions: str = typer.Option("0.1", "--positions", help="Insertion points: fractions of the CDS (<1) or nt offsets (>=1), comma-separated."),
-        tile: Optional[int] = typer.Option(None, "--tile", help="Insert every N nt of the CDS instead of --positions; scores are averaged."),
-        flank: Optional[int] = typer.Option(None, "--flank", help="Genomic bases each side of the CDS [fill the window]."),
+        protocol: str = typer.Option("paper", "--protocol", help="paper: TAATAATAATAGTGA replaces 15 nt of the CDS, window centred on the gene, score LL(wt)-LL(ko); evo2: the same stop inserted every 12 nt of the CDS, 4,096-nt flanks; cassette: TAGCTAGCTAGC inserted at --positions or every --tile nt (docs/essentiality.md)."),
+        anchor: Optional[str] = typer.Option(None, "--anchor", help="paper: the 12 nt before the replacement count from the first base of the start codon (first: CDS offsets 12-26) or from its end (after: 15-29). Default: first."),
+        cassette: Optional[str] = typer.Option(None, "--cassette", help=f"Stop sequence; must hold a stop codon in the gene's frame. Default: TAATAATAATAGTGA (paper, evo2), {DEFAULT_CASSETTE} (cassette)."),
+        positions: Optional[str] = typer.Option(None, "--positions", help="cassette: insertion points, fractions of the CDS (<1) or nt offsets (>=1), comma-separated. Default: 0.1."),
+        tile: Optional[int] = typer.Option(None, "--tile", help="cassette: insert every N nt of the CDS instead of --positions; scores are averaged."),
+        flank: Optional[int] = typer.Option(None, "--flank", help="Genomic bases each side of the CDS. Default: fill the window (paper, cassette), 4096 (evo2)."),
         window: Optional[int] = typer.Option(None, "--window", "-w", help="Longest mutant window in bases [model's training length]."),
-        reduce: str = typer.Option("mean", "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum)."),
+        reduce: Optional[str] = typer.Option(None, "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum). Default: sum (paper), mean (evo2, cassette)."),
         rc_average: bool = typer.Option(False, "--rc-average", help="Also score the reverse complement and average."),
         genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),
         max_genes: Optional[int] = typer.Option(None, "--max-genes", help="Only the first N genes (quick runs)."),
@@ -151,9 +154,10 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet essentiality genome.fa --gff annot.gff --model models/small --labels keio.txt -o ess.tsv
         """
-        cfg = EssentialityConfig(
-            cassette=validate_cassette(cassette), positions=parse_positions(positions), tile=tile, flank=flank,
-            reduce=reduce, rc_average=rc_average,
+        cfg = EssentialityConfig.for_protocol(
+            protocol, cassette=validate_cassette(cassette) if cassette is not None else None,
+            positions=parse_positions(positions) if positions is not None else None, tile=tile, flank=flank,
+            reduce=reduce, rc_average=rc_average, anchor=anchor,
         )
         run_essentiality(genome, gff, model, output, labels, metrics_out, cfg, genes, max_genes, circular, no_meta,
                          device, dtype, batch_size, max_tokens, quiet, window)

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from dnahnet_cli.tasks.dms import COLUMNS, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
+from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
@@ -78,10 +78,16 @@ def run_dms(
     measured = np.array([p.record.score for p in ok])
     used = int(np.sum(np.isfinite(delta) & np.isfinite(measured)))
     rho = spearman(delta, measured)
+    # trivial baselines on the same mutants, each oriented so that higher = predicted fitter
+    blosum = np.array([blosum62_score(p.record.subs) for p in ok])
+    n_subs = -np.array([len(p.record.subs) for p in ok], dtype=np.float64)
+    baselines = {"blosum62": spearman(blosum, measured)}
+    if len(set(n_subs.tolist())) > 1:  # multi-mutants: the number of substitutions
+        baselines["neg_n_substitutions"] = spearman(n_subs, measured)
     payload = {
         "task": "dms", "dms": dms, "gene": g.label, "name": g.name, "region_start": target.region_start,
         "codons": codons, "window": size, "spearman_rho": rho, "n_mutants": len(plans), "n_scored": len(ok),
-        "n_used_for_rho": used, "n_skipped": len(plans) - len(ok),
+        "n_used_for_rho": used, "baselines_spearman_rho": baselines, "n_skipped": len(plans) - len(ok),
         "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,
     }
     if not quiet:
@@ -90,6 +96,8 @@ def run_dms(
             f"dnahnet: eval dms {g.name or g.label}: Spearman rho {r} over {used} mutants "
             f"({len(ok)} scored, {len(plans) - len(ok)} skipped)\n"
         )
+        for name, value in baselines.items():
+            sys.stderr.write(f"  baseline {name}: Spearman rho {'NA' if not math.isfinite(value) else f'{value:.4f}'}\n")
     if metrics_out:
         write_json(metrics_out, payload)
     return payload

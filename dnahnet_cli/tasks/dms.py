@@ -18,6 +18,7 @@ Sequence construction is model-free; `score_plans` needs only an object with `lo
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import math
 import re
@@ -314,6 +315,20 @@ def score_plans(
                 p.status = "SKIP_NOT_SCORABLE"
         if progress:
             progress(min(start + pairs_per_call, len(todo)), len(todo))
+
+
+def blosum62_score(subs: Sequence[Substitution]) -> float:
+    """Sum of BLOSUM62 scores of the substitutions (Biopython's matrix; '*' = stop): the trivial
+    higher-is-more-conservative baseline peers report next to DMS correlations."""
+    matrix = _blosum62()
+    return float(sum(matrix[s.wt][s.mt] for s in subs))
+
+
+@functools.lru_cache(maxsize=1)
+def _blosum62():
+    from Bio.Align import substitution_matrices
+
+    return substitution_matrices.load("BLOSUM62")
 
 
 def plan_record(plan: MutantPlan) -> dict:

@@ -1,6 +1,17 @@
-"""Zero-shot gene essentiality: insert a premature-stop cassette into each gene and score the damage.
+"""Zero-shot gene essentiality: put premature stops into each gene and score the damage.
 
-Protocol (Evo-style stop insertion, conventions §6.2), with the defaults pinned here:
+Three protocols (`EssentialityConfig.protocol`; `dnahnet essentiality --protocol`):
+
+* "paper" (the default; dnaHNet's evaluation as described publicly): the 15-nt stop sequence
+  `TAATAATAATAGTGA` *replaces* 15 nt of the CDS; window = the model window centred on the gene (flanks fill it);
+  essentiality_score = LL(wild type) - LL(knock-out) = -delta_sum (same length, so sum and mean agree up to a
+  constant). Where the 15 nt start is not fixed by the description: `anchor="first"` (default) counts the 12 nt
+  from the first base of the start codon, so the replacement covers CDS offsets 12-26 (codons 5-9, each a stop
+  in frame); `anchor="after"` counts them from the end of the start codon: offsets 15-29 (codons 6-10).
+* "evo2" (a third-party reading of Evo 2's protocol): the same 15-nt stop sequence *inserted* before every 12th
+  nucleotide of the CDS (offsets 12, 24, ..., never into the stop codon), with 4,096 nt of flank on each side
+  (`flank`), one mutant per gene; score = -delta_mean, because the mutant is longer than the wild type.
+* "cassette" (dnahnet's own Evo-style stop insertion, conventions §6.2), with the defaults pinned here:
   * cassette `TAGCTAGCTAGC` (12 nt): a stop codon in all three reading frames, and a multiple of 3 so the
     downstream frame is kept; it is checked to hold a stop in the gene's frame under its genetic code;
   * inserted before the codon nearest 10% of the CDS length (`positions`, fractions of the CDS or nt
@@ -32,6 +43,11 @@ from dnahnet_cli.tasks.metrics import classification_summary
 
 DEFAULT_CASSETTE = "TAGCTAGCTAGC"
 DEFAULT_POSITIONS = (0.1,)
+PROTOCOLS = ("paper", "evo2", "cassette")
+PAPER_STOP = "TAATAATAATAGTGA"  # stops in frame: TAA TAA TAA TAG TGA
+PAPER_OFFSET = {"first": 12, "after": 15}  # CDS offset where the paper's 15-nt replacement starts, per anchor
+EVO2_EVERY = 12
+EVO2_FLANK = 4096
 
 COLUMNS = [
     "seqid", "start1", "end", "strand", "gene_id", "locus_tag", "name", "cds_len", "gc_content",
@@ -45,13 +61,43 @@ class PairScorer(Protocol):
 
 @dataclass(frozen=True)
 class EssentialityConfig:
-    cassette: str = DEFAULT_CASSETTE
-    positions: tuple[float, ...] = DEFAULT_POSITIONS
-    tile: Optional[int] = None
+    protocol: str = "paper"
+    cassette: str = DEFAULT_CASSETTE  # the stop sequence ("paper"/"evo2" use PAPER_STOP; see for_protocol)
+    positions: tuple[float, ...] = DEFAULT_POSITIONS  # "cassette" only
+    tile: Optional[int] = None  # "cassette" only
     flank: Optional[int] = None
     window: int = 8192
     reduce: str = "mean"
     rc_average: bool = False
+    anchor: str = "first"  # "paper" only: where the 12 nt are counted from (module docstring)
+
+    @classmethod
+    def for_protocol(cls, protocol: str, **overrides) -> "EssentialityConfig":
+        """The protocol's own defaults (stop sequence, flank, reduce), then the caller's overrides (None = unset)."""
+        if protocol not in PROTOCOLS:
+            raise DnahnetError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        base = {"paper": dict(cassette=PAPER_STOP, reduce="sum"),
+                "evo2": dict(cassette=PAPER_STOP, reduce="mean", flank=EVO2_FLANK),
+                "cassette": {}}[protocol]
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if protocol != "cassette" and ("positions" in given or "tile" in given):
+            raise DnahnetError(f"--positions and --tile belong to --protocol cassette, not {protocol}")
+        if "anchor" in given and given["anchor"] not in PAPER_OFFSET:
+            raise DnahnetError(f"--anchor must be first or after, not {given['anchor']!r}")
+        return cls(protocol=protocol, **{**base, **given})
+
+    def describe(self) -> str:
+        """The mutation, for the provenance header."""
+        if self.protocol == "paper":
+            off = PAPER_OFFSET[self.anchor]
+            return (f"paper: {self.cassette} replaces CDS offsets {off}-{off + len(self.cassette) - 1} "
+                    f"(anchor {self.anchor}: 12 nt from the {'first base' if self.anchor == 'first' else 'end'} "
+                    f"of the start codon); window {self.window} nt centred on the gene")
+        if self.protocol == "evo2":
+            return (f"evo2: {self.cassette} inserted before every {EVO2_EVERY}th CDS nucleotide; "
+                    f"flank {self.flank} nt each side")
+        where = f"every {self.tile} nt" if self.tile else "at " + ",".join(f"{p:g}" for p in self.positions)
+        return f"cassette: {self.cassette} inserted {where} of the CDS; window {self.window} nt"
 
 
 @dataclass(frozen=True)
@@ -128,7 +174,11 @@ def insertion_offsets(gene: Gene, cfg: EssentialityConfig) -> list[int]:
 
 
 def build_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
-    """Wild-type/mutant window pairs for one gene (model-free, deterministic)."""
+    """Wild-type/mutant window pairs for one gene (model-free, deterministic); [] when the gene is too short."""
+    if cfg.protocol == "paper":
+        return _paper_knockout(gene, seq, circular, cfg)
+    if cfg.protocol == "evo2":
+        return _evo2_insertions(gene, seq, circular, cfg)
     out = []
     k = len(cfg.cassette)
     for off in insertion_offsets(gene, cfg):
@@ -138,6 +188,45 @@ def build_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConf
         i = oriented_index(g, win, gene.strand)
         out.append(Insertion(off, win, wt, wt[:i] + cfg.cassette + wt[i:]))
     return out
+
+
+def _oriented_run(gene: Gene, window: tuple[int, int], first: int, n: int) -> Optional[int]:
+    """Index in the oriented window of CDS offset `first`, if offsets first .. first+n-1 are consecutive there
+    (not split by a CDS junction or the window edge); else None."""
+    idx = [oriented_index(gene.cds_to_genome(o), window, gene.strand) for o in (first, first + n - 1)]
+    inside = 0 <= idx[0] and idx[1] < window[1] - window[0]
+    return idx[0] if inside and idx[1] - idx[0] == n - 1 else None
+
+
+def _paper_knockout(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
+    off, k = PAPER_OFFSET[cfg.anchor], len(cfg.cassette)
+    if off + k > gene.cds_len - 3:  # the replacement must stay clear of the stop codon
+        return []
+    g = gene.cds_to_genome(off)
+    win = context_window(gene, len(seq), circular, cfg.window, cfg.flank, focus=(g, g + 1))
+    wt = orient(fetch(seq, win[0], win[1], circular), gene.strand)
+    i = _oriented_run(gene, win, off, k)
+    if i is None:
+        return []
+    return [Insertion(off, win, wt, wt[:i] + cfg.cassette + wt[i + k:])]
+
+
+def _evo2_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
+    offsets = list(range(EVO2_EVERY, gene.cds_len - 3, EVO2_EVERY))
+    if not offsets:
+        return []
+    flank = EVO2_FLANK if cfg.flank is None else cfg.flank
+    span = max(s.end for s in gene.cds) - min(s.start0 for s in gene.cds)
+    win = context_window(gene, len(seq), circular, span + 2 * flank, flank)
+    wt = orient(fetch(seq, win[0], win[1], circular), gene.strand)
+    cuts = [oriented_index(gene.cds_to_genome(o), win, gene.strand) for o in offsets]
+    if any(b <= a for a, b in zip(cuts, cuts[1:])):  # a CDS that is not one colinear run
+        return []
+    pieces, last = [], 0
+    for c in cuts:
+        pieces += [wt[last:c], cfg.cassette]
+        last = c
+    return [Insertion(offsets[0], win, wt, "".join(pieces) + wt[last:])]
 
 
 def gc_content(seq: str) -> float:
