@@ -61,12 +61,18 @@ def _root(
     ),
 ) -> None:
     """dnahnet command-line interface."""
-    import torch
+    # torch reads OMP_NUM_THREADS when it starts: setting it here keeps torch out of `--help` and usage errors
+    if threads or "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(threads or usable_cores())
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if kernels not in ("auto", "torch", "fast"):
+        raise DnahnetError(f"invalid --kernels {kernels!r} (choose auto, torch, fast)")
+    os.environ["DNAHNET_KERNELS"] = kernels  # read by model/kernels.py when (and if) the model is loaded
+    if kernels == "fast" or "dnahnet_cli.model.kernels" in sys.modules:
+        from dnahnet_cli.model.kernels import set_kernels  # "fast" checks for CUDA and mamba-ssm now
 
-    torch.set_num_threads(threads or usable_cores())
-    from dnahnet_cli.model.kernels import set_kernels
-
-    set_kernels(kernels)
+        set_kernels(kernels)
 
 
 for _module in COMMAND_MODULES:

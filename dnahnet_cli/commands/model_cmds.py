@@ -6,20 +6,24 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import torch
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dnahnet_cli.model.checkpoint import read_checkpoint_info, save_checkpoint
-from dnahnet_cli.model.lm import DNAHNet, ModelConfig
-from dnahnet_cli.model.presets import DESCRIPTIONS, PRESETS, get_preset
+if TYPE_CHECKING:
+    from dnahnet_cli.model.lm import ModelConfig
 
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def describe(cfg: ModelConfig) -> dict:
     """Parameter counts per stage and component, built on the meta device (no memory, instant)."""
+    import torch
+
+    from dnahnet_cli.model.lm import DNAHNet, ModelConfig
+
     with torch.device("meta"):
         counts = DNAHNet(ModelConfig.from_dict(cfg.to_dict())).parameter_counts()
     total = counts["total"]
@@ -39,7 +43,12 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet init --preset tiny -o models/tiny
         """
+        import torch
+
         from dnahnet_cli.errors import DnahnetError
+        from dnahnet_cli.model.checkpoint import save_checkpoint
+        from dnahnet_cli.model.lm import DNAHNet
+        from dnahnet_cli.model.presets import get_preset
 
         cfg = get_preset(preset)
         if out.exists() and not force:
@@ -73,6 +82,8 @@ def register(app: typer.Typer) -> None:
                 for key, value in facts.items():
                     stdout.print(f"{key:<16}{value if value is not None else '-'}", highlight=False)
             return
+
+        from dnahnet_cli.model.checkpoint import read_checkpoint_info
 
         model_dir = resolve_model(model_dir)
         info = read_checkpoint_info(model_dir)
@@ -111,6 +122,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet presets
         """
+        from dnahnet_cli.model.presets import DESCRIPTIONS, PRESETS
+
         table = Table(show_edge=False)
         for col in ("preset", "stages", "targets", "d_model", "parameters", "enc/dec", "description"):
             table.add_column(col)

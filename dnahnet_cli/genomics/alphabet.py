@@ -11,8 +11,12 @@ Every sequence the model sees starts with BOS, so its first nucleotide is predic
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported only where a tensor is handled: `dnahnet --help` stays fast
+    import torch
 
 PAD, BOS, A, C, G, T, N, EOS = range(8)
 VOCAB_SIZE = 8
@@ -55,7 +59,7 @@ def encode(seq: str | bytes) -> np.ndarray:
 
 def decode(ids: np.ndarray | torch.Tensor) -> str:
     """Token ids back to a string (BOS/PAD/EOS shown as ^ - $)."""
-    if isinstance(ids, torch.Tensor):
+    if hasattr(ids, "cpu"):  # a torch.Tensor
         ids = ids.cpu().numpy()
     return _DECODE[np.asarray(ids, dtype=np.int64)].tobytes().decode("ascii")
 
@@ -80,5 +84,7 @@ def with_bos(ids: np.ndarray) -> np.ndarray:
 
 def target_classes(ids: torch.Tensor) -> torch.Tensor:
     """Map token ids to output classes 0..3 (A,C,G,T); -1 for tokens that are never predicted."""
+    import torch
+
     classes = ids.long() - A
     return torch.where((ids >= A) & (ids <= T), classes, torch.full_like(classes, -1))
