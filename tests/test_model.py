@@ -212,10 +212,12 @@ def test_initialisation_follows_hnet():
     assert torch.equal(b.router.q_proj.weight, torch.eye(192)) and torch.equal(b.main.router.k_proj.weight, torch.eye(256))
     assert torch.all(b.main.pad_dimension == 0) and torch.all(b.main.main.pad_dimension == 0)
     assert b.pad_dimension is None
-    # out_proj/fc2 std = 0.02 / sqrt(n_res), n_res accumulated outside-in: 12, 12+12, 24+16
-    n_res = [layout_height("T1m4") * 2, 0, 0]
-    n_res[1] = n_res[0] + layout_height("T1m4") * 2
-    n_res[2] = n_res[1] + layout_height("T8")
+    # out_proj/fc2 std = 0.02 / sqrt(n_res), n_res accumulated outside-in: 8, 8+12, 20+16
+    layout = model.config.arch_layout
+    n_res = [layout_height(layout[0]) * 2, 0, 0]
+    n_res[1] = n_res[0] + layout_height(layout[1][0]) * 2
+    n_res[2] = n_res[1] + layout_height(layout[1][1][0])
+    assert n_res == [8, 20, 36]
     stacks = [b.encoder, b.main.encoder, b.main.main.main]
     for stack, n in zip(stacks, n_res):
         w = torch.cat([m.weight.detach().flatten() for name, m in stack.named_modules() if name.endswith("out_proj")])
@@ -290,7 +292,7 @@ def test_param_groups_lr_multipliers_and_no_decay_on_1d():
     groups = model.param_groups(weight_decay=0.1)
     by_name = {n: g for g in groups for n in g["names"]}
     assert by_name["embeddings.weight"]["lr_multiplier"] == 2.0
-    assert by_name["backbone.encoder.layers.0.mixer.Wqkv.weight"]["lr_multiplier"] == 2.0
+    assert by_name["backbone.encoder.layers.0.mixer.in_proj.weight"]["lr_multiplier"] == 2.0
     assert by_name["backbone.main.encoder.layers.1.mixer.in_proj.weight"]["lr_multiplier"] == 1.5
     assert by_name["backbone.main.main.main.layers.0.mlp.fc1.weight"]["lr_multiplier"] == 1.0
     assert by_name["backbone.main.main.pad_dimension"]["lr_multiplier"] == 1.0

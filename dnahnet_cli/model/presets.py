@@ -1,8 +1,11 @@
 """Named model configurations, from a CPU smoke model to the ~200M paper-scale 2-stage dnaHNet,
 each with Transformer++ and Mamba2-only baselines of matching parameter count.
 
-dnaHNet presets use "4 Mamba2 + 1 Transformer layer" encoders/decoders (T1m4 / m4T1) and a Transformer
-main network, per-stage target ratios (3, 2) and outer-stage learning-rate multipliers.
+dnaHNet presets follow the paper's layout `["m4", ["T1m4", ["TN"], "m4T1"], "m4"]`: four Mamba2 layers on each
+side at nucleotide resolution (no attention there: it was the single largest CPU cost, and the paper has none),
+one attention layer plus four Mamba2 layers on each side of stage 1, a Transformer main network; per-stage
+target ratios (3, 2) and outer-stage learning-rate multipliers. One-stage presets drop stage 1. Main-network
+depths are set so each family's dnaHNet keeps the parameter count of its Transformer++ baseline.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dnahnet_cli.model.lm import ModelConfig
 
 def _hnet2(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:
     return ModelConfig(
-        arch_layout=["T1m4", ["T1m4", [f"T{main_layers}"], "m4T1"], "m4T1"],
+        arch_layout=["m4", ["T1m4", [f"T{main_layers}"], "m4T1"], "m4"],
         d_model=d, d_intermediate=d_ff, num_heads=heads, rotary_emb_dim=rotary, window_size=window,
         d_state=d_state, headdim=headdim, ratio_targets=[3.0, 2.0], lr_multipliers=[2.0, 1.5, 1.0],
         max_seq_len=max_len, name=name,
@@ -22,7 +25,7 @@ def _hnet2(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, 
 
 def _hnet1(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:
     return ModelConfig(
-        arch_layout=["T1m4", [f"T{main_layers}"], "m4T1"],
+        arch_layout=["m4", [f"T{main_layers}"], "m4"],
         d_model=d, d_intermediate=d_ff, num_heads=heads, rotary_emb_dim=rotary, window_size=window,
         d_state=d_state, headdim=headdim, ratio_targets=[3.0], lr_multipliers=[1.5, 1.0],
         max_seq_len=max_len, name=name,
@@ -39,20 +42,20 @@ def _iso(name, layout, d, d_ff, d_state, headdim, heads, rotary, max_len) -> Mod
 
 PRESETS: dict[str, ModelConfig] = {
     # CPU smoke models (tests, CI, quick experiments)
-    "tiny": _hnet2("tiny", 2, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
-    "tiny-1stage": _hnet1("tiny-1stage", 2, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
+    "tiny": _hnet2("tiny", 3, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
+    "tiny-1stage": _hnet1("tiny-1stage", 3, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
     "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),
     "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
     # ~20M: GPU minutes, or CPU hours
     "small": _hnet2("small", 8, [192, 256, 384], [512, 768, 1024], 64, 64, [4, 4, 6], [32, 32, 32],
                     [1023, 1023, -1], 8192),
-    "small-1stage": _hnet1("small-1stage", 8, [256, 384], [768, 1024], 64, 64, [4, 6], [32, 32], [1023, -1], 8192),
+    "small-1stage": _hnet1("small-1stage", 9, [256, 384], [768, 1024], 64, 64, [4, 6], [32, 32], [1023, -1], 8192),
     "small-tpp": _iso("small-tpp", "T12", 384, 1024, 64, 64, 6, 32, 8192),
     "small-mamba2": _iso("small-mamba2", "m21", 384, 0, 64, 64, 6, 32, 8192),
     # ~200M: paper scale (GPU)
-    "base": _hnet2("base", 10, [512, 768, 1024], [1408, 2048, 2816], 128, 64, [8, 12, 16], [32, 32, 32],
+    "base": _hnet2("base", 11, [512, 768, 1024], [1408, 2048, 2816], 128, 64, [8, 12, 16], [32, 32, 32],
                    [1023, 1023, -1], 8192),
-    "base-1stage": _hnet1("base-1stage", 11, [768, 1024], [2048, 2816], 128, 64, [12, 16], [32, 32], [1023, -1], 8192),
+    "base-1stage": _hnet1("base-1stage", 12, [768, 1024], [2048, 2816], 128, 64, [12, 16], [32, 32], [1023, -1], 8192),
     "base-tpp": _iso("base-tpp", "T16", 1024, 2816, 128, 64, 16, 32, 8192),
     "base-mamba2": _iso("base-mamba2", "m30", 1024, 0, 128, 64, 16, 32, 8192),
 }
