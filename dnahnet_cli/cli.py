@@ -79,6 +79,20 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is so that atomic outputs unwind and remove their temporary files."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _interrupted(code: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
+    sys.stderr.write("dnahnet: interrupted; no output written\n")
+    sys.exit(code)
+
+
 def usable_cores() -> int:
     """Cores this process may use (CPU affinity / cgroup cpusets), not the machine's total."""
     try:
@@ -98,19 +112,24 @@ def main() -> None:
     # (e.g. a Snakemake/SLURM cancel) unwinds normally so atomic outputs remove their temporary files.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _terminated)
+    # Ctrl-C even when started with SIGINT ignored (a background job of a script, some workflow engines)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt into Exit(130) and returns it in this mode
+            _interrupted(130)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DnahnetError as exc:
         err(str(exc))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.stderr.write("dnahnet: interrupted\n")
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted(130)
+    except _Terminated:
+        _interrupted(143)
     except BrokenPipeError:
         # The reader went away (`| head`): silence further writes and exit like SIGPIPE would.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -22,7 +22,7 @@ from dnahnet_cli.tasks.essentiality import (
     COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
     result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.fileio import check_output_path, require_file
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.reporting import Progress, write_json
@@ -60,6 +60,8 @@ def run_essentiality(
         raise DnahnetError(f"--tile must be >= 3 nucleotides, not {cfg.tile}")
     if metrics_out and not labels:
         raise DnahnetError("--metrics needs --labels")
+    for path, what in ((output, "--output"), (metrics_out, "--metrics")):
+        check_output_path(path, what)
     require_file(gff, "GFF")
     annotation = parse_gff(gff)
     genome, genome_source = load_genome(genome_path, annotation)

@@ -20,7 +20,7 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, codon_usage, plan_mut
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.fileio import check_output_path, require_file
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
@@ -46,6 +46,8 @@ def run_dms(
         raise DnahnetError(f"--codons must be best or all, not {codons!r}")
     if limit is not None and limit < 1:
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
+    for path, what in ((output, "--output"), (metrics_out, "--metrics")):
+        check_output_path(path, what)
     require_file(gff, "GFF")
     annotation = parse_gff(gff)
     genome, genome_source = load_genome(genome_path, annotation)

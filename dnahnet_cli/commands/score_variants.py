@@ -21,6 +21,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
+from dnahnet_cli.genomics.fileio import check_output_path
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import TsvWriter, VcfWriter, open_output, provenance
 from dnahnet_cli.commands.reporting import Progress
@@ -112,6 +113,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                        max_tokens: int, quiet: bool) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
+    check_output_path(output, "--output")
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
@@ -213,6 +215,8 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                    max_tokens: int, quiet: bool) -> int:
     """Score every sequence of a FASTA; returns the number of sequences."""
     _check_strand(strand)
+    check_output_path(output, "--output")
+    check_output_path(per_base, "--per-base")
     records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     window = window or int(engine.window)

@@ -17,7 +17,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path, require_file
 from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
@@ -48,9 +48,10 @@ def run_segment(
         raise DnahnetError("--report and --plot need --gff (the annotation to compare with)")
     if report == "-" or plot == "-":
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
-    for path, what in ((report, "--report"), (plot, "--plot"), (bedgraph, "--bedgraph")):
-        if path:
-            _output_dir_ok(path, what)
+    for path, what in ((output, "--output"), (report, "--report"), (plot, "--plot")):
+        check_output_path(path, what)
+    if bedgraph:
+        _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage
     genome = Genome.open(genome_path, quiet=quiet)
     regions = ([parse_region(region, genome.lengths)] if region else
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])

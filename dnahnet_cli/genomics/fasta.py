@@ -20,6 +20,7 @@ def iter_fasta(path: str | os.PathLike, validate: bool = True) -> Iterator[tuple
     name: str | None = None
     parts: list[str] = []
     n_records = 0
+    seen: set[str] = set()
     try:
         with open_text(path, "FASTA") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -34,6 +35,9 @@ def iter_fasta(path: str | os.PathLike, validate: bool = True) -> Iterator[tuple
                     if not header:
                         raise DnahnetError(f"{path}: line {lineno}: FASTA header without a name")
                     name, parts = header[0], []
+                    if name in seen:
+                        raise DnahnetError(f"{path}: line {lineno}: record {name}: duplicate sequence name")
+                    seen.add(name)
                 elif line.startswith(";"):
                     continue
                 elif name is None:

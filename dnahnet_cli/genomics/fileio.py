@@ -59,6 +59,21 @@ def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]
             yield fh
 
 
+def check_output_path(path: str | os.PathLike | None, what: str = "output") -> None:
+    """One-line error unless `path` can be written: '-' (stdout), or a file in an existing, writable
+    directory that is not itself a directory. Commands call it for every output before any work starts."""
+    if path is None or str(path) == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise DnahnetError(f"{what} {target}: is a directory (give a file name)")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise DnahnetError(f"{what} {target}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DnahnetError(f"{what} {target}: directory {parent} is not writable")
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file next to `path` and rename it into place only on success.
@@ -71,9 +86,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         yield stream
         stream.flush()
         return
+    check_output_path(path)
     target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise DnahnetError(f"output directory does not exist: {target.parent}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, mode) as fh:
@@ -89,6 +103,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Give a temporary path to write to (for libraries that want a filename); renamed on success."""
+    check_output_path(path)
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)

@@ -10,7 +10,9 @@ stray character fails with a message naming the file, the record and the positio
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -74,7 +76,7 @@ class Genome:
                      "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
             return cls._in_memory(spath)
         try:
-            fasta = pysam.FastaFile(spath)
+            fasta = _open_indexed(p)
         except (OSError, ValueError) as exc:
             if not quiet:
                 note(f"cannot index {p} ({exc}); loading it into memory instead")
@@ -192,6 +194,36 @@ def _sniff_header(path: Path) -> None:
             raise
         raise DnahnetError(f"{path}: cannot read FASTA ({exc})") from None
     raise DnahnetError(f"{path}: empty FASTA (no records)")
+
+
+def _open_indexed(p: Path) -> pysam.FastaFile:
+    """pysam.FastaFile, but a duplicated record name is an error, not an htslib warning.
+
+    When htslib builds the .fai it keeps the first of two same-named records and only warns; the warning is
+    caught (stderr redirected while indexing) and the fresh index removed, so the next run fails the same way.
+    """
+    fai = Path(f"{p}.fai")
+    fresh = not fai.exists()
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            fasta = pysam.FastaFile(str(p))
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        messages = capture.read().decode("utf-8", "replace")
+    dup = re.search(r'Ignoring duplicate sequence "([^"]*)"', messages)
+    if dup:
+        fasta.close()
+        if fresh:
+            fai.unlink(missing_ok=True)
+        raise DnahnetError(f"{p}: record {dup.group(1)}: duplicate sequence name")
+    if messages.strip():
+        sys.stderr.write(messages)
+    return fasta
 
 
 def _preview(names: list[str], n: int = 5) -> str:

@@ -306,6 +306,9 @@ class VcfInput:
                 except (OSError, ValueError) as exc:
                     raise DnahnetError(self._record_problem(n, exc)) from None
                 n += 1
+                if rec.pos < 1:  # VCF POS is 1-based; htslib reads POS 0 (telomere convention) as start -1
+                    raise DnahnetError(f"{self.path}: line {self.header_lines + n}: POS {rec.pos} on {rec.chrom}: "
+                                       "positions are 1-based (>= 1)")
                 yield self.header_lines + n, rec
 
     def _record_problem(self, n_ok: int, exc: Exception) -> str:

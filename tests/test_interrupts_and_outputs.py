@@ -1,0 +1,77 @@
+"""Bad outputs are refused before any work, duplicate records and POS 0 are one-line errors, and SIGINT /
+SIGTERM leave no output or temporary file behind (exit 130 / 143 with one line on stderr)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+GENOME = str(EXAMPLES / "ecoli_k12.fa.gz")
+VCF = str(EXAMPLES / "ecoli_k12_ampR_isolate.vcf")
+CLI = [sys.executable, "-m", "dnahnet_cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    for needle in needles:
+        assert needle in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["score-variants", GENOME, VCF],
+    ["essentiality", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--gff", str(EXAMPLES / "ecoli_k12_20kb.gff3")],
+    ["segment", str(EXAMPLES / "ecoli_k12_20kb.fa")],
+])
+def test_output_paths_are_checked_before_work(tmp_path, command):
+    one_line_error(run(*command, "-o", tmp_path / "missing" / "out.tsv"), "does not exist", "missing")
+    one_line_error(run(*command, "-o", tmp_path), "is a directory")
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_duplicate_record_names_are_errors(tmp_path):
+    fa = tmp_path / "dup.fa"
+    fa.write_text(">a\nACGTACGTACGT\n>a\nACGTACGTTTTT\n")
+    one_line_error(run("score-seqs", fa, "-o", tmp_path / "x.tsv"), "dup.fa", "record a", "duplicate")
+    vcf = tmp_path / "a.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\na\t3\t.\tG\tA\t.\t.\t.\n")
+    for _ in range(2):  # the second run must not be fooled by an index left by the first
+        one_line_error(run("score-variants", fa, vcf, "-o", tmp_path / "y.tsv"), "record a", "duplicate")
+    assert not (tmp_path / "x.tsv").exists() and not (tmp_path / "y.tsv").exists()
+
+
+def test_pos_zero_names_the_vcf_line(tmp_path):
+    vcf = tmp_path / "pos0.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "NC_000913.3\t0\t.\tA\tG\t.\t.\t.\n")
+    one_line_error(run("score-variants", GENOME, vcf, "-o", tmp_path / "x.tsv"), "pos0.vcf", "line 4", "POS 0")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_leave_no_output(tmp_path, sig, code):
+    out = tmp_path / "x.tsv"
+    # long windows make the job last; SIGINT ignored at start, as for a background job of a script
+    proc = subprocess.Popen([*CLI, "score-variants", GENOME, str(EXAMPLES / "synthetic_all_classes.vcf"),
+                             "--all-circular", "--window", "4096", "--dtype", "float32", "-o", str(out), "-q"],
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):  # the output is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == ["dnahnet: interrupted; no output written"]
+    assert list(tmp_path.iterdir()) == []
