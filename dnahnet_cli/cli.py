@@ -126,7 +126,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort as exc:  # typer turns an EOFError escaping a command into Abort
+        if isinstance(exc.__cause__, EOFError):
+            err(f"unexpected end of input ({exc.__cause__})")
+            sys.exit(2)
+        _interrupted(130)
+    except KeyboardInterrupt:
         _interrupted(130)
     except _Terminated:
         _interrupted(143)
@@ -137,8 +142,11 @@ def main() -> None:
         sys.exit(141)
     except Exception as exc:
         # Click usage errors (typer vendors click in recent releases, so match by shape, not class)
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
             sys.exit(exc.exit_code)
         if isinstance(exc, (MemoryError,)) or type(exc).__name__ == "OutOfMemoryError":
             err(f"out of memory: {exc}; try a smaller --batch-size or --max-tokens")

@@ -75,3 +75,41 @@ def test_signals_leave_no_output(tmp_path, sig, code):
     assert proc.returncode == code, err
     assert err.strip().splitlines() == ["dnahnet: interrupted; no output written"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_gzip_gff_and_a_fasta_as_gff(tmp_path):
+    import gzip
+
+    fa, gff = EXAMPLES / "ecoli_k12_20kb.fa", EXAMPLES / "ecoli_k12_20kb.gff3"
+    blob = gzip.compress(gff.read_bytes())
+    trunc = tmp_path / "annot.gff3.gz"
+    trunc.write_bytes(blob[: len(blob) // 2])
+    out = tmp_path / "genes.tsv"
+    one_line_error(run("essentiality", fa, "--gff", trunc, "-o", out), "annot.gff3.gz", "truncated")
+    one_line_error(run("essentiality", fa, "--gff", fa, "-o", out), "ecoli_k12_20kb.fa", "no genes")
+    one_line_error(run("segment", fa, "--gff", fa, "-o", tmp_path / "c.bed"), "no genes")
+    assert list(tmp_path.iterdir()) == [trunc]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["segment", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--tile", "0"], "'--tile'"),
+    (["score-variants", GENOME, VCF, "--window", "1"], "'--window'"),
+    (["score-seqs", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--context", "-1"], "'--context'"),
+])
+def test_numeric_ranges_are_checked_at_parse_time(tmp_path, args, needle):
+    one_line_error(run(*args, "-o", tmp_path / "out"), needle, "greater than or equal to")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_checks_the_weights_file(tmp_path):
+    import shutil
+
+    from dnahnet_cli.model.default_model import DEFAULT_MODEL_DIR
+
+    ckpt = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL_DIR, ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100_000])
+    one_line_error(run("info", ckpt), "model.safetensors", "truncated")
+    weights.write_bytes(b"not a safetensors file at all")
+    one_line_error(run("info", ckpt), "model.safetensors", "not a valid safetensors")

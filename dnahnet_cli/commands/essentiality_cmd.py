@@ -64,6 +64,8 @@ def run_essentiality(
         check_output_path(path, what)
     require_file(gff, "GFF")
     annotation = parse_gff(gff)
+    if not annotation.genes:
+        raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
     genome, genome_source = load_genome(genome_path, annotation)
     for raw in circular:
         for name in filter(None, (n.strip() for n in raw.split(","))):

@@ -59,6 +59,8 @@ def run_segment(
     if gff:
         require_file(gff, "GFF")
         annotation = parse_gff(gff, genome.lengths)
+        if not annotation.genes:
+            raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
         check_annotation(annotation, genome, gff)
         genome.set_circular(annotation.circular & set(genome.names))
     genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})
@@ -123,8 +125,8 @@ def register(app: typer.Typer) -> None:
         stage: str = typer.Option("all", "--stage", help="Stage(s) to output: 1 (outer), 2, ... or all."),
         region: Optional[str] = typer.Option(None, "--region", "-r", help="CHROM or CHROM:START-END (1-based, inclusive). Default: every contig."),
         strand: str = typer.Option("+", "--strand", help="+, - (reverse complement, mapped back) or both."),
-        tile: Optional[int] = typer.Option(None, "--tile", help="Bases per model call. Default: the model's training length."),
-        overlap: Optional[int] = typer.Option(None, "--overlap", help="5' context bases trimmed from each tile. Default: tile/4."),
+        tile: Optional[int] = typer.Option(None, "--tile", min=16, help="Bases per model call (>= 16). Default: the model's training length."),
+        overlap: Optional[int] = typer.Option(None, "--overlap", min=0, help="5' context bases trimmed from each tile (0 <= overlap < tile). Default: tile/4."),
         bedgraph: Optional[str] = typer.Option(None, "--bedgraph", help="Write per-base boundary probabilities to PREFIX.stageN[.plus|.minus].bedgraph."),
         report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: boundary rate by codon position and around CDS starts; needs --gff."),

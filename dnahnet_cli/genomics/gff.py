@@ -16,8 +16,10 @@ Translation uses NCBI genetic codes 11 (default; same amino acids as 1) or 4 (TG
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
@@ -439,6 +441,8 @@ def read_gff(path: str | os.PathLike) -> tuple[list[Feature], dict[str, int], di
                 features.append(_parse_line(line, path_s, lineno))
     except UnicodeDecodeError as exc:
         raise DnahnetError(f"{path_s}: not a text GFF3 file ({exc.reason})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DnahnetError(f"{path_s}: truncated or corrupt gzip ({exc})") from None
     if not features and not fasta:
         raise DnahnetError(f"{path_s}: no GFF3 features found")
     return features, lengths, fasta

@@ -99,7 +99,27 @@ def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
         info["model_config"].validate()
     except (TypeError, ValueError) as exc:
         raise DnahnetError(f"{cfg_path}: invalid model config ({exc})") from None
+    info["weights"] = check_safetensors(weights)
     return info
+
+
+def check_safetensors(path: Path) -> dict[str, int]:
+    """Check a safetensors file's header and that its size matches what the header describes (without reading
+    the tensors): a truncated or corrupt weights file is caught by `info` too, not only at load time."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n <= 0 or 8 + n > size:
+                raise ValueError(f"header length {n} does not fit a {size}-byte file")
+            header = json.loads(fh.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        raise DnahnetError(f"{path}: not a valid safetensors file ({exc})") from None
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        raise DnahnetError(f"{path}: truncated or corrupt ({size:,} bytes, the header describes {expected:,})")
+    return {"tensors": len(ends), "bytes": size}
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DNAHNet, dict]:
