@@ -204,12 +204,11 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "protein_fasta": ([tmp_path / "prot.fa", REAL_VCF], "prot.fa: record sp|P69222|IF1_ECOLI: invalid nucleotide"),
         "bad_chrom_map": ([GENOME, tmp_path / "unknown.vcf", "--chrom-map", tmp_path / "map.txt"],
                           "map.txt: line 1: expected two columns"),
-        "bad_window": ([GENOME, REAL_VCF, "--window", "0"], "--window must be a positive"),
     }
 
 
 @pytest.mark.parametrize("case", ["strict", "unknown_contig", "malformed", "truncated_gzip", "empty_vcf",
-                                  "protein_fasta", "bad_chrom_map", "bad_window"])
+                                  "protein_fasta", "bad_chrom_map"])  # --window 0: tests/test_interrupts_and_outputs.py
 def test_bad_inputs_fail_with_one_line_and_no_output(app, ckpt, tmp_path, case):
     args, message = _bad_inputs(tmp_path)[case]
     out = tmp_path / "out" / "scores.tsv"
