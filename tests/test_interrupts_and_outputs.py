@@ -113,3 +113,19 @@ def test_info_checks_the_weights_file(tmp_path):
     one_line_error(run("info", ckpt), "model.safetensors", "truncated")
     weights.write_bytes(b"not a safetensors file at all")
     one_line_error(run("info", ckpt), "model.safetensors", "not a valid safetensors")
+
+
+def test_bcf_output_and_unknown_suffixes(tmp_path):
+    import pysam
+
+    out = tmp_path / "scores.bcf"
+    res = run("score-variants", GENOME, VCF, "--all-circular", "-o", out, "-q")
+    assert res.returncode == 0, res.stderr
+    with pysam.VariantFile(str(out)) as vf:
+        assert vf.is_bcf
+        records = list(vf)
+    with pysam.VariantFile(VCF) as src:
+        assert [(r.chrom, r.pos, r.ref, r.alts) for r in records] == [(r.chrom, r.pos, r.ref, r.alts) for r in src]
+    assert all(r.info["DNAHNET_STATUS"] == ("OK",) for r in records)
+    one_line_error(run("score-variants", GENOME, VCF, "-o", tmp_path / "scores.out"), "unknown file type", "--format")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.bcf"]

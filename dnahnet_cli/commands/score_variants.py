@@ -23,7 +23,7 @@ from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_output_path
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
-from dnahnet_cli.genomics.outputs import TsvWriter, VcfWriter, open_output, provenance
+from dnahnet_cli.genomics.outputs import TsvWriter, VcfWriter, open_bcf_output, open_output, provenance
 from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, load_chrom_map, ref_status,
@@ -99,12 +99,26 @@ def _circular_names(genome: Genome, names: Iterable[str], gff: Optional[Path], a
     return wanted
 
 
+TSV_SUFFIXES = (".tsv", ".tsv.gz", ".tsv.bgz", ".txt", ".txt.gz", ".tab")
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz")
+
+
 def _output_format(fmt: str, output: str) -> str:
-    if fmt == "auto":
-        return "vcf" if output.lower().endswith((".vcf", ".vcf.gz", ".vcf.bgz")) else "tsv"
-    if fmt not in ("tsv", "vcf"):
-        raise DnahnetError(f"--format must be auto, tsv or vcf, not {fmt!r}")
-    return fmt
+    """tsv, vcf or bcf: --format when given, else from the -o name (stdout: tsv); an unknown suffix is an error
+    rather than a TSV under a misleading name."""
+    if fmt != "auto":
+        if fmt not in ("tsv", "vcf", "bcf"):
+            raise DnahnetError(f"--format must be auto, tsv, vcf or bcf, not {fmt!r}")
+        return fmt
+    name = output.lower()
+    if output == "-" or name.endswith(TSV_SUFFIXES):
+        return "tsv"
+    if name.endswith(VCF_SUFFIXES):
+        return "vcf"
+    if name.endswith(".bcf"):
+        return "bcf"
+    raise DnahnetError(f"--output {output}: unknown file type; name it .tsv[.gz], .vcf[.gz] or .bcf, "
+                       "or give --format tsv|vcf|bcf")
 
 
 def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
@@ -142,8 +156,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         counts: Counter = Counter()
         off_centre = done = 0
         progress = Progress("score-variants records", n_records, quiet)
-        with open_output(output) as fh:
-            writer = (VcfWriter(fh, vin.header, INFO_LINES, meta) if fmt == "vcf"
+        with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
+            writer = (VcfWriter(fh, vin.header, INFO_LINES, meta) if fmt in ("vcf", "bcf")
                       else TsvWriter(fh, VARIANT_COLUMNS, meta))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
                 for row in _write_chunk(writer, engine, chunk, strand):
@@ -291,7 +305,7 @@ def _write_bedgraph(fh, name: str, values: np.ndarray) -> None:
 HELP = {
     "ref": "Reference FASTA (plain, gzip, or bgzip with .fai/.gzi).",
     "vcf": "Variants: .vcf, .vcf.gz (bgzip or gzip), or - for stdin.",
-    "output": "Output file (TSV; *.vcf or *.vcf.gz = VCF; *.gz = bgzip); - = stdout.",
+    "output": "Output file: *.tsv[.gz] = TSV, *.vcf[.gz] = VCF, *.bcf = BCF (*.gz = bgzip); - = stdout (TSV).",
     "window": "Window in bases, >= 16 (default: the model's training length).",
     "strand": "both (mean of forward and reverse complement), forward or reverse.",
     "chrom_map": "Rename VCF contigs: 'old new' lines (bcftools --rename-chrs format).",
@@ -309,7 +323,7 @@ def register(app: typer.Typer) -> None:
         vcf: str = typer.Argument(..., help=HELP["vcf"]),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
-        fmt: str = typer.Option("auto", "--format", help="auto (from the -o name), tsv or vcf."),
+        fmt: str = typer.Option("auto", "--format", help="auto (from the -o name: .tsv[.gz], .vcf[.gz], .bcf; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
         strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch."),

@@ -13,7 +13,10 @@ import contextlib
 import io
 import math
 import shlex
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence
 
 import pysam
@@ -82,6 +85,28 @@ class TsvWriter:
     def write(self, row: Mapping[str, Any]) -> None:
         """Write one row given as {column: value}; absent columns are NA."""
         self.fh.write("\t".join(format_value(row.get(c), self.float_fmt) for c in self.columns) + "\n")
+
+
+@contextlib.contextmanager
+def open_bcf_output(path: str) -> Iterator[IO[str]]:
+    """A text stream for VCF records that ends up as BCF at `path` ('-' = stdout): the text goes to a
+    temporary VCF, which pysam (htslib) re-encodes as BCF when the stream closes without error."""
+    with tempfile.TemporaryDirectory(prefix="dnahnet-bcf-") as tmp:
+        text = Path(tmp) / "records.vcf"
+        with open(text, "w", encoding="utf-8") as fh:
+            yield fh
+        binary = Path(tmp) / "records.bcf"
+        with pysam.VariantFile(str(text)) as vin, pysam.VariantFile(str(binary), "wb", header=vin.header) as vout:
+            for rec in vin:
+                vout.write(rec)
+        if path == "-":
+            sys.stdout.flush()
+            with open(binary, "rb") as src:
+                shutil.copyfileobj(src, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return
+        with atomic_path(path) as final:
+            shutil.copyfile(binary, final)
 
 
 class VcfWriter:
