@@ -92,7 +92,9 @@ def run_essentiality(
         {"dnahnet_genome": genome_source, "dnahnet_gff": gff,
          "dnahnet_circular": ",".join(sorted(annotation.circular)) or "none",
          **{f"dnahnet_{k}": v for k, v in params.items()},
-         "dnahnet_score": f"essentiality_score = -delta_{cfg.reduce}; higher = more essential"},
+         "dnahnet_score": f"essentiality_score = -delta_{cfg.reduce}; higher = more essential; ll_* and delta_sum in "
+                          "nats (natural log), delta_mean in nats per nucleotide (they can differ in sign when the "
+                          "mutant is longer)"},
         engine.provenance)
     with open_output(output) as fh:
         writer = TsvWriter(fh, COLUMNS, meta)

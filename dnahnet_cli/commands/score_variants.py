@@ -152,6 +152,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         window = window or int(engine.window)
         meta = [] if no_meta else provenance(
             {"dnahnet_reference": ref, "dnahnet_vcf": vcf, "dnahnet_window": window, "dnahnet_strand": strand,
+             "dnahnet_score": "score = LL(ALT window) - LL(REF window) in nats (natural log), mean of the strands "
+                              "scored; negative = ALT less likely than REF",
              "dnahnet_circular": ",".join(sorted(genome.circular)) or "none"}, engine.provenance)
         counts: Counter = Counter()
         off_centre = done = 0
@@ -238,7 +240,9 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     if window < 2 or not 0 <= context < window:
         raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
     meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
-                                          "dnahnet_context": context, "dnahnet_strand": strand}, engine.provenance)
+                                          "dnahnet_context": context, "dnahnet_strand": strand,
+                                          "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},
+                                         engine.provenance)
     progress = Progress("score-seqs sequences", len(records), quiet)
     with open_output(output) as fh, (open_output(per_base) if per_base else contextlib.nullcontext()) as bg:
         writer = TsvWriter(fh, SEQ_COLUMNS, meta)
