@@ -22,7 +22,12 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
     res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count("PASS") == 4 and "FAIL" not in res.stdout
+    from dnahnet_cli.model.precision import cpu_bf16_features
+
+    bf16 = bool(cpu_bf16_features())  # the --dtype auto check runs where auto means bf16, else is skipped
+    assert res.stdout.count("PASS") == 4 + bf16 and "FAIL" not in res.stdout
+    assert res.stdout.count("SKIP") == 2 - bf16 and "SKIP  fast kernels vs plain-PyTorch reference: no CUDA" in res.stdout
+    assert f"{1 + (not bf16)} skipped" in res.stdout
     ref = json.loads((model_dir / "check.json").read_text())
     assert ref["sequence_length"] == 2000 and 1.5 < ref["bits_per_nt"] < 2.5
     ref["total_loglik"] *= 1.001  # a 0.1% drift must be caught

@@ -35,6 +35,7 @@ class Check:
     value: float
     tolerance: float
     detail: str = ""
+    skipped: str = ""  # why the check did not run ("" = it ran); a skipped check counts as passed
 
 
 def check_sequence() -> str:
@@ -67,7 +68,10 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path) -> list[Check]:
     checks: list[Check] = []
     ref_path = Path(model_dir) / REFERENCE_FILE
     now = reference_values(engine, seq)
-    if ref_path.is_file():
+    if not ref_path.is_file():
+        checks.append(_skipped("shipped reference values", f"no {REFERENCE_FILE} next to the weights "
+                               "(dnahnet check --write-reference records them)"))
+    else:
         ref = json.loads(ref_path.read_text())
         rel = abs(now["total_loglik"] - ref["total_loglik"]) / abs(ref["total_loglik"])
         checks.append(Check("log-likelihood of the check sequence vs shipped value", rel <= tol, rel, tol,
@@ -78,7 +82,33 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path) -> list[Check]:
     checks.append(_incremental_check(engine, seq[:300], tol))
     checks.append(_batch_check(engine, seq, tol))
     checks.extend(_kernel_checks(engine, seq[:1024]))
+    checks.append(_auto_precision_check(engine, seq))
     return checks
+
+
+def _skipped(name: str, why: str) -> Check:
+    return Check(name, True, float("nan"), float("nan"), skipped=why)
+
+
+def _auto_precision_check(engine: LikelihoodEngine, seq: str) -> Check:
+    """What --dtype auto picks here (bf16 on AMX/AVX512-BF16 CPUs) against this fp32 engine: log-likelihood per
+    nucleotide within 1e-3 nats and no boundary moved away from the 0.5 threshold."""
+    from dnahnet_cli.model.precision import choose_dtype
+
+    name = "--dtype auto vs float32"
+    auto, why = choose_dtype("auto", engine.device)
+    if engine.dtype != "float32":
+        return _skipped(name, f"this run is --dtype {engine.dtype}; run with --dtype float32 to compare")
+    if auto == "float32":
+        return _skipped(name, f"{why}: auto is float32 here")
+    other = LikelihoodEngine(engine.model, device=str(engine.device), dtype="auto")
+    n = len(seq)
+    per_nt = float(abs(engine.loglik([seq])[0] - other.loglik([seq])[0]) / n)
+    moved = 0
+    for p32, p16 in zip(engine.boundaries([seq])[0], other.boundaries([seq])[0]):
+        moved += int(np.sum(((p32 > 0.5) != (p16 > 0.5)) & (np.abs(p32 - 0.5) >= 1e-2)))
+    return Check(name, per_nt <= 1e-3 and moved == 0, per_nt, 1e-3,
+                 f"{auto}: {why}; {moved} boundaries moved away from the threshold")
 
 
 def _incremental_check(engine: LikelihoodEngine, seq: str, tol: float) -> Check:
@@ -108,8 +138,11 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
     except ImportError:
         return []
     active = kernels.active_kernels()
-    if engine.device.type != "cuda" or all(v == "torch" for k, v in active.items() if k != "mode"):
-        return []
+    if engine.device.type != "cuda":
+        return [_skipped("fast kernels vs plain-PyTorch reference", "no CUDA device (the kernels are GPU-only)")]
+    if all(v == "torch" for k, v in active.items() if k != "mode"):
+        why = "--kernels torch" if active["mode"] == "torch" else "mamba-ssm / causal-conv1d / flash-attn not installed"
+        return [_skipped("fast kernels vs plain-PyTorch reference", why)]
     previous = active["mode"]
     try:
         kernels.set_kernels("torch")
