@@ -129,3 +129,27 @@ def test_bcf_output_and_unknown_suffixes(tmp_path):
     assert all(r.info["DNAHNET_STATUS"] == ("OK",) for r in records)
     one_line_error(run("score-variants", GENOME, VCF, "-o", tmp_path / "scores.out"), "unknown file type", "--format")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.bcf"]
+
+
+def test_keep_info_carries_info_fields_per_alt(tmp_path):
+    import pandas as pd
+
+    vcf = tmp_path / "ki.vcf"
+    vcf.write_text(
+        "##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3>\n"
+        '##INFO=<ID=GENE,Number=1,Type=String,Description="gene">\n'
+        '##INFO=<ID=AF,Number=A,Type=Float,Description="allele frequency">\n'
+        '##INFO=<ID=FL,Number=0,Type=Flag,Description="flag">\n'
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        "NC_000913.3\t93043\trs1\tC\tG,T\t.\t.\tGENE=ftsI;AF=0.1,0.2;FL\n"
+        "NC_000913.3\t482698\trs2\tT\tA\t.\t.\tGENE=acrB\n")
+    out = tmp_path / "s.tsv"
+    res = run("score-variants", GENOME, vcf, "--keep-info", "all", "--window", "64", "-o", out, "-q")
+    assert res.returncode == 0, res.stderr
+    df = pd.read_csv(out, sep="\t", comment="#")
+    assert list(df["id"]) == ["rs1", "rs1", "rs2"] and list(df["info_GENE"]) == ["ftsI", "ftsI", "acrB"]
+    assert df["info_AF"].tolist()[:2] == pytest.approx([0.1, 0.2]) and df["info_AF"].isna().tolist()[2]
+    assert list(df["info_FL"]) == [1, 1, 0]
+    one_line_error(run("score-variants", GENOME, vcf, "--keep-info", "GENE,NOPE", "-o", tmp_path / "t.tsv"),
+                   "--keep-info NOPE", "declared: GENE, AF, FL")
+    one_line_error(run("score-variants", GENOME, vcf, "--keep-info", "GENE", "-o", tmp_path / "t.vcf"), "TSV output")

@@ -124,7 +124,7 @@ def _output_format(fmt: str, output: str) -> str:
 def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
                        strict: bool, chrom_map: Optional[Path], gff: Optional[Path], circular: list[str],
                        all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
-                       max_tokens: int, quiet: bool) -> Counter:
+                       max_tokens: int, quiet: bool, keep_info: Optional[str] = None) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
     check_output_path(output, "--output")
@@ -135,6 +135,9 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     rename = load_chrom_map(chrom_map) if chrom_map else {}
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
     with VcfInput(vcf) as vin:
+        keep = info_keys(keep_info, vin.header, vin.path)
+        if keep and fmt != "tsv":
+            raise DnahnetError("--keep-info is for TSV output (VCF and BCF output keep every INFO field)")
         # Pass 1: syntax, contigs and (under --strict) REF bases, all before any output is written.
         used: dict[str, None] = {}
         n_records = 0
@@ -160,9 +163,9 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         progress = Progress("score-variants records", n_records, quiet)
         with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
             writer = (VcfWriter(fh, vin.header, INFO_LINES, meta) if fmt in ("vcf", "bcf")
-                      else TsvWriter(fh, VARIANT_COLUMNS, meta))
+                      else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
-                for row in _write_chunk(writer, engine, chunk, strand):
+                for row in _write_chunk(writer, engine, chunk, strand, keep):
                     counts[row["status"]] += 1
                     off_centre += row.get("window_placement") == "off_centre"
                 done += len(chunk)
@@ -196,11 +199,46 @@ def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], wind
         yield chunk
 
 
+def info_keys(spec: Optional[str], header: Any, vcf_path: str) -> list[str]:
+    """--keep-info: 'all' = every INFO key the header declares; else comma-separated keys, each declared."""
+    if not spec:
+        return []
+    declared = list(header.info)
+    if spec.strip() == "all":
+        return declared
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in declared]
+    if unknown:
+        raise DnahnetError(f"--keep-info {','.join(unknown)}: not declared in the header of {vcf_path} "
+                           f"(declared: {', '.join(declared) or 'none'})")
+    return keys
+
+
+def _info_value(rec: Any, key: str, alt_index: int) -> Any:
+    """INFO value for one ALT: the ALT's own entry for Number=A/R fields, the whole value otherwise."""
+    if key not in rec.info:
+        return 0 if rec.header.info[key].type == "Flag" else None
+    value = rec.info[key]
+    number = rec.header.info[key].number
+    if isinstance(value, tuple):
+        if number == "A" and alt_index >= 1 and len(value) >= alt_index:
+            value = value[alt_index - 1]
+        elif number == "R" and len(value) > alt_index:
+            value = value[alt_index]
+        else:
+            return ",".join("." if v is None else str(v) for v in value)
+    return 1 if value is True else value
+
+
 def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele]]],
-                 strand: str) -> list[dict[str, Any]]:
+                 strand: str, keep_info: list[str] = ()) -> list[dict[str, Any]]:
     """Score a chunk and write it: one TSV row per ALT, or each VCF record with per-ALT INFO values."""
     rows = score_alleles(engine, [a for _, alleles in chunk for a in alleles], strand)
     if isinstance(writer, TsvWriter):
+        if keep_info:
+            records = [rec for rec, alleles in chunk for _ in alleles]
+            for row, rec in zip(rows, records):
+                row.update({f"info_{k}": _info_value(rec, k, row["alt_index"]) for k in keep_info})
         for row in rows:
             writer.write(row)
         return rows
@@ -336,6 +374,7 @@ def register(app: typer.Typer) -> None:
         circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),
         all_circular: bool = typer.Option(False, "--all-circular", help="Treat every contig as circular."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+        keep_info: Optional[str] = typer.Option(None, "--keep-info", help="TSV: copy these INFO keys (comma-separated, or 'all') into info_KEY columns; Number=A/R fields give each ALT its own value."),
         device: str = DEVICE,
         dtype: str = DTYPE,
         batch_size: int = BATCH_SIZE,
@@ -350,7 +389,7 @@ def register(app: typer.Typer) -> None:
         Example: dnahnet score-variants ref.fa.gz calls.vcf.gz --model models/small -o scores.tsv
         """
         run_score_variants(ref, vcf, output, model, window, strand, strict, chrom_map, gff, circular, all_circular,
-                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet)
+                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info)
 
     @app.command("score-seqs")
     def score_seqs_cmd(
