@@ -246,7 +246,12 @@ def _stack_params(layout, d, f, n, headdim):
 
     total = d  # final norm
     for kind in parse_layout(layout):
-        total += d + (_mamba_params(d, n, headdim) if kind.lower() == "m" else _attn_params(d))
+        if kind.lower() == "m":
+            total += d + _mamba_params(d, n, headdim)
+        elif kind.lower() in "erl":  # Hyena: in/out projections, 3-tap featurizers, inner filter (hyena.py)
+            total += d + 4 * d * d + 3 * d * 3 + {"e": 7 * d, "r": 128 * d, "l": 2 * 16 * d}[kind.lower()]
+        else:
+            total += d + _attn_params(d)
         if kind.isupper():
             total += d + _mlp_params(d, f)
     return total

@@ -23,6 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from dnahnet_cli.model.hyena import HYENA_KINDS, fft_conv_flops, hyena_flops
 from dnahnet_cli.model.layers import parse_layout
 from dnahnet_cli.model.lm import ModelConfig
 
@@ -92,6 +93,8 @@ def stack_flops(cfg: ModelConfig, stage: int, layout: str, n: float, convention:
     for kind in parse_layout(layout):
         if kind.lower() == "m":
             total += mamba2_flops(n, d, ssm["d_state"], ssm["headdim"], ssm["expand"], ssm["d_conv"], chunk)
+        elif kind.lower() in HYENA_KINDS:
+            total += hyena_flops(math.ceil(n), d, HYENA_KINDS[kind.lower()], **cfg.hyena)
         else:
             total += attention_flops(n, d, attn["num_heads"], attn["window"], convention)
         if kind.isupper():
@@ -116,6 +119,7 @@ class FlopReport:
     attention: float  # part of the total spent in attention scores (not projections)
     head: float
     conv: float = 0.0  # part spent in Mamba2's depthwise conv (shifted multiply-adds: FlopCounterMode sees 0)
+    fft: float = 0.0  # part spent in Hyena-LI's FFT convolutions (FlopCounterMode sees 0)
     total: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -149,7 +153,7 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
     positions = [float(p) for p in positions]
     if len(positions) != s + 1:
         raise ValueError(f"need {s + 1} position counts, got {len(positions)}")
-    per_stage, attention, conv, node = [], 0.0, 0.0, cfg.arch_layout
+    per_stage, attention, conv, fft, node = [], 0.0, 0.0, 0.0, cfg.arch_layout
     for stage in range(s + 1):
         n = positions[stage]
         layouts = [node[0]] if stage == s else [node[0], node[2]]
@@ -160,12 +164,14 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
         ssm = cfg.ssm_kwargs(stage)
         n_mamba = sum(1 for lay in layouts for k in parse_layout(lay) if k.lower() == "m")
         conv += n_mamba * n * 2 * ssm["d_conv"] * (ssm["expand"] * d + 2 * ssm["d_state"])
+        n_li = sum(1 for lay in layouts for k in parse_layout(lay) if k.lower() == "l")
+        fft += n_li * d * fft_conv_flops(math.ceil(n))
         if stage < s:
             flops += routing_flops(n, positions[stage + 1], d, ssd_chunk or EMA_CHUNK)
             node = node[1]
         per_stage.append(flops)
     head = 2.0 * length * cfg.d_model[0] * 4
-    return FlopReport(length, convention, positions, per_stage, attention, head, conv)
+    return FlopReport(length, convention, positions, per_stage, attention, head, conv, fft)
 
 
 def flops_per_nt(cfg: ModelConfig, length: int, ratios: Sequence[float] | None = None,

@@ -125,14 +125,14 @@ class HNetStage(nn.Module):
         ssm, attn = cfg.ssm_kwargs(stage), cfg.attn_kwargs(stage)
         self.innermost = len(layout) == 1
         if self.innermost:
-            self.main = Isotropic(layout[0], d, cfg.d_intermediate[stage], ssm, attn)
+            self.main = Isotropic(layout[0], d, cfg.d_intermediate[stage], ssm, attn, cfg.hyena)
             return
         if len(layout) != 3:
             raise ValueError(f"stage {stage}: layout must be [encoder, inner, decoder], got {layout!r}")
-        self.encoder = Isotropic(layout[0], d, cfg.d_intermediate[stage], ssm, attn)
+        self.encoder = Isotropic(layout[0], d, cfg.d_intermediate[stage], ssm, attn, cfg.hyena)
         self.router = RoutingModule(d)
         self.main = HNetStage(cfg, stage + 1, layout[1], d)
-        self.decoder = Isotropic(layout[2], d, cfg.d_intermediate[stage], ssm, attn)
+        self.decoder = Isotropic(layout[2], d, cfg.d_intermediate[stage], ssm, attn, cfg.hyena)
         self.residual_proj = nn.Linear(d, d, bias=True)
         self.residual_proj.weight.data.zero_()
         self.residual_proj.weight._no_reinit = True  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dnahnet_cli.model import kernels
+from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import ssd_chunked, ssd_step
 from dnahnet_cli.model.window_cache import ring_attend
 
@@ -232,11 +233,12 @@ class Mamba2(nn.Module):
         return self.out_proj(y)
 
 
-LAYOUT_PATTERN = re.compile(r"([mMtT])(\d+)")
+LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
 
 
 def parse_layout(layout: str) -> list[str]:
-    """'T1m4' -> ['T', 'm', 'm', 'm', 'm']: m/M Mamba2, t/T attention; uppercase adds a SwiGLU MLP."""
+    """'T1m4' -> ['T', 'm', 'm', 'm', 'm']: m/M Mamba2, t/T attention, e/E Hyena-SE, r/R Hyena-MR, l/L Hyena-LI
+    (StripedHyena 2, `hyena.py`); uppercase adds a SwiGLU MLP."""
     groups = LAYOUT_PATTERN.findall(layout)
     if "".join(f"{c}{n}" for c, n in groups) != layout:
         raise ValueError(f"invalid layout string {layout!r} (expected groups like 'm4', 'T1')")
@@ -251,13 +253,17 @@ def layout_height(layout: str) -> int:
 class Block(nn.Module):
     """Pre-norm residual block: mixer, then optionally a SwiGLU MLP; the residual stream stays fp32."""
 
-    def __init__(self, kind: str, d: int, d_ff: int, ssm: dict, attn: dict):
+    def __init__(self, kind: str, d: int, d_ff: int, ssm: dict, attn: dict, hyena: dict | None = None):
         super().__init__()
         self.norm1 = RMSNorm(d)
         if kind.lower() == "m":
             self.mixer: nn.Module = Mamba2(d, **ssm)
-        else:
+        elif kind.lower() in HYENA_KINDS:
+            self.mixer = HyenaMixer(d, HYENA_KINDS[kind.lower()], **(hyena or {}))
+        elif kind.lower() == "t":
             self.mixer = CausalSelfAttention(d, **attn)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
         self.mlp = None
         if kind.isupper():
             if d_ff <= 0:
@@ -277,10 +283,10 @@ class Block(nn.Module):
 class Isotropic(nn.Module):
     """A stack of blocks at one width, ending in an RMSNorm (encoder, decoder or main network)."""
 
-    def __init__(self, layout: str, d: int, d_ff: int, ssm: dict, attn: dict):
+    def __init__(self, layout: str, d: int, d_ff: int, ssm: dict, attn: dict, hyena: dict | None = None):
         super().__init__()
         self.layout = layout
-        self.layers = nn.ModuleList(Block(kind, d, d_ff, ssm, attn) for kind in parse_layout(layout))
+        self.layers = nn.ModuleList(Block(kind, d, d_ff, ssm, attn, hyena) for kind in parse_layout(layout))
         self.rmsnorm = RMSNorm(d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:

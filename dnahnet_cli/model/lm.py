@@ -43,6 +43,7 @@ class ModelConfig:
     d_conv: int = 4
     expand: int = 2
     chunk_size: int = 64  # SSD tile size; math-neutral (64 is fastest on CPU, kernels use 256)
+    hyena: dict = field(default_factory=dict)  # HyenaMixer options (short_len, se_len, mr_len, li_modes)
     vocab_size: int = VOCAB_SIZE
     ratio_targets: list[float] = field(default_factory=list)  # per-stage target compression N_s
     ratio_alpha: float = 0.02  # weight of the ratio loss (dnaHNet: 0.01-0.02)

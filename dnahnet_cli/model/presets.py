@@ -40,24 +40,33 @@ def _iso(name, layout, d, d_ff, d_state, headdim, heads, rotary, max_len) -> Mod
     )
 
 
+def _sh2(name, repeats, d, d_ff, heads, rotary, max_len) -> ModelConfig:
+    """StripedHyena 2 style baseline (hyena.py): Hyena-SE, -MR, -LI and one rotary attention layer, striped and
+    repeated (E R L T), each with a SwiGLU MLP, at the width of the family's Transformer++."""
+    return _iso(name, "E1R1L1T1" * repeats, d, d_ff, 64, 64, heads, rotary, max_len)
+
+
 PRESETS: dict[str, ModelConfig] = {
     # CPU smoke models (tests, CI, quick experiments)
     "tiny": _hnet2("tiny", 3, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
     "tiny-1stage": _hnet1("tiny-1stage", 3, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
     "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),
     "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
+    "tiny-sh2": _sh2("tiny-sh2", 2, 96, 256, 4, 16, 1024),
     # ~20M: GPU minutes, or CPU hours
     "small": _hnet2("small", 8, [192, 256, 384], [512, 768, 1024], 64, 64, [4, 4, 6], [32, 32, 32],
                     [1023, 1023, -1], 8192),
     "small-1stage": _hnet1("small-1stage", 9, [256, 384], [768, 1024], 64, 64, [4, 6], [32, 32], [1023, -1], 8192),
     "small-tpp": _iso("small-tpp", "T12", 384, 1024, 64, 64, 6, 32, 8192),
     "small-mamba2": _iso("small-mamba2", "m21", 384, 0, 64, 64, 6, 32, 8192),
+    "small-sh2": _sh2("small-sh2", 3, 384, 1024, 6, 32, 8192),
     # ~200M: paper scale (GPU)
     "base": _hnet2("base", 11, [512, 768, 1024], [1408, 2048, 2816], 128, 64, [8, 12, 16], [32, 32, 32],
                    [1023, 1023, -1], 8192),
     "base-1stage": _hnet1("base-1stage", 12, [768, 1024], [2048, 2816], 128, 64, [12, 16], [32, 32], [1023, -1], 8192),
     "base-tpp": _iso("base-tpp", "T16", 1024, 2816, 128, 64, 16, 32, 8192),
     "base-mamba2": _iso("base-mamba2", "m30", 1024, 0, 128, 64, 16, 32, 8192),
+    "base-sh2": _sh2("base-sh2", 4, 1024, 2816, 16, 32, 8192),
 }
 
 DESCRIPTIONS = {
@@ -65,14 +74,17 @@ DESCRIPTIONS = {
     "tiny-1stage": "CPU smoke model, 1-stage dnaHNet (3)",
     "tiny-tpp": "Transformer++ baseline matching tiny",
     "tiny-mamba2": "Mamba2-only baseline matching tiny",
+    "tiny-sh2": "StripedHyena2-style baseline matching tiny (SE-MR-LI-attention striped)",
     "small": "~20M 2-stage dnaHNet (3,2)",
     "small-1stage": "~20M 1-stage dnaHNet (3)",
     "small-tpp": "~20M Transformer++ baseline",
     "small-mamba2": "~20M Mamba2-only baseline",
+    "small-sh2": "~20M StripedHyena2-style baseline",
     "base": "~200M 2-stage dnaHNet (3,2), ~30% of parameters in encoders/decoders",
     "base-1stage": "~200M 1-stage dnaHNet (3)",
     "base-tpp": "~200M Transformer++ baseline",
     "base-mamba2": "~200M Mamba2-only baseline",
+    "base-sh2": "~200M StripedHyena2-style baseline",
 }
 
 
