@@ -1,0 +1,49 @@
+"""The scaling study's plumbing, in miniature (2 budgets x 2 sizes x 2 architectures, a few steps each): runs,
+budgets honoured, fits, JSON and plot; a second call reuses every finished run. The real sweep is a benchmark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mini_scaling_study(tmp_path):
+    cmd = [sys.executable, str(ROOT / "bench" / "scaling.py"), "--mini", "--out", str(tmp_path)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    assert len(data["runs"]) == 8 and (tmp_path / "scaling.png").stat().st_size > 10_000
+    for run in data["runs"]:
+        # tokens match the budget (rounded up to whole steps of 2 x 63 predicted nucleotides)
+        assert run["budget"] <= run["tokens"] * run["flops_per_nt"] < run["budget"] + 2 * 63 * run["flops_per_nt"] * 2
+        assert 1.5 < run["val_bpn"] < 2.5
+    sizes = {(r["arch"], r["scale"]): r["params"] for r in data["runs"]}
+    assert sizes[("dnahnet", 0.5)] < sizes[("dnahnet", 1.0)] and sizes[("tpp", 0.5)] < sizes[("tpp", 1.0)]
+    for arch in ("dnahnet", "tpp"):
+        fit = data["fits"][arch]
+        assert [f["budget"] for f in fit["frontier"]] == [2e9, 6e9]
+        assert isinstance(fit["power_law"]["k"], float) and fit["power_law"]["k_stderr"] is None  # 2 budgets
+    t = time.monotonic()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0 and time.monotonic() - t < 20  # nothing retrained
+    assert json.loads((tmp_path / "scaling.json").read_text())["runs"] == data["runs"]
+
+
+def test_fits_recover_a_known_frontier_and_exponent():
+    import math
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    # isoFLOP parabola in log10 N with its minimum at N = 1e6 and loss 1.9
+    points = [{"params": n, "val_bpn": 1.9 + 0.05 * (math.log10(n) - 6) ** 2} for n in (2.5e5, 5e5, 1e6, 2e6, 4e6)]
+    loss, log_n = scaling.fit_frontier(points)
+    assert abs(loss - 1.9) < 1e-9 and abs(log_n - 6) < 1e-9
+    budgets = [1e12, 3e12, 1e13, 3e13]
+    law = scaling.fit_power_law(budgets, [2.5 * c ** -0.05 for c in budgets])
+    assert abs(law["k"] - 0.05) < 1e-9 and abs(law["a"] - 2.5) < 1e-6 and law["k_stderr"] < 1e-6
