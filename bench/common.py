@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -110,3 +112,12 @@ def use_fixed_ratio_routers(model: torch.nn.Module, ratios: list[float]) -> None
                 state["n"] = offset + mask.sum(1)
             return p, (p > 0.5) & mask
         router.forward = forward
+
+
+def emit(payload: dict, out: "Path | None") -> None:
+    """Write a benchmark's JSON to `out`, or print it when no file was asked for."""
+    text = json.dumps(payload, indent=1)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        print(text)

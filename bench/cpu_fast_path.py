@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-from common import environment, gemm_probe  # noqa: E402
+from common import emit, environment, gemm_probe  # noqa: E402
 
 from dnahnet_cli.model.flops import forward_flops  # noqa: E402
 from dnahnet_cli.model.precision import choose_dtype  # noqa: E402
@@ -130,11 +130,7 @@ def main() -> None:
                "before_commit": args.before, "environment": environment(), "reps": args.reps,
                "gemm_probe_gflops_1thread": {k: statistics.median(v) for k, v in probes.items() if v},
                "cases": results}
-    text = json.dumps(payload, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    emit(payload, args.out)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit  # noqa: E402
 
 COMMANDS = [["--help"], ["--version"], ["score-variants", "--help"], ["presets"], ["info", "--device"]]
 
@@ -34,11 +36,7 @@ def main() -> None:
         print(f"dnahnet {k:24s} {v:.2f} s", file=sys.stderr)
     payload = {"command": " ".join(["python"] + sys.argv), "python": platform.python_version(),
                "machine": platform.machine(), "median_s": med, "samples_s": samples}
-    text = json.dumps(payload, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    emit(payload, args.out)
 
 
 if __name__ == "__main__":

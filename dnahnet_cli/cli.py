@@ -66,8 +66,10 @@ def _root(
         os.environ["OMP_NUM_THREADS"] = str(threads or usable_cores())
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    if kernels not in ("auto", "torch", "fast"):
-        raise DnahnetError(f"invalid --kernels {kernels!r} (choose auto, torch, fast)")
+    from dnahnet_cli.model import KERNEL_MODES
+
+    if kernels not in KERNEL_MODES:
+        raise DnahnetError(f"invalid --kernels {kernels!r} (choose {', '.join(KERNEL_MODES)})")
     os.environ["DNAHNET_KERNELS"] = kernels  # read by model/kernels.py when (and if) the model is loaded
     if kernels == "fast" or "dnahnet_cli.model.kernels" in sys.modules:
         from dnahnet_cli.model.kernels import set_kernels  # "fast" checks for CUDA and mamba-ssm now

@@ -7,3 +7,5 @@ It may import `dnahnet_cli.errors` and `dnahnet_cli.genomics.alphabet` (the voca
 train or commands. A new model family (an architecture with `forward(ids, mask, state)` returning
 `ModelOutput`) belongs here; docs/architecture.md says how.
 """
+
+KERNEL_MODES = ("auto", "torch", "fast")  # --kernels values (kernels.py); here so the CLI checks them without torch

@@ -8,6 +8,7 @@ out of the same code.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -164,10 +165,8 @@ class HNetStage(nn.Module):
             dstate["last"] = last
         confidence = torch.where(boundary, p, 1 - p)
         dec_in = u * _STE.apply(confidence)[..., None] + residual
-        if self.stage == 0:  # the nucleotide-resolution decoder feeds the scores directly (precision.py)
-            with full_precision(dec_in):
-                y = self.decoder(dec_in, mask, sub("decoder"))
-        else:
+        # the nucleotide-resolution decoder feeds the scores directly: fp32 (precision.py)
+        with full_precision(dec_in) if self.stage == 0 else contextlib.nullcontext():
             y = self.decoder(dec_in, mask, sub("decoder"))
         routing = StageRouting(p, boundary, mask, idx)
         return y[..., : self.d_in], [routing] + inner_routing

@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model import KERNEL_MODES
 
-MODES = ("auto", "torch", "fast")
+MODES = KERNEL_MODES
 SSD_CHUNK = 256  # tile of the Triton SSD kernel (math-neutral)
 FLEX_BLOCK = 128  # FlexAttention block size; lengths are padded to multiples of FLEX_BUCKET
 FLEX_BUCKET = 1024  # coarse length buckets keep the number of compiled shapes small

@@ -24,13 +24,13 @@ from dnahnet_cli.genomics.alphabet import BOS, encode, target_classes
 from dnahnet_cli.model.checkpoint import load_checkpoint
 from dnahnet_cli.model.default_model import resolve_model
 from dnahnet_cli.model.lm import DNAHNet
-from dnahnet_cli.model.precision import choose_dtype
+from dnahnet_cli.model.precision import DTYPE_NAMES, choose_dtype
 from dnahnet_cli.tasks.batching import length_batches, pad_rows
 from dnahnet_cli.tasks.boundary_tracks import stage_tracks
 from dnahnet_cli.tasks.prefix_reuse import PrefixReuseScorer
 from dnahnet_cli.tasks.tiling import tiled_logprobs
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = DTYPE_NAMES  # --dtype names -> torch dtypes (model/precision.py)
 
 
 def resolve_device(device: str) -> torch.device:
