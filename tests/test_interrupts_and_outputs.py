@@ -153,3 +153,24 @@ def test_keep_info_carries_info_fields_per_alt(tmp_path):
     one_line_error(run("score-variants", GENOME, vcf, "--keep-info", "GENE,NOPE", "-o", tmp_path / "t.tsv"),
                    "--keep-info NOPE", "declared: GENE, AF, FL")
     one_line_error(run("score-variants", GENOME, vcf, "--keep-info", "GENE", "-o", tmp_path / "t.vcf"), "TSV output")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["score-variants", GENOME, VCF, "--dtype", "bogus"], "invalid --dtype 'bogus'"),
+    (["score-variants", GENOME, VCF, "--format", "xml"], "--format must be"),
+    (["essentiality", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--gff", str(EXAMPLES / "ecoli_k12_20kb.gff3"),
+      "--protocol", "evo3"], "--protocol must be one of"),
+    (["essentiality", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--gff", str(EXAMPLES / "ecoli_k12_20kb.gff3"),
+      "--anchor", "middle"], "--anchor must be first or after"),
+    (["essentiality", str(EXAMPLES / "ecoli_k12_20kb.fa"), "--gff", str(EXAMPLES / "ecoli_k12_20kb.gff3"),
+      "--tile", "6"], "belong to --protocol cassette"),
+])
+def test_bad_new_options(tmp_path, args, needle):
+    one_line_error(run(*args, "-o", tmp_path / "out.tsv"), needle)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_bad_dtype(tmp_path):
+    one_line_error(run("train", "--data", EXAMPLES / "ecoli_k12_20kb.fa", "--preset", "tiny", "--dtype", "fp8",
+                       "--steps", "1", "--out", tmp_path / "run"), "dtype must be auto, fp32 or bf16")
+    assert not (tmp_path / "run").exists()
