@@ -162,14 +162,16 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         off_centre = done = 0
         progress = Progress("score-variants records", n_records, quiet)
         with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
-            writer = (VcfWriter(fh, vin.header, INFO_LINES, meta) if fmt in ("vcf", "bcf")
-                      else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta))
+            writer = (VcfWriter(fh, vin.header_text(), INFO_LINES, meta, note=None if quiet else note)
+                      if fmt in ("vcf", "bcf") else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
                 for row in _write_chunk(writer, engine, chunk, strand, keep):
                     counts[row["status"]] += 1
                     off_centre += row.get("window_placement") == "off_centre"
                 done += len(chunk)
                 progress.update(done)
+            if isinstance(writer, VcfWriter):
+                writer.close()
     if not quiet:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         note(f"score-variants: {n_records} records, {sum(counts.values())} ALT alleles ({summary or 'none'}) "
@@ -184,13 +186,13 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
 
 
 def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], window: int,
-                     strict: bool) -> Iterable[list[tuple[Any, list[Allele]]]]:
-    """(record, its alleles) in input order, grouped into chunks of about CHUNK_ALLELES alleles."""
-    chunk: list[tuple[Any, list[Allele]]] = []
+                     strict: bool) -> Iterable[list[tuple[Any, list[Allele], str]]]:
+    """(record, its alleles, its line as written) in input order, in chunks of about CHUNK_ALLELES alleles."""
+    chunk: list[tuple[Any, list[Allele], str]] = []
     n = 0
-    for line, rec in vin.records():
+    for line, rec, text in vin.records_with_text():
         alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict)
-        chunk.append((rec, alleles))
+        chunk.append((rec, alleles, text))
         n += len(alleles)
         if n >= CHUNK_ALLELES:
             yield chunk
@@ -230,22 +232,22 @@ def _info_value(rec: Any, key: str, alt_index: int) -> Any:
     return 1 if value is True else value
 
 
-def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele]]],
+def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele], str]],
                  strand: str, keep_info: list[str] = ()) -> list[dict[str, Any]]:
     """Score a chunk and write it: one TSV row per ALT, or each VCF record with per-ALT INFO values."""
-    rows = score_alleles(engine, [a for _, alleles in chunk for a in alleles], strand)
+    rows = score_alleles(engine, [a for _, alleles, _ in chunk for a in alleles], strand)
     if isinstance(writer, TsvWriter):
         if keep_info:
-            records = [rec for rec, alleles in chunk for _ in alleles]
+            records = [rec for rec, alleles, _ in chunk for _ in alleles]
             for row, rec in zip(rows, records):
                 row.update({f"info_{k}": _info_value(rec, k, row["alt_index"]) for k in keep_info})
         for row in rows:
             writer.write(row)
         return rows
     it = iter(rows)
-    for rec, alleles in chunk:
+    for _, alleles, text in chunk:
         mine = [next(it) for _ in alleles]
-        writer.write(rec, {"DNAHNET_DLL": [r.get("score") for r in mine],
+        writer.write(text, {"DNAHNET_DLL": [r.get("score") for r in mine],
                            "DNAHNET_STATUS": [r["status"] for r in mine]})
     return rows
 

@@ -96,9 +96,16 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
         with open(text, "w", encoding="utf-8") as fh:
             yield fh
         binary = Path(tmp) / "records.bcf"
-        with pysam.VariantFile(str(text)) as vin, pysam.VariantFile(str(binary), "wb", header=vin.header) as vout:
-            for rec in vin:
-                vout.write(rec)
+        with pysam.VariantFile(str(text)) as vin:  # htslib declares what it meets while parsing: read it all
+            records = list(vin)                     # first, so the BCF header holds every ID the records use
+            if "END" not in vin.header.info and any(a.startswith("<") for r in records for a in r.alts or ()):
+                # htslib's BCF encoder refers to INFO/END for symbolic alleles and writes an unreadable
+                # record when the header lacks it
+                vin.header.add_line('##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the '
+                                    'variant (declared by dnahnet for BCF output of symbolic alleles)">')
+            with pysam.VariantFile(str(binary), "wb", header=vin.header) as vout:
+                for rec in records:
+                    vout.write(rec)
         if path == "-":
             sys.stdout.flush()
             with open(binary, "rb") as src:
@@ -110,30 +117,71 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
 
 
 class VcfWriter:
-    """Copies input records to a VCF with extra INFO fields (one value per ALT, '.' when missing).
+    """Copies input VCF lines byte for byte, adding dnahnet's INFO fields (one value per ALT, '.' missing).
 
-    Records are re-rendered by pysam after being translated to the extended header, so every
-    input record and field is kept.
+    Nothing the input carries is re-rendered: each record line keeps its text and only gains the dnahnet tags
+    at the end of its INFO column (an earlier run's dnahnet tags are replaced), so undeclared keys, flags and
+    values htslib would not parse survive as written. INFO keys the header does not declare get a
+    `##INFO=<...,Type=String>` line (Flag for bare keys) in the output header, as htslib does, reported once
+    through `note`. Record lines are buffered in a temporary file until `close`, because those declarations
+    belong in the header, which precedes the records.
     """
 
-    def __init__(self, fh: IO[str], header: pysam.VariantHeader, info_lines: Sequence[str],
-                 meta: Sequence[tuple[str, str]] | None = None):
-        self.fh = fh
-        self.header = header.copy()
-        for line in info_lines:
-            self.header.add_line(line)
-        for key, value in meta or ():
-            self.header.add_meta(key, value)
-        fh.write(str(self.header))
+    def __init__(self, fh: IO[str], header_lines: Sequence[str], info_lines: Sequence[str],
+                 meta: Sequence[tuple[str, str]] | None = None, note: Any = None):
+        self.fh, self.note = fh, note
+        self.own_keys = [_info_id(line) for line in info_lines]
+        self.header = [h for h in header_lines if _info_id(h) not in self.own_keys]
+        self.declared = {_info_id(h) for h in self.header if h.startswith("##INFO=")}
+        self.filters = {_header_id(h, "FILTER") for h in self.header} | {"PASS", "."}
+        self.info_lines = list(info_lines)
+        self.meta = list(meta or ())
+        self.undeclared: dict[str, str] = {}  # key -> "String" | "Flag"
+        self.undeclared_filters: dict[str, None] = {}
+        self.body = tempfile.TemporaryFile("w+", encoding="utf-8")
 
-    def write(self, record: pysam.VariantRecord, info: Mapping[str, Sequence[Any]]) -> None:
-        """Write `record` with INFO fields set from per-ALT value lists (None -> '.')."""
-        rec = record.copy()
-        rec.translate(self.header)
-        for key, values in info.items():
-            if rec.alts and any(v is not None for v in values):
-                rec.info[key] = tuple(None if _missing(v) else v for v in values)
-        self.fh.write(str(rec))
+    def write(self, line: str, info: Mapping[str, Sequence[Any]]) -> None:
+        """Write the record `line` (its text as read) with INFO fields set from per-ALT value lists."""
+        cols = line.split("\t")
+        kept = [] if cols[7] == "." else [f for f in cols[7].split(";") if f.split("=", 1)[0] not in self.own_keys]
+        for field in kept:
+            key = field.split("=", 1)[0]
+            if key and key not in self.declared and key not in self.undeclared:
+                self.undeclared[key] = "String" if "=" in field else "Flag"
+        for name in cols[6].split(";"):
+            if name not in self.filters:
+                self.undeclared_filters.setdefault(name)
+        added = [f"{key}={','.join('.' if _missing(v) else format_value(v) for v in values)}"
+                 for key, values in info.items() if cols[4] != "." and any(v is not None for v in values)]
+        cols[7] = ";".join(kept + added) or "."
+        self.body.write("\t".join(cols) + "\n")
+
+    def close(self) -> None:
+        """Write the header (with declarations for undeclared keys) and the buffered records."""
+        why = 'Description="Not declared in the input header; declared by dnahnet">'
+        extra = [f'##INFO=<ID={key},Number={"0" if kind == "Flag" else "."},Type={kind},{why}'
+                 for key, kind in self.undeclared.items()]
+        extra += [f"##FILTER=<ID={name},{why}" for name in self.undeclared_filters]
+        if extra and self.note:
+            names = [*self.undeclared, *(f"FILTER {f}" for f in self.undeclared_filters)]
+            self.note(f"INFO keys not declared in the input header, declared in the output: {', '.join(names)}")
+        meta = [f"##{k}={v}" for k, v in self.meta]
+        self.fh.write("\n".join(self.header[:-1] + extra + self.info_lines + meta + self.header[-1:]) + "\n")
+        self.body.seek(0)
+        shutil.copyfileobj(self.body, self.fh)
+        self.body.close()
+
+
+def _header_id(line: str, kind: str) -> str | None:
+    """ID of a `##KIND=<ID=...>` header line (None for other lines)."""
+    prefix = f"##{kind}=<ID="
+    if not line.startswith(prefix):
+        return None
+    return line[len(prefix):].split(",", 1)[0].rstrip(">")
+
+
+def _info_id(line: str) -> str | None:
+    return _header_id(line, "INFO")
 
 
 def _missing(v: Any) -> bool:

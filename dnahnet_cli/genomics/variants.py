@@ -311,6 +311,21 @@ class VcfInput:
                                        "positions are 1-based (>= 1)")
                 yield self.header_lines + n, rec
 
+    def header_text(self) -> list[str]:
+        """The input's header lines exactly as written (newlines stripped)."""
+        lines = []
+        for line in self._text_lines():
+            if not line.startswith("#"):
+                break
+            lines.append(line.rstrip("\r\n"))
+        return lines
+
+    def records_with_text(self) -> Iterator[tuple[int, pysam.VariantRecord, str]]:
+        """(line number, record, the record's line as written): output that must keep every input byte."""
+        text = (line for line in self._text_lines() if not line.startswith("#"))
+        for (lineno, rec), line in zip(self.records(), text):
+            yield lineno, rec, line.rstrip("\r\n")
+
     def _record_problem(self, n_ok: int, exc: Exception) -> str:
         """Describe the record after the n_ok-th one, read back as text."""
         try:

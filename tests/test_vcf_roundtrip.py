@@ -1,0 +1,109 @@
+"""VCF output keeps every byte of the input apart from the INFO tags dnahnet adds (issue 18): samples, FORMAT,
+undeclared INFO keys (declared in the output header, as htslib does), flags and values htslib cannot parse."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pysam
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dnahnet_cli.commands import score_variants as sv
+from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
+
+GENOME = str(Path(__file__).resolve().parents[1] / "examples" / "ecoli_k12.fa.gz")
+HEADER = [
+    "##fileformat=VCFv4.2",
+    "##contig=<ID=NC_000913.3,length=4641652>",
+    '##INFO=<ID=DP,Number=1,Type=Integer,Description="Depth">',
+    '##INFO=<ID=DB,Number=0,Type=Flag,Description="dbSNP">',
+    '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+    '##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">',
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2",
+]
+RECORDS = [  # undeclared keys (FOO with values, BAR a flag), a declared flag, odd values, samples, multi-allelic
+    "NC_000913.3\t1001\trs1\tA\tG\t50\tPASS\tFOO=1,2;BAR;DP=7\tGT:AD\t0/1:3,4\t1/1:0,9",
+    "NC_000913.3\t2002\t.\tC\tT,A\t.\tq10\tDP=abc;=;;X\tGT\t1/2\t0/0",
+    "NC_000913.3\t3003\tv3\tG\t<DEL>\t12.5\t.\t.\tGT:AD\t./.:.\t0|1:5,5",
+    "NC_000913.3\t4004\tv4\tT\tTA\t99\tPASS\tDB;DP=3\tGT\t0/1\t0/1",
+]
+OWN = re.compile(r"^(DNAHNET_DLL|DNAHNET_STATUS)=")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> str:
+    import torch
+
+    torch.manual_seed(0)
+    return str(save_checkpoint(tmp_path_factory.mktemp("m") / "tiny", DNAHNet(get_preset("tiny")), {"preset": "tiny"}))
+
+
+def score(tmp_path: Path, ckpt: str, out: str, text: str | None = None) -> tuple[Path, str]:
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.callback()(lambda: None)
+    sv.register(app)
+    vcf = tmp_path / f"in-{out}.vcf"
+    vcf.write_text(text or "\n".join(HEADER + RECORDS) + "\n")
+    res = CliRunner().invoke(app, ["score-variants", GENOME, str(vcf), "--model", ckpt, "--window", "33",
+                                   "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out)])
+    assert res.exit_code == 0, res.output
+    return tmp_path / out, res.output
+
+
+def strip_own(line: str) -> str:
+    cols = line.split("\t")
+    kept = [f for f in cols[7].split(";") if not OWN.match(f)]
+    cols[7] = ";".join(kept) or "."
+    return "\t".join(cols)
+
+
+def test_vcf_output_keeps_every_input_byte_but_the_dnahnet_tags(tmp_path, ckpt):
+    out, log = score(tmp_path, ckpt, "out.vcf")
+    lines = out.read_text().splitlines()
+    body = [l for l in lines if not l.startswith("#")]
+    assert [strip_own(l) for l in body] == RECORDS
+    assert all("DNAHNET_STATUS=" in l for l in body)
+    header = [l for l in lines if l.startswith("#")]
+    assert all(h in header for h in HEADER) and header[-1] == HEADER[-1]
+    assert '##INFO=<ID=FOO,Number=.,Type=String,Description="Not declared in the input header; declared by dnahnet">' in header
+    assert any(h.startswith("##INFO=<ID=BAR,Number=0,Type=Flag") for h in header)
+    assert any(h.startswith("##INFO=<ID=X,Number=0,Type=Flag") for h in header)
+    assert '##FILTER=<ID=q10,Description="Not declared in the input header; declared by dnahnet">' in header
+    assert "not declared in the input header" in log and "FOO" in log
+    with pysam.VariantFile(str(out)) as vf:  # htslib reads it back with samples and the new keys
+        recs = list(vf)
+        assert recs[0].info["FOO"] == ("1", "2")
+        assert recs[0].info["BAR"] is True and recs[3].info["DB"] is True
+        assert recs[0].samples["S1"]["AD"] == (3, 4)
+        assert len(recs[1].info["DNAHNET_STATUS"]) == 2
+
+
+def test_rescoring_replaces_the_tags_and_bcf_reads_back(tmp_path, ckpt):
+    out, _ = score(tmp_path, ckpt, "out.vcf")
+    first = out.read_text()
+    again, _ = score(tmp_path, ckpt, "again.vcf", text=first)
+    lines = again.read_text().splitlines()
+    body = [l for l in lines if not l.startswith("#")]
+    assert [strip_own(l) for l in body] == RECORDS
+    assert all(l.count("DNAHNET_STATUS=") == 1 for l in body)
+    assert sum(l.startswith("##INFO=<ID=DNAHNET_DLL,") for l in lines) == 1
+    assert sum(l.startswith("##INFO=<ID=FOO,") for l in lines) == 1
+    bcf, _ = score(tmp_path, ckpt, "out.bcf")
+    with pysam.VariantFile(str(bcf)) as vf:
+        assert [r.id for r in vf] == ["rs1", None, "v3", "v4"]
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools is not installed")
+def test_bcftools_annotate_removes_exactly_the_added_tags(tmp_path, ckpt):
+    out, _ = score(tmp_path, ckpt, "out.vcf")
+    res = subprocess.run(["bcftools", "annotate", "-x", "INFO/DNAHNET_DLL,INFO/DNAHNET_STATUS", str(out)],
+                         capture_output=True, text=True, check=True)
+    body = [l for l in res.stdout.splitlines() if not l.startswith("#")]
+    assert [l.split("\t")[:7] + l.split("\t")[8:] for l in body] == [r.split("\t")[:7] + r.split("\t")[8:] for r in RECORDS]
