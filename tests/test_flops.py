@@ -34,7 +34,7 @@ def counted(model: DNAHNet, length: int, backend: SDPBackend | None = None) -> t
 def test_isotropic_models_match_counter_exactly(preset, length):
     model = DNAHNet(get_preset(preset)).eval()
     flops, positions = counted(model, length)
-    report = forward_flops(model.config, length, positions=positions)
+    report = forward_flops(model.config, length, positions=positions, inference_tiles=True)
     assert flops == pytest.approx(report.total - report.attention - report.conv, rel=1e-9)
 
 
@@ -44,7 +44,7 @@ def test_hnet_models_match_counter_at_realised_positions(preset):
     model = DNAHNet(get_preset(preset)).eval()
     flops, positions = counted(model, 300)
     assert positions[1] < 300  # the hierarchy really compressed
-    report = forward_flops(model.config, 300, positions=positions)
+    report = forward_flops(model.config, 300, positions=positions, inference_tiles=True)
     assert flops == pytest.approx(report.total - report.attention - report.conv, rel=1e-9)
 
 

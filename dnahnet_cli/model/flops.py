@@ -26,6 +26,7 @@ from typing import Sequence
 from dnahnet_cli.model.hyena import HYENA_KINDS, fft_conv_flops, hyena_flops
 from dnahnet_cli.model.layers import parse_layout
 from dnahnet_cli.model.lm import ModelConfig
+from dnahnet_cli.model.ssd import inference_chunk
 
 CONVENTIONS = ("executed", "chinchilla")
 EMA_CHUNK = 64  # chunk of the reference dechunk EMA (ssd.ema_chunked's default, independent of the config)
@@ -84,11 +85,12 @@ def swiglu_flops(n: float, d: int, d_ff: int) -> float:
 
 
 def stack_flops(cfg: ModelConfig, stage: int, layout: str, n: float, convention: str = "executed",
-                ssd_chunk: int | None = None) -> float:
+                ssd_chunk: int | None = None, inference_tiles: bool = False) -> float:
     """An Isotropic stack (encoder, decoder or main network) of stage `stage` over n positions."""
     d = cfg.d_model[stage]
     ssm, attn = cfg.ssm_kwargs(stage), cfg.attn_kwargs(stage)
-    chunk = ssd_chunk or ssm["chunk_size"]
+    chunk = ssd_chunk or (inference_chunk(ssm["chunk_size"], ssm["headdim"]) if inference_tiles
+                          else ssm["chunk_size"])
     total = 0.0
     for kind in parse_layout(layout):
         if kind.lower() == "m":
@@ -135,12 +137,14 @@ class FlopReport:
 
 def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None = None,
                   positions: Sequence[float] | None = None, convention: str = "executed",
-                  ssd_chunk: int | None = None) -> FlopReport:
+                  ssd_chunk: int | None = None, inference_tiles: bool = False) -> FlopReport:
     """Forward FLOPs of a batch-1 sequence of `length` nucleotides.
 
     ratios: per-stage compression (defaults to cfg.ratio_targets); positions: exact positions per stage
     (outer first, positions[0] == length) overriding ratios; ssd_chunk: the SSD tile actually used
-    (cfg.chunk_size for the reference path, 256 for the mamba_ssm kernel).
+    (cfg.chunk_size for the reference path, 256 for the mamba_ssm kernel); inference_tiles: count the
+    reference path's shorter no-gradient tiles (ssd.inference_chunk) instead. Budgets (train_step_flops)
+    always use cfg.chunk_size.
     """
     s = cfg.n_stages
     if positions is None:
@@ -157,7 +161,7 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
     for stage in range(s + 1):
         n = positions[stage]
         layouts = [node[0]] if stage == s else [node[0], node[2]]
-        flops = sum(stack_flops(cfg, stage, lay, n, convention, ssd_chunk) for lay in layouts)
+        flops = sum(stack_flops(cfg, stage, lay, n, convention, ssd_chunk, inference_tiles) for lay in layouts)
         d, attn = cfg.d_model[stage], cfg.attn_kwargs(stage)
         n_attn = sum(1 for lay in layouts for k in parse_layout(lay) if k.lower() == "t")
         attention += n_attn * attention_score_flops(n, d, attn["num_heads"], attn["window"], convention)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dnahnet_cli.model import kernels
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
-from dnahnet_cli.model.ssd import ssd_chunked, ssd_step
+from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step
 from dnahnet_cli.model.window_cache import ring_attend
 
 State = dict
@@ -222,7 +222,8 @@ class Mamba2(nn.Module):
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
         else:
-            y, final = ssd_chunked(x_in, dt * A, B, C, self.chunk_size, init)
+            q = self.chunk_size if torch.is_grad_enabled() else inference_chunk(self.chunk_size, self.headdim)
+            y, final = ssd_chunked(x_in, dt * A, B, C, q, init)
         y = torch.addcmul(y, x.float(), self.D.float()[:, None])
         if state is not None:
             n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`

@@ -53,6 +53,9 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),
     "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
     "tiny-sh2": _sh2("tiny-sh2", 2, 96, 256, 4, 16, 1024),
+    # ~2M: the strongest model one ~2-hour training run on a 2-core CPU can make (bench/cpu_preset_sizing.py)
+    "cpu": _hnet2("cpu", 4, [80, 96, 128], [192, 256, 352], 32, 32, [5, 6, 8], [16, 16, 16], [1023, 1023, -1], 8192),
+    "cpu-tpp": _iso("cpu-tpp", "T9", 128, 352, 32, 32, 8, 16, 8192),
     # ~20M: GPU minutes, or CPU hours
     "small": _hnet2("small", 8, [192, 256, 384], [512, 768, 1024], 64, 64, [4, 4, 6], [32, 32, 32],
                     [1023, 1023, -1], 8192),
@@ -75,6 +78,8 @@ DESCRIPTIONS = {
     "tiny-tpp": "Transformer++ baseline matching tiny",
     "tiny-mamba2": "Mamba2-only baseline matching tiny",
     "tiny-sh2": "StripedHyena2-style baseline matching tiny (SE-MR-LI-attention striped)",
+    "cpu": "~2M 2-stage dnaHNet (3,2) sized for CPU training; the shipped default model",
+    "cpu-tpp": "Transformer++ baseline matching cpu",
     "small": "~20M 2-stage dnaHNet (3,2)",
     "small-1stage": "~20M 1-stage dnaHNet (3)",
     "small-tpp": "~20M Transformer++ baseline",

@@ -1,0 +1,92 @@
+"""SSD tile length on a CPU: one scan per tile length, and whole-model scoring with the configured chunk
+(64) against the inference tiles of `ssd.inference_chunk`, interleaved, medians over repetitions, 1 thread.
+
+    python bench/ssd_chunk_sizes.py --out docs/results/ssd-chunk-sizes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from common import use_fixed_ratio_routers  # noqa: E402
+
+from dnahnet_cli.model import layers  # noqa: E402
+from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
+from dnahnet_cli.model.presets import get_preset  # noqa: E402
+from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked  # noqa: E402
+
+SCANS = [(8, 2048, 5, 32, 32), (16, 1024, 8, 16, 16), (1, 8192, 12, 64, 64)]  # (b, l, heads, headdim, d_state)
+MODELS = [("cpu", 8, 2048), ("tiny", 16, 1024), ("small", 1, 8192)]
+
+
+def median_s(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def scan_case(shape, reps: int) -> dict:
+    b, l, h, p, n = shape
+    g = torch.Generator().manual_seed(0)
+    x, a = torch.randn(b, l, h, p, generator=g), -torch.rand(b, l, h, generator=g) * 0.5
+    B, C = torch.randn(b, l, 1, n, generator=g), torch.randn(b, l, 1, n, generator=g)
+    with torch.no_grad():
+        return {q: median_s(lambda q=q: ssd_chunked(x, a, B, C, q), reps) for q in (64, 32, 16, 8)}
+
+
+def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset(preset)).eval()
+    use_fixed_ratio_routers(model, model.config.ratio_targets)
+    ids = torch.randint(2, 6, (batch, length), generator=torch.Generator().manual_seed(1))
+    real = layers.inference_chunk
+    samples: dict[str, list[float]] = {"configured chunk": [], "inference tiles": []}
+    for _ in range(reps):
+        for name in samples:
+            layers.inference_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
+            t = time.perf_counter()
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                model(ids)
+            samples[name].append(time.perf_counter() - t)
+    layers.inference_chunk = real
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    return {"batch": batch, "length": length, "tile": inference_chunk(model.config.chunk_size, model.config.headdim),
+            "samples_s": samples, "median_s": med, "speedup": med["configured chunk"] / med["inference tiles"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    result = {"command": "python bench/ssd_chunk_sizes.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
+              "threads": 1, "scans_median_s": {}, "models": {}}
+    for shape in SCANS:
+        res = scan_case(shape, args.reps)
+        result["scans_median_s"][str(shape)] = res
+        print("scan b,l,h,p,n =", shape, {q: f"{s * 1e3:.1f} ms" for q, s in res.items()}, file=sys.stderr)
+    for preset, batch, length in MODELS:
+        res = model_case(preset, batch, length, args.reps)
+        result["models"][preset] = res
+        print(f"{preset} {batch}x{length}: {res['median_s']} -> {res['speedup']:.2f}x", file=sys.stderr)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
