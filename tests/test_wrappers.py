@@ -1,0 +1,52 @@
+"""The Snakemake wrappers (wrappers/dnahnet/*, snakemake-wrappers layout) run their own test Snakefiles."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pysam
+import pytest
+import torch
+
+from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
+
+WRAPPERS = Path(__file__).resolve().parents[1] / "wrappers" / "dnahnet"
+OUTPUTS = {"score-variants": ["scores.vcf.gz"], "essentiality": ["essentiality.tsv"],
+           "segment": ["chunks.bed", "segment_report.tsv"]}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("m") / "tiny", DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+
+
+@pytest.mark.parametrize("name", list(OUTPUTS))
+def test_wrapper_layout_and_test_snakefile(name, model, tmp_path):
+    folder = WRAPPERS / name
+    for part in ("wrapper.py", "environment.yaml", "meta.yaml", "test/Snakefile"):
+        assert (folder / part).is_file(), part
+    yaml = pytest.importorskip("yaml")  # comes with snakemake
+    meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    assert {"name", "description", "input", "output", "params"} <= set(meta)
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    if not Path(snakemake).exists():
+        pytest.skip("snakemake is not installed (pip install -e '.[test]')")
+    res = subprocess.run([snakemake, "-s", str(folder / "test" / "Snakefile"), "--cores", "1", "-d", str(tmp_path),
+                          "--config", f"model={model}", "-q"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for out in OUTPUTS[name]:
+        assert (tmp_path / out).stat().st_size > 0, out
+    log = next((tmp_path / "logs").glob("*.log")).read_text()
+    assert "Traceback" not in log
+    if name == "score-variants":
+        with pysam.VariantFile(str(tmp_path / "scores.vcf.gz")) as vf:
+            assert "DNAHNET_DLL" in vf.header.info and len(list(vf)) == 14
+    if name == "essentiality":
+        rows = [l for l in (tmp_path / "essentiality.tsv").read_text().splitlines() if not l.startswith("##")]
+        assert len(rows) - 1 == 21

@@ -1,0 +1,18 @@
+"""Snakemake wrapper for `dnahnet essentiality` (zero-shot gene essentiality from premature-stop knock-outs)."""
+
+__author__ = "dnahnet developers"
+__license__ = "MIT"
+
+from snakemake.shell import shell
+
+log = snakemake.log_fmt_shell(stdout=False, stderr=True)
+extra = snakemake.params.get("extra", "")
+model = snakemake.params.get("model", "")
+model = f"--model {model}" if model else ""
+labels = f"--labels {snakemake.input.labels}" if snakemake.input.get("labels") else ""
+metrics = f"--metrics {snakemake.output.metrics}" if snakemake.output.get("metrics") else ""
+
+shell(
+    "dnahnet --threads {snakemake.threads} essentiality {snakemake.input.genome:q} --gff {snakemake.input.gff:q}"
+    " {labels} {model} {extra} -o {snakemake.output.tsv:q} {metrics} {log}"
+)

@@ -1,0 +1,16 @@
+"""Snakemake wrapper for `dnahnet score-variants` (log-likelihood ratio of every ALT allele of a VCF)."""
+
+__author__ = "dnahnet developers"
+__license__ = "MIT"
+
+from snakemake.shell import shell
+
+log = snakemake.log_fmt_shell(stdout=False, stderr=True)
+extra = snakemake.params.get("extra", "")
+model = snakemake.params.get("model", "")
+model = f"--model {model}" if model else ""  # empty: the reference model shipped with dnahnet
+
+shell(
+    "dnahnet --threads {snakemake.threads} score-variants {snakemake.input.ref:q} {snakemake.input.vcf:q}"
+    " {model} {extra} -o {snakemake.output[0]:q} {log}"
+)

@@ -1,0 +1,18 @@
+"""Snakemake wrapper for `dnahnet segment` (the model's learned chunk boundaries as BED, optional report)."""
+
+__author__ = "dnahnet developers"
+__license__ = "MIT"
+
+from snakemake.shell import shell
+
+log = snakemake.log_fmt_shell(stdout=False, stderr=True)
+extra = snakemake.params.get("extra", "")
+model = snakemake.params.get("model", "")
+model = f"--model {model}" if model else ""
+gff = f"--gff {snakemake.input.gff}" if snakemake.input.get("gff") else ""
+report = f"--report {snakemake.output.report}" if snakemake.output.get("report") else ""
+
+shell(
+    "dnahnet --threads {snakemake.threads} segment {snakemake.input.genome:q} {gff} {model} {extra}"
+    " -o {snakemake.output.bed:q} {report} {log}"
+)
