@@ -28,10 +28,30 @@ COMMAND_MODULES = [
     "dnahnet_cli.commands.check_cmd",
 ]
 
+def _tidy_help() -> None:
+    """Help in the usual Unix style: flags show no `<bool>` type, arguments show as REF, VCF (typer 0.29
+    renders `{ref}` and `<bool>`)."""
+    from typer import core
+
+    flag_type = core.TyperOption.display_type_rich
+    core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else flag_type(self, ctx)
+    core.TyperArgument.display_type_rich = lambda self, ctx: None
+
+    def usage_name(self) -> str:
+        name = self.display_name_raw.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_tidy_help()
+
 app = typer.Typer(
     name="dnahnet",
     help="Tokenizer-free hierarchical DNA language modelling (dnaHNet): train, score variants, "
-    "predict gene essentiality and segment genomes.",
+    "predict gene essentiality and segment genomes.\n\n"
+    "Example: dnahnet score-variants ref.fa.gz calls.vcf.gz -o scores.vcf.gz  (dnahnet COMMAND --help for more)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Continue the run in --out from its latest checkpoint."),
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation and data order. Default: 0."),
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N. Default: auto."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        threads: Optional[int] = typer.Option(None, "--threads", hidden=True, help="Deprecated spelling of the global option: dnahnet --threads N train ..."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 autocast where matmuls are native bf16: AMX/AVX512-BF16 CPUs, bf16 GPUs; else fp32), fp32 or bf16. Default: auto."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Token cache directory. Default: <out>/cache."),
         val_windows: Optional[int] = typer.Option(None, "--val-windows", help="Validation windows, spread evenly (0: all). Default: 64."),
