@@ -14,11 +14,12 @@ from dnahnet_cli.train.corpus import (ShardedLoader, WindowSampler, discover_fas
                               val_indices)
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
+from conftest import MISSING_DATA, SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 VAL_GENOME = DATA / "corpus" / "val" / "GCF_002356215.1.fa.gz"  # 3.1 Mb, 5 records
 PLASMIDS = DATA / "corpus" / "train" / "NC_016833.1.fa.gz"  # 230 kb, 3 records
-needs_data = pytest.mark.skipif(not VAL_GENOME.exists(), reason="shared data not available (/work/shared/data)")
+needs_data = pytest.mark.skipif(not VAL_GENOME.exists(), reason=MISSING_DATA)
 
 
 def _write(path: Path, text: str, gz: bool = False) -> Path:
@@ -33,7 +34,7 @@ def _write(path: Path, text: str, gz: bool = False) -> Path:
 @pytest.fixture(scope="module")
 def real_records() -> list[tuple[str, str]]:
     if not PLASMIDS.exists():
-        pytest.skip("shared data not available")
+        pytest.skip(MISSING_DATA)
     return list(iter_fasta(PLASMIDS))
 
 

@@ -15,13 +15,14 @@ from dnahnet_cli.tasks.dms import (
 )
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, translate
+from conftest import MISSING_DATA, SHARED_DATA
 
 HERE = Path(__file__).resolve().parent
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
 ECOLI_FA = DATA / "ecoli_k12" / "genome.fa.gz"
 IF1 = DATA / "dms" / "IF1_ECOLI_Kelsic_2016"
-needs_ecoli = pytest.mark.skipif(not (ECOLI_GFF.exists() and IF1.exists()), reason="shared E. coli data not available")
+needs_ecoli = pytest.mark.skipif(not (ECOLI_GFF.exists() and IF1.exists()), reason=MISSING_DATA)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,10 @@ from dnahnet_cli.tasks.essentiality import (
     parse_positions, read_labels, result_record, score_genes, validate_cassette,
 )
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, stop_codons, translate
+from conftest import MISSING_DATA, SHARED_DATA
 
 HERE = Path(__file__).resolve().parent
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
 KEIO = DATA / "essentiality" / "ecoli_k12" / "keio_essential_names.txt"
 
@@ -144,7 +145,7 @@ def test_labels_table_and_list(tmp_path, awkward):
         read_labels(str(bad))
 
 
-@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason="shared E. coli data not available")
+@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason=MISSING_DATA)
 def test_keio_list_maps_onto_ecoli_annotation():
     ann = parse_gff(ECOLI_GFF)
     labels, fmt = read_labels(str(KEIO))
@@ -240,7 +241,7 @@ def test_cli_errors(tmp_path, tiny_model):
     assert isinstance(res.exception, DnahnetError) and "no stop codon" in str(res.exception)
 
 
-@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason="shared E. coli data not available")
+@pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason=MISSING_DATA)
 def test_cli_ecoli_few_genes(tmp_path, tiny_model):
     import pandas as pd
 

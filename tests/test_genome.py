@@ -10,9 +10,10 @@ import pytest
 
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, is_bgzf
+from conftest import MISSING_DATA, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 EXAMPLE_FA = ROOT / "examples" / "ecoli_k12.fa.gz"
 ECOLI = "NC_000913.3"
 ECOLI_LEN = 4_641_652
@@ -20,7 +21,7 @@ ECOLI_LEN = 4_641_652
 
 def needs(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"data not available: {path}")
+        pytest.skip(f"{MISSING_DATA}: {path.name}")
     return path
 
 

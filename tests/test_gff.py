@@ -10,10 +10,11 @@ from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.gff import (
     OK, context_window, fetch, load_genome, oriented_index, parse_gff, translate,
 )
+from conftest import MISSING_DATA, SHARED_DATA
 
 HERE = Path(__file__).resolve().parent
 AWKWARD = HERE / "data" / "awkward.gff3"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ECOLI_GFF = DATA / "ecoli_k12" / "annot.gff.gz"
 ECOLI_FA = DATA / "ecoli_k12" / "genome.fa.gz"
 
@@ -139,7 +140,7 @@ def test_bad_input(tmp_path):
         load_genome(None, parse_gff(gff))
 
 
-@pytest.mark.skipif(not ECOLI_GFF.exists(), reason="shared E. coli data not available")
+@pytest.mark.skipif(not ECOLI_GFF.exists(), reason=MISSING_DATA)
 def test_ecoli_annotation():
     ann = parse_gff(ECOLI_GFF)
     genome, _ = load_genome(str(ECOLI_FA), ann)

@@ -27,6 +27,7 @@ from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
+from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
@@ -114,7 +115,7 @@ def test_real_vcf_scores_match_direct_window_likelihoods(app, ckpt, engine):
 
 
 def test_synthetic_vcf_tsv_and_vcf_gz_outputs(app, ckpt, tmp_path):
-    gff = ROOT.parent / "shared" / "data" / "ecoli_k12" / "annot.gff.gz"
+    gff = SHARED_DATA / "ecoli_k12" / "annot.gff.gz"
     circ = ["--gff", gff] if gff.exists() else ["--circular", ECOLI]
     tsv = run(app, "score-variants", GENOME, SYNTH_VCF, "--model", ckpt, *FAST, *circ, "--no-meta")
     assert tsv.exit_code == 0, tsv.output

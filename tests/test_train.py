@@ -17,12 +17,13 @@ from safetensors.torch import load_file
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.train.trainer import (TrainConfig, load_toml, lr_factor, make_config, optimizer_from_safetensors,
                                  optimizer_to_safetensors, ratio_targets_at, train)
+from conftest import MISSING_DATA, SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 TRAIN = DATA / "corpus" / "train" / "GCF_000092585.1.fa.gz"  # Mycoplasma gallisepticum, 1.0 Mb
 VAL = DATA / "corpus" / "train" / "M.alvi.fa.gz"  # Mycoplasma alvi, 0.84 Mb (another species)
 PLASMIDS = DATA / "corpus" / "train" / "NC_016833.1.fa.gz"  # 230 kb, small and quick to encode
-pytestmark = pytest.mark.skipif(not TRAIN.exists(), reason="shared data not available (/work/shared/data)")
+pytestmark = pytest.mark.skipif(not TRAIN.exists(), reason=MISSING_DATA)
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Evaluate one checkpoint for docs/model-card.md. Usage: evaluate.sh MODEL_DIR NAME
+# Evaluate one checkpoint for docs/model-card.md. Usage: evaluate.sh MODEL_DIR NAME [segment]
 # Every number in the model card's results table comes from the files this script writes into
-# docs/results/model_card/NAME.* (run from the repository root, CPU, 1 thread).
+# docs/results/model_card/NAME.* (run from the repository root, CPU). STEPS picks the parts (default: all of
+# heldout dms paper evo2, plus segment when asked); THREADS sets --threads (default 1), so two parts can run
+# side by side on two cores, e.g.  STEPS="paper" evaluate.sh M dnahnet & STEPS="heldout dms evo2" evaluate.sh M dnahnet
 set -euo pipefail
 model=$1; name=$2
 out=docs/results/model_card; data=../shared/data
-dn() { dnahnet --threads 1 "$@"; }
+steps=${STEPS:-"heldout dms paper evo2 ${3:-}"}
+dn() { dnahnet --threads "${THREADS:-1}" "$@"; }
+want() { [[ " $steps " == *" $1 "* ]]; }
+gff=$data/ecoli_k12/annot.gff.gz; genome=$data/ecoli_k12/genome.fa.gz
+labels=$data/essentiality/ecoli_k12/keio_essential_names.txt
 
 # 1. held-out log-likelihood (bits/nt = -mean_ll / ln 2): the first 300 kb of E. coli K-12 (held out of the
-#    corpus) and of Synechococcus sp. NIES-970 (the validation genome), forward strand, 1024-nt windows
+#    corpus) and of Synechococcus sp. NIES-970 (the validation genome), forward strand, windows of the model's
+#    training length with half of it as context
+if want heldout; then
 python - <<'PY' > "$out/heldout_300kb.fa"
 from dnahnet_cli.genomics.genome import Genome
 for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val/GCF_002356215.1.fa.gz"):
@@ -17,25 +25,40 @@ for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val
     seq = g.fetch(name, 0, 300_000)
     print(f">{name}:1-300000"); print(seq)
 PY
-dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward --window 1024 --context 512 \
-   --device cpu -q -o "$out/$name.heldout.tsv"
+dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward --device cpu -q -o "$out/$name.heldout.tsv"
+fi
 
-# 2. IF1 (infA) deep mutational scan, all 1,367 substitutions: Spearman rho
-dn eval dms --genome $data/ecoli_k12/genome.fa.gz --gff $data/ecoli_k12/annot.gff.gz --gene infA \
-   --dms $data/dms/IF1_ECOLI_Kelsic_2016/dms.csv --model "$model" --device cpu -q \
-   -o "$out/$name.dms.tsv" --metrics "$out/$name.dms.json"
+# 2. IF1 (infA) deep mutational scan, all 1,367 substitutions: Spearman rho (and the BLOSUM62 / substitution-count
+#    baselines), the genomic window of the model's training length centred on the mutated codon
+if want dms; then
+dn eval dms --genome $genome --gff $gff --gene infA --dms $data/dms/IF1_ECOLI_Kelsic_2016/dms.csv --model "$model" \
+   --device cpu -q -o "$out/$name.dms.tsv" --metrics "$out/$name.dms.json"
+fi
 
-# 3. Keio essentiality on every 4th annotated gene (deterministic subset; the whole genome takes ~40 min
-#    per model on this CPU): AUROC/AUPRC with the gene-length and GC baselines on the same genes
-genes=$(zcat $data/ecoli_k12/annot.gff.gz | awk -F'\t' '$3=="gene"' | grep -o 'locus_tag=b[0-9]*' \
-        | cut -d= -f2 | awk 'NR % 4 == 1' | paste -sd,)
-dn essentiality $data/ecoli_k12/genome.fa.gz --gff $data/ecoli_k12/annot.gff.gz --model "$model" \
-   --genes "$genes" --labels $data/essentiality/ecoli_k12/keio_essential_names.txt --device cpu -q \
+# every Nth annotated gene (deterministic subsets for the costlier runs)
+every() { zcat $gff | awk -F'\t' '$3=="gene"' | grep -o 'locus_tag=b[0-9]*' | cut -d= -f2 | awk -v n="$1" 'NR % n == 1 || n == 1' | paste -sd,; }
+
+# 3. Keio essentiality, paper protocol (TAATAATAATAGTGA replaces CDS offsets 12-26, window centred on the gene),
+#    every annotated gene (PAPER_EVERY=N: every Nth): AUROC/AUPRC with the gene-length and GC baselines on the
+#    same genes; the wall time of the whole-genome run is written to NAME.essentiality.time
+if want paper; then
+sub=(); [ "${PAPER_EVERY:-1}" != 1 ] && sub=(--genes "$(every "$PAPER_EVERY")")
+start=$(date +%s.%N)
+dn essentiality $genome --gff $gff --model "$model" --protocol paper "${sub[@]}" --labels $labels --device cpu -q \
    -o "$out/$name.essentiality.tsv" --metrics "$out/$name.essentiality.json"
+echo "wall_s=$(echo "$(date +%s.%N) - $start" | bc) threads=${THREADS:-1} paper_every=${PAPER_EVERY:-1}" > "$out/$name.essentiality.time"
+fi
 
-# 4. segmentation report (hierarchical models only): 100 kb of E. coli K-12, + strand
-if [ "${3:-}" = "segment" ]; then
-  dn segment $data/ecoli_k12/genome.fa.gz --model "$model" --gff $data/ecoli_k12/annot.gff.gz \
-     --region NC_000913.3:1-100000 --strand + --device cpu --report "$out/$name.segment.tsv" \
-     --plot "$out/$name.segment.png" > "$out/$name.segment.bed"
+# 4. Keio essentiality, evo2 protocol (the stop inserted every 12 nt of the CDS, 4,096-nt flanks) on every 16th
+#    annotated gene (EVO2_EVERY; each gene costs ~4x the paper protocol's 2,048-nt window here)
+if want evo2; then
+dn essentiality $genome --gff $gff --model "$model" --protocol evo2 --genes "$(every "${EVO2_EVERY:-16}")" \
+   --labels $labels --device cpu -q \
+   -o "$out/$name.essentiality-evo2.tsv" --metrics "$out/$name.essentiality-evo2.json"
+fi
+
+# 5. segmentation report (hierarchical models only): 100 kb of E. coli K-12, + strand
+if want segment; then
+  dn segment $genome --model "$model" --gff $gff --region NC_000913.3:1-100000 --strand + --device cpu \
+     --report "$out/$name.segment.tsv" --plot "$out/$name.segment.png" > "$out/$name.segment.bed"
 fi

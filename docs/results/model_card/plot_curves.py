@@ -2,8 +2,8 @@
 
     python docs/results/model_card/plot_curves.py runs/ref-dnahnet runs/ref-tpp docs/results/model_card/curves
 
-Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/model/flops.py, 1,024-token windows, the
-model's target compression ratios) x nucleotides processed; writes NAME.png and NAME.json.
+Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/model/flops.py, at the run's training
+window and the model's target compression ratios) x nucleotides processed; writes NAME.png and NAME.json.
 """
 
 import json
@@ -21,7 +21,7 @@ from dnahnet_cli.model.flops import flops_per_nt  # noqa: E402
 
 def curve(run: Path) -> dict:
     cfg = read_checkpoint_info(run / "final")["model_config"]
-    per_nt = 3 * flops_per_nt(cfg, 1024, cfg.ratio_targets or None)
+    per_nt = 3 * flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     nts = {r["step"]: r["nucleotides"] for r in rows if r.get("type") == "train" and "nucleotides" in r}
     tokens_per_step = max(nts.values()) / max(nts) if nts else 0
@@ -34,7 +34,8 @@ def main() -> None:
     curves = [curve(Path(r)) for r in runs]
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in curves:
-        label = {"tiny": "dnaHNet (tiny, ratios 3,2)", "tiny-tpp": "Transformer++ (tiny-tpp)"}.get(c["name"], c["name"])
+        label = {"cpu": "dnaHNet (cpu, ratios 3,2)", "cpu-tpp": "Transformer++ (cpu-tpp)", "tiny": "dnaHNet (tiny)",
+                 "tiny-tpp": "Transformer++ (tiny-tpp)"}.get(c["name"], c["name"])
         ax.plot([p[0] for p in c["points"]], [p[1] for p in c["points"]], marker="o", label=label)
     ax.set_xlabel("training FLOPs")
     ax.set_ylabel("validation bits per nucleotide (NIES-970)")

@@ -1,0 +1,46 @@
+"""Side-by-side essentiality metrics of two models on the genes both scored (the model card's table), with the
+gene-length and GC-content baselines on the same genes.
+
+    python docs/results/model_card/compare.py dnahnet tpp essentiality  > docs/results/model_card/compare-essentiality.json
+    python docs/results/model_card/compare.py dnahnet tpp essentiality-evo2 > docs/results/model_card/compare-essentiality-evo2.json
+
+Reads NAME.KIND.tsv written by evaluate.sh; a gene is positive when its name or locus tag is in the Keio list.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+HERE = Path(__file__).resolve().parent
+LABELS = HERE.parents[2].parent / "shared" / "data" / "essentiality" / "ecoli_k12" / "keio_essential_names.txt"
+
+
+def load(name: str, kind: str) -> pd.DataFrame:
+    df = pd.read_csv(HERE / f"{name}.{kind}.tsv", sep="\t", comment="#", keep_default_na=False, na_values=["NA"])
+    return df[df["status"] == "OK"].set_index("locus_tag")
+
+
+def metrics(y: pd.Series, score: pd.Series) -> dict:
+    return {"auroc": float(roc_auc_score(y, score)), "auprc": float(average_precision_score(y, score))}
+
+
+def main() -> None:
+    a_name, b_name, kind = sys.argv[1:4]
+    essential = {line.strip() for line in LABELS.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    a, b = load(a_name, kind), load(b_name, kind)
+    shared = a.index.intersection(b.index)
+    a, b = a.loc[shared], b.loc[shared]
+    y = pd.Series([int(n in essential or t in essential) for n, t in zip(a["name"], shared)], index=shared)
+    out = {"kind": kind, "n_genes": int(len(shared)), "n_essential": int(y.sum()),
+           a_name: metrics(y, a["essentiality_score"]), b_name: metrics(y, b["essentiality_score"]),
+           "gene_length": metrics(y, a["cds_len"]), "gc_content": metrics(y, a["gc_content"])}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
