@@ -15,6 +15,7 @@ from dnahnet_cli.tasks.dms import (
 )
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, translate
+from dnahnet_cli.genomics.outputs import read_table
 from conftest import MISSING_DATA, SHARED_DATA
 
 HERE = Path(__file__).resolve().parent
@@ -227,7 +228,7 @@ def test_cli_dms_on_embedded_fasta(tmp_path, tiny_model):
                 "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "##dnahnet_codons=all" in out.read_text()
-    df = pd.read_csv(out, sep="\t", comment="#")
+    df = read_table(out)
     assert list(df.columns) == [
         "mutant", "n_subs", "codon_changes", "genomic_changes", "n_nt_changes", "n_codon_variants", "dms_score",
         "ll_wt", "ll_mut", "delta", "status",
@@ -273,6 +274,6 @@ def test_cli_dms_if1_subset(tmp_path, tiny_model):
                 "--dms", str(IF1 / "dms.csv"), "--protein", str(IF1 / "protein.fasta"), "-m", tiny_model,
                 "--limit", "6", "--window", "256", "-o", str(out), "--device", "cpu", "--no-meta"])
     assert res.exit_code == 0, res.output
-    df = pd.read_csv(out, sep="\t")
+    df = read_table(out)
     assert list(df.mutant[:3]) == ["M1H", "M1G", "M1I"] and len(df) == 6 and (df.status == "OK").all()
     assert df.delta.notna().all() and (df.n_nt_changes >= 1).all()

@@ -15,6 +15,7 @@ from dnahnet_cli.tasks.essentiality import (
     parse_positions, read_labels, result_record, score_genes, validate_cassette,
 )
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, stop_codons, translate
+from dnahnet_cli.genomics.outputs import read_table
 from conftest import MISSING_DATA, SHARED_DATA
 
 HERE = Path(__file__).resolve().parent
@@ -210,7 +211,7 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "##dnahnet_cassette=TAGCTAGCTAGC" in text and "##dnahnet_model=" in text
-    df = pd.read_csv(out, sep="\t", comment="#")
+    df = read_table(out)
     assert list(df.columns) == [
         "seqid", "start1", "end", "strand", "gene_id", "locus_tag", "name", "cds_len", "gc_content",
         "n_insertions", "ll_wt", "ll_mut", "delta_mean", "delta_sum", "essentiality_score", "flags", "status",
@@ -250,7 +251,7 @@ def test_cli_ecoli_few_genes(tmp_path, tiny_model):
                 "--genes", "b0001,ftsL,b0884", "--window", "128", "-o", str(out), "--labels", str(KEIO),
                 "--device", "cpu", "--no-meta"])
     assert res.exit_code == 0, res.output
-    df = pd.read_csv(out, sep="\t")
+    df = read_table(out)
     assert list(df.locus_tag) == ["b0001", "b0083", "b0884"] and (df.status == "OK").all()
     assert (df.n_insertions == 1).all() and df.essentiality_score.notna().all()
     assert "2 essential" in res.output  # ftsL and infA are on the Keio list

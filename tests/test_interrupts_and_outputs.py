@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from dnahnet_cli.genomics.outputs import read_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 GENOME = str(EXAMPLES / "ecoli_k12.fa.gz")
@@ -146,7 +147,7 @@ def test_keep_info_carries_info_fields_per_alt(tmp_path):
     out = tmp_path / "s.tsv"
     res = run("score-variants", GENOME, vcf, "--keep-info", "all", "--window", "64", "-o", out, "-q")
     assert res.returncode == 0, res.stderr
-    df = pd.read_csv(out, sep="\t", comment="#")
+    df = read_table(out)
     assert list(df["id"]) == ["rs1", "rs1", "rs2"] and list(df["info_GENE"]) == ["ftsI", "ftsI", "acrB"]
     assert df["info_AF"].tolist()[:2] == pytest.approx([0.1, 0.2]) and df["info_AF"].isna().tolist()[2]
     assert list(df["info_FL"]) == [1, 1, 0]

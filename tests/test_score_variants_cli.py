@@ -27,6 +27,7 @@ from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
+from dnahnet_cli.genomics.outputs import read_table
 from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def run(app, *args, stdin: bytes | None = None):
 
 
 def table(text: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(text), sep="\t", comment="#", keep_default_na=False, na_values=["NA"])
+    return read_table(io.StringIO(text))
 
 
 def test_real_vcf_scores_match_direct_window_likelihoods(app, ckpt, engine):
@@ -119,7 +120,7 @@ def test_synthetic_vcf_tsv_and_vcf_gz_outputs(app, ckpt, tmp_path):
     circ = ["--gff", gff] if gff.exists() else ["--circular", ECOLI]
     tsv = run(app, "score-variants", GENOME, SYNTH_VCF, "--model", ckpt, *FAST, *circ, "--no-meta")
     assert tsv.exit_code == 0, tsv.output
-    assert tsv.stdout.startswith("chrom\tpos\tid\t")  # --no-meta: the header is the first line
+    assert tsv.stdout.startswith("#chrom\tpos\tid\t")  # --no-meta: the header is the first line
     df = table(tsv.stdout)
     assert len(df) == 21  # one row per ALT: 17 records, three of them multi-allelic
     by_id = df.groupby("id")

@@ -20,6 +20,7 @@ from dnahnet_cli.errors import DnahnetError
 
 from conftest import shared_data
 from test_segment import micro_model
+from dnahnet_cli.genomics.outputs import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOME = str(ROOT / "examples" / "ecoli_k12.fa.gz")
@@ -81,7 +82,7 @@ def test_ecoli_region_bed_report_plot(app, ckpt, tmp_path):
         assert g.shape[1] == 4 and g[1].iloc[0] == 100 and g[2].iloc[-1] == 3100
         assert (g[1].values[1:] == g[2].values[:-1]).all()
     # report: every stage x strand (+, -, pooled) x class; thrL/thrA/thrB are all on the + strand
-    rows = pd.read_csv(rep, sep="\t", comment="#")
+    rows = read_table(rep)
     assert len(rows) == 2 * 3 * 11 and open(rep).readline().startswith("##dnahnet_version=")
     r = rows.set_index(["stage", "strand", "class"])
     cds = r.loc[(1, "+", "cds"), "n_positions"]

@@ -92,5 +92,5 @@ def test_train_and_score_from_the_cli(tmp_path):
     res = subprocess.run([*cli, "score-seqs", str(fa), "--model", str(final), "--window", "128", "-q"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    rows = [line.split("\t") for line in res.stdout.splitlines() if not line.startswith("#")]
-    assert len(rows) == 2  # header + the one record
+    rows = [line.split("\t") for line in res.stdout.splitlines() if not line.startswith("##")]
+    assert len(rows) == 2 and rows[0][0].startswith("#")  # header + the one record

@@ -45,14 +45,14 @@ def ckpt(tmp_path_factory) -> str:
     return str(save_checkpoint(tmp_path_factory.mktemp("m") / "tiny", DNAHNet(get_preset("tiny")), {"preset": "tiny"}))
 
 
-def score(tmp_path: Path, ckpt: str, out: str, text: str | None = None) -> tuple[Path, str]:
+def score(tmp_path: Path, ckpt: str, out: str, text: str | None = None, extra: tuple = ()) -> tuple[Path, str]:
     app = typer.Typer(pretty_exceptions_enable=False)
     app.callback()(lambda: None)
     sv.register(app)
     vcf = tmp_path / f"in-{out}.vcf"
     vcf.write_text(text or "\n".join(HEADER + RECORDS) + "\n")
     res = CliRunner().invoke(app, ["score-variants", GENOME, str(vcf), "--model", ckpt, "--window", "33",
-                                   "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out)])
+                                   "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out), *extra])
     assert res.exit_code == 0, res.output
     return tmp_path / out, res.output
 
@@ -107,3 +107,26 @@ def test_bcftools_annotate_removes_exactly_the_added_tags(tmp_path, ckpt):
                          capture_output=True, text=True, check=True)
     body = [l for l in res.stdout.splitlines() if not l.startswith("#")]
     assert [l.split("\t")[:7] + l.split("\t")[8:] for l in body] == [r.split("\t")[:7] + r.split("\t")[8:] for r in RECORDS]
+
+
+def test_tsv_gz_is_bgzf_with_a_tabix_index_and_a_hash_header(tmp_path, ckpt):
+    out, log = score(tmp_path, ckpt, "scores.tsv.gz", extra=("--na", "."))
+    assert Path(f"{out}.tbi").is_file() and "tabix index" in log
+    with pysam.TabixFile(str(out)) as tbx:
+        header = tbx.header[-1]
+        rows = [r.split("\t") for r in tbx.fetch("NC_000913.3", 1500, 2500)]
+    assert header.startswith("#chrom\tpos\tid\tref\talt")
+    assert [(r[1], r[4]) for r in rows] == [("2002", "T"), ("2002", "A")]
+    cols = header.lstrip("#").split("\t")
+    symbolic = [r for r in (l.split("\t") for l in pysam.BGZFile(str(out)).read().decode().splitlines())
+                if len(r) > 2 and r[1] == "3003"][0]
+    assert symbolic[cols.index("score")] == "."  # --na: the missing-value token
+
+
+def test_unsorted_vcf_gives_a_tsv_gz_without_index_and_says_so(tmp_path, ckpt):
+    text = "\n".join(HEADER + [RECORDS[3], RECORDS[0]]) + "\n"
+    out, log = score(tmp_path, ckpt, "scores.tsv.gz", text=text)
+    assert not Path(f"{out}.tbi").exists() and "not position-sorted" in log
+    from dnahnet_cli.genomics.outputs import read_table
+
+    assert list(read_table(out)["pos"]) == [4004, 1001]

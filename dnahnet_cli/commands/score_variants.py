@@ -23,7 +23,8 @@ from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_output_path
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
-from dnahnet_cli.genomics.outputs import TsvWriter, VcfWriter, open_bcf_output, open_output, provenance
+from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
+                                          tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, load_chrom_map, ref_status,
@@ -124,7 +125,7 @@ def _output_format(fmt: str, output: str) -> str:
 def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
                        strict: bool, chrom_map: Optional[Path], gff: Optional[Path], circular: list[str],
                        all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
-                       max_tokens: int, quiet: bool, keep_info: Optional[str] = None) -> Counter:
+                       max_tokens: int, quiet: bool, keep_info: Optional[str] = None, na: str = "NA") -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
     check_output_path(output, "--output")
@@ -163,7 +164,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         progress = Progress("score-variants records", n_records, quiet)
         with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
             writer = (VcfWriter(fh, vin.header_text(), INFO_LINES, meta, note=None if quiet else note)
-                      if fmt in ("vcf", "bcf") else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta))
+                      if fmt in ("vcf", "bcf") else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta,
+                                                              na=na))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
                 for row in _write_chunk(writer, engine, chunk, strand, keep):
                     counts[row["status"]] += 1
@@ -172,6 +174,11 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                 progress.update(done)
             if isinstance(writer, VcfWriter):
                 writer.close()
+    if fmt == "tsv" and output.endswith(".gz"):
+        index = tabix_index_tsv(output)
+        if not quiet:
+            note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "
+                 "so no tabix index was written")
     if not quiet:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         note(f"score-variants: {n_records} records, {sum(counts.values())} ALT alleles ({summary or 'none'}) "
@@ -376,6 +383,7 @@ def register(app: typer.Typer) -> None:
         circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),
         all_circular: bool = typer.Option(False, "--all-circular", help="Treat every contig as circular."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
+        na: str = typer.Option("NA", "--na", help="TSV missing-value token (e.g. '.' for bcftools annotate)."),
         keep_info: Optional[str] = typer.Option(None, "--keep-info", help="TSV: copy these INFO keys (comma-separated, or 'all') into info_KEY columns; Number=A/R fields give each ALT its own value."),
         device: str = DEVICE,
         dtype: str = DTYPE,
@@ -391,7 +399,7 @@ def register(app: typer.Typer) -> None:
         Example: dnahnet score-variants ref.fa.gz calls.vcf.gz --model models/small -o scores.tsv
         """
         run_score_variants(ref, vcf, output, model, window, strand, strict, chrom_map, gff, circular, all_circular,
-                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info)
+                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info, na)
 
     @app.command("score-seqs")
     def score_seqs_cmd(

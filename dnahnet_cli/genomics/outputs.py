@@ -1,8 +1,9 @@
 """Table (TSV) and VCF writers shared by the scoring commands.
 
 TSV convention (conventions §5.4): optional `##key=value` provenance lines, then ONE header line of
-snake_case names (not prefixed with '#'), then tab-separated rows; missing values are `NA`, floats use
-7 significant digits. `pandas.read_csv(path, sep="\\t", comment="#")` or `--no-meta` reads it.
+snake_case names prefixed with `#` (as bedtools and tabix expect: `tabix -s1 -b2 -e2` needs no `-S`), then
+tab-separated rows; missing values are `NA` (score-variants `--na`), floats use 7 significant digits.
+`read_table` (below) reads it into pandas.
 Outputs go through a temporary file renamed on success; a name ending in `.gz` is written as bgzip
 (BGZF), so `tabix` and `zcat` both work; '-' is stdout.
 """
@@ -45,15 +46,15 @@ def provenance(extra: Mapping[str, Any] | None = None, model: Mapping[str, Any] 
     return meta
 
 
-def format_value(value: Any, float_fmt: str = ".7g") -> str:
-    """One TSV cell: None/NaN -> NA, floats with fixed significant digits, bools as 1/0."""
+def format_value(value: Any, float_fmt: str = ".7g", na: str = NA) -> str:
+    """One TSV cell: None/NaN -> `na`, floats with fixed significant digits, bools as 1/0."""
     if value is None:
-        return NA
+        return na
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float) or hasattr(value, "dtype"):
         v = float(value)
-        return NA if math.isnan(v) else format(v, float_fmt)
+        return na if math.isnan(v) else format(v, float_fmt)
     return str(value)
 
 
@@ -73,18 +74,51 @@ def open_output(path: str) -> Iterator[IO[str]]:
 
 
 class TsvWriter:
-    """Rows of a fixed column list, written after the provenance lines and the header."""
+    """Rows of a fixed column list, written after the provenance lines and the `#`-prefixed header (so tabix,
+    bedtools and `sort` treat it as a comment); `na` is the missing-value token."""
 
     def __init__(self, fh: IO[str], columns: Sequence[str], meta: Sequence[tuple[str, str]] | None = None,
-                 float_fmt: str = ".7g"):
-        self.fh, self.columns, self.float_fmt = fh, list(columns), float_fmt
+                 float_fmt: str = ".7g", na: str = NA):
+        self.fh, self.columns, self.float_fmt, self.na = fh, list(columns), float_fmt, na
         for key, value in meta or ():
             fh.write(f"##{key}={value}\n")
-        fh.write("\t".join(self.columns) + "\n")
+        fh.write("#" + "\t".join(self.columns) + "\n")
 
     def write(self, row: Mapping[str, Any]) -> None:
-        """Write one row given as {column: value}; absent columns are NA."""
-        self.fh.write("\t".join(format_value(row.get(c), self.float_fmt) for c in self.columns) + "\n")
+        """Write one row given as {column: value}; absent columns are missing."""
+        self.fh.write("\t".join(format_value(row.get(c), self.float_fmt, self.na) for c in self.columns) + "\n")
+
+
+def read_table(source: str | Path | IO[str], na: str = NA):
+    """A dnahnet TSV as a pandas DataFrame (pandas needed): `##` provenance lines skipped, the `#` of the
+    header dropped. The same by hand: `pd.read_csv(path, sep="\\t", skiprows=N_META).rename(columns=lambda c:
+    c.lstrip("#"))`, with N_META the number of `##` lines (0 with --no-meta)."""
+    import pandas as pd
+
+    text = source.read() if hasattr(source, "read") else Path(source).read_text() if not str(source).endswith(".gz") \
+        else _read_gz(source)
+    body = "".join(line for line in io.StringIO(text) if not line.startswith("##"))
+    return pd.read_csv(io.StringIO(body.lstrip("#")), sep="\t", keep_default_na=False, na_values=[na])
+
+
+def _read_gz(path: str | Path) -> str:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return fh.read()
+
+
+def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1) -> str | None:
+    """Index a bgzipped, position-sorted TSV with tabix (`#` lines are the header); None when it is not
+    sorted (the TSV is still valid; sort it, or pass rows in position order, to get an index)."""
+    try:
+        pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col, end_col=pos_col, meta_char="#", force=True,
+                          keep_original=True)
+    except (OSError, ValueError):
+        with contextlib.suppress(FileNotFoundError):
+            Path(path + ".tbi").unlink()
+        return None
+    return path + ".tbi"
 
 
 @contextlib.contextmanager

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
+from dnahnet_cli.genomics.outputs import read_table
 
 HERE = Path(__file__).resolve().parent
 LABELS = HERE.parents[2].parent / "shared" / "data" / "essentiality" / "ecoli_k12" / "keio_essential_names.txt"
 
 
 def load(name: str, kind: str) -> pd.DataFrame:
-    df = pd.read_csv(HERE / f"{name}.{kind}.tsv", sep="\t", comment="#", keep_default_na=False, na_values=["NA"])
+    df = read_table(HERE / f"{name}.{kind}.tsv")
     return df[df["status"] == "OK"].set_index("locus_tag")
 
 
