@@ -283,3 +283,19 @@ def test_score_seqs_tsv_and_per_base_bedgraph(app, ckpt, engine, tmp_path):
     sums = track.groupby("chrom")["value"].sum()
     assert sums["long"] == pytest.approx(df.loc["long", "sum_ll"], abs=1e-3)
     assert sums["short"] == pytest.approx(df.loc["short", "sum_ll"], abs=1e-3)
+
+
+@pytest.mark.parametrize("sort, expect", [("name", ["alpha", "zeta"]), ("none", ["zeta", "alpha"])])
+def test_score_seqs_bedgraph_is_sorted_by_name_and_the_tsv_keeps_input_order(app, ckpt, tmp_path, sort, expect):
+    fa = tmp_path / "s.fa"
+    fa.write_text(">zeta\nACGTACGTTGCA\n>alpha\nTTGACCGTAGCA\n")
+    bg = tmp_path / "ll.bedgraph"
+    res = run(app, "score-seqs", fa, "--model", ckpt, "--window", "40", "--per-base", bg, "--sort", sort,
+              "--device", "cpu", "--dtype", "float32", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert list(table(res.stdout)["name"]) == ["zeta", "alpha"]
+    chroms = [line.split("\t")[0] for line in bg.read_text().splitlines()]
+    assert list(dict.fromkeys(chroms)) == expect
+    if sort == "name":
+        rows = [(c, int(s)) for c, s, *_ in (line.split("\t") for line in bg.read_text().splitlines())]
+        assert rows == sorted(rows, key=lambda r: (r[0].encode(), r[1]))  # what `sort -c -k1,1 -k2,2n` checks

@@ -145,3 +145,22 @@ def test_cli_exit_code_and_head_safe(ckpt):
     assert res.returncode in (0, 1, 141), res.stderr  # click itself exits 1 quietly on EPIPE
     assert "Traceback" not in res.stderr and len(res.stdout.splitlines()) == 3
     assert all(len(line.split("\t")) == 9 for line in res.stdout.splitlines())
+
+
+def test_merge_equal_joins_rows_with_the_same_printed_value(app, ckpt, tmp_path):
+    plain, merged = tmp_path / "plain", tmp_path / "merged"
+    for prefix, extra in ((plain, []), (merged, ["--merge-equal"])):
+        res = invoke(app, GENOME, "--model", ckpt, "--region", f"{CHROM}:101-1100", "--stage", "1",
+                     "--bedgraph", prefix, "-o", tmp_path / "c.bed", *extra)
+        assert res.exit_code == 0, res.output
+
+    def rows(prefix):
+        return [(int(s), int(e), v) for _, s, e, v in
+                (line.split("\t") for line in Path(f"{prefix}.stage1.bedgraph").read_text().splitlines())]
+
+    a, b = rows(plain), rows(merged)
+    assert len(b) <= len(a) and b[0][0] == a[0][0] and b[-1][1] == a[-1][1]
+    assert all(x[1] == y[0] for x, y in zip(b, b[1:]))  # contiguous
+    assert all(x[2] != y[2] for x, y in zip(b, b[1:]))  # no two neighbours print the same
+    expand = lambda rs: [v for s, e, v in rs for _ in range(e - s)]  # noqa: E731
+    assert expand(a) == expand(b)  # the same printed track, base by base

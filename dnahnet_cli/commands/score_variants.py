@@ -275,9 +275,12 @@ def seq_logprobs(engine: Any, seqs: list[str], window: int, context: int) -> lis
 
 def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[str], window: Optional[int],
                    context: Optional[int], strand: str, no_meta: bool, device: str, dtype: str, batch_size: int,
-                   max_tokens: int, quiet: bool) -> int:
-    """Score every sequence of a FASTA; returns the number of sequences."""
+                   max_tokens: int, quiet: bool, sort: str = "name") -> int:
+    """Score every sequence of a FASTA; returns the number of sequences. The TSV follows the FASTA's order; the
+    bedGraph is sorted by record name in byte order (`sort -k1,1 -k2,2n` order) unless sort == "none"."""
     _check_strand(strand)
+    if sort not in ("name", "none"):
+        raise DnahnetError(f"--sort must be name or none, not {sort!r}")
     check_output_path(output, "--output")
     check_output_path(per_base, "--per-base")
     records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
@@ -291,20 +294,26 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                                           "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},
                                          engine.provenance)
     progress = Progress("score-seqs sequences", len(records), quiet)
+    order = (sorted(range(len(records)), key=lambda i: records[i][0].encode()) if per_base and sort == "name"
+             else list(range(len(records))))  # scoring order = bedGraph order; TSV rows are put back in input order
+    rows: dict[str, dict] = {}
     with open_output(output) as fh, (open_output(per_base) if per_base else contextlib.nullcontext()) as bg:
         writer = TsvWriter(fh, SEQ_COLUMNS, meta)
-        for lo, hi in _chunks([len(s) for _, s in records], SEQ_CHUNK_BASES):
-            names = [n for n, _ in records[lo:hi]]
-            seqs = [s.upper() for _, s in records[lo:hi]]
+        ordered = [records[i] for i in order]
+        for lo, hi in _chunks([len(s) for _, s in ordered], SEQ_CHUNK_BASES):
+            names = [n for n, _ in ordered[lo:hi]]
+            seqs = [s.upper() for _, s in ordered[lo:hi]]
             fwd = seq_logprobs(engine, seqs, window, context) if strand != "reverse" else [None] * len(seqs)
             rev = ([x[::-1] for x in seq_logprobs(engine, [reverse_complement(s) for s in seqs], window, context)]
                    if strand != "forward" else [None] * len(seqs))
             for name, seq, f, r in zip(names, seqs, fwd, rev):
                 per = _strand_mean([x for x in (f, r) if x is not None], len(seq))
-                writer.write(_seq_row(name, len(seq), f, r, per))
+                rows[name] = _seq_row(name, len(seq), f, r, per)
                 if bg is not None:
                     _write_bedgraph(bg, name, per)
             progress.update(hi)
+        for name, _ in records:
+            writer.write(rows[name])
     return len(records)
 
 
@@ -410,6 +419,7 @@ def register(app: typer.Typer) -> None:
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["seq_window"]),
         context: Optional[int] = typer.Option(None, "--context", min=0, help=HELP["context"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
+        sort: str = typer.Option("name", "--sort", help="--per-base bedGraph order: name (record names in byte order, as sort -k1,1 -k2,2n expects) or none (FASTA order)."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         device: str = DEVICE,
         dtype: str = DTYPE,
@@ -425,4 +435,4 @@ def register(app: typer.Typer) -> None:
         Example: dnahnet score-seqs contigs.fa --model models/small --per-base ll.bedgraph > ll.tsv
         """
         run_score_seqs(seqs, output, model, per_base, window, context, strand, no_meta, device, dtype, batch_size,
-                       max_tokens, quiet)
+                       max_tokens, quiet, sort)

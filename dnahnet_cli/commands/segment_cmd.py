@@ -36,7 +36,7 @@ def run_segment(
     report: Optional[str] = None, plot: Optional[str] = None, output: str = "-", track_line: bool = False,
     permutations: int = 200, seed: int = 0, upstream: int = 100, circular: tuple[str, ...] = (),
     no_meta: bool = False, device: str = "auto", dtype: str = "auto", batch_size: int = 16,
-    max_tokens: int = 65536, quiet: bool = False, engine=None,
+    max_tokens: int = 65536, quiet: bool = False, engine=None, merge_equal: bool = False,
 ) -> Optional[list[dict]]:
     """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""
     from dnahnet_cli.genomics.genome import Genome
@@ -78,7 +78,7 @@ def run_segment(
     rep = Report(opts) if annotation is not None else None
     with contextlib.ExitStack() as stack:
         bed = BedWriter(stack.enter_context(atomic_output(output, "w")), track_line)
-        graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")))
+        graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")), merge_equal)
                   for key, path in (bedgraph_paths(bedgraph, stages, strands) if bedgraph else {}).items()}
         for reg in regions:
             is_circ = genome.is_circular(reg.chrom)
@@ -128,6 +128,7 @@ def register(app: typer.Typer) -> None:
         tile: Optional[int] = typer.Option(None, "--tile", min=16, help="Bases per model call (>= 16). Default: the model's training length."),
         overlap: Optional[int] = typer.Option(None, "--overlap", min=0, help="5' context bases trimmed from each tile (0 <= overlap < tile). Default: tile/4."),
         bedgraph: Optional[str] = typer.Option(None, "--bedgraph", help="Write per-base boundary probabilities to PREFIX.stageN[.plus|.minus].bedgraph."),
+        merge_equal: bool = typer.Option(False, "--merge-equal", help="--bedgraph: join neighbouring rows whose printed values are equal (smaller browser tracks)."),
         report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: boundary rate by codon position and around CDS starts; needs --gff."),
         output: str = typer.Option("-", "--output", "-o", help="Chunk BED; - = stdout."),
@@ -152,4 +153,4 @@ def register(app: typer.Typer) -> None:
         """
         run_segment(genome, model, gff, stage, region, strand, tile, overlap, bedgraph, report, plot, output,
                     track_line, permutations, seed, upstream, tuple(circular), no_meta, device, dtype, batch_size,
-                    max_tokens, quiet)
+                    max_tokens, quiet, merge_equal=merge_equal)

@@ -291,16 +291,19 @@ class BedWriter:
 
 class BedGraphWriter:
     """4-column bedGraph of consecutive bases; runs of equal values are merged, across blocks too, so the
-    file does not depend on how the track was computed."""
+    file does not depend on how the track was computed. With merge_equal, runs whose *printed* values (4
+    significant digits) agree are merged as well: a smaller track for genome browsers, off by default."""
 
-    def __init__(self, fh: IO[str]):
-        self.fh = fh
+    def __init__(self, fh: IO[str], merge_equal: bool = False):
+        self.fh, self.merge_equal = fh, merge_equal
         self.run: Optional[tuple[str, int, int, float]] = None  # the last run, still growing
 
     def write(self, chrom: str, offset: int, values: np.ndarray) -> None:
         """Values of bases offset, offset + 1, ... (genome coordinates)."""
         if not values.size:
             return
+        if self.merge_equal:  # compare what gets printed
+            values = np.array([float(f"{v:.4g}") for v in values.astype(np.float64).tolist()])
         change = np.flatnonzero(values[1:] != values[:-1]) + 1
         starts = (np.concatenate([[0], change]) + offset).tolist()
         ends = (np.concatenate([change, [values.size]]) + offset).tolist()
