@@ -137,7 +137,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
     with VcfInput(vcf) as vin:
         keep = info_keys(keep_info, vin.header, vin.path)
-        if keep and fmt != "tsv":
+        if keep_info and fmt != "tsv":
             raise DnahnetError("--keep-info is for TSV output (VCF and BCF output keep every INFO field)")
         # Pass 1: syntax, contigs and (under --strict) REF bases, all before any output is written.
         used: dict[str, None] = {}

@@ -69,12 +69,13 @@ class Genome:
         p = require_file(path, "reference FASTA")
         if p.stat().st_size == 0:
             raise DnahnetError(f"{p}: empty FASTA (no records)")
-        _sniff_header(p)
+        sniff_fasta(p)
         if _is_gzip(p) and not is_bgzf(p):
+            genome = cls._in_memory(spath)  # first: a truncated file is one error line, not a note and an error
             if not quiet:
-                note(f"{p} is plain gzip (not bgzip): loading it into memory; "
+                note(f"{p} is plain gzip (not bgzip): loaded into memory; "
                      "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
-            return cls._in_memory(spath)
+            return genome
         try:
             fasta = _open_indexed(p)
         except (OSError, ValueError) as exc:
@@ -178,7 +179,7 @@ class Genome:
         return seq
 
 
-def _sniff_header(path: Path) -> None:
+def sniff_fasta(path: Path) -> None:
     """Fail early and clearly when a file is not FASTA at all (text before the first '>')."""
     try:
         with open_text(path, "reference FASTA") as fh:

@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from dnahnet_cli.genomics.genome import sniff_fasta
 from dnahnet_cli.genomics.alphabet import BOS, N, PAD, AlphabetError, encode, reverse_complement_ids
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
@@ -65,6 +66,9 @@ def discover_fasta(paths: Sequence[str | os.PathLike], what: str = "--data") -> 
                 raise DnahnetError(f"{what}: no FASTA files (*.fa, *.fasta, *.fna, optionally .gz) in directory {p}")
             out.extend(found)
         elif p.is_file():
+            if p.stat().st_size == 0:
+                raise DnahnetError(f"{what}: {p}: empty FASTA (no records)")
+            sniff_fasta(p)  # not FASTA at all: one line now, before any cache or run directory is written
             out.append(p)
         else:
             raise DnahnetError(f"{what}: not a file or directory: {p}")

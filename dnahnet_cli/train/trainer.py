@@ -30,7 +30,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from dnahnet_cli.genomics.alphabet import PAD, A, T
-from dnahnet_cli.train.corpus import Corpus, ShardedLoader, WindowSampler, open_corpus, val_indices
+from dnahnet_cli.train.corpus import Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import atomic_output
 from dnahnet_cli.model.precision import choose_dtype
@@ -594,6 +594,11 @@ def _open_corpora(cfg: TrainConfig, out: Path, d: Dist, log_fn) -> tuple[Corpus,
 def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None]]:
     """Configuration, model, data, optimiser and (when resuming) the saved state, in that order."""
     out = Path(options.get("out", TrainConfig.out))
+    if out.exists() and not out.is_dir():
+        raise DnahnetError(f"--out {out}: exists and is not a directory (a run directory is needed)")
+    for key, what in (("data", "--data"), ("val", "--val")):
+        if options.get(key):
+            discover_fasta(options[key], what)  # missing, empty or non-FASTA inputs fail before anything is written
     ckpt_root = out / "checkpoints"
     if d.main:
         clean_stale(ckpt_root)
