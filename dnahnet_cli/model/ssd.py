@@ -55,8 +55,9 @@ def inference_chunk(chunk_size: int, headdim: int) -> int:
     """Tile length for `ssd_chunked` when no gradient is taken: 16 for heads of up to 32 channels, else 32,
     never above the configured chunk. The within-chunk part costs O(L * Q) elementwise work per head and
     the chunk loop O(L / Q) small steps; without a backward pass short tiles win on a CPU (a whole `cpu`
-    model forward 1.1x, `tiny` 1.6x: bench/ssd_chunk_sizes.py), while in training the loop's backward makes
-    the configured chunk the better choice. The algorithm is exact for any Q: results agree to fp32 rounding."""
+    model forward 1.1x, `tiny` 1.6x, measured interleaved while other jobs shared the 2 cores;
+    bench/ssd_chunk_sizes.py reruns it), while in training the loop's backward makes the configured chunk the
+    better choice. The algorithm is exact for any Q: results agree to fp32 rounding."""
     return max(1, min(chunk_size, 16 if headdim <= 32 else 32))
 
 
