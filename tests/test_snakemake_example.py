@@ -35,7 +35,7 @@ def test_snakemake_workflow(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:] + logs[-2000:]
     rows = [l.split("\t") for l in (work / "scores.tsv").read_text().splitlines() if not l.startswith("##")]
     header, body = rows[0], rows[1:]
-    assert header[:5] == ["chrom", "pos", "id", "ref", "alt"] and len(body) == 14
+    assert header[:5] == ["#chrom", "pos", "id", "ref", "alt"] and len(body) == 14
     assert all(r[header.index("status")] == "OK" for r in body)
     with pysam.VariantFile(str(work / "scores.vcf.gz")) as vcf:
         assert "DNAHNET_DLL" in vcf.header.info and len(list(vcf)) == 14
