@@ -26,9 +26,10 @@ from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
+from dnahnet_cli.tasks.calibration import Background, default_cache_dir, load_or_build
 from dnahnet_cli.genomics.variants import (
-    OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, load_chrom_map, ref_status,
-    resolve_contig,
+    OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
+    ref_status, resolve_contig,
 )
 
 VARIANT_COLUMNS = [
@@ -38,6 +39,13 @@ VARIANT_COLUMNS = [
 ]
 SEQ_COLUMNS = ["name", "length", "n_scored", "sum_ll_fwd", "sum_ll_rev", "sum_ll", "mean_ll_fwd", "mean_ll_rev",
                "mean_ll", "status"]
+CALIBRATION_COLUMNS = ["score_percentile", "score_z"]
+CALIBRATION_INFO_LINES = [
+    '##INFO=<ID=DNAHNET_PCT,Number=A,Type=Float,Description="dnahnet --calibrate: percent of random background '
+    'SNVs of the reference whose score is <= this score (low = more damaging than most random SNVs)">',
+    '##INFO=<ID=DNAHNET_Z,Number=A,Type=Float,Description="dnahnet --calibrate: (score - background mean) / '
+    'background standard deviation">',
+]
 STRANDS = ("both", "forward", "reverse")
 CHUNK_ALLELES = 256  # alleles scored per engine call (progress granularity, bounded memory)
 INFO_LINES = [
@@ -125,7 +133,9 @@ def _output_format(fmt: str, output: str) -> str:
 def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
                        strict: bool, chrom_map: Optional[Path], gff: Optional[Path], circular: list[str],
                        all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
-                       max_tokens: int, quiet: bool, keep_info: Optional[str] = None, na: str = "NA") -> Counter:
+                       max_tokens: int, quiet: bool, keep_info: Optional[str] = None, na: str = "NA",
+                       auto_chr: bool = False, calibrate: Optional[int] = None, calibrate_seed: int = 0,
+                       calibrate_cache: Optional[Path] = None) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
     check_output_path(output, "--output")
@@ -139,35 +149,45 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         keep = info_keys(keep_info, vin.header, vin.path)
         if keep_info and fmt != "tsv":
             raise DnahnetError("--keep-info is for TSV output (VCF and BCF output keep every INFO field)")
-        # Pass 1: syntax, contigs and (under --strict) REF bases, all before any output is written.
+        # Pass 1: syntax and contigs (and, under --strict, REF bases), all before any output is written.
         used: dict[str, None] = {}
         n_records = 0
-        for line, rec in vin.records():
+        for _, rec in vin.records():
             n_records += 1
             used.setdefault(rec.chrom)
-            contig = resolve_contig(rec.chrom, genome, rename)
-            if strict and contig is not None:
-                ref_status(rec, line, contig, genome, vin.path, strict=True)
+        if auto_chr:
+            rename = _auto_chr(vin, list(used), genome, rename, quiet)
         check_contigs(vin.path, list(used), vin.contig_lengths(), genome, rename)
+        if strict:
+            for line, rec in vin.records():
+                ref_status(rec, line, resolve_contig(rec.chrom, genome, rename), genome, vin.path, strict=True)
         if n_records == 0 and not quiet:
             note(f"{vin.path}: no variant records")
 
         engine = load_engine(model, device, dtype, batch_size, max_tokens)
         window = window or int(engine.window)
+        background = None
+        if calibrate is not None:
+            background = load_or_build(genome, engine, lambda alleles: score_alleles(engine, alleles, strand),
+                                       window, strand, calibrate, calibrate_seed,
+                                       calibrate_cache or default_cache_dir(), note=(lambda _: None) if quiet else note,
+                                       progress=Progress("calibration SNVs", calibrate, quiet).update)
         meta = [] if no_meta else provenance(
             {"dnahnet_reference": ref, "dnahnet_vcf": vcf, "dnahnet_window": window, "dnahnet_strand": strand,
              "dnahnet_score": "score = LL(ALT window) - LL(REF window) in nats (natural log), mean of the strands "
                               "scored; negative = ALT less likely than REF",
-             "dnahnet_circular": ",".join(sorted(genome.circular)) or "none"}, engine.provenance)
+             "dnahnet_circular": ",".join(sorted(genome.circular)) or "none",
+             **({"dnahnet_calibration": background.describe()} if background else {})}, engine.provenance)
+        columns = VARIANT_COLUMNS + (CALIBRATION_COLUMNS if background else []) + [f"info_{k}" for k in keep]
         counts: Counter = Counter()
         off_centre = done = 0
         progress = Progress("score-variants records", n_records, quiet)
         with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
-            writer = (VcfWriter(fh, vin.header_text(), INFO_LINES, meta, note=None if quiet else note)
-                      if fmt in ("vcf", "bcf") else TsvWriter(fh, VARIANT_COLUMNS + [f"info_{k}" for k in keep], meta,
-                                                              na=na))
+            info_lines = INFO_LINES + (CALIBRATION_INFO_LINES if background else [])
+            writer = (VcfWriter(fh, vin.header_text(), info_lines, meta, note=None if quiet else note)
+                      if fmt in ("vcf", "bcf") else TsvWriter(fh, columns, meta, na=na))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
-                for row in _write_chunk(writer, engine, chunk, strand, keep):
+                for row in _write_chunk(writer, engine, chunk, strand, keep, background):
                     counts[row["status"]] += 1
                     off_centre += row.get("window_placement") == "off_centre"
                 done += len(chunk)
@@ -190,6 +210,16 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
             note(f"{off_centre} ALT alleles near the ends of linear contigs got off-centre windows; bacterial "
                  "replicons are usually circular (--gff, --circular NAME or --all-circular)")
     return counts
+
+
+def _auto_chr(vin: VcfInput, used: list[str], genome: Genome, rename: dict[str, str],
+              quiet: bool) -> dict[str, str]:
+    """--chrom-map plus the renames --auto-chr infers, each said on stderr."""
+    inferred = infer_chrom_map(used, genome, vin.contig_lengths(), rename)
+    if not quiet:
+        for old, (new, why) in inferred.items():
+            note(f"--auto-chr: VCF contig {old} -> FASTA {new} ({why})")
+    return {**rename, **{old: new for old, (new, _) in inferred.items()}}
 
 
 def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], window: int,
@@ -240,9 +270,12 @@ def _info_value(rec: Any, key: str, alt_index: int) -> Any:
 
 
 def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele], str]],
-                 strand: str, keep_info: list[str] = ()) -> list[dict[str, Any]]:
+                 strand: str, keep_info: list[str] = (), background: Optional[Background] = None) -> list[dict[str, Any]]:
     """Score a chunk and write it: one TSV row per ALT, or each VCF record with per-ALT INFO values."""
     rows = score_alleles(engine, [a for _, alleles, _ in chunk for a in alleles], strand)
+    if background is not None:
+        for row in rows:
+            row.update(score_percentile=background.percentile(row.get("score")), score_z=background.z(row.get("score")))
     if isinstance(writer, TsvWriter):
         if keep_info:
             records = [rec for rec, alleles, _ in chunk for _ in alleles]
@@ -254,8 +287,10 @@ def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[A
     it = iter(rows)
     for _, alleles, text in chunk:
         mine = [next(it) for _ in alleles]
-        writer.write(text, {"DNAHNET_DLL": [r.get("score") for r in mine],
-                           "DNAHNET_STATUS": [r["status"] for r in mine]})
+        info = {"DNAHNET_DLL": [r.get("score") for r in mine], "DNAHNET_STATUS": [r["status"] for r in mine]}
+        if background is not None:
+            info.update(DNAHNET_PCT=[r["score_percentile"] for r in mine], DNAHNET_Z=[r["score_z"] for r in mine])
+        writer.write(text, info)
     return rows
 
 
@@ -394,6 +429,10 @@ def register(app: typer.Typer) -> None:
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         na: str = typer.Option("NA", "--na", help="TSV missing-value token (e.g. '.' for bcftools annotate)."),
         keep_info: Optional[str] = typer.Option(None, "--keep-info", help="TSV: copy these INFO keys (comma-separated, or 'all') into info_KEY columns; Number=A/R fields give each ALT its own value."),
+        auto_chr: bool = typer.Option(False, "--auto-chr", help="Rename VCF contigs the FASTA lacks when exactly one FASTA record fits: chr prefix, accession version, or a unique ##contig length (RefSeq/GenBank pairs); each rename is said on stderr."),
+        calibrate: Optional[int] = typer.Option(None, "--calibrate", min=2, help="Also report each score's percentile and z-score against N random SNVs of the reference (costs as much as scoring N SNVs once; cached), e.g. --calibrate 1000."),
+        calibrate_seed: int = typer.Option(0, "--calibrate-seed", help="Seed of the --calibrate background."),
+        calibrate_cache: Optional[Path] = typer.Option(None, "--calibrate-cache", help="Directory of cached --calibrate backgrounds (default: $DNAHNET_CACHE_DIR, else ~/.cache/dnahnet)."),
         device: str = DEVICE,
         dtype: str = DTYPE,
         batch_size: int = BATCH_SIZE,
@@ -408,7 +447,9 @@ def register(app: typer.Typer) -> None:
         Example: dnahnet score-variants ref.fa.gz calls.vcf.gz --model models/small -o scores.tsv
         """
         run_score_variants(ref, vcf, output, model, window, strand, strict, chrom_map, gff, circular, all_circular,
-                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info, na)
+                           fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info, na,
+                           auto_chr=auto_chr, calibrate=calibrate, calibrate_seed=calibrate_seed,
+                           calibrate_cache=calibrate_cache)
 
     @app.command("score-seqs")
     def score_seqs_cmd(

@@ -189,6 +189,66 @@ def resolve_contig(chrom: str, genome: Genome, rename: dict[str, str]) -> str | 
     return new if new is not None and new in genome else None
 
 
+_MITO = ("chrM", "chrMT", "MT", "M")
+_VERSION = re.compile(r"^(.+)\.(\d+)$")
+
+
+def _name_candidates(name: str) -> dict[str, str]:
+    """Spellings of a contig name that other tools use for the same sequence, each with the reason."""
+    out: dict[str, str] = {}
+    if name in _MITO:
+        out.update({m: "mitochondrion alias" for m in _MITO if m != name})
+    if name.lower().startswith("chr") and len(name) > 3:
+        out[name[3:]] = "chr prefix dropped"
+    else:
+        out["chr" + name] = "chr prefix added"
+    versioned = _VERSION.match(name)
+    if versioned:
+        out[versioned.group(1)] = "accession version dropped"
+    return out
+
+
+def infer_chrom_map(names: list[str], genome: Genome, header_lengths: dict[str, int | None],
+                    taken: dict[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """--auto-chr: VCF contig -> (FASTA name, why) for names the FASTA lacks, only where exactly one FASTA
+    record fits.
+
+    Tried in order: a `chr` prefix toggled (and chrM/MT aliases), an accession version dropped or added when
+    one versioned FASTA name matches (NC_000913 -> NC_000913.3; a different version is never a match: it is
+    another sequence), then, for RefSeq/GenBank pairs such as NC_000913.3 <-> U00096.3 that no spelling rule
+    links, the one FASTA record whose length equals the VCF's ##contig length. A FASTA record claimed by two
+    VCF names, or already named exactly or by --chrom-map, maps nothing.
+    """
+    taken = dict(taken or {})
+    fasta = set(genome.names)
+    claimed = {n for n in names if n in fasta} | set(taken.values())
+    todo = [n for n in names if n not in fasta and n not in taken]
+    by_name: dict[str, tuple[str, str]] = {}
+    for name in todo:
+        hits = {c: why for c, why in _name_candidates(name).items() if c in fasta}
+        if not _VERSION.match(name):
+            versions = [f for f in genome.names if (m := _VERSION.match(f)) and m.group(1) == name]
+            if len(versions) == 1:
+                hits[versions[0]] = "accession version added"
+        if len(hits) == 1:
+            by_name[name] = next(iter(hits.items()))
+    found = _one_to_one(by_name, claimed)
+    by_length: dict[str, tuple[str, str]] = {}
+    for name in todo:
+        want = header_lengths.get(name)
+        if name not in by_name and want:
+            same = [f for f in genome.names if genome.lengths[f] == want]
+            if len(same) == 1:
+                by_length[name] = (same[0], f"the only FASTA record of length {want:,} (##contig length)")
+    return {**found, **_one_to_one(by_length, claimed | {t for t, _ in found.values()})}
+
+
+def _one_to_one(found: dict[str, tuple[str, str]], claimed: set[str]) -> dict[str, tuple[str, str]]:
+    """Drop renames onto a claimed FASTA record or onto one that two names would share."""
+    targets = [t for t, _ in found.values()]
+    return {n: (t, why) for n, (t, why) in found.items() if targets.count(t) == 1 and t not in claimed}
+
+
 def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int], genome: Genome,
                   rename: dict[str, str]) -> None:
     """Error listing every VCF contig missing from the FASTA, or whose ##contig length differs."""
