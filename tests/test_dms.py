@@ -277,3 +277,14 @@ def test_cli_dms_if1_subset(tmp_path, tiny_model):
     df = read_table(out)
     assert list(df.mutant[:3]) == ["M1H", "M1G", "M1I"] and len(df) == 6 and (df.status == "OK").all()
     assert df.delta.notna().all() and (df.n_nt_changes >= 1).all()
+
+
+def test_cli_dms_plot(tmp_path, tiny_model):
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nA2G,0.1\nK5P,-1.0\nF7W,0.5\nD3E,1.0\n")
+    png = tmp_path / "dms.png"
+    res = _run(["eval", "dms", "--gff", str(HERE / "data" / "awkward.gff3"), "--gene", "AWK_0002", "--dms", str(dms),
+                "-m", tiny_model, "--window", "64", "-o", str(tmp_path / "o.tsv"), "--plot", str(png), "--device", "cpu",
+                "-q"])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

@@ -318,3 +318,45 @@ def test_protocol_options_are_checked():
     with pytest.raises(DnahnetError, match="--anchor"):
         EssentialityConfig.for_protocol("paper", anchor="middle")
     assert EssentialityConfig.for_protocol("cassette").cassette == DEFAULT_CASSETTE
+
+
+def test_cli_bed_track_and_plots(tmp_path, tiny_model):
+    """--bed: BED6+2 of the scored genes, sorted, score = rank x 1000; --plot: a PNG with or without labels."""
+    out, bed, png, png2 = (tmp_path / n for n in ("ess.tsv", "ess.bed", "roc.png", "dist.png"))
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("AWK_0001\t1\nAWK_0002\t0\nAWK_0005\t1\nAWK_0008\t0\n")
+    base = ["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--protocol", "cassette",
+            "--window", "96", "--device", "cpu", "-q", "-o", str(out)]
+    res = _run(base + ["--bed", str(bed), "--plot", str(png), "--labels", str(labels)])
+    assert res.exit_code == 0, res.output
+    df = read_table(out)
+    ok = df[df.status == "OK"]
+    rows = [line.split("\t") for line in bed.read_text().splitlines() if not line.startswith("#")]
+    assert all(len(r) == 8 for r in rows)
+    names = {r[3] for r in rows}
+    assert names == set(ok.locus_tag)
+    keys = [(r[0].encode(), int(r[1])) for r in rows]
+    assert keys == sorted(keys) and all(0 <= int(r[1]) < int(r[2]) for r in rows)
+    by_name = {r[3]: r for r in rows}
+    best = ok.loc[ok.essentiality_score.idxmax(), "locus_tag"]
+    assert by_name[best][4] == "1000" and all(0 <= int(r[4]) <= 1000 for r in rows)
+    for _, g in ok.iterrows():
+        assert float(by_name[g.locus_tag][6]) == pytest.approx(g.essentiality_score, rel=1e-6)
+        assert by_name[g.locus_tag][5] == g.strand
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = _run(base + ["--plot", str(png2)])
+    assert res.exit_code == 0 and png2.read_bytes()[:4] == b"\x89PNG"
+    res = _run(base + ["--plot", "-"])
+    assert isinstance(res.exception, DnahnetError) and "--plot needs a file name" in str(res.exception)
+
+
+def test_bed_rows_split_a_gene_across_the_origin():
+    from dnahnet_cli.genomics.gff import Gene, Segment
+    from dnahnet_cli.tasks.essentiality import GeneResult, bed_rows
+
+    wrap = Gene("g1", "c", "+", 90, 110, locus_tag="W1", cds=(Segment(90, 110, 0),))
+    inner = Gene("g2", "c", "-", 10, 40, locus_tag="I1", cds=(Segment(10, 40, 0),))
+    res = [GeneResult(0, wrap, 0.5, essentiality_score=2.0), GeneResult(1, inner, 0.5, essentiality_score=-1.0)]
+    rows = bed_rows(res, {"c": 100})
+    assert [(r["name"], r["start"], r["end"], r["score"]) for r in rows] == [
+        ("W1", 0, 10, 1000), ("I1", 10, 40, 500), ("W1", 90, 100, 1000)]

@@ -46,3 +46,16 @@ def test_nan_and_degenerate_inputs():
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
     summary = classification_summary(y, s)
     assert (summary["n"], summary["n_positive"], summary["n_negative"]) == (4, 3, 1)
+
+
+def test_roc_and_pr_curves_integrate_to_auroc_and_auprc():
+    from dnahnet_cli.tasks.metrics import auprc, auroc, pr_curve, roc_curve
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.25
+    s = np.round(rng.normal(size=400) + y, 1)  # rounded: many ties
+    fpr, tpr = roc_curve(y, s)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auroc(y, s), abs=1e-12)
+    rec, prec = pr_curve(y, s)
+    assert np.sum(np.diff(np.r_[0.0, rec]) * prec) == pytest.approx(auprc(y, s), abs=1e-12)

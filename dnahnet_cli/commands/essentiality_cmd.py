@@ -11,20 +11,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
-    COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
+    BED_COLUMNS, COLUMNS, bed_rows, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
     result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import check_output_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
-from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
+from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
+from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
 from dnahnet_cli.commands.reporting import Progress, write_json
 
 
@@ -52,6 +55,7 @@ def run_essentiality(
     genome_path: Optional[str], gff: str, model: str, output: str, labels: Optional[str], metrics_out: Optional[str],
     cfg: EssentialityConfig, genes: Optional[str], max_genes: Optional[int], circular: list[str], no_meta: bool,
     device: str, dtype: str, batch_size: int, max_tokens: int, quiet: bool, window: Optional[int],
+    bed: Optional[str] = None, plot: Optional[str] = None,
 ) -> dict:
     """The whole command; returns the metrics dict ({} without labels)."""
     if cfg.reduce not in ("mean", "sum"):
@@ -60,8 +64,12 @@ def run_essentiality(
         raise DnahnetError(f"--tile must be >= 3 nucleotides, not {cfg.tile}")
     if metrics_out and not labels:
         raise DnahnetError("--metrics needs --labels")
-    for path, what in ((output, "--output"), (metrics_out, "--metrics")):
+    for path, what in ((output, "--output"), (metrics_out, "--metrics"), (bed, "--bed"), (plot, "--plot")):
         check_output_path(path, what)
+    if plot == "-":
+        raise DnahnetError("--plot needs a file name (a PNG)")
+    if plot:
+        require_matplotlib()
     require_file(gff, "GFF")
     annotation = parse_gff(gff)
     if not annotation.genes:
@@ -101,10 +109,17 @@ def run_essentiality(
         for res in results:
             writer.write(result_record(res))
 
+    if bed:
+        write_bed(bed, results, genome, meta)
     n_ok = sum(r.status == OK for r in results)
     if not quiet:
         sys.stderr.write(f"dnahnet: essentiality: scored {n_ok} of {len(results)} genes\n")
     if not labels:
+        if plot:
+            with atomic_path(plot) as tmp:
+                plot_score_distribution(str(tmp), [r.essentiality_score for r in results if r.status == OK],
+                                        f"dnahnet essentiality ({cfg.protocol} protocol)",
+                                        "essentiality_score (higher = more essential)")
         return {}
     candidates = [r.index for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
     gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates)
@@ -120,9 +135,30 @@ def run_essentiality(
             f"  gene length         {_fmt(metrics['baselines']['gene_length'])}\n"
             f"  GC content          {_fmt(metrics['baselines']['gc_content'])}\n"
         )
+    if plot:
+        rows = [r for r in results if r.index in gene_labels and math.isfinite(r.essentiality_score)]
+        with atomic_path(plot) as tmp:
+            plot_essentiality_curves(
+                str(tmp), np.array([gene_labels[r.index] for r in rows]),
+                {"dnahnet essentiality_score": np.array([r.essentiality_score for r in rows]),
+                 "gene length": np.array([r.gene.cds_len for r in rows], dtype=np.float64),
+                 "GC content": np.array([r.gc_content for r in rows])},
+                f"Essentiality vs {Path(labels).name} ({cfg.protocol} protocol)")
     if metrics_out:
         write_json(metrics_out, payload)
     return payload
+
+
+def write_bed(path: str, results: list, genome, meta: list) -> None:
+    """--bed: the per-gene track (BED6+2; see essentiality.bed_rows), provenance as `#` lines."""
+    lengths = {name: len(seq) for name, seq in genome.items()}
+    with open_output(path) as fh:
+        for key, value in meta:
+            fh.write(f"##{key}={value}\n")
+        fh.write("# BED6+2: score = rank of essentiality_score among the scored genes x 1000 (1000 = most "
+                 "essential); essentiality_score and its percentile follow\n")
+        for row in bed_rows(results, lengths):
+            fh.write("\t".join(format_value(row[c]) for c in BED_COLUMNS) + "\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -146,6 +182,8 @@ def register(app: typer.Typer) -> None:
         genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),
         max_genes: Optional[int] = typer.Option(None, "--max-genes", help="Only the first N genes (quick runs)."),
         circular: list[str] = typer.Option([], "--circular", help="Circular sequence name(s) besides GFF Is_circular=true."),
+        bed: Optional[str] = typer.Option(None, "--bed", help="Also write a genome-browser track of the scored genes: BED6+2, score 0-1000 = rank (1000 = most essential), then the raw score and its percentile."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: ROC and precision-recall curves against the gene-length and GC baselines (with --labels), else the score distribution; needs matplotlib."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         device: str = DEVICE,
         dtype: str = DTYPE,
@@ -166,4 +204,4 @@ def register(app: typer.Typer) -> None:
             reduce=reduce, rc_average=rc_average, anchor=anchor,
         )
         run_essentiality(genome, gff, model, output, labels, metrics_out, cfg, genes, max_genes, circular, no_meta,
-                         device, dtype, batch_size, max_tokens, quiet, window)
+                         device, dtype, batch_size, max_tokens, quiet, window, bed=bed, plot=plot)

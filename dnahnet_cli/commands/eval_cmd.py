@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -20,12 +21,13 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, codon_usage, plan_mut
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import check_output_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.common import load_engine
 from dnahnet_cli.commands.reporting import Progress, write_json
+from dnahnet_cli.tasks.plots import plot_dms_scatter, require_matplotlib
 
 eval_app = typer.Typer(
     help="Zero-shot evaluations against experimental data (protein DMS, ...).\n\n"
@@ -39,15 +41,19 @@ def run_dms(
     genome_path: Optional[str], gff: str, gene: str, dms: str, model: str, output: str, protein_path: Optional[str],
     region_start: Optional[int], codons: str, mutant_col: str, score_col: Optional[str], window: Optional[int],
     flank: Optional[int], limit: Optional[int], metrics_out: Optional[str], no_meta: bool, device: str, dtype: str,
-    batch_size: int, max_tokens: int, quiet: bool,
+    batch_size: int, max_tokens: int, quiet: bool, plot: Optional[str] = None,
 ) -> dict:
     """The whole `eval dms` pipeline; returns the metrics dict."""
     if codons not in ("best", "all"):
         raise DnahnetError(f"--codons must be best or all, not {codons!r}")
     if limit is not None and limit < 1:
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
-    for path, what in ((output, "--output"), (metrics_out, "--metrics")):
+    for path, what in ((output, "--output"), (metrics_out, "--metrics"), (plot, "--plot")):
         check_output_path(path, what)
+    if plot == "-":
+        raise DnahnetError("--plot needs a file name (a PNG)")
+    if plot:
+        require_matplotlib()
     require_file(gff, "GFF")
     annotation = parse_gff(gff)
     genome, genome_source = load_genome(genome_path, annotation)
@@ -100,6 +106,10 @@ def run_dms(
         )
         for name, value in baselines.items():
             sys.stderr.write(f"  baseline {name}: Spearman rho {'NA' if not math.isfinite(value) else f'{value:.4f}'}\n")
+    if plot:
+        with atomic_path(plot) as tmp:
+            plot_dms_scatter(str(tmp), delta, measured, f"{Path(dms).parent.name or Path(dms).name} ({g.name or g.label})",
+                             baselines)
     if metrics_out:
         write_json(metrics_out, payload)
     return payload
@@ -122,6 +132,7 @@ def dms_cmd(
     flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS (default: fill the window)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N mutants (quick runs)."),
     metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write Spearman rho and counts as JSON."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="PNG: model score against measured fitness, with Spearman rho and the baselines'; needs matplotlib."),
     no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
     device: str = DEVICE,
     dtype: str = DTYPE,
@@ -137,7 +148,7 @@ def dms_cmd(
     Example: dnahnet eval dms --genome genome.fa --gff annot.gff --gene infA --dms dms.csv --model models/small
     """
     run_dms(genome, gff, gene, dms, model, output, protein, region_start, codons, mutant_col, score_col, window, flank,
-            limit, metrics_out, no_meta, device, dtype, batch_size, max_tokens, quiet)
+            limit, metrics_out, no_meta, device, dtype, batch_size, max_tokens, quiet, plot=plot)
 
 
 def register(app: typer.Typer) -> None:

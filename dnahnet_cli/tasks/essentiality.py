@@ -39,7 +39,7 @@ from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import open_text
 from dnahnet_cli.genomics.gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
-from dnahnet_cli.tasks.metrics import classification_summary
+from dnahnet_cli.tasks.metrics import classification_summary, rankdata
 
 DEFAULT_CASSETTE = "TAGCTAGCTAGC"
 DEFAULT_POSITIONS = (0.1,)
@@ -325,6 +325,30 @@ def result_record(res: GeneResult) -> dict:
         "ll_mut": res.ll_mut, "delta_mean": res.delta_mean, "delta_sum": res.delta_sum,
         "essentiality_score": res.essentiality_score, "flags": ",".join(g.flags) or ".", "status": res.status,
     }
+
+
+BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "essentiality_score", "score_percentile"]
+
+
+def bed_rows(results: Sequence[GeneResult], lengths: Mapping[str, int]) -> list[dict]:
+    """Genome-browser track of the scored genes: BED6+2, 0-based half-open, sorted as `LC_ALL=C sort -k1,1
+    -k2,2n`. `score` (0-1000, UCSC shading) is the gene's rank among the scored genes, 1000 = most
+    essential; the raw score and its percentile follow. A gene across the origin of a circular replicon
+    gives two rows with the same name."""
+    scored = [r for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
+    if not scored:
+        return []
+    ranks = rankdata(np.array([r.essentiality_score for r in scored]))
+    rows = []
+    for r, rank in zip(scored, ranks):
+        g, pct = r.gene, 100.0 * rank / len(scored)
+        n = lengths[g.seqid]
+        parts = [(g.start0, min(g.end, n))] + ([(0, g.end - n)] if g.end > n else [])
+        for start, end in parts:
+            rows.append({"chrom": g.seqid, "start": start, "end": end, "name": g.label,
+                         "score": int(round(10 * pct)), "strand": g.strand,
+                         "essentiality_score": r.essentiality_score, "score_percentile": pct})
+    return sorted(rows, key=lambda row: (row["chrom"].encode(), row["start"], row["end"]))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -81,3 +81,29 @@ def classification_summary(labels: np.ndarray, scores: np.ndarray) -> dict:
         "n_negative": int(y.size - n_pos),
         "positive_rate": n_pos / y.size if y.size else math.nan,
     }
+
+
+def _threshold_counts(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, false positives, rows taken) at each distinct score, highest score first; tied
+    scores form one step."""
+    y, s = _finite_pairs(labels, scores)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], (y[order] > 0.5).astype(np.float64)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.zeros(0, dtype=int)
+    return np.cumsum(y)[last_of_tie], np.cumsum(1 - y)[last_of_tie], last_of_tie + 1
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) from (0, 0) to (1, 1); its trapezoid area equals `auroc`."""
+    tps, fps, _ = _threshold_counts(labels, scores)
+    if not tps.size:
+        return np.zeros(1), np.zeros(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+
+def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at each distinct threshold, highest first; sum(d recall x precision) = `auprc`."""
+    tps, _, taken = _threshold_counts(labels, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tps / tps[-1] if tps.size else tps, tps / taken
