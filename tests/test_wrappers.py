@@ -16,7 +16,7 @@ from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
 
 WRAPPERS = Path(__file__).resolve().parents[1] / "wrappers" / "dnahnet"
-OUTPUTS = {"score-variants": ["scores.vcf.gz"], "essentiality": ["essentiality.tsv"],
+OUTPUTS = {"score-variants": ["scores.vcf.gz"], "essentiality": ["essentiality.tsv", "essentiality.bed"],
            "segment": ["chunks.bed", "segment_report.tsv"]}
 
 
@@ -50,3 +50,24 @@ def test_wrapper_layout_and_test_snakefile(name, model, tmp_path):
     if name == "essentiality":
         rows = [l for l in (tmp_path / "essentiality.tsv").read_text().splitlines() if not l.startswith("##")]
         assert len(rows) - 1 == 21
+
+
+CLUSTER = WRAPPERS.parents[1] / "examples" / "cluster"
+
+
+def test_cluster_profile_and_workflow(tmp_path):
+    """The SLURM example: the profile is a valid Snakemake profile (a dry run resolves every rule through it,
+    with the local executor standing in for SLURM, which this machine lacks)."""
+    yaml = pytest.importorskip("yaml")
+    profile = yaml.safe_load((CLUSTER / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm" and {"slurm_partition", "runtime", "mem_mb"} <= set(profile["default-resources"])
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
+    if not Path(snakemake).exists():
+        pytest.skip("snakemake is not installed (pip install -e '.[test]')")
+    res = subprocess.run([snakemake, "-s", str(CLUSTER / "Snakefile"), "--profile", str(CLUSTER / "profiles" / "slurm"),
+                          "--executor", "local", "--cores", "2", "-d", str(tmp_path), "-n"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    text = res.stdout + res.stderr
+    for rule in ("score_variants", "essentiality", "segment"):
+        assert rule in text

@@ -11,8 +11,10 @@ model = snakemake.params.get("model", "")
 model = f"--model {model}" if model else ""
 labels = f"--labels {snakemake.input.labels}" if snakemake.input.get("labels") else ""
 metrics = f"--metrics {snakemake.output.metrics}" if snakemake.output.get("metrics") else ""
+bed = f"--bed {snakemake.output.bed}" if snakemake.output.get("bed") else ""
+plot = f"--plot {snakemake.output.plot}" if snakemake.output.get("plot") else ""
 
 shell(
     "dnahnet --threads {snakemake.threads} essentiality {snakemake.input.genome:q} --gff {snakemake.input.gff:q}"
-    " {labels} {model} {extra} -o {snakemake.output.tsv:q} {metrics} {log}"
+    " {labels} {model} {extra} -o {snakemake.output.tsv:q} {metrics} {bed} {plot} {log}"
 )
