@@ -237,6 +237,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("tr-out-is-file", ["train", "--data", "{d}/g.fa", "--preset", "tiny", "--out", "{d}/existing.txt"], ["existing.txt"]),
     # -- global options
     ("global-threads-0", ["--threads", "0", "presets"], ["--threads"]),
+    ("es-plot-stdout", [*ES, "--gff", "{d}/a.gff3", "--plot", "-", *M, *O], ["--plot"]),
+    ("es-bed-missing-dir", [*ES, "--gff", "{d}/a.gff3", "--bed", "{d}/out/no/x.bed", *M, *O], ["--bed", "does not exist"]),
+    ("es-plot-is-dir", [*ES, "--gff", "{d}/a.gff3", "--plot", "{d}/out", *M, *O], ["--plot", "is a directory"]),
+    ("dms-plot-missing-dir", [*DMS_OK, "--plot", "{d}/out/no/p.png", *M, *O], ["--plot", "does not exist"]),
+    ("sv-calibrate-1", [*SV, "{d}/v.vcf", "--calibrate", "1", *M, *O], ["--calibrate"]),
+    ("sv-calibrate-text", [*SV, "{d}/v.vcf", "--calibrate", "many", *M, *O], ["--calibrate"]),
+    ("sv-auto-chr-no-fit", [*SV, "{d}/unkcontig.vcf", "--auto-chr", *M, *O], ["unkcontig.vcf", "chrZ"]),
     ("global-kernels", ["--kernels", "turbo", "presets"], ["--kernels"]),
     ("unknown-command", ["frobnicate"], ["frobnicate"]),
 ]
