@@ -36,6 +36,24 @@ def test_presets_lists_every_preset():
         assert name in res.stdout
 
 
+def test_preset_parameter_table_matches_the_built_models():
+    """`dnahnet presets` prints sizes from presets.PARAMETERS (no torch import); each must equal the model's own."""
+    from dnahnet_cli.commands.model_cmds import describe
+    from dnahnet_cli.model.presets import PARAMETERS, PRESETS
+
+    assert set(PARAMETERS) == set(PRESETS)
+    for name, cfg in PRESETS.items():
+        desc = describe(cfg)
+        assert PARAMETERS[name] == (desc["total"], round(desc["encoder_decoder_share"] * desc["total"])), name
+
+
+def test_presets_does_not_import_torch():
+    code = "import sys; from dnahnet_cli.cli import main; sys.argv = ['dnahnet', 'presets']\n" \
+           "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "cpu" in res.stdout and res.stderr.strip().endswith("False"), res.stderr
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     res = run("info", str(tmp_path / "missing"))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "missing" in res.stderr

@@ -122,15 +122,15 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet presets
         """
-        from dnahnet_cli.model.presets import DESCRIPTIONS, PRESETS
+        from dnahnet_cli.model.presets import DESCRIPTIONS, PARAMETERS, PRESETS
 
         table = Table(show_edge=False)
         for col in ("preset", "stages", "targets", "d_model", "parameters", "enc/dec", "description"):
             table.add_column(col)
         for name, cfg in PRESETS.items():
-            desc = describe(cfg)
+            total, encdec = PARAMETERS[name]
             table.add_row(name, str(cfg.n_stages), str(tuple(cfg.ratio_targets)) if cfg.ratio_targets else "-",
-                          str(cfg.d_model), f"{desc['total'] / 1e6:.2f}M", f"{desc['encoder_decoder_share']:.0%}",
+                          str(cfg.d_model), f"{total / 1e6:.2f}M", f"{encdec / total:.0%}",
                           DESCRIPTIONS.get(name, ""))
         stdout.print(table)
 

@@ -7,89 +7,18 @@ but never predicted), so the loss and every likelihood are over four letters: bi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnahnet_cli.genomics.alphabet import VOCAB_SIZE, target_classes
+from dnahnet_cli.genomics.alphabet import target_classes
+from dnahnet_cli.model.config import ModelConfig  # noqa: F401  (re-exported: callers import it from here)
 from dnahnet_cli.model.hnet import HNetStage, StageRouting
 from dnahnet_cli.model.layers import layout_height
 from dnahnet_cli.model.precision import full_precision
-
-
-def _per_stage(value: Any, stage: int) -> Any:
-    return value[stage] if isinstance(value, (list, tuple)) else value
-
-
-@dataclass
-class ModelConfig:
-    """Architecture in the official H-Net notation plus dnahnet's training defaults.
-
-    arch_layout: e.g. ["T1m4", ["T1m4", ["T8"], "m4T1"], "m4T1"] (2 stages) or ["T12"] (isotropic).
-    Per-stage lists run outer -> inner and have n_stages + 1 entries; ssm/attention values may be scalars.
-    """
-
-    arch_layout: list
-    d_model: list[int]
-    d_intermediate: list[int]
-    num_heads: list[int]
-    rotary_emb_dim: list[int]
-    window_size: list[int]
-    d_state: Any = 64
-    headdim: Any = 64
-    d_conv: int = 4
-    expand: int = 2
-    chunk_size: int = 64  # SSD tile size; math-neutral (64 is fastest on CPU, kernels use 256)
-    hyena: dict = field(default_factory=dict)  # HyenaMixer options (short_len, se_len, mr_len, li_modes)
-    vocab_size: int = VOCAB_SIZE
-    ratio_targets: list[float] = field(default_factory=list)  # per-stage target compression N_s
-    ratio_alpha: float = 0.02  # weight of the ratio loss (dnaHNet: 0.01-0.02)
-    lr_multipliers: list[float] = field(default_factory=list)  # per stage, outer first
-    max_seq_len: int = 8192  # training window length; the default scoring window
-    name: str = "custom"
-
-    @property
-    def n_stages(self) -> int:
-        depth, node = 0, self.arch_layout
-        while len(node) == 3:
-            depth, node = depth + 1, node[1]
-        return depth
-
-    def ssm_kwargs(self, stage: int) -> dict:
-        return dict(d_state=_per_stage(self.d_state, stage), headdim=_per_stage(self.headdim, stage),
-                    d_conv=self.d_conv, expand=self.expand, chunk_size=self.chunk_size)
-
-    def attn_kwargs(self, stage: int) -> dict:
-        return dict(num_heads=self.num_heads[stage], rotary_dim=self.rotary_emb_dim[stage],
-                    window=self.window_size[stage])
-
-    def validate(self) -> None:
-        s = self.n_stages
-        for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
-            if len(getattr(self, key)) != s + 1:
-                raise ValueError(f"config.{key} needs {s + 1} entries for a {s}-stage layout")
-        if any(b < a for a, b in zip(self.d_model, self.d_model[1:])):
-            raise ValueError("config.d_model must be non-decreasing from outer to inner stages")
-        if len(self.ratio_targets) != s:
-            raise ValueError(f"config.ratio_targets needs {s} entries (one per stage)")
-        if any(n <= 1 for n in self.ratio_targets):
-            raise ValueError("ratio targets must be > 1 (the ratio loss diverges at N = 1)")
-        if self.lr_multipliers and len(self.lr_multipliers) != s + 1:
-            raise ValueError(f"config.lr_multipliers needs {s + 1} entries")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
 
 
 @dataclass

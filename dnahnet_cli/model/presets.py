@@ -11,7 +11,7 @@ depths are set so each family's dnaHNet keeps the parameter count of its Transfo
 from __future__ import annotations
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.model.lm import ModelConfig
+from dnahnet_cli.model.config import ModelConfig
 
 
 def _hnet2(name, main_layers, d, d_ff, d_state, headdim, heads, rotary, window, max_len) -> ModelConfig:
@@ -90,6 +90,29 @@ DESCRIPTIONS = {
     "base-tpp": "~200M Transformer++ baseline",
     "base-mamba2": "~200M Mamba2-only baseline",
     "base-sh2": "~200M StripedHyena2-style baseline",
+}
+
+
+# (parameters, of which in encoders/decoders) per preset, for `dnahnet presets` without importing torch;
+# tests/test_cli_model.py checks every entry against the model built from the preset.
+PARAMETERS = {
+    "tiny": (890_816, 532_864),
+    "tiny-1stage": (570_944, 225_344),
+    "tiny-tpp": (887_520, 0),
+    "tiny-mamba2": (732_816, 0),
+    "tiny-sh2": (924_768, 0),
+    "cpu": (1_994_248, 1_093_096),
+    "cpu-tpp": (1_920_896, 0),
+    "small": (21_635_024, 7_162_576),
+    "small-1stage": (19_589_312, 3_456_704),
+    "small-tpp": (21_247_872, 0),
+    "small-mamba2": (19_832_436, 0),
+    "small-sh2": (21_471_360, 0),
+    "base": (201_927_872, 58_044_864),
+    "base-1stage": (186_070_080, 30_124_096),
+    "base-tpp": (205_566_976, 0),
+    "base-mamba2": (198_044_992, 0),
+    "base-sh2": (206_361_600, 0),
 }
 
 
