@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dnahnet_cli.model.flops import train_step_flops  # noqa: E402
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig  # noqa: E402
+from dnahnet_cli.model.precision import choose_dtype  # noqa: E402
 from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 ARCHS = {"dnahnet": "tiny", "dnahnet-1stage": "tiny-1stage", "tpp": "tiny-tpp", "mamba2": "tiny-mamba2",
@@ -69,8 +70,26 @@ def plan(archs: list[str], budgets: list[float], sizes: list[float], seq_len: in
     return runs
 
 
-def run_one(run: dict, args: argparse.Namespace) -> dict:
+REUSE_SETTINGS = ("seq_len", "batch", "lr", "val_windows", "device", "dtype")
+
+
+def reusable(path: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """Runs of an earlier scaling.json that this invocation would train identically (same run settings, data
+    and validation set), by name; a run is taken only if its steps and parameter count also match."""
+    old = json.loads(path.read_text())
+    settings = old.get("settings", {})
+    differ = [k for k in REUSE_SETTINGS if settings.get(k) != getattr(args, k)]
+    if differ or old.get("data") != [str(p) for p in args.data] or old.get("val") != [str(p) for p in args.val]:
+        raise SystemExit(f"--reuse {path}: recorded with other settings ({', '.join(differ) or 'data/val'})")
+    return {r["name"]: {**r, "reused_from": str(path)} for r in old["runs"]}
+
+
+def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None = None) -> dict:
     """Train one run with `dnahnet train` (or read it back when done); returns the run with val_bpn filled in."""
+    prior = (earlier or {}).get(run["name"])
+    if prior and prior["steps"] == run["steps"] and prior["params"] == run["params"]:
+        return {**run, **{k: prior[k] for k in ("val_bpn", "first_val_bpn", "reused_from")},
+                "precision": prior.get("precision", "not recorded")}
     out = args.out / "runs" / run["name"]
     summary = out / "summary.json"
     if not summary.exists():
@@ -95,7 +114,8 @@ def run_one(run: dict, args: argparse.Namespace) -> dict:
         if res.returncode != 0:
             raise RuntimeError(f"{run['name']} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
     done = json.loads(summary.read_text())
-    return {**run, "val_bpn": done["val_bpn"], "first_val_bpn": done.get("first_val_bpn")}
+    precision, _ = choose_dtype(args.dtype, torch.device(args.device))
+    return {**run, "val_bpn": done["val_bpn"], "first_val_bpn": done.get("first_val_bpn"), "precision": precision}
 
 
 def fit_frontier(points: list[dict]) -> tuple[float, float]:
@@ -185,6 +205,9 @@ def main() -> None:
     ap.add_argument("--mini", action="store_true",
                     help="2 budgets x 2 sizes x 2 architectures of a few steps on the shipped 20-kb example (CI)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--reuse", type=Path, action="append", default=[],
+                    help="an earlier scaling.json: its runs with the same name, steps and settings are read back, "
+                         "not retrained (extend a study without redoing it)")
     args = ap.parse_args()
     if args.mini:
         example = ROOT / "examples" / "ecoli_k12_20kb.fa"
@@ -193,11 +216,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args.archs, args.budgets, args.sizes, args.seq_len, args.batch)
     print(f"scaling: {len(runs)} runs, {sum(r['budget'] for r in runs):.2e} training FLOPs in all", file=sys.stderr)
+    earlier: dict[str, dict] = {}
+    for path in args.reuse:
+        earlier.update(reusable(path, args))
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda r: run_one(r, args), runs))
+        results = list(pool.map(lambda r: run_one(r, args, earlier), runs))
     fits = analyse(results)
     payload = {"command": " ".join(["python"] + sys.argv), "settings": {k: str(v) if isinstance(v, Path) else v
-               for k, v in vars(args).items() if k not in ("data", "val", "out")},
+               for k, v in vars(args).items() if k not in ("data", "val", "out", "reuse")},
+               "reused": [str(p) for p in args.reuse],
                "data": [str(p) for p in args.data], "val": [str(p) for p in args.val],
                "runs": [{k: v for k, v in r.items() if k != "model"} for r in results], "fits": fits}
     (args.out / "scaling.json").write_text(json.dumps(payload, indent=1) + "\n")

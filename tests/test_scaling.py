@@ -32,6 +32,17 @@ def test_mini_scaling_study(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode == 0 and time.monotonic() - t < 20  # nothing retrained
     assert json.loads((tmp_path / "scaling.json").read_text())["runs"] == data["runs"]
+    # --reuse: a new study in another folder reads the recorded runs back instead of training them
+    other = tmp_path / "extended"
+    reused = subprocess.run([*cmd[:-1], str(other), "--reuse", str(tmp_path / "scaling.json")],
+                            capture_output=True, text=True)
+    assert reused.returncode == 0, reused.stderr
+    runs = json.loads((other / "scaling.json").read_text())["runs"]
+    assert not (other / "runs").exists() and [r["val_bpn"] for r in runs] == [r["val_bpn"] for r in data["runs"]]
+    assert all(r["reused_from"] == str(tmp_path / "scaling.json") for r in runs)
+    bad = subprocess.run([*cmd[:-1], str(other), "--reuse", str(tmp_path / "scaling.json"), "--dtype", "float32"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "other settings (dtype)" in bad.stderr
 
 
 def test_fits_recover_a_known_frontier_and_exponent():
