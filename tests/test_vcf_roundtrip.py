@@ -130,3 +130,48 @@ def test_unsorted_vcf_gives_a_tsv_gz_without_index_and_says_so(tmp_path, ckpt):
     from dnahnet_cli.genomics.outputs import read_table
 
     assert list(read_table(out)["pos"]) == [4004, 1001]
+
+
+@pytest.mark.skipif(shutil.which("tabix") is None, reason="tabix (htslib) is not installed")
+def test_tabix_command_line_queries_the_tsv_gz(tmp_path, ckpt):
+    """The index dnahnet writes works with the real `tabix` client, and so does re-indexing with `-s1 -b2 -e2`
+    (the header starts with #, so no -S is needed)."""
+    out, _ = score(tmp_path, ckpt, "scores.tsv.gz")
+    got = subprocess.run(["tabix", str(out), "NC_000913.3:1500-2500"], capture_output=True, text=True, check=True)
+    assert [l.split("\t")[1] for l in got.stdout.splitlines()] == ["2002", "2002"]
+    Path(f"{out}.tbi").unlink()
+    subprocess.run(["tabix", "-s1", "-b2", "-e2", str(out)], check=True)
+    again = subprocess.run(["tabix", str(out), "NC_000913.3:1500-2500"], capture_output=True, text=True, check=True)
+    assert again.stdout == got.stdout
+
+
+@pytest.mark.skipif(shutil.which("bedtools") is None, reason="bedtools is not installed")
+def test_bedtools_accepts_the_bed_and_bedgraph_outputs(tmp_path, ckpt):
+    """segment BED and bedGraph, essentiality --bed: bedtools reads them, they are already in its sort order,
+    and intervals are 0-based half-open inside the contig (bedtools complement against the genome file)."""
+    from dnahnet_cli.commands import essentiality_cmd, segment_cmd
+
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.callback()(lambda: None)
+    segment_cmd.register(app)
+    essentiality_cmd.register(app)
+    fa, gff = str(ex / "ecoli_k12_20kb.fa"), str(ex / "ecoli_k12_20kb.gff3")
+    res = CliRunner().invoke(app, ["segment", fa, "--model", ckpt, "--region", "NC_000913.3:1-3000", "--device", "cpu",
+                                   "-q", "-o", str(tmp_path / "chunks.bed"), "--bedgraph", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["essentiality", fa, "--gff", gff, "--model", ckpt, "--window", "256", "-q",
+                                   "--device", "cpu", "-o", str(tmp_path / "e.tsv"), "--bed", str(tmp_path / "e.bed")])
+    assert res.exit_code == 0, res.output
+    genome = tmp_path / "g.txt"
+    genome.write_text("NC_000913.3\t20000\n")
+    tracks = [tmp_path / "chunks.bed", tmp_path / "e.bed", *sorted(tmp_path.glob("p*.bedgraph"))]
+    assert len(tracks) >= 3
+    for track in tracks:
+        body = [l for l in track.read_text().splitlines() if not l.startswith(("#", "track"))]
+        assert body, track
+        srt = subprocess.run(["bedtools", "sort", "-i", str(track)], capture_output=True, text=True, check=True)
+        key = lambda lines: [(l.split("\t")[0], int(l.split("\t")[1])) for l in lines]  # noqa: E731
+        assert key(srt.stdout.splitlines()) == key(body), track  # already in bedtools' (chrom, start) order
+        subprocess.run(["bedtools", "complement", "-i", str(track), "-g", str(genome)], capture_output=True,
+                       text=True, check=True)
