@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -13,6 +14,13 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
     from dnahnet_cli.tasks.engine import LikelihoodEngine
 
     return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
+
+
+def announce(engine, quiet: bool) -> None:
+    """One stderr line saying which model runs where, once every option is validated and work begins: the
+    first sign of life a user sees, a second or two after start (bench/startup.py measures it)."""
+    if not quiet:
+        sys.stderr.write(f"dnahnet: model {engine.describe()}\n")
 
 
 # Engine options shared by every scoring command (one definition, so help text and defaults never drift).

@@ -18,7 +18,7 @@ import numpy as np
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, bed_rows, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
@@ -88,6 +88,7 @@ def run_essentiality(
     if size < len(cfg.cassette) + 9:
         raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
     cfg = dataclasses.replace(cfg, window=size)
+    announce(engine, quiet)
     results = score_genes(annotation, genome, engine, cfg, indices, Progress("essentiality genes", quiet=quiet))
 
     params = {

@@ -25,7 +25,7 @@ from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
-from dnahnet_cli.commands.common import load_engine
+from dnahnet_cli.commands.common import announce, load_engine
 from dnahnet_cli.commands.reporting import Progress, write_json
 from dnahnet_cli.tasks.plots import plot_dms_scatter, require_matplotlib
 
@@ -66,6 +66,7 @@ def run_dms(
 
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     size = window or int(engine.window)
+    announce(engine, quiet)
     score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet))
 
     g = target.gene

@@ -18,7 +18,7 @@ import typer
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, load_engine
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_output_path
@@ -166,6 +166,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
 
         engine = load_engine(model, device, dtype, batch_size, max_tokens)
         window = window or int(engine.window)
+        announce(engine, quiet)
         background = None
         if calibrate is not None:
             background = load_or_build(genome, engine, lambda alleles: score_alleles(engine, alleles, strand),
@@ -324,6 +325,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     context = window // 2 if context is None else context
     if window < 2 or not 0 <= context < window:
         raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
+    announce(engine, quiet)
     meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
                                           "dnahnet_context": context, "dnahnet_strand": strand,
                                           "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},

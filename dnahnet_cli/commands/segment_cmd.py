@@ -15,7 +15,7 @@ import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json
-from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET
+from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path, require_file
 from dnahnet_cli.tasks.segment import (
@@ -74,6 +74,7 @@ def run_segment(
     opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
                           permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))
     opts.check()
+    announce(engine, quiet)
     progress = RegionProgress("segment", quiet=quiet)
     rep = Report(opts) if annotation is not None else None
     with contextlib.ExitStack() as stack:

@@ -81,7 +81,17 @@ class LikelihoodEngine:
         model_dir = resolve_model(model_dir)
         model, meta = load_checkpoint(model_dir, "cpu")
         prov = {"model": str(model_dir), "sha256": meta["sha256"], "preset": meta.get("preset", model.config.name)}
+        if meta.get("name"):
+            prov["name"] = meta["name"]
         return cls(model, prov, device, dtype, batch_size, max_tokens)
+
+    def describe(self) -> str:
+        """One line for stderr: which model, where, at what precision and window."""
+        p = self.provenance
+        n = sum(t.numel() for t in self.model.parameters())
+        label = p.get("name") or p.get("model", "model")
+        return (f"{label} ({p.get('preset', '?')}, {n / 1e6:.2f}M parameters, sha256 {p.get('sha256', '?')[:12]}) on "
+                f"{self.device}, {self.dtype} ({self.dtype_reason}), window {self.window:,} nt")
 
     # -- the forward pass and what every use shares -----------------------------------------------
     def _autocast(self):
