@@ -28,7 +28,7 @@ import numpy as np
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output
-from dnahnet_cli.genomics.variants import OK, Allele, make_windows
+from dnahnet_cli.genomics.variants import OK, SKIP_TOO_LONG, Allele, make_windows
 
 BACKGROUND_COLUMNS = ["chrom", "pos", "ref", "alt", "score"]
 _BASES = "ACGT"
@@ -117,7 +117,8 @@ def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
         contig = genome.names[ci]
         alt = _BASES.replace(ref, "")[int(rng.integers(0, 3))]
         windows = make_windows(genome, contig, pos0, pos0 + 1, alt, window)
-        alleles.append(Allele(0, contig, pos0 + 1, ".", ref, alt, 1, "snv", OK, contig, pos0, pos0 + 1, alt,
+        status = OK if windows is not None else SKIP_TOO_LONG
+        alleles.append(Allele(0, contig, pos0 + 1, ".", ref, alt, 1, "snv", status, contig, pos0, pos0 + 1, alt,
                               windows))
     return alleles
 
