@@ -21,8 +21,8 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
-    BED_COLUMNS, COLUMNS, bed_rows, DEFAULT_CASSETTE, EssentialityConfig, evaluate, match_labels, parse_positions, read_labels,
-    result_record, score_genes, validate_cassette,
+    BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
+    read_labels, result_record, score_genes, validate_cassette,
 )
 from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff

@@ -219,7 +219,7 @@ def infer_chrom_map(names: list[str], genome: Genome, header_lengths: dict[str, 
     links, the one FASTA record whose length equals the VCF's ##contig length. A FASTA record claimed by two
     VCF names, or already named exactly or by --chrom-map, maps nothing.
     """
-    taken = dict(taken or {})
+    taken = taken or {}
     fasta = set(genome.names)
     claimed = {n for n in names if n in fasta} | set(taken.values())
     todo = [n for n in names if n not in fasta and n not in taken]

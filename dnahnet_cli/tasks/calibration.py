@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -32,6 +33,7 @@ from dnahnet_cli.genomics.variants import OK, SKIP_TOO_LONG, Allele, make_window
 
 BACKGROUND_COLUMNS = ["chrom", "pos", "ref", "alt", "score"]
 _BASES = "ACGT"
+_BASE_SET = frozenset(_BASES)
 _DIGEST_CHUNK = 1 << 22
 _SCORE_CHUNK = 128  # background SNVs per scoring call (progress granularity)
 
@@ -62,13 +64,13 @@ class Background:
 
     scores: np.ndarray
     params: dict[str, Any]
-    path: Path
+    path: Optional[Path]
 
-    @property
+    @cached_property  # computed once: z() runs for every variant
     def mean(self) -> float:
         return float(self.scores.mean())
 
-    @property
+    @cached_property
     def sd(self) -> float:
         return float(self.scores.std(ddof=1)) if len(self.scores) > 1 else math.nan
 
@@ -104,7 +106,7 @@ def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
             ci = int(np.searchsorted(offsets, g, side="right") - 1)
             pos0 = int(g - offsets[ci])
             ref = genome.fetch(genome.names[ci], pos0, pos0 + 1)
-            if ref in _BASES and (ci, pos0) not in picked:
+            if ref in _BASE_SET and (ci, pos0) not in picked:
                 picked[(ci, pos0)] = ref
             if len(picked) == n:
                 break

@@ -46,17 +46,10 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def auprc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Average precision: sum over score thresholds of (recall step) x precision; NaN without positives."""
-    y, s = _finite_pairs(labels, scores)
-    y = (y > 0.5).astype(np.float64)
-    if y.sum() == 0:
+    tps, _, taken = _threshold_counts(labels, scores)
+    if not tps.size or tps[-1] == 0:
         return math.nan
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(y)[last_of_tie]
-    precision = tps / (last_of_tie + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * (tps / taken)))
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
