@@ -26,7 +26,7 @@ from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
-from dnahnet_cli.tasks.calibration import Background, default_cache_dir, load_or_build
+from dnahnet_cli.tasks.calibration import Background, default_cache_dir, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
     ref_status, resolve_contig,
@@ -142,6 +142,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
+    if calibrate is not None:
+        calibrate_cache = prepare_cache_dir(calibrate_cache or default_cache_dir())
     genome = Genome.open(ref, quiet=quiet)
     rename = load_chrom_map(chrom_map) if chrom_map else {}
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
@@ -171,7 +173,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         if calibrate is not None:
             background = load_or_build(genome, engine, lambda alleles: score_alleles(engine, alleles, strand),
                                        window, strand, calibrate, calibrate_seed,
-                                       calibrate_cache or default_cache_dir(), note=(lambda _: None) if quiet else note,
+                                       calibrate_cache, note=(lambda _: None) if quiet else note,
                                        progress=Progress("calibration SNVs", calibrate, quiet).update)
         meta = [] if no_meta else provenance(
             {"dnahnet_reference": ref, "dnahnet_vcf": vcf, "dnahnet_window": window, "dnahnet_strand": strand,

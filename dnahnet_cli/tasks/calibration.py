@@ -46,6 +46,18 @@ def default_cache_dir() -> Path:
     return Path(base) / "dnahnet"
 
 
+def prepare_cache_dir(cache_dir: Path, option: str = "--calibrate-cache") -> Path:
+    """The folder backgrounds are cached in, created now (before any work) or a one-line error."""
+    folder = cache_dir / "calibration"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DnahnetError(f"{option} {cache_dir}: cannot create {folder} ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DnahnetError(f"{option} {cache_dir}: {folder} is not writable")
+    return cache_dir
+
+
 def genome_digest(genome: Genome) -> str:
     """sha256 of every record's name, length and upper-cased bases: the same sequences give the same key
     whatever the file is called or how it is compressed."""
@@ -176,10 +188,7 @@ def load_or_build(genome: Genome, engine: Any, score: Callable[[list[Allele]], l
         rows += score(alleles[start : start + _SCORE_CHUNK])
         if progress:
             progress(len(rows))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DnahnetError(f"--calibrate-cache {cache_dir}: cannot create {path.parent} ({exc.strerror})") from None
+    prepare_cache_dir(cache_dir)
     meta = [(f"dnahnet_background_{k}", str(v)) for k, v in params.items()]
     with open_output(str(path)) as fh:
         writer = TsvWriter(fh, BACKGROUND_COLUMNS, meta, float_fmt=".17g")  # exact round trip
