@@ -22,6 +22,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,7 +45,7 @@ CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 def sized(preset: str, scale: float) -> dict:
     """ModelConfig of `preset` with every width times `scale` (multiples of 16; 16-wide heads)."""
     cfg = get_preset(preset).to_dict()
-    d = [max(32, 16 * round(w * scale / 16)) for w in cfg["d_model"]]
+    d = [max(16, 16 * round(w * scale / 16)) for w in cfg["d_model"]]
     cfg["d_model"] = d
     cfg["d_intermediate"] = [0 if f == 0 else max(128, int(f * scale)) for f in cfg["d_intermediate"]]
     cfg["num_heads"] = [w // 16 for w in d]
@@ -75,7 +76,8 @@ REUSE_SETTINGS = ("seq_len", "batch", "lr", "val_windows", "device", "dtype")
 
 def reusable(path: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Runs of an earlier scaling.json that this invocation would train identically (same run settings, data
-    and validation set), by name; a run is taken only if its steps and parameter count also match."""
+    and validation set), by name; a run is taken only if its steps and parameter count also match and its recorded
+    precision is the one `--dtype` resolves to here (runs from before precision was recorded are taken as they are)."""
     old = json.loads(path.read_text())
     settings = old.get("settings", {})
     differ = [k for k in REUSE_SETTINGS if settings.get(k) != getattr(args, k)]
@@ -86,10 +88,13 @@ def reusable(path: Path, args: argparse.Namespace) -> dict[str, dict]:
 
 def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None = None) -> dict:
     """Train one run with `dnahnet train` (or read it back when done); returns the run with val_bpn filled in."""
+    precision, _ = choose_dtype(args.dtype, torch.device(args.device))
     prior = (earlier or {}).get(run["name"])
-    if prior and prior["steps"] == run["steps"] and prior["params"] == run["params"]:
+    prior_precision = (prior or {}).get("precision", "not recorded")
+    if (prior and prior["steps"] == run["steps"] and prior["params"] == run["params"]
+            and prior_precision in (precision, "not recorded")):
         return {**run, **{k: prior[k] for k in ("val_bpn", "first_val_bpn", "reused_from")},
-                "precision": prior.get("precision", "not recorded")}
+                "precision": prior_precision, "wall_s": prior.get("wall_s")}
     out = args.out / "runs" / run["name"]
     summary = out / "summary.json"
     if not summary.exists():
@@ -109,13 +114,16 @@ def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None
             cmd += ["--data", str(path)]
         for path in args.val:
             cmd += ["--val", str(path)]
+        start = time.monotonic()
         res = subprocess.run(cmd, capture_output=True, text=True)
         (out / "train.log").write_text(res.stdout + res.stderr)
         if res.returncode != 0:
             raise RuntimeError(f"{run['name']} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        (out / "wall.json").write_text(json.dumps({"wall_s": round(time.monotonic() - start, 1)}) + "\n")
     done = json.loads(summary.read_text())
-    precision, _ = choose_dtype(args.dtype, torch.device(args.device))
-    return {**run, "val_bpn": done["val_bpn"], "first_val_bpn": done.get("first_val_bpn"), "precision": precision}
+    wall = json.loads((out / "wall.json").read_text())["wall_s"] if (out / "wall.json").exists() else None
+    return {**run, "val_bpn": done["val_bpn"], "first_val_bpn": done.get("first_val_bpn"), "precision": precision,
+            "wall_s": wall}
 
 
 def fit_frontier(points: list[dict]) -> tuple[float, float]:
@@ -206,8 +214,8 @@ def main() -> None:
                     help="2 budgets x 2 sizes x 2 architectures of a few steps on the shipped 20-kb example (CI)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--reuse", type=Path, action="append", default=[],
-                    help="an earlier scaling.json: its runs with the same name, steps and settings are read back, "
-                         "not retrained (extend a study without redoing it)")
+                    help="an earlier scaling.json: its runs with the same name, steps, settings and precision are read "
+                         "back, not retrained (extend a study without redoing it)")
     args = ap.parse_args()
     if args.mini:
         example = ROOT / "examples" / "ecoli_k12_20kb.fa"
