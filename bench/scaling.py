@@ -13,6 +13,7 @@ one thread each, and --budgets / --sizes scale the same study up (e.g. on a GPU:
 
     python bench/scaling.py --out docs/results/scaling            # the CPU study (about 2.5 h on 2 cores)
     python bench/scaling.py --mini --out /tmp/scaling-mini        # seconds per run: the CI check of the plumbing
+    python bench/scaling.py --report docs/results/scaling/scaling.json   # the markdown tables of docs/scaling.md
 """
 
 from __future__ import annotations
@@ -86,15 +87,25 @@ def reusable(path: Path, args: argparse.Namespace) -> dict[str, dict]:
     return {r["name"]: {**r, "reused_from": str(path)} for r in old["runs"]}
 
 
+def reuse_run(run: dict, prior: dict | None, precision: str) -> dict | None:
+    """`run` completed from an earlier record of it, or None when it must be trained: the record must have the
+    same steps and parameter count, and the precision this invocation trains at (records from before precision
+    was recorded are taken as they are; the docs say which machine made them)."""
+    if not prior or prior["steps"] != run["steps"] or prior["params"] != run["params"]:
+        return None
+    prior_precision = prior.get("precision", "not recorded")
+    if prior_precision not in (precision, "not recorded"):
+        return None
+    return {**run, **{k: prior[k] for k in ("val_bpn", "first_val_bpn", "reused_from")},
+            "precision": prior_precision, "wall_s": prior.get("wall_s")}
+
+
 def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None = None) -> dict:
     """Train one run with `dnahnet train` (or read it back when done); returns the run with val_bpn filled in."""
     precision, _ = choose_dtype(args.dtype, torch.device(args.device))
-    prior = (earlier or {}).get(run["name"])
-    prior_precision = (prior or {}).get("precision", "not recorded")
-    if (prior and prior["steps"] == run["steps"] and prior["params"] == run["params"]
-            and prior_precision in (precision, "not recorded")):
-        return {**run, **{k: prior[k] for k in ("val_bpn", "first_val_bpn", "reused_from")},
-                "precision": prior_precision, "wall_s": prior.get("wall_s")}
+    reused = reuse_run(run, (earlier or {}).get(run["name"]), precision)
+    if reused:
+        return reused
     out = args.out / "runs" / run["name"]
     summary = out / "summary.json"
     if not summary.exists():
@@ -195,6 +206,47 @@ def plot(results: list[dict], fits: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+LABELS = {"dnahnet": "dnaHNet (3,2)", "dnahnet-1stage": "dnaHNet 1-stage", "tpp": "Transformer++",
+          "mamba2": "Mamba2", "sh2": "SH2"}
+
+
+def report(payload: dict) -> str:
+    """The markdown tables docs/scaling.md shows, from a scaling.json: every run, then the compute-optimal loss per
+    budget with the fitted exponent, then dnaHNet's margin over each other architecture per budget."""
+    runs, fits = payload["runs"], payload["fits"]
+    lines = ["| architecture | size | parameters | budget (FLOPs) | steps | val bits/nt | precision | wall min |",
+             "|---|---|---:|---:|---:|---:|---|---:|"]
+    for r in sorted(runs, key=lambda r: (list(LABELS).index(r["arch"]), r["scale"], r["budget"])):
+        wall = f"{r['wall_s'] / 60:.1f}" if r.get("wall_s") else "–"
+        lines.append(f"| {LABELS[r['arch']]} | {r['scale']:g}x | {r['params']:,} | {r['budget']:.0e} | {r['steps']} "
+                     f"| {r['val_bpn']:.4f} | {r.get('precision', 'not recorded')} | {wall} |")
+    budgets = sorted({f["budget"] for fit in fits.values() for f in fit["frontier"]})
+    best = {b: min(f["loss"] for fit in fits.values() for f in fit["frontier"] if f["budget"] == b) for b in budgets}
+    lines += ["", "| architecture | " + " | ".join(f"{b:.0e}" for b in budgets) + " | N_opt at largest C | k | paper's k |",
+              "|---|" + "---:|" * (len(budgets) + 3)]
+    for arch, fit in fits.items():
+        by_budget = {f["budget"]: f for f in fit["frontier"]}
+        cells = [(f"**{by_budget[b]['loss']:.4f}**" if by_budget[b]["loss"] == best[b] else f"{by_budget[b]['loss']:.4f}")
+                 if b in by_budget else "–" for b in budgets]
+        law = fit["power_law"]
+        k = "–" if not law else f"{law['k']:.4f}" + (f" ± {law['k_stderr']:.4f}" if law["k_stderr"] else "")
+        paper = "–" if fit.get("paper_k") is None else f"{fit['paper_k']:g}"
+        lines.append(f"| {LABELS[arch]} | " + " | ".join(cells)
+                     + f" | {fit['frontier'][-1]['params_opt']:,.0f} | {k} | {paper} |")
+    if "dnahnet" in fits:
+        ours = {f["budget"]: f["loss"] for f in fits["dnahnet"]["frontier"]}
+        others = [a for a in fits if a != "dnahnet"]
+        lines += ["", "| budget | " + " | ".join(f"dnaHNet − {LABELS[a]}" for a in others) + " |",
+                  "|---|" + "---:|" * len(others)]
+        for b in budgets:
+            cells = []
+            for a in others:
+                theirs = {f["budget"]: f["loss"] for f in fits[a]["frontier"]}
+                cells.append(f"{round(ours[b] - theirs[b], 4) + 0.0:+.4f}" if b in ours and b in theirs else "–")
+            lines.append(f"| {b:.0e} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
@@ -212,11 +264,18 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--mini", action="store_true",
                     help="2 budgets x 2 sizes x 2 architectures of a few steps on the shipped 20-kb example (CI)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path)
     ap.add_argument("--reuse", type=Path, action="append", default=[],
                     help="an earlier scaling.json: its runs with the same name, steps, settings and precision are read "
                          "back, not retrained (extend a study without redoing it)")
+    ap.add_argument("--report", type=Path, metavar="SCALING_JSON",
+                    help="print the markdown tables of a finished study (no training) and exit")
     args = ap.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())), end="")
+        return
+    if args.out is None:
+        ap.error("--out is required (unless --report)")
     if args.mini:
         example = ROOT / "examples" / "ecoli_k12_20kb.fa"
         args.archs, args.budgets, args.sizes = ["dnahnet", "tpp"], [2e9, 6e9], [0.5, 1.0]

@@ -40,6 +40,12 @@ def test_mini_scaling_study(tmp_path):
     runs = json.loads((other / "scaling.json").read_text())["runs"]
     assert not (other / "runs").exists() and [r["val_bpn"] for r in runs] == [r["val_bpn"] for r in data["runs"]]
     assert all(r["reused_from"] == str(tmp_path / "scaling.json") for r in runs)
+    tables = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--report",
+                             str(tmp_path / "scaling.json")], capture_output=True, text=True)
+    assert tables.returncode == 0, tables.stderr
+    rows = [line for line in tables.stdout.splitlines() if line.startswith("| dnaHNet (3,2) |")]
+    assert len(rows) == 4 + 1  # four runs, one frontier row
+    assert f"{data['fits']['dnahnet']['frontier'][0]['loss']:.4f}" in rows[-1]
     bad = subprocess.run([*cmd[:-1], str(other), "--reuse", str(tmp_path / "scaling.json"), "--dtype", "float32"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "other settings (dtype)" in bad.stderr
@@ -58,3 +64,17 @@ def test_fits_recover_a_known_frontier_and_exponent():
     budgets = [1e12, 3e12, 1e13, 3e13]
     law = scaling.fit_power_law(budgets, [2.5 * c ** -0.05 for c in budgets])
     assert abs(law["k"] - 0.05) < 1e-9 and abs(law["a"] - 2.5) < 1e-6 and law["k_stderr"] < 1e-6
+
+
+def test_reuse_needs_the_same_steps_parameters_and_precision():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    run = {"name": "tpp-x1-C1e+12", "steps": 13, "params": 887520}
+    prior = {**run, "val_bpn": 1.98, "first_val_bpn": 2.0, "reused_from": "old.json", "precision": "float32"}
+    assert scaling.reuse_run(run, prior, "float32")["val_bpn"] == 1.98
+    assert scaling.reuse_run(run, prior, "bfloat16") is None  # trained at another precision: train again
+    assert scaling.reuse_run(run, {**prior, "steps": 14}, "float32") is None
+    assert scaling.reuse_run(run, None, "float32") is None
+    legacy = {k: v for k, v in prior.items() if k != "precision"}
+    assert scaling.reuse_run(run, legacy, "bfloat16")["precision"] == "not recorded"
