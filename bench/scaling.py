@@ -55,7 +55,8 @@ def sized(preset: str, scale: float) -> dict:
     return cfg
 
 
-def plan(archs: list[str], budgets: list[float], sizes: list[float], seq_len: int, batch: int) -> list[dict]:
+def plan(archs: list[str], budgets: list[float], sizes: list[float], seq_len: int, batch: int,
+         seeds: tuple[int, ...] = (0,)) -> list[dict]:
     runs = []
     for arch in archs:
         for scale in sizes:
@@ -66,9 +67,11 @@ def plan(archs: list[str], budgets: list[float], sizes: list[float], seq_len: in
             per_nt = train_step_flops(mc, seq_len) / seq_len
             for budget in budgets:
                 steps = max(2, math.ceil(budget / per_nt / (batch * (seq_len - 1))))
-                runs.append({"arch": arch, "scale": scale, "budget": budget, "params": params,
-                             "flops_per_nt": per_nt, "steps": steps, "tokens": steps * batch * (seq_len - 1),
-                             "name": f"{arch}-x{scale:g}-C{budget:.0e}", "model": cfg})
+                for seed in seeds:  # the seed sets initialisation and data order; seed 0 keeps the plain name
+                    runs.append({"arch": arch, "scale": scale, "budget": budget, "params": params,
+                                 "flops_per_nt": per_nt, "steps": steps, "tokens": steps * batch * (seq_len - 1),
+                                 "seed": seed, "name": f"{arch}-x{scale:g}-C{budget:.0e}" + (f"-s{seed}" if seed else ""),
+                                 "model": cfg})
     return runs
 
 
@@ -116,7 +119,7 @@ def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None
             f'preset = "{ARCHS[run["arch"]]}"', f"seq_len = {args.seq_len}", f"batch_size = {args.batch}",
             f"steps = {run['steps']}", f"lr = {args.lr}", "warmup_frac = 0.05", f"val_windows = {args.val_windows}",
             f"eval_every = {run['steps']}", f"ckpt_every = {run['steps']}", f"log_every = {max(1, run['steps'] // 10)}",
-            "keep_last = 1", "seed = 0", f'device = "{args.device}"', f'dtype = "{args.dtype}"',
+            "keep_last = 1", f"seed = {run['seed']}", f'device = "{args.device}"', f'dtype = "{args.dtype}"',
             f'cache_dir = "{args.out / "cache"}"', "", "[model]",
             *[f"{k} = {json.dumps(v)}" for k, v in model.items()]]) + "\n")
         cmd = [sys.executable, "-m", "dnahnet_cli", "--threads", str(args.threads), "train", "--config", str(toml),
@@ -162,8 +165,29 @@ def fit_power_law(budgets: list[float], losses: list[float]) -> dict:
     return out
 
 
+def mean_over_seeds(results: list[dict]) -> list[dict]:
+    """One point per (architecture, size, budget): val bits/nt averaged over its seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["arch"], r["scale"], r["budget"]), []).append(r)
+    return [{**runs[0], "val_bpn": float(np.mean([r["val_bpn"] for r in runs])), "seeds": len(runs)}
+            for runs in groups.values()]
+
+
+def seed_spread(results: list[dict]) -> dict | None:
+    """Run-to-run noise: the spread of val bits/nt between seeds of the same point (None with one seed)."""
+    groups: dict[tuple, list[float]] = {}
+    for r in results:
+        groups.setdefault((r["arch"], r["scale"], r["budget"]), []).append(r["val_bpn"])
+    ranges = [max(v) - min(v) for v in groups.values() if len(v) > 1]
+    if not ranges:
+        return None
+    return {"points": len(ranges), "mean_range": float(np.mean(ranges)), "max_range": float(max(ranges))}
+
+
 def analyse(results: list[dict]) -> dict:
     fits = {}
+    results = mean_over_seeds(results)
     for arch in dict.fromkeys(r["arch"] for r in results):
         mine = [r for r in results if r["arch"] == arch]
         budgets = sorted({r["budget"] for r in mine})
@@ -214,12 +238,16 @@ def report(payload: dict) -> str:
     """The markdown tables docs/scaling.md shows, from a scaling.json: every run, then the compute-optimal loss per
     budget with the fitted exponent, then dnaHNet's margin over each other architecture per budget."""
     runs, fits = payload["runs"], payload["fits"]
-    lines = ["| architecture | size | parameters | budget (FLOPs) | steps | val bits/nt | precision | wall min |",
-             "|---|---|---:|---:|---:|---:|---|---:|"]
-    for r in sorted(runs, key=lambda r: (list(LABELS).index(r["arch"]), r["scale"], r["budget"])):
+    lines = ["| architecture | size | parameters | budget (FLOPs) | steps | seed | val bits/nt | precision | wall min |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in sorted(runs, key=lambda r: (list(LABELS).index(r["arch"]), r["scale"], r["budget"], r.get("seed", 0))):
         wall = f"{r['wall_s'] / 60:.1f}" if r.get("wall_s") else "–"
         lines.append(f"| {LABELS[r['arch']]} | {r['scale']:g}x | {r['params']:,} | {r['budget']:.0e} | {r['steps']} "
-                     f"| {r['val_bpn']:.4f} | {r.get('precision', 'not recorded')} | {wall} |")
+                     f"| {r.get('seed', 0)} | {r['val_bpn']:.4f} | {r.get('precision', 'not recorded')} | {wall} |")
+    spread = payload.get("seed_spread")
+    if spread:
+        lines += ["", f"Seed-to-seed range of val bits/nt over {spread['points']} points with two or more seeds: "
+                      f"mean {spread['mean_range']:.4f}, largest {spread['max_range']:.4f}."]
     budgets = sorted({f["budget"] for fit in fits.values() for f in fit["frontier"]})
     best = {b: min(f["loss"] for fit in fits.values() for f in fit["frontier"] if f["budget"] == b) for b in budgets}
     lines += ["", "| architecture | " + " | ".join(f"{b:.0e}" for b in budgets) + " | N_opt at largest C | k | paper's k |",
@@ -255,6 +283,8 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0],
+                    help="one run per seed at every point (initialisation and data order); fits use the mean")
     ap.add_argument("--val-windows", type=int, default=64)
     ap.add_argument("--data", nargs="+", type=Path, default=[CORPUS / "train"])
     ap.add_argument("--val", nargs="+", type=Path, default=[CORPUS / "val"])
@@ -281,7 +311,7 @@ def main() -> None:
         args.archs, args.budgets, args.sizes = ["dnahnet", "tpp"], [2e9, 6e9], [0.5, 1.0]
         args.seq_len, args.batch, args.val_windows, args.data, args.val = 64, 2, 4, [example], [example]
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = plan(args.archs, args.budgets, args.sizes, args.seq_len, args.batch)
+    runs = plan(args.archs, args.budgets, args.sizes, args.seq_len, args.batch, tuple(args.seeds))
     print(f"scaling: {len(runs)} runs, {sum(r['budget'] for r in runs):.2e} training FLOPs in all", file=sys.stderr)
     earlier: dict[str, dict] = {}
     for path in args.reuse:
@@ -290,12 +320,13 @@ def main() -> None:
         results = list(pool.map(lambda r: run_one(r, args, earlier), runs))
     fits = analyse(results)
     payload = {"command": " ".join(["python"] + sys.argv), "settings": {k: str(v) if isinstance(v, Path) else v
-               for k, v in vars(args).items() if k not in ("data", "val", "out", "reuse")},
+               for k, v in vars(args).items() if k not in ("data", "val", "out", "reuse", "report")},
                "reused": [str(p) for p in args.reuse],
                "data": [str(p) for p in args.data], "val": [str(p) for p in args.val],
-               "runs": [{k: v for k, v in r.items() if k != "model"} for r in results], "fits": fits}
+               "runs": [{k: v for k, v in r.items() if k != "model"} for r in results], "fits": fits,
+               "seed_spread": seed_spread(results)}
     (args.out / "scaling.json").write_text(json.dumps(payload, indent=1) + "\n")
-    plot(results, fits, args.out / "scaling.png")
+    plot(mean_over_seeds(results), fits, args.out / "scaling.png")
     for arch, fit in fits.items():
         law = fit["power_law"]
         k = "NA" if not law else f"{law['k']:.4f}" + (f" ± {law['k_stderr']:.4f}" if law["k_stderr"] else "")

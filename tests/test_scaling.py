@@ -78,3 +78,17 @@ def test_reuse_needs_the_same_steps_parameters_and_precision():
     assert scaling.reuse_run(run, None, "float32") is None
     legacy = {k: v for k, v in prior.items() if k != "precision"}
     assert scaling.reuse_run(run, legacy, "bfloat16")["precision"] == "not recorded"
+
+
+def test_seeds_are_averaged_and_their_spread_reported():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import scaling
+
+    runs = scaling.plan(["tpp"], [1e12], [0.5], 1024, 8, seeds=(0, 1))
+    assert [r["name"] for r in runs] == ["tpp-x0.5-C1e+12", "tpp-x0.5-C1e+12-s1"] and runs[1]["seed"] == 1
+    done = [{**runs[0], "val_bpn": 1.96}, {**runs[1], "val_bpn": 1.97}]
+    (point,) = scaling.mean_over_seeds(done)
+    assert abs(point["val_bpn"] - 1.965) < 1e-12 and point["seeds"] == 2
+    spread = scaling.seed_spread(done)
+    assert spread["points"] == 1 and abs(spread["max_range"] - 0.01) < 1e-12
+    assert scaling.seed_spread(done[:1]) is None
