@@ -11,7 +11,7 @@ architecture) and records validation bits/nt at the end of its budget. Per archi
 Finished runs are never redone (their summary.json is read back), runs go in parallel up to --jobs processes of
 one thread each, and --budgets / --sizes scale the same study up (e.g. on a GPU: --device cuda --jobs 1).
 
-    python bench/scaling.py --out docs/results/scaling            # the CPU study (about 2.5 h on 2 cores)
+    python bench/scaling.py --out docs/results/scaling            # the CPU study (about 1.5 h on 2 cores)
     python bench/scaling.py --mini --out /tmp/scaling-mini        # seconds per run: the CI check of the plumbing
     python bench/scaling.py --report docs/results/scaling/scaling.json   # the markdown tables of docs/scaling.md
 """
@@ -278,8 +278,8 @@ def report(payload: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    ap.add_argument("--budgets", nargs="+", type=float, default=[1e12, 3e12, 1e13])
-    ap.add_argument("--sizes", nargs="+", type=float, default=[0.5, 1.0, 1.5], help="width multipliers of tiny")
+    ap.add_argument("--budgets", nargs="+", type=float, default=[3e11, 1e12, 3e12])
+    ap.add_argument("--sizes", nargs="+", type=float, default=[0.25, 0.5, 1.0], help="width multipliers of tiny")
     ap.add_argument("--seq-len", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
