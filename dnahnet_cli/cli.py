@@ -87,6 +87,9 @@ def _root(
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from dnahnet_cli.model import KERNEL_MODES
+    from dnahnet_cli.model.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before any tensor exists: the pages of one forward are reused by the next
 
     if kernels not in KERNEL_MODES:
         raise DnahnetError(f"invalid --kernels {kernels!r} (choose {', '.join(KERNEL_MODES)})")
