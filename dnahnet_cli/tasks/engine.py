@@ -104,8 +104,8 @@ class LikelihoodEngine:
         with torch.inference_mode(), self._autocast():
             return self.model(ids, mask, state)
 
-    def batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
-        return length_batches(lengths, self.batch_size, self.max_tokens)
+    def batches(self, lengths: Sequence[int], tiebreak: Sequence[int] | None = None) -> Iterator[list[int]]:
+        return length_batches(lengths, self.batch_size, self.max_tokens, tiebreak)
 
     def pad(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_rows(arrays, self.device)

@@ -1,0 +1,85 @@
+"""Prefix reuse (tasks/prefix_reuse.py) is a fast path: REF/ALT totals from one REF pass plus ALT suffixes must
+equal scoring every window in full, for every model family and every kind of ALT (SNV at the first or last base,
+insertion, deletion, a replaced block, ALT == REF, ALT a prefix of REF), whatever the batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dnahnet_cli.genomics.genome import Genome
+from dnahnet_cli.model.hnet import RoutingModule
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
+from dnahnet_cli.tasks.batching import length_batches
+from dnahnet_cli.tasks.engine import LikelihoodEngine
+
+GENOME = Path(__file__).resolve().parents[1] / "examples" / "ecoli_k12.fa.gz"
+CASSETTE = "TAATAATAATAGTGA"
+# fp32 totals over ~300 positions computed along two different paths (one pass vs state + suffix): the observed
+# gap is <= 2e-6 nats over all five families; 1e-4 leaves room for other BLAS builds and still catches any
+# misplaced or missing log-probability (those are ~1 nat)
+ATOL = 1e-4
+
+
+def _pairs(n_refs: int = 6, length: int = 300, seed: int = 0) -> tuple[list[str], list[str]]:
+    genome = Genome.open(str(GENOME), quiet=True)
+    chrom = genome.names[0]
+    rng = np.random.default_rng(seed)
+    refs, alts = [], []
+    for _ in range(n_refs):
+        start = int(rng.integers(0, genome.length(chrom) - length))
+        ref = genome.fetch(chrom, start, start + length).upper()
+        mid = int(rng.integers(20, length - 40))
+        snv = lambda p: ref[:p] + ("A" if ref[p] != "A" else "C") + ref[p + 1:]  # noqa: E731
+        for alt in (snv(0), snv(length - 1), snv(mid),
+                    ref[:mid] + "GATTACA" + ref[mid:],  # insertion: ALT longer
+                    ref[:mid] + ref[mid + 9:],  # deletion: ALT shorter
+                    ref[:mid] + CASSETTE + ref[mid + len(CASSETTE):],  # replacement, as essentiality does
+                    ref, ref[: length - 50]):  # identical; a prefix of REF
+            refs.append(ref)
+            alts.append(alt)
+    order = rng.permutation(len(refs))  # pairs of one REF need not be adjacent
+    return [refs[i] for i in order], [alts[i] for i in order]
+
+
+def _model(preset: str) -> DNAHNet:
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset(preset)).eval()
+    for module in model.modules():  # routers off the identity, so boundaries differ by row and position
+        if isinstance(module, RoutingModule):
+            module.q_proj.weight.data += 0.5 * torch.randn_like(module.q_proj.weight)
+    return model
+
+
+@pytest.mark.parametrize("preset", ["shipped", "tiny-1stage", "tiny-tpp", "tiny-mamba2", "tiny-sh2"])
+def test_prefix_reuse_equals_full_scoring(preset):
+    refs, alts = _pairs()
+    if preset == "shipped":
+        reuse = LikelihoodEngine.load(None, device="cpu", dtype="float32", batch_size=4)
+        model = reuse.model
+    else:
+        model = _model(preset)
+        reuse = LikelihoodEngine(model, device="cpu", batch_size=4)
+    full = LikelihoodEngine(model, device="cpu", batch_size=4, prefix_reuse=False)
+    ref_r, alt_r = reuse.loglik_pairs(refs, alts)
+    ref_f, alt_f = full.loglik_pairs(refs, alts)
+    print(f"{preset}: max |REF diff| {np.abs(ref_r - ref_f).max():.3g}, max |ALT diff| "
+          f"{np.abs(alt_r - alt_f).max():.3g} nats (totals ~{np.abs(ref_f).mean():.0f})")
+    np.testing.assert_allclose(ref_r, ref_f, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(alt_r, alt_f, rtol=0, atol=ATOL)
+    same = np.array([a == r for r, a in zip(refs, alts)])
+    np.testing.assert_array_equal(alt_r[same], ref_r[same])  # ALT == REF: the very same numbers
+
+
+def test_batches_group_equal_lengths_by_split_point():
+    lengths = [100, 100, 100, 100, 50, 100]
+    splits = [90, 10, 50, 10, 5, 90]
+    batches = list(length_batches(lengths, batch_size=2, max_tokens=10_000, tiebreak=splits))
+    assert batches == [[4, 1], [3, 2], [0, 5]]  # by length, then by where each row splits
+    assert list(length_batches(lengths, 2, 10_000)) == [[4, 0], [1, 2], [3, 5]]  # no tiebreak: stable by length
+    assert sorted(i for b in length_batches(lengths, 3, 250, splits) for i in b) == list(range(6))
+    assert all(len(b) * max(lengths[i] for i in b) <= 250 for b in length_batches(lengths, 3, 250, splits))
