@@ -1,5 +1,6 @@
 """Worker for bench/cpu_fast_path.py: imports dnahnet from the checkout given as argv[1] (any layout since
-18b10ff), then answers timing jobs read as JSON lines on stdin with one JSON line each on stdout."""
+18b10ff), then answers timing jobs read as JSON lines on stdin with one JSON line each on stdout. Like the CLI,
+it applies the checkout's host-memory policy when the checkout has one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
+try:  # the host-memory policy the CLI applies at start-up (since f7d4461); older checkouts run plain malloc
+    from dnahnet_cli.model.allocator import keep_freed_memory
+
+    keep_freed_memory()
+except ImportError:
+    pass
 import torch  # noqa: E402
 
 try:  # layout of 9667964 and later

@@ -2,12 +2,12 @@
 
 PyTorch's CPU allocator is plain malloc. glibc serves every block above its mmap threshold (at most 32 MiB) with a
 fresh `mmap` and unmaps it on free, so each forward pass over a batch of 2,048-nt windows faults in and zeroes
-gigabytes of new pages: in `dnahnet essentiality` on 2 threads about 18 % of the CPU time went to the kernel
-(136,000 page faults a second). With mmap off for malloc and the heap trimmed only above 1 GiB of free space,
-those pages are reused: scoring 16 x 2,047 nt with the shipped model ran 1.30x faster on 1 thread and 1.38x on
-2, page faults per call fell from ~600,000 to ~4,000, and peak memory stayed within 2 %; a training step, which
-faults little, is unchanged (1.01x) (`bench/allocator_probe.py`, docs/results/allocator.json). Only glibc has these knobs (`mallopt`); elsewhere this is a no-op.
-`DNAHNET_MALLOC=system` leaves malloc as it is.
+gigabytes of new pages: scoring 16 such windows spent 25-29 % of its CPU time in the kernel. With mmap off for
+malloc and the heap trimmed only above 1 GiB of free space, those pages are reused: scoring 16 x 2,047 nt with
+the shipped model ran 1.30x faster on 1 thread and 1.38x on 2, page faults per call fell from ~600,000 to ~4,000,
+and peak memory stayed within 2 %; a training step, which faults little, is unchanged (1.01x)
+(`bench/allocator_probe.py`, docs/results/allocator.json). Only glibc has these knobs (`mallopt`); elsewhere
+this is a no-op. `DNAHNET_MALLOC=system` leaves malloc as it is.
 """
 
 from __future__ import annotations
