@@ -42,13 +42,40 @@ def within_chunk_decay(a: torch.Tensor) -> torch.Tensor:
     Computed as a difference of cumulative sums (as mamba-ssm's Triton kernel does), with the cumsum and the
     difference in float64 so that long, deep decays lose nothing to cancellation, and masked before the exp
     so the upper triangle never overflows. Four passes over the q x q blocks instead of `segsum`'s six
-    (1.5x faster on a CPU), with the same fp32 result to rounding.
+    (1.5x faster on a CPU), with the same fp32 result to rounding. With a gradient, `_WithinChunkDecay` gives
+    the backward in closed form.
     """
+    if torch.is_grad_enabled() and a.requires_grad:
+        return _WithinChunkDecay.apply(a)
+    return _decay_forward(a)
+
+
+def _decay_forward(a: torch.Tensor) -> torch.Tensor:
     q = a.size(-1)
     a_cum = a.double().cumsum(dim=-1)
     lower = torch.ones(q, q, dtype=torch.bool, device=a.device).tril(0)
     diff = (a_cum[..., :, None] - a_cum[..., None, :]).masked_fill_(~lower, float("-inf"))
     return diff.to(a.dtype).exp_()
+
+
+class _WithinChunkDecay(torch.autograd.Function):
+    """D[l, s] = exp(A_l - A_s) (s <= l) with A = cumsum(a), so dL/dA_l = sum_s (G*D)[l, s] - sum_r (G*D)[r, l]
+    and dL/da is the reverse cumsum of dL/dA. Autograd through `_decay_forward` gets the same numbers (the same
+    float64 sums) but makes four more passes over float64 q x q blocks (the cast, the mask, the broadcast
+    difference and its negation): ~1.5x faster on the decay alone (fwd + bwd at a training shape)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor) -> torch.Tensor:
+        decay = _decay_forward(a)
+        ctx.save_for_backward(decay)
+        return decay
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (decay,) = ctx.saved_tensors
+        weighted = grad * decay  # zero above the diagonal, where decay is 0
+        d_cum = weighted.sum(-1, dtype=torch.float64) - weighted.sum(-2, dtype=torch.float64)
+        return d_cum.flip(-1).cumsum(-1).flip(-1).to(decay.dtype)
 
 
 def inference_chunk(chunk_size: int, headdim: int) -> int:
