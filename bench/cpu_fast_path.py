@@ -46,6 +46,8 @@ CASES = {
         ("small", "after", dict(kind="score", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step small 8192 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="float32")),
                                            ("after auto", "after", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
+    "train step cpu 4 x 2048 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="float32")),
+                                             ("after auto", "after", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="auto"))],
     "train step tiny 8 x 1024 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="tiny", length=1024, batch=8, threads=1, dtype="float32")),
                                               ("after auto", "after", dict(kind="train", preset="tiny", length=1024, batch=8, threads=1, dtype="auto"))],
 }
@@ -90,6 +92,9 @@ def main() -> None:
     ap.add_argument("--before", default="18b10ff", help="commit of the 'before' code (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cases", nargs="*", help="substrings selecting cases (default: all)")
+    ap.add_argument("--before-dtype", choices=["case", "auto"], default="case",
+                    help="case: 'before' runs the precision its case names (fp32); auto: 'before' runs --dtype auto "
+                    "too, to compare two versions of the fast path")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     auto, why = choose_dtype("auto", torch.device("cpu"))
@@ -100,6 +105,9 @@ def main() -> None:
     probes: dict[str, list[float]] = {"fp32": [], "bf16": []}
     try:
         for case, variants in cases.items():
+            if args.before_dtype == "auto":
+                variants = [(label.replace("fp32", "auto") if w == "before" else label, w,
+                             {**job, "dtype": "auto"} if w == "before" else job) for label, w, job in variants]
             jobs = [(label, w, {**job, "dtype": auto if job["dtype"] == "auto" else job["dtype"]}) for label, w, job in variants]
             for _, w, job in jobs:
                 workers[w].time(job)  # warm-up

@@ -66,10 +66,13 @@ def test_router_cosine_stays_fp32_under_autocast():
     assert p.dtype == torch.float32 and rel(p, p_ref) < FP32_TOL and torch.equal(b, b_ref)
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("preset", ["tiny", "tiny-1stage"])
-def test_fp32_islands_while_the_main_network_runs_bf16(preset):
+def test_fp32_islands_while_the_main_network_runs_bf16(preset, mode):
+    """Scoring (eval) keeps encoders and the nucleotide decoder fp32; training runs them under autocast as the
+    official H-Net does. Router, residual path, scans and head are fp32 in both."""
     torch.manual_seed(0)
-    model = DNAHNet(get_preset(preset)).eval()
+    model = DNAHNet(get_preset(preset)).train(mode == "train")
     with torch.no_grad():
         for stage in [model.backbone] + ([model.backbone.main] if preset == "tiny" else []):
             stage.residual_proj.weight.normal_(0, 0.05)
@@ -81,6 +84,7 @@ def test_fp32_islands_while_the_main_network_runs_bf16(preset):
         return record
 
     model.backbone.residual_proj.register_forward_hook(hook("residual_proj"))
+    model.backbone.router.q_proj.register_forward_hook(hook("router"))
     model.lm_head.register_forward_hook(hook("lm_head"))
     model.backbone.encoder.layers[1].mixer.in_proj.register_forward_hook(hook("encoder_in_proj"))
     model.backbone.decoder.layers[0].mixer.in_proj.register_forward_hook(hook("nt_decoder_in_proj"))
@@ -91,14 +95,15 @@ def test_fp32_islands_while_the_main_network_runs_bf16(preset):
     innermost.main.layers[0].mlp.fc1.register_forward_hook(hook("main_network_mlp"))
     model.backbone.encoder.layers[0].register_forward_hook(hook("residual", pick=lambda out: out[1]))
     ids = torch.randint(2, 6, (2, 300))
-    with torch.inference_mode():
+    with torch.inference_mode() if mode == "eval" else torch.enable_grad():
         ref = model(ids).logits
         seen.clear()
         with BF16():
             out = model(ids)
-    assert seen == {"residual": torch.float32, "encoder_in_proj": torch.float32, "nt_decoder_in_proj": torch.float32,
-                    "main_network_qkv": torch.bfloat16, "main_network_mlp": torch.bfloat16,
-                    "residual_proj": torch.float32, "lm_head": torch.float32}
+    outer = torch.float32 if mode == "eval" else torch.bfloat16
+    assert seen == {"residual": torch.float32, "router": torch.float32, "encoder_in_proj": outer,
+                    "nt_decoder_in_proj": outer, "main_network_qkv": torch.bfloat16,
+                    "main_network_mlp": torch.bfloat16, "residual_proj": torch.float32, "lm_head": torch.float32}
     assert out.logits.dtype == torch.float32
     # close to fp32 (bf16 GEMMs in the inner stages only), but not equal: bf16 really ran
     assert 1e-7 < rel(out.logits, ref) < 1e-2

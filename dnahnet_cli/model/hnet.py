@@ -146,8 +146,11 @@ class HNetStage(nn.Module):
         sub = (lambda key: state.setdefault(key, {})) if state is not None else (lambda key: None)
         if self.innermost:
             return self.main(x, mask, sub("main"))[..., : self.d_in], []
-        with full_precision(x):  # the router's input: bf16 here would move boundaries (precision.py)
-            h = self.encoder(x.float(), mask, sub("encoder"))
+        # scoring keeps the encoder fp32 (it is the router's input: bf16 would move boundaries, precision.py);
+        # training runs it under autocast, as the official H-Net trains (1.23x a `cpu` training step)
+        exact = not self.training
+        with full_precision(x) if exact else contextlib.nullcontext():
+            h = self.encoder(x.float() if exact else x, mask, sub("encoder")).float()
         with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
             residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))
@@ -165,8 +168,8 @@ class HNetStage(nn.Module):
             dstate["last"] = last
         confidence = torch.where(boundary, p, 1 - p)
         dec_in = u * _STE.apply(confidence)[..., None] + residual
-        # the nucleotide-resolution decoder feeds the scores directly: fp32 (precision.py)
-        with full_precision(dec_in) if self.stage == 0 else contextlib.nullcontext():
+        # the nucleotide-resolution decoder feeds the scores directly: fp32 when scoring (precision.py)
+        with full_precision(dec_in) if self.stage == 0 and exact else contextlib.nullcontext():
             y = self.decoder(dec_in, mask, sub("decoder"))
         routing = StageRouting(p, boundary, mask, idx)
         return y[..., : self.d_in], [routing] + inner_routing

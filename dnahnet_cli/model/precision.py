@@ -7,11 +7,13 @@ fp32 whatever autocast says, because their error compounds or decides something 
   * the router (cosine of projected neighbours, thresholded at 0.5: a bf16 cosine moves boundaries),
   * the residual stream (every `Block` adds in fp32) and `residual_proj` (the official H-Net keeps it fp32),
   * the RMSNorms and the next-nucleotide head (4 logits per position: cheap, and they are the scores),
-  * every encoder (it feeds its stage's router) and the nucleotide-resolution decoder (it feeds the head):
-    with them in bf16, 6 of 2,125 boundaries moved away from the threshold and SNV scores moved by up to
-    0.1 nats (Spearman 0.9988 on 500 E. coli SNVs); in fp32, no boundary moves and scores agree to 1e-3
-    nats (tests/test_bf16_accuracy.py). So bf16 runs the chunked stages' decoders and the main network,
-    where the GEMMs are (the Transformer main network and its MLPs).
+  * when scoring (eval mode), every encoder (it feeds its stage's router) and the nucleotide-resolution
+    decoder (it feeds the head): with them in bf16, 6 of 2,125 boundaries moved away from the threshold and
+    SNV scores moved by up to 0.1 nats (Spearman 0.9988 on 500 E. coli SNVs); in fp32, no boundary moves and
+    scores agree to 1e-3 nats (tests/test_bf16_accuracy.py). So scoring runs bf16 in the chunked stages'
+    decoders and the main network, where the GEMMs are (the Transformer main network and its MLPs).
+    Training (train mode) runs encoders and decoders under autocast too, as the official H-Net trains: their
+    GEMMs are most of a training step at nucleotide resolution (docs/model.md has the gate and the speed-up).
 `full_precision(t)` is the context that switches autocast off for one of these islands.
 
 `choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (a GPU with bf16,
