@@ -11,7 +11,6 @@ ratios; the loss and gradient norm of both variants are compared too.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import emit, environment  # noqa: E402
 
 from dnahnet_cli.model import ssd  # noqa: E402
 from dnahnet_cli.model.allocator import keep_freed_memory  # noqa: E402
@@ -83,10 +82,7 @@ def main() -> None:
               f"{results[case]['median_s']['closed form']:.3f} s, x{results[case]['speedup']:.3f}", file=sys.stderr)
     payload = {"command": "python bench/decay_backward.py " + " ".join(sys.argv[1:]), "dtype": f"{dtype} ({why})",
                "threads": args.threads, "reps": args.reps, "environment": environment(), "cases": results}
-    text = json.dumps(payload, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(payload, args.out)
 
 
 if __name__ == "__main__":

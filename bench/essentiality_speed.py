@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import re
 import statistics
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import emit, environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -111,10 +110,7 @@ def main() -> None:
             "whole_genome_min_projected": all_genes / (len(genes) / median) / 60,
             "max_abs_score_diff_vs_before": max(abs(got[g] - ref[g]) for g in ref),
             "speedup_vs_before": statistics.median(samples["before"]) / median}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ substitutions, variant scoring through the same engine); 20 training steps of th
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import environment  # noqa: E402
+from common import emit, environment  # noqa: E402
 from essentiality_speed import gene_subset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,10 +109,7 @@ def main() -> None:
               f"{wall - timer.seconds:.1f} s", file=sys.stderr)
     payload = {"command": "python bench/host_overhead.py " + " ".join(sys.argv[1:]), "environment": environment(),
                "cases": results}
-    text = json.dumps(payload, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(payload, args.out)
 
 
 if __name__ == "__main__":
