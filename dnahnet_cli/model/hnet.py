@@ -150,7 +150,7 @@ class HNetStage(nn.Module):
         # training runs it under autocast, as the official H-Net trains (1.23x a `cpu` training step)
         exact = not self.training
         with full_precision(x) if exact else contextlib.nullcontext():
-            h = self.encoder(x.float() if exact else x, mask, sub("encoder")).float()
+            h = self.encoder(x, mask, sub("encoder")).float()  # fp32 for the router and the residual path
         with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
             residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))

@@ -15,7 +15,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int,
                    tiebreak: Sequence[int] | None = None) -> Iterator[list[int]]:
     """Indices sorted by length (then by `tiebreak`, e.g. where prefix reuse splits each row, so rows of a batch
     split alike and pad little), cut into batches of <= batch_size rows and <= max_tokens padded tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], tiebreak[i] if tiebreak is not None else 0))
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], tiebreak[i]) if tiebreak is not None else lengths[i])
     batch: list[int] = []
     for i in order:  # ascending, so the newcomer is the longest row of its batch
         if batch and (len(batch) >= batch_size or lengths[i] * (len(batch) + 1) > max_tokens):

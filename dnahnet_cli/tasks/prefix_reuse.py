@@ -69,7 +69,7 @@ class PrefixReuseScorer:
             self.pairs_of_ref[u].append(i)
         # equal-length REFs (essentiality windows, SNV windows) batch by where their first ALT diverges: a batch
         # runs phase by phase padded to its longest segment, so mixed split points would pad up to ~1.5x the work
-        first_split = [min((self.first_diff[i] for i in pairs), default=0) for pairs in self.pairs_of_ref]
+        first_split = [min(self.first_diff[i] for i in pairs) for pairs in self.pairs_of_ref]  # every REF has a pair
         for batch in eng.batches([len(e) + 1 for e in self.ref_enc], first_split):
             ref_lp, snapshots = self._run_refs(batch)
             self._continue_alts(batch, ref_lp, snapshots)
