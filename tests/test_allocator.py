@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,22 @@ def test_info_device_reports_the_policy(tmp_path):
     res = CliRunner().invoke(app, ["info", "--device"])
     assert res.exit_code == 0, res.output
     assert "host_memory" in res.output and "malloc" in res.output
+
+
+def test_bad_dnahnet_malloc_is_a_one_line_usage_error(tmp_path):
+    out = tmp_path / "scores.tsv"
+    fasta = Path(__file__).resolve().parents[1] / "examples" / "ecoli_k12_20kb.fa"
+    env = {**os.environ, "DNAHNET_MALLOC": "kepe"}
+    res = subprocess.run([sys.executable, "-m", "dnahnet_cli", "score-seqs", str(fasta), "-o", str(out)], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "dnahnet: error: DNAHNET_MALLOC='kepe': choose keep or system (or leave it unset)"
+    assert "Traceback" not in res.stderr and not out.exists()
+
+
+def test_reporting_the_policy_does_not_apply_it():
+    code = ("from dnahnet_cli.model import allocator; from dnahnet_cli.model.precision import describe_compute; "
+            "print(describe_compute()['host_memory']); print(allocator._applied)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    reported, applied = res.stdout.splitlines()
+    assert reported.startswith("system malloc") and applied == "None"

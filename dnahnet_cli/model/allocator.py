@@ -17,6 +17,9 @@ import ctypes.util
 import os
 import platform
 
+from dnahnet_cli.errors import DnahnetError
+
+MODES = ("keep", "system")  # DNAHNET_MALLOC values
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_MAX = -4
 KEEP_UP_TO = 1 << 30  # bytes of free heap kept before glibc trims it back to the OS
@@ -30,7 +33,10 @@ def keep_freed_memory() -> str:
     global _applied
     if _applied is not None:
         return _applied
-    if os.environ.get("DNAHNET_MALLOC", "keep") == "system":
+    mode = os.environ.get("DNAHNET_MALLOC", "keep")
+    if mode not in MODES:
+        raise DnahnetError(f"DNAHNET_MALLOC={mode!r}: choose {' or '.join(MODES)} (or leave it unset)")
+    if mode == "system":
         _applied = "system malloc (DNAHNET_MALLOC=system)"
     elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         _applied = "system malloc (not glibc)"
@@ -43,3 +49,8 @@ def keep_freed_memory() -> str:
         _applied = ("glibc malloc keeps freed memory (mmap off, trim above 1 GiB; DNAHNET_MALLOC=system to "
                     "turn off)" if ok else "system malloc (mallopt refused)")
     return _applied
+
+
+def host_memory_policy() -> str:
+    """What this process runs with, without changing it (for `dnahnet info --device`)."""
+    return _applied or "system malloc (the dnahnet command applies the policy at start-up; not applied here)"

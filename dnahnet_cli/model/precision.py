@@ -95,14 +95,14 @@ def describe_compute() -> dict:
     what --dtype auto would choose on each device, and why."""
     import platform
 
-    from dnahnet_cli.model.allocator import keep_freed_memory
+    from dnahnet_cli.model.allocator import host_memory_policy
 
     cpu = torch.device("cpu")
     out = {"torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "cpu_bf16_matmul": list(cpu_bf16_features()) or None,
            "cpu_auto_dtype": "{} ({})".format(*choose_dtype("auto", cpu)),
-           "host_memory": keep_freed_memory(),
+           "host_memory": host_memory_policy(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     if torch.cuda.is_available():
         out["cuda_auto_dtype"] = "{} ({})".format(*choose_dtype("auto", torch.device("cuda")))
