@@ -147,7 +147,7 @@ class HNetStage(nn.Module):
         if self.innermost:
             return self.main(x, mask, sub("main"))[..., : self.d_in], []
         # scoring keeps the encoder fp32 (it is the router's input: bf16 would move boundaries, precision.py);
-        # training runs it under autocast, as the official H-Net trains (1.23x a `cpu` training step)
+        # training runs it under autocast, as the official H-Net trains (a `small` training step 1.18x, docs/model.md)
         exact = not self.training
         with full_precision(x) if exact else contextlib.nullcontext():
             h = self.encoder(x, mask, sub("encoder")).float()  # fp32 for the router and the residual path
