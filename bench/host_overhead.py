@@ -81,7 +81,7 @@ def main() -> None:
                                           "--gff", str(gff), "--gene", "infA", "--dms",
                                           str(DATA / "dms" / "IF1_ECOLI_Kelsic_2016" / "dms.csv"), "--device", "cpu",
                                           "-q", "-o", str(tmp / "dms.tsv")]),
-        "train": ("step", common + ["train", "--config", str(ROOT / "docs/results/model_card/train-cpu.toml"),
+        "train": ("step", common + ["train", "--config", str(ROOT / "docs/results/model_card/v2/train-cpu.toml"),
                                     "--preset", "cpu", "--data", str(DATA / "corpus" / "train"), "--val",
                                     str(DATA / "corpus" / "val"), "--out", str(tmp / "run"), "--steps",
                                     str(args.steps), "--eval-every", str(10 * args.steps), "--quiet"]),

@@ -1,7 +1,7 @@
 """How far two runs' essentiality scores lie apart on the genes both scored (e.g. the same model at two
 precisions); prints JSON with the largest and median absolute difference and the scores' standard deviation.
 
-    python docs/results/model_card/score_diff.py essentiality essentiality-2threads-bf16 dnahnet
+    python docs/results/model_card/score_diff.py essentiality essentiality-2threads-bf16 v2/dnahnet
 """
 
 from __future__ import annotations
