@@ -7,6 +7,15 @@
 --earlier adds the curves of an earlier model card (its curves.json, committed) as dashed lines, so a new
 default model is seen against the one it replaces; they are not copied into the new NAME.json.
 
+--continues RUN=CURVES_JSON says that RUN was started with `dnahnet train --init` from the final weights of the
+run whose curve (same model name) is in CURVES_JSON: RUN's curve becomes that curve followed by RUN's own points,
+shifted by the earlier run's training FLOPs (RUN's step-0 validation, of the same weights, is dropped), so the
+plot and NAME.json show the model's whole training; --earlier then leaves out its dashed copy.
+
+    python docs/results/model_card/plot_curves.py --earlier docs/results/model_card/v3/curves.json \
+        --continues runs/tiny-v4=docs/results/model_card/v3/curves.json runs/tiny-v4 runs/tpp-v4 \
+        docs/results/model_card/curves
+
 Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/model/flops.py, at the run's training
 window and the model's target compression ratios) x nucleotides processed; writes NAME.png and NAME.json.
 """
@@ -34,6 +43,17 @@ def curve(run: Path) -> dict:
     return {"name": cfg.name, "train_flops_per_nt": per_nt, "points": points}
 
 
+def continued(run_curve: dict, prior_curves: list[dict], run: Path) -> dict:
+    """The prior run's curve of the same model, then this run's points shifted by the prior's final FLOPs."""
+    prior = [c for c in prior_curves if c["name"] == run_curve["name"]]
+    if len(prior) != 1:
+        raise SystemExit(f"--continues {run}: expected one curve named {run_curve['name']!r}, found {len(prior)}")
+    offset = prior[0]["points"][-1][0]
+    own = [(offset + f, v) for f, v in run_curve["points"] if f > 0]
+    return {**run_curve, "continues": {"prior_train_flops": offset, "prior_points": len(prior[0]["points"])},
+            "points": [tuple(p) for p in prior[0]["points"]] + own}
+
+
 LABELS = {"cpu": "dnaHNet (cpu, 2.0M)", "cpu-tpp": "Transformer++ (cpu-tpp, 1.9M)",
           "tiny": "dnaHNet (tiny, 0.89M)", "tiny-tpp": "Transformer++ (tiny-tpp, 0.89M)"}
 
@@ -46,12 +66,25 @@ def colour(name: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--earlier", type=Path, help="an earlier curves.json to draw dashed, for reference")
+    ap.add_argument("--continues", action="append", default=[], metavar="RUN=CURVES_JSON",
+                    help="RUN was initialised from the final weights of a run in CURVES_JSON (repeatable)")
     ap.add_argument("runs", nargs="+", type=Path, help="run directories (metrics.jsonl and final/)")
     ap.add_argument("out", help="output stem: writes OUT.png and OUT.json")
     args = ap.parse_args()
-    curves = [curve(r) for r in args.runs]
+    priors = {}
+    for spec in args.continues:
+        run, sep, prior = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--continues {spec!r}: expected RUN=CURVES_JSON")
+        priors[Path(run).resolve()] = json.loads(Path(prior).read_text())
+    curves = []
+    for r in args.runs:
+        c = curve(r)
+        curves.append(continued(c, priors[r.resolve()], r) if r.resolve() in priors else c)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    continued_names = {c["name"] for c in curves if "continues" in c}
     earlier = json.loads(args.earlier.read_text()) if args.earlier else []
+    earlier = [c for c in earlier if c["name"] not in continued_names]
     for c in earlier:
         ax.plot([p[0] for p in c["points"]], [p[1] for p in c["points"]], ls="--", marker=".", alpha=0.55,
                 color=colour(c["name"]), label=f"{LABELS.get(c['name'], c['name'])}, earlier run")
