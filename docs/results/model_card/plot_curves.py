@@ -16,6 +16,10 @@ plot and NAME.json show the model's whole training; --earlier then leaves out it
         --continues runs/tiny-v4=docs/results/model_card/v3/curves.json runs/tiny-v4 runs/tpp-v4 \
         docs/results/model_card/curves
 
+A run can also be given as PRESET@SEQ_LEN=METRICS.jsonl, e.g. tiny-tpp@2048=docs/results/model_card/tpp.train_metrics.jsonl:
+the committed log of a run and the preset and training length it ran with, so the plot can be redrawn from the
+repository alone (--continues then names the same string before its last '=').
+
 Training FLOPs = 3 x analytic forward FLOPs per nucleotide (dnahnet_cli/model/flops.py, at the run's training
 window and the model's target compression ratios) x nucleotides processed; writes NAME.png and NAME.json.
 """
@@ -29,21 +33,40 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dnahnet_cli.errors import DnahnetError  # noqa: E402
 from dnahnet_cli.model.checkpoint import read_checkpoint_info  # noqa: E402
+from dnahnet_cli.model.config import ModelConfig  # noqa: E402
 from dnahnet_cli.model.flops import flops_per_nt  # noqa: E402
+from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 
-def curve(run: Path) -> dict:
-    cfg = read_checkpoint_info(run / "final")["model_config"]
+def run_config_and_log(run: str) -> tuple[ModelConfig, Path]:
+    """A run directory (final/config.json, metrics.jsonl), or PRESET@SEQ_LEN=METRICS.jsonl for a committed log."""
+    spec, sep, log = run.partition("=")
+    if sep:
+        preset, at, seq_len = spec.partition("@")
+        if not at:
+            raise SystemExit(f"{run!r}: expected PRESET@SEQ_LEN=METRICS.jsonl")
+        try:
+            cfg = get_preset(preset)
+        except DnahnetError as exc:
+            raise SystemExit(f"{run!r}: {exc}") from None
+        cfg.max_seq_len = int(seq_len)
+        return cfg, Path(log)
+    return read_checkpoint_info(Path(run) / "final")["model_config"], Path(run) / "metrics.jsonl"
+
+
+def curve(run: str) -> dict:
+    cfg, log = run_config_and_log(run)
     per_nt = 3 * flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
     nts = {r["step"]: r["nucleotides"] for r in rows if r.get("type") == "train" and "nucleotides" in r}
     tokens_per_step = max(nts.values()) / max(nts) if nts else 0
     points = [(r["step"] * tokens_per_step * per_nt, r["val_bpn"]) for r in rows if r.get("type") == "val"]
     return {"name": cfg.name, "train_flops_per_nt": per_nt, "points": points}
 
 
-def continued(run_curve: dict, prior_curves: list[dict], run: Path) -> dict:
+def continued(run_curve: dict, prior_curves: list[dict], run: str) -> dict:
     """The prior run's curve of the same model, then this run's points shifted by the prior's final FLOPs."""
     prior = [c for c in prior_curves if c["name"] == run_curve["name"]]
     if len(prior) != 1:
@@ -68,19 +91,20 @@ def main() -> None:
     ap.add_argument("--earlier", type=Path, help="an earlier curves.json to draw dashed, for reference")
     ap.add_argument("--continues", action="append", default=[], metavar="RUN=CURVES_JSON",
                     help="RUN was initialised from the final weights of a run in CURVES_JSON (repeatable)")
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories (metrics.jsonl and final/)")
+    ap.add_argument("runs", nargs="+", help="run directories (metrics.jsonl and final/), or "
+                    "PRESET@SEQ_LEN=METRICS.jsonl (a committed *.train_metrics.jsonl and the run's preset and length)")
     ap.add_argument("out", help="output stem: writes OUT.png and OUT.json")
     args = ap.parse_args()
     priors = {}
     for spec in args.continues:
-        run, sep, prior = spec.partition("=")
+        run, sep, prior = spec.rpartition("=")
         if not sep:
             raise SystemExit(f"--continues {spec!r}: expected RUN=CURVES_JSON")
-        priors[Path(run).resolve()] = json.loads(Path(prior).read_text())
+        priors[run] = json.loads(Path(prior).read_text())
     curves = []
     for r in args.runs:
         c = curve(r)
-        curves.append(continued(c, priors[r.resolve()], r) if r.resolve() in priors else c)
+        curves.append(continued(c, priors[r], r) if r in priors else c)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     continued_names = {c["name"] for c in curves if "continues" in c}
     earlier = json.loads(args.earlier.read_text()) if args.earlier else []
