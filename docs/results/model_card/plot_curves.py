@@ -45,8 +45,8 @@ def run_config_and_log(run: str) -> tuple[ModelConfig, Path]:
     spec, sep, log = run.partition("=")
     if sep:
         preset, at, seq_len = spec.partition("@")
-        if not at:
-            raise SystemExit(f"{run!r}: expected PRESET@SEQ_LEN=METRICS.jsonl")
+        if not at or not seq_len.isdigit():
+            raise SystemExit(f"{run!r}: expected PRESET@SEQ_LEN=METRICS.jsonl (SEQ_LEN a whole number)")
         try:
             cfg = get_preset(preset)
         except DnahnetError as exc:

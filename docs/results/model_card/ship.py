@@ -27,9 +27,9 @@ DEFAULT = Path(__file__).resolve().parents[3] / "dnahnet_cli" / "data" / "defaul
 
 def run_summary(run: Path) -> dict:
     """What the run did, read from its final config and its metrics log."""
-    final = json.loads((run / "final" / "config.json").read_text())
+    final = read_checkpoint_info(run / "final")  # the parsed config.json, checked, plus its model_config
     tc = final["metadata"]["train_config"]
-    cfg = read_checkpoint_info(run / "final")["model_config"]
+    cfg = final["model_config"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r.get("type") == "train"]
     val = [r for r in rows if r.get("type") == "val"]
@@ -78,10 +78,12 @@ def main() -> None:
               "metadata": {"name": args.name, "preset": s["preset"], "training": training,
                            "licence": "MIT (weights), trained on public NCBI RefSeq/GenBank genomes"}}
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    shutil.copyfile(args.run / "final" / "model.safetensors", args.out / "model.safetensors")
-    tmp.replace(args.out / "config.json")
+    # both files to temporaries first, then renamed: an interrupted copy never leaves a half-written model
+    tmp_config, tmp_weights = args.out / "config.json.tmp", args.out / "model.safetensors.tmp"
+    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+    shutil.copyfile(args.run / "final" / "model.safetensors", tmp_weights)
+    tmp_weights.replace(args.out / "model.safetensors")
+    tmp_config.replace(args.out / "config.json")
     print(json.dumps(config["metadata"], indent=2))
 
 
