@@ -62,6 +62,10 @@ def unpack(commit: str, dest: Path) -> Path:
     return dest
 
 
+class JobUnsupported(Exception):
+    """The worker's checkout cannot build this job's model (e.g. the preset is newer than the 'before' commit)."""
+
+
 class Worker:
     def __init__(self, root: Path):
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_fastpath_worker.py"), str(root)],
@@ -73,7 +77,10 @@ class Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"worker died on {job}")
-        return json.loads(line)["seconds"]
+        reply = json.loads(line)
+        if "error" in reply:
+            raise JobUnsupported(reply["error"])
+        return reply["seconds"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -109,8 +116,13 @@ def main() -> None:
                 variants = [(label.replace("fp32", "auto") if w == "before" else label, w,
                              {**job, "dtype": "auto"} if w == "before" else job) for label, w, job in variants]
             jobs = [(label, w, {**job, "dtype": auto if job["dtype"] == "auto" else job["dtype"]}) for label, w, job in variants]
-            for _, w, job in jobs:
-                workers[w].time(job)  # warm-up
+            try:
+                for _, w, job in jobs:
+                    workers[w].time(job)  # warm-up
+            except JobUnsupported as exc:
+                results[case] = {"skipped": f"{w} checkout: {exc}"}
+                print(f"{case}: skipped ({w} checkout: {exc})", file=sys.stderr)
+                continue
             samples: dict[str, list[float]] = {label: [] for label, _, _ in jobs}
             for rep in range(args.reps):
                 torch.set_num_threads(1)
