@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dnahnet_cli.genomics.alphabet import BOS
 from dnahnet_cli.model.flops import (attention_keys, fixed_ratio_positions, flops_per_nt, forward_flops,
-                               train_step_flops)
+                               train_flops_per_nt, train_step_flops)
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
 
@@ -104,6 +104,9 @@ def test_fixed_ratio_positions_and_train_step():
     report = forward_flops(cfg, 1024).to_dict()
     assert report["per_nt"] == pytest.approx(report["total"] / 1024)
     assert report["total"] == pytest.approx(sum(report["per_stage"]) + report["head"])
+    # the model card's budget: training FLOPs per nucleotide, at the target ratios unless others are given
+    assert train_flops_per_nt(cfg, 2048) == pytest.approx(train_step_flops(cfg, 2048) / 2048)
+    assert train_flops_per_nt(cfg, 2048, [2.0, 2.0]) > train_flops_per_nt(cfg, 2048)
 
 
 def test_benchmark_suite_smoke(tmp_path):

@@ -184,6 +184,12 @@ def flops_per_nt(cfg: ModelConfig, length: int, ratios: Sequence[float] | None =
     return forward_flops(cfg, length, ratios=ratios, convention=convention).per_nt
 
 
+def train_flops_per_nt(cfg: ModelConfig, length: int, ratios: Sequence[float] | None = None) -> float:
+    """Training FLOPs per nucleotide (forward + backward = 3x forward), the x axis of learning curves and
+    the budget a model card states."""
+    return 3 * flops_per_nt(cfg, length, ratios)
+
+
 def fixed_ratio_positions(length: int, ratios: Sequence[float]) -> list[int]:
     """Exact positions per stage under the fixed-ratio router control (every R-th position is a boundary)."""
     positions = [length]

@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from dnahnet_cli.errors import DnahnetError  # noqa: E402
 from dnahnet_cli.model.checkpoint import read_checkpoint_info  # noqa: E402
 from dnahnet_cli.model.config import ModelConfig  # noqa: E402
-from dnahnet_cli.model.flops import flops_per_nt  # noqa: E402
+from dnahnet_cli.model.flops import train_flops_per_nt  # noqa: E402
 from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def run_config_and_log(run: str) -> tuple[ModelConfig, Path]:
 
 def curve(run: str) -> dict:
     cfg, log = run_config_and_log(run)
-    per_nt = 3 * flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
+    per_nt = train_flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     nts = {r["step"]: r["nucleotides"] for r in rows if r.get("type") == "train" and "nucleotides" in r}
     tokens_per_step = max(nts.values()) / max(nts) if nts else 0

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from dnahnet_cli.model.checkpoint import read_checkpoint_info
-from dnahnet_cli.model.flops import flops_per_nt
+from dnahnet_cli.model.flops import train_flops_per_nt
 
 DEFAULT = Path(__file__).resolve().parents[3] / "dnahnet_cli" / "data" / "default_model"
 
@@ -34,7 +34,7 @@ def run_summary(run: Path) -> dict:
     train = [r for r in rows if r.get("type") == "train"]
     val = [r for r in rows if r.get("type") == "val"]
     nucleotides = int(train[-1]["nucleotides"])
-    per_nt = 3 * flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
+    per_nt = train_flops_per_nt(cfg, cfg.max_seq_len, cfg.ratio_targets or None)
     return {
         "preset": cfg.name,
         "steps": int(train[-1]["step"]),
