@@ -72,8 +72,12 @@ def main() -> None:
     if args.continues:
         prior = json.loads((args.continues / "config.json").read_text())["metadata"]
         training["continues"] = prior
-        training["nucleotides_total"] = s["nucleotides"] + int(prior["training"]["nucleotides"])
-        training["training_flops_total"] = float(f"{s['training_flops'] + prior['training']['training_flops']:.4g}")
+        # the prior's own totals when it continued a model itself (a chain v3 -> v4 -> v5), else its run's
+        before = prior["training"]
+        nt = before.get("nucleotides_total", before["nucleotides"])
+        flops = before.get("training_flops_total", before["training_flops"])
+        training["nucleotides_total"] = s["nucleotides"] + int(nt)
+        training["training_flops_total"] = float(f"{s['training_flops'] + flops:.4g}")
     config = {"format": s["format"], "dnahnet_version": s["dnahnet_version"], "config": s["model_config"],
               "metadata": {"name": args.name, "preset": s["preset"], "training": training,
                            "licence": "MIT (weights), trained on public NCBI RefSeq/GenBank genomes"}}
