@@ -1,7 +1,10 @@
 """SSD tile length on a CPU: one scan per tile length, and whole-model scoring with the configured chunk
 (64) against the inference tiles of `ssd.inference_chunk`, interleaved, medians over repetitions, 1 thread.
+With --train: whole training steps (forward, loss, backward; fp32, fixed routers) with the configured chunk
+against the training tiles of `ssd.training_chunk`, interleaved the same way.
 
     python bench/ssd_chunk_sizes.py --out docs/results/ssd-chunk-sizes.json
+    python bench/ssd_chunk_sizes.py --train --out docs/results/ssd-train-chunk-sizes.json
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from common import use_fixed_ratio_routers  # noqa: E402
 from dnahnet_cli.model import layers  # noqa: E402
 from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
 from dnahnet_cli.model.presets import get_preset  # noqa: E402
-from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked  # noqa: E402
+from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, training_chunk  # noqa: E402
 
 SCANS = [(8, 2048, 5, 32, 32), (16, 1024, 8, 16, 16), (1, 8192, 12, 64, 64)]  # (b, l, heads, headdim, d_state)
 MODELS = [("cpu", 8, 2048), ("tiny", 16, 1024), ("small", 1, 8192)]
+TRAIN_MODELS = [("tiny", 4, 2048), ("cpu", 4, 2048), ("small", 1, 8192)]  # the shipped models' training shape
 
 
 def median_s(fn, reps: int) -> float:
@@ -68,14 +72,55 @@ def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
             "samples_s": samples, "median_s": med, "speedup": med["configured chunk"] / med["inference tiles"]}
 
 
+def train_case(preset: str, batch: int, length: int, reps: int) -> dict:
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset(preset)).train()
+    use_fixed_ratio_routers(model, model.config.ratio_targets)
+    ids = torch.randint(2, 6, (batch, length), generator=torch.Generator().manual_seed(1))
+    real = layers.training_chunk
+    samples: dict[str, list[float]] = {"configured chunk": [], "training tiles": []}
+
+    def step() -> None:
+        model.loss(ids).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    for name in samples:  # warm-up
+        layers.training_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
+        step()
+    for rep in range(reps):
+        for name in (list(samples) if rep % 2 == 0 else list(samples)[::-1]):
+            layers.training_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
+            t = time.perf_counter()
+            step()
+            samples[name].append(time.perf_counter() - t)
+    layers.training_chunk = real
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    ratio = statistics.median(a / b for a, b in zip(samples["configured chunk"], samples["training tiles"]))
+    return {"batch": batch, "length": length, "tile": training_chunk(model.config.chunk_size, model.config.headdim),
+            "samples_s": samples, "median_s": med, "speedup": ratio}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--train", action="store_true", help="training steps: configured chunk vs training tiles")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
     result = {"command": "python bench/ssd_chunk_sizes.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
               "threads": 1, "scans_median_s": {}, "models": {}}
+    if args.train:
+        from dnahnet_cli.model.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as the CLI does at start-up
+        for preset, batch, length in TRAIN_MODELS:
+            res = train_case(preset, batch, length, args.reps)
+            result["models"][preset] = res
+            print(f"train {preset} {batch}x{length}, tile {res['tile']}: {res['median_s']} -> {res['speedup']:.2f}x",
+                  file=sys.stderr)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
+        return
     for shape in SCANS:
         res = scan_case(shape, args.reps)
         result["scans_median_s"][str(shape)] = res

@@ -112,8 +112,113 @@ def test_mamba2_inference_tiles_match_the_configured_chunk(headdim):
     with torch.no_grad():
         st_short = {}
         y_short = layer(u, mask, st_short)
-    with torch.enable_grad():
+    with torch.enable_grad(), _configured_training_chunk():
         st_cfg = {}
         y_cfg = layer(u, mask, st_cfg).detach()
     assert ((y_short - y_cfg).norm() / y_cfg.norm()).item() < 1e-5
     assert ((st_short["ssm"] - st_cfg["ssm"].detach()).norm() / st_cfg["ssm"].norm()).item() < 1e-5
+
+
+class _configured_training_chunk:
+    """Within the block, Mamba2 trains with its configured chunk instead of `ssd.training_chunk`'s tiles."""
+
+    def __enter__(self):
+        from dnahnet_cli.model import layers
+
+        self.real = layers.training_chunk
+        layers.training_chunk = lambda chunk, headdim: chunk
+
+    def __exit__(self, *exc):
+        from dnahnet_cli.model import layers
+
+        layers.training_chunk = self.real
+
+
+@pytest.mark.parametrize("headdim", [16, 32])
+def test_mamba2_training_tiles_give_the_configured_chunks_gradients(headdim):
+    """With a gradient, Mamba2 scans with `ssd.training_chunk`'s tiles (the head width): the loss and every
+    parameter's gradient must equal the configured chunk's (64) to fp32 rounding (relative 1e-5)."""
+    from dnahnet_cli.model.layers import Mamba2
+    from dnahnet_cli.model.ssd import training_chunk
+
+    assert training_chunk(64, headdim) == headdim and training_chunk(64, 64) == 64 and training_chunk(8, 16) == 8
+    torch.manual_seed(0)
+    layer = Mamba2(64, d_state=16, headdim=headdim, chunk_size=64)
+    u = torch.randn(2, 300, 64)
+    mask = torch.ones(2, 300, dtype=torch.bool)
+    mask[1, 250:] = False  # a padded row: dt = 0 there
+    target = torch.randn(2, 300, 64)
+    results = []
+    for configured in (False, True):
+        with _configured_training_chunk() if configured else torch.enable_grad():
+            loss = ((layer(u, mask) - target) ** 2).mean()
+            grads = torch.autograd.grad(loss, list(layer.parameters()))
+        results.append((loss.detach(), grads))
+    (l_tile, g_tile), (l_cfg, g_cfg) = results
+    assert abs(l_tile - l_cfg) / l_cfg < 1e-6
+    for a, b in zip(g_tile, g_cfg):
+        assert ((a - b).norm() / b.norm()).item() < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [8, 64])
+def test_chunked_ssd_gradients_equal_the_recurrences(chunk):
+    """Gradients of every input of the chunked scan (within-chunk products, carried chunk states, initial state)
+    against autograd through the float64 loop, with a length that pads the last chunk."""
+    x, a, B, C = _inputs(l=45, h=4, g=2)
+    init = torch.randn(2, 4, 8, 16, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (x, a, B, C, init)]
+    wy, ws = torch.randn(2, 45, 4, 8, dtype=torch.float64), torch.randn(2, 4, 8, 16, dtype=torch.float64)
+    grads = []
+    for fn in (lambda *t: ssd_chunked(*t[:4], chunk, t[4]), ssd_sequential):
+        y, s = fn(*leaves)
+        grads.append(torch.autograd.grad((y * wy).sum() + (s * ws).sum(), leaves))
+    for g_chunked, g_loop in zip(*grads):
+        assert torch.allclose(g_chunked, g_loop, rtol=1e-9, atol=1e-9)
+
+
+def test_within_chunk_output_backward_in_closed_form():
+    """`ssd.within_chunk_output`'s hand-written backward: gradcheck in float64, and in fp32 the gradients
+    autograd takes through the plain products (deep decays and a zero-decay padded tail included)."""
+    g = torch.Generator().manual_seed(0)
+    cb = torch.randn(2, 1, 3, 8, 8, dtype=torch.float64, generator=g)
+    a = -torch.rand(2, 1, 2, 3, 8, dtype=torch.float64, generator=g)
+    x = torch.randn(2, 1, 2, 3, 8, 4, dtype=torch.float64, generator=g)
+    assert torch.autograd.gradcheck(ssd._WithinChunkOutput.apply, tuple(t.requires_grad_() for t in (cb, a, x)))
+    cb = torch.randn(2, 1, 5, 64, 64, generator=g)
+    a = -torch.rand(2, 1, 4, 5, 64, generator=g) * 30.0
+    a[..., 50:] = 0.0
+    x = torch.randn(2, 1, 4, 5, 64, 16, generator=g)
+    w = torch.randn(2, 1, 4, 5, 64, 16, generator=g)
+    grads = []
+    for fn in (ssd.within_chunk_output, lambda c, d, v: (c[:, :, None] * ssd._decay_forward(d)) @ v):
+        leaves = [t.clone().requires_grad_() for t in (cb, a, x)]
+        grads.append(torch.autograd.grad((fn(*leaves) * w).sum(), leaves))
+    for fused, plain in zip(*grads):
+        assert torch.isfinite(fused).all()
+        assert ((fused - plain).norm() / plain.norm()).item() < 1e-5
+    with torch.no_grad():
+        assert ssd.within_chunk_output(cb, a, x.requires_grad_()).grad_fn is None
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_causal_conv_silu_backward_in_closed_form(batch):
+    """The depthwise causal conv + SiLU's hand-written backward: gradcheck in float64, and in fp32 the values and
+    gradients of torch's conv1d + SiLU (relative 1e-6)."""
+    import torch.nn.functional as F
+
+    from dnahnet_cli.model.layers import _CausalConvSiLU, causal_depthwise_conv_silu
+
+    g = torch.Generator().manual_seed(0)
+    full = torch.randn(batch, 3 + 20, 6, dtype=torch.float64, generator=g)
+    w = torch.randn(6, 1, 4, dtype=torch.float64, generator=g)
+    bias = torch.randn(6, dtype=torch.float64, generator=g)
+    assert torch.autograd.gradcheck(_CausalConvSiLU.apply, tuple(t.requires_grad_() for t in (full, w, bias)))
+    full = torch.randn(batch, 3 + 200, 40, generator=g).requires_grad_()
+    w = torch.randn(40, 1, 4, generator=g).requires_grad_()
+    bias = torch.randn(40, generator=g).requires_grad_()
+    out = causal_depthwise_conv_silu(full, w, bias)
+    ref = F.silu(F.conv1d(full.transpose(1, 2), w, bias, groups=40)).transpose(1, 2)
+    assert ((out - ref).norm() / ref.norm()).item() < 1e-6
+    wout = torch.randn_like(ref)
+    for mine, theirs in zip(torch.autograd.grad(out, (full, w, bias), wout), torch.autograd.grad(ref, (full, w, bias), wout)):
+        assert ((mine - theirs).norm() / theirs.norm()).item() < 1e-6

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dnahnet_cli.model import kernels
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
-from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step
+from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
 from dnahnet_cli.model.window_cache import ring_attend
 
 State = dict
@@ -161,13 +161,51 @@ def causal_depthwise_conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: t
     K shifted multiply-adds over contiguous rows instead of F.conv1d on a transposed copy: 3x faster on a
     CPU (conv1d wants (B, C, L), the projections produce (B, L, C)) and the same sums in fp32.
     """
-    k = weight.shape[-1]
+    if torch.is_grad_enabled() and (full.requires_grad or weight.requires_grad or bias.requires_grad):
+        return _CausalConvSiLU.apply(full, weight, bias)
+    return F.silu(_causal_conv(full, weight[:, 0, :].t().float(), bias.float()))
+
+
+def _causal_conv(full: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """bias + sum_j full[:, j : j + L] * w[j] for w (K, C): K multiply-adds over contiguous rows."""
+    k = w.shape[0]
     length = full.shape[1] - (k - 1)
-    w = weight[:, 0, :].t().float()  # (K, C)
-    y = torch.addcmul(bias.float(), full[:, k - 1:], w[k - 1])
+    y = torch.addcmul(bias, full[:, k - 1:], w[k - 1])
     for j in range(k - 1):
         y.addcmul_(full[:, j: j + length], w[j])
-    return F.silu(y)
+    return y
+
+
+class _CausalConvSiLU(torch.autograd.Function):
+    """`causal_depthwise_conv_silu` with a hand-written backward. Autograd through the K in-place multiply-adds
+    zero-filled a gradient of the whole (B, K-1+L, C) input once per tap and made three passes per tap; here
+    the input's gradient is one buffer that each tap adds into, and each weight's gradient one product-sum."""
+
+    @staticmethod
+    def forward(ctx, full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        dtype = torch.float64 if full.dtype == torch.float64 else torch.float32  # float64 only for gradcheck
+        full = full.to(dtype)
+        y = _causal_conv(full, weight[:, 0, :].t().to(dtype), bias.to(dtype))
+        ctx.save_for_backward(full, weight, y)
+        ctx.bias_dtype = bias.dtype
+        return F.silu(y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        full, weight, y = ctx.saved_tensors
+        k = weight.shape[-1]
+        length = y.shape[1]
+        dy = torch.ops.aten.silu_backward(grad.to(y.dtype), y)  # grad * s (1 + y (1 - s)), s = sigmoid(y)
+        w = weight[:, 0, :].t().to(y.dtype)  # (K, C)
+        dfull = torch.empty_like(full)
+        dfull[:, : k - 1] = 0.0
+        torch.mul(dy, w[k - 1], out=dfull[:, k - 1:])  # the last tap covers every row from K-1 on
+        dw = torch.empty_like(w)
+        for j in range(k):
+            if j < k - 1:
+                dfull[:, j: j + length].addcmul_(dy, w[j])
+            dw[j] = (dy * full[:, j: j + length]).sum((0, 1))
+        return dfull, dw.t()[:, None, :].to(weight.dtype), dy.sum((0, 1)).to(ctx.bias_dtype)
 
 
 class Mamba2(nn.Module):
@@ -222,7 +260,8 @@ class Mamba2(nn.Module):
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
         else:
-            q = self.chunk_size if torch.is_grad_enabled() else inference_chunk(self.chunk_size, self.headdim)
+            tile = training_chunk if torch.is_grad_enabled() else inference_chunk
+            q = tile(self.chunk_size, self.headdim)
             y, final = ssd_chunked(x_in, dt * A, B, C, q, init)
         y = torch.addcmul(y, x.float(), self.D.float()[:, None])
         if state is not None:

@@ -73,10 +73,52 @@ class _WithinChunkDecay(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (decay,) = ctx.saved_tensors
-        weighted = grad * decay  # zero above the diagonal, where decay is 0
-        # q-term sums in the working precision; their difference and the cumsum over q in float64
-        d_cum = weighted.sum(-1).double() - weighted.sum(-2).double()
-        return d_cum.flip(-1).cumsum(-1).flip(-1).to(decay.dtype)
+        return _log_decay_grad(grad * decay)  # zero above the diagonal, where decay is 0
+
+
+def _log_decay_grad(weighted: torch.Tensor) -> torch.Tensor:
+    """dL/da from W = dL/dD * D (..., q, q): the q-term sums in the working precision, their difference and the
+    reverse cumsum over q in float64."""
+    d_cum = weighted.sum(-1).double() - weighted.sum(-2).double()
+    return d_cum.flip(-1).cumsum(-1).flip(-1).to(weighted.dtype)
+
+
+def within_chunk_output(cb: torch.Tensor, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """((C_l . B_s) * decay(l <- s)) @ x_s for every chunk and head: cb (b, g, c, q, q) shared by the hg heads of a
+    group, per-step log decays a (b, g, hg, c, q), x (b, g, hg, c, q, p). Returns (b, g, hg, c, q, p).
+
+    With a gradient, `_WithinChunkOutput` runs it with a hand-written backward that folds the decay's backward
+    into the product's (dL/dD * D = dL/dM * M for M = cb * D) and multiplies contiguous operands, one pass over
+    the q x q blocks fewer than autograd through `within_chunk_decay` and the two products (a few percent of a
+    `tiny` training step).
+    """
+    if torch.is_grad_enabled() and (a.requires_grad or cb.requires_grad or x.requires_grad):
+        return _WithinChunkOutput.apply(cb, a, x)
+    return _decay_forward(a).mul_(cb[:, :, None]) @ x
+
+
+class _WithinChunkOutput(torch.autograd.Function):
+    """y = M @ x with M = cb * D and D = exp(A_l - A_s) (s <= l), A = cumsum(a). Backward: dM = dy @ x^T,
+    dx = M^T @ dy, d cb = sum over the group's heads of dM * D, and da from W = dM * M as in
+    `_WithinChunkDecay` (dA_l = sum_s W[l, s] - sum_r W[r, l], then a reverse cumsum)."""
+
+    @staticmethod
+    def forward(ctx, cb: torch.Tensor, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        decay = _decay_forward(a)
+        m = decay * cb[:, :, None]
+        x = x.contiguous()
+        ctx.save_for_backward(decay, m, x)
+        return m @ x
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        decay, m, x = ctx.saved_tensors
+        dy = dy.contiguous()
+        dm = dy @ x.transpose(-1, -2)  # (b, g, hg, c, q, q)
+        dx = m.transpose(-1, -2) @ dy
+        da = _log_decay_grad(m * dm)  # saved tensors stay untouched (a retained graph may run backward again)
+        dcb = dm.mul_(decay).sum(2)  # dm is ours: scaled in place
+        return dcb, da, dx
 
 
 def inference_chunk(chunk_size: int, headdim: int) -> int:
@@ -87,6 +129,15 @@ def inference_chunk(chunk_size: int, headdim: int) -> int:
     bench/ssd_chunk_sizes.py reruns it), while in training the loop's backward makes the configured chunk the
     better choice. The algorithm is exact for any Q: results agree to fp32 rounding."""
     return max(1, min(chunk_size, 16 if headdim <= 32 else 32))
+
+
+def training_chunk(chunk_size: int, headdim: int) -> int:
+    """Tile length for `ssd_chunked` when a gradient is taken: the head width (at least 16, never above the
+    configured chunk). The backward pass keeps several q x q blocks per head alive, so narrow heads pay for long
+    tiles in memory traffic, while the chunk loop's backward grows as L / Q; measured whole training steps
+    (1 thread, fixed routers, fp32): `tiny` (16-channel heads) 4 x 2,048 nt 1.18x faster at 16 than 64, `cpu`
+    (32) 1.05x at 32, `small` (64) no different at 32 (bench/ssd_chunk_sizes.py --train). Exact for any Q."""
+    return max(1, min(chunk_size, max(16, headdim)))
 
 
 def ssd_chunked(
@@ -134,9 +185,8 @@ def _ssd_chunked(x, log_decay, B, C, chunk_size, initial_state):
         return t.permute(0, 1, 3, 4, 2)[..., None]
 
     # 1. within-chunk outputs: ((C_l . B_s) * decay(l <- s)) @ x_s, per head
-    decay = within_chunk_decay(a)  # (b, g, hg, c, q, q)
     cb = Cg @ Bg.transpose(-1, -2)  # (b, g, c, q, q), shared by the heads of a group
-    y_diag = (cb[:, :, None] * decay) @ xg.permute(0, 1, 4, 2, 3, 5)  # (b, g, hg, c, q, p)
+    y_diag = within_chunk_output(cb, a, xg.permute(0, 1, 4, 2, 3, 5))  # (b, g, hg, c, q, p)
 
     # 2. state contributed by each chunk, from a zero start: B^T @ (x * decay to the chunk end), the heads
     #    of a group folded into one GEMM per chunk
@@ -152,9 +202,12 @@ def _ssd_chunked(x, log_decay, B, C, chunk_size, initial_state):
     )
     #    as one fused multiply-add per chunk on contiguous decay slices (strided broadcasts cost far more)
     chunk_decay = torch.exp(a_cum[..., -1]).permute(3, 0, 1, 2).contiguous()[:, :, :, None, :, None]  # (c, b, g, 1, hg, 1)
+    # unbind, not chunk_states[:, :, c]: each indexing op's backward wrote a zero-filled gradient of the whole
+    # chunk_states (O(nc^2) memory traffic; one `small` Mamba2 layer's forward + backward at 8,192 nt took 1.5x
+    # as long); unbind's backward is one stack
     entering = [state]
-    for c in range(nc):
-        entering.append(torch.addcmul(chunk_states[:, :, c], chunk_decay[c], entering[-1]))
+    for contributed, decay_c in zip(chunk_states.unbind(2), chunk_decay.unbind(0)):
+        entering.append(torch.addcmul(contributed, decay_c, entering[-1]))
     state = entering.pop()
     states_in = torch.stack(entering, dim=2)
     states_in = states_in.view(b, g, nc, n, hg * p)
