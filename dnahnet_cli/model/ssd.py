@@ -134,9 +134,10 @@ def inference_chunk(chunk_size: int, headdim: int) -> int:
 def training_chunk(chunk_size: int, headdim: int) -> int:
     """Tile length for `ssd_chunked` when a gradient is taken: the head width (at least 16, never above the
     configured chunk). The backward pass keeps several q x q blocks per head alive, so narrow heads pay for long
-    tiles in memory traffic, while the chunk loop's backward grows as L / Q; measured whole training steps
-    (1 thread, fixed routers, fp32): `tiny` (16-channel heads) 4 x 2,048 nt 1.18x faster at 16 than 64, `cpu`
-    (32) 1.05x at 32, `small` (64) no different at 32 (bench/ssd_chunk_sizes.py --train). Exact for any Q."""
+    tiles in memory traffic, while the chunk loop's backward grows as L / Q. Whole training steps, fp32, 1 thread,
+    fixed routers (bench/ssd_chunk_sizes.py --train, docs/results/ssd-train-chunk-sizes.json): `tiny` (16-channel
+    heads, 4 x 2,048 nt) 1.24x faster at 16 than at 64, `cpu` (32) 1.06x at 32; for `small` (64) a probe found
+    32 no faster than 64. Exact for any Q."""
     return max(1, min(chunk_size, max(16, headdim)))
 
 
