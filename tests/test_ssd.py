@@ -222,3 +222,19 @@ def test_causal_conv_silu_backward_in_closed_form(batch):
     wout = torch.randn_like(ref)
     for mine, theirs in zip(torch.autograd.grad(out, (full, w, bias), wout), torch.autograd.grad(ref, (full, w, bias), wout)):
         assert ((mine - theirs).norm() / theirs.norm()).item() < 1e-6
+
+
+def test_within_chunk_output_backward_stays_fp32_under_autocast():
+    """backward() called inside a bf16 autocast region must not run the closed-form products in bf16."""
+    g = torch.Generator().manual_seed(1)
+    cb, a, x = torch.randn(1, 1, 4, 32, 32, generator=g), -torch.rand(1, 1, 2, 4, 32, generator=g), torch.randn(1, 1, 2, 4, 32, 16, generator=g)
+    w = torch.randn(1, 1, 2, 4, 32, 16, generator=g)
+    grads = []
+    for autocast in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (cb, a, x)]
+        out = (ssd.within_chunk_output(*leaves) * w).sum()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            grads.append(torch.autograd.grad(out, leaves))
+    for under_autocast, plain in zip(grads[1], grads[0]):
+        assert under_autocast.dtype == torch.float32
+        assert ((under_autocast - plain).norm() / plain.norm()).item() < 1e-6

@@ -113,11 +113,12 @@ class _WithinChunkOutput(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         decay, m, x = ctx.saved_tensors
-        dy = dy.contiguous()
-        dm = dy @ x.transpose(-1, -2)  # (b, g, hg, c, q, q)
-        dx = m.transpose(-1, -2) @ dy
-        da = _log_decay_grad(m * dm)  # saved tensors stay untouched (a retained graph may run backward again)
-        dcb = dm.mul_(decay).sum(2)  # dm is ours: scaled in place
+        with full_precision(dy):  # fp32 like the forward, even if backward() is called under autocast
+            dy = dy.to(m.dtype).contiguous()
+            dm = dy @ x.transpose(-1, -2)  # (b, g, hg, c, q, q)
+            dx = m.transpose(-1, -2) @ dy
+            da = _log_decay_grad(m * dm)  # saved tensors stay untouched (a retained graph may run backward again)
+            dcb = dm.mul_(decay).sum(2)  # dm is ours: scaled in place
         return dcb, da, dx
 
 
