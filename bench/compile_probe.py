@@ -54,7 +54,7 @@ def main() -> None:
 
     if args.what == "pieces":
         eager = dict(conv=layers.causal_depthwise_conv_silu, gnorm=layers.GatedRMSNorm.forward,
-                     norm=layers.RMSNorm.forward, decay=ssd.within_chunk_decay)
+                     norm=layers.RMSNorm.forward, decay=ssd._decay_forward)
     else:
         eager = dict(mixer=layers.Mamba2.forward)
     compiled = {k: torch.compile(v, dynamic=True) for k, v in eager.items()}
@@ -63,7 +63,7 @@ def main() -> None:
         if "mixer" in fns:
             layers.Mamba2.forward = fns["mixer"]
             return
-        layers.causal_depthwise_conv_silu, ssd.within_chunk_decay = fns["conv"], fns["decay"]
+        layers.causal_depthwise_conv_silu, ssd._decay_forward = fns["conv"], fns["decay"]
         layers.GatedRMSNorm.forward, layers.RMSNorm.forward = fns["gnorm"], fns["norm"]
 
     use(eager)

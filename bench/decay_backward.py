@@ -1,7 +1,10 @@
-"""Training steps with the SSD within-chunk decay's closed-form backward (`ssd._WithinChunkDecay`) against
-autograd through the same forward, interleaved in one process, same weights and data.
+"""Training steps with the SSD within-chunk backward written by hand against autograd through the same forward,
+interleaved in one process, same weights and data. Three variants of `ssd.within_chunk_output` (the within-chunk
+product ((C . B) * decay) @ x): "autograd" through the plain ops; "closed-form decay" (`ssd._WithinChunkDecay`,
+the model's path from b0d78ff until 2026-12-05; docs/results/decay-backward.json compared these two); "closed-form
+product" (`ssd._WithinChunkOutput`, the model's path since 2026-12-05, which folds the decay's backward in).
 
-Cases: the shipped `cpu` model at 4 x 2,048 nt and `tiny` at 8 x 1,024 nt (forward + backward, `--dtype auto`
+Cases: the shipped default model (`cpu` until v2, `tiny` since v3) at 4 x 2,048 nt and `tiny` at 8 x 1,024 nt (forward + backward, `--dtype auto`
 policy, no optimizer step: it is the same for both). Medians over --reps, the ratio the median of per-repetition
 ratios; the loss and gradient norm of both variants are compared too.
 
@@ -29,8 +32,12 @@ from dnahnet_cli.model.lm import DNAHNet  # noqa: E402
 from dnahnet_cli.model.precision import choose_dtype  # noqa: E402
 from dnahnet_cli.model.presets import get_preset  # noqa: E402
 
-CLOSED_FORM = ssd.within_chunk_decay
-VARIANTS = {"autograd": ssd._decay_forward, "closed form": CLOSED_FORM}
+CURRENT = ssd.within_chunk_output
+VARIANTS = {
+    "autograd": lambda cb, a, x: (cb[:, :, None] * ssd._decay_forward(a)) @ x,
+    "closed-form decay": lambda cb, a, x: (cb[:, :, None] * ssd.within_chunk_decay(a)) @ x,
+    "closed-form product": CURRENT,
+}
 
 
 def step(model: DNAHNet, ids: torch.Tensor, dtype: str) -> tuple[float, float, float]:
@@ -56,7 +63,7 @@ def main() -> None:
     dtype, why = choose_dtype("auto", torch.device("cpu"))
     shipped, _ = load_checkpoint(resolve_model(None), "cpu")
     torch.manual_seed(0)
-    cases = {"cpu (shipped), 4 x 2,048 nt": (shipped, 4, 2048), "tiny, 8 x 1,024 nt": (DNAHNet(get_preset("tiny")), 8, 1024)}
+    cases = {"shipped default model, 4 x 2,048 nt": (shipped, 4, 2048), "tiny, 8 x 1,024 nt": (DNAHNet(get_preset("tiny")), 8, 1024)}
     results = {}
     for case, (model, batch, length) in cases.items():
         model.train()
@@ -67,19 +74,19 @@ def main() -> None:
         for rep in range(args.reps + 1):  # the first round warms up
             order = list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]
             for name in order:
-                ssd.within_chunk_decay = VARIANTS[name]
+                ssd.within_chunk_output = VARIANTS[name]
                 seconds, loss, norm = step(model, ids, dtype)
                 if rep:
                     samples[name].append(seconds)
                 checks[name] = (loss, norm)
-        ssd.within_chunk_decay = CLOSED_FORM
-        ratios = [a / b for a, b in zip(samples["autograd"], samples["closed form"])]
+        ssd.within_chunk_output = CURRENT
+        speedup = {k: statistics.median(a / b for a, b in zip(samples["autograd"], v)) for k, v in samples.items()}
         results[case] = {"median_s": {k: statistics.median(v) for k, v in samples.items()}, "samples_s": samples,
-                         "speedup": statistics.median(ratios),
+                         "speedup_vs_autograd": speedup,
                          "nt_per_s": {k: batch * length / statistics.median(v) for k, v in samples.items()},
                          "loss": {k: c[0] for k, c in checks.items()}, "grad_norm": {k: c[1] for k, c in checks.items()}}
-        print(f"{case}: autograd {results[case]['median_s']['autograd']:.3f} s, closed form "
-              f"{results[case]['median_s']['closed form']:.3f} s, x{results[case]['speedup']:.3f}", file=sys.stderr)
+        print(f"{case}: " + ", ".join(f"{k} {results[case]['median_s'][k]:.3f} s (x{speedup[k]:.3f})" for k in VARIANTS),
+              file=sys.stderr)
     payload = {"command": "python bench/decay_backward.py " + " ".join(sys.argv[1:]), "dtype": f"{dtype} ({why})",
                "threads": args.threads, "reps": args.reps, "environment": environment(), "cases": results}
     emit(payload, args.out)

@@ -88,9 +88,9 @@ def within_chunk_output(cb: torch.Tensor, a: torch.Tensor, x: torch.Tensor) -> t
     group, per-step log decays a (b, g, hg, c, q), x (b, g, hg, c, q, p). Returns (b, g, hg, c, q, p).
 
     With a gradient, `_WithinChunkOutput` runs it with a hand-written backward that folds the decay's backward
-    into the product's (dL/dD * D = dL/dM * M for M = cb * D) and multiplies contiguous operands, one pass over
-    the q x q blocks fewer than autograd through `within_chunk_decay` and the two products (a few percent of a
-    `tiny` training step).
+    into the product's (dL/dD * D = dL/dM * M for M = cb * D), multiplies contiguous operands and stays fp32 if
+    backward() is called under autocast; a training step is 1.04-1.06x faster than with autograd through the plain
+    ops, about what `within_chunk_decay`'s closed form alone gives (bench/decay_backward.py).
     """
     if torch.is_grad_enabled() and (a.requires_grad or cb.requires_grad or x.requires_grad):
         return _WithinChunkOutput.apply(cb, a, x)
