@@ -33,6 +33,11 @@ MODELS = [("cpu", 8, 2048), ("tiny", 16, 1024), ("small", 1, 8192)]
 TRAIN_MODELS = [("tiny", 4, 2048), ("cpu", 4, 2048), ("small", 1, 8192)]  # the shipped models' training shape
 
 
+def configured_chunk(chunk: int, headdim: int) -> int:
+    """Stand-in for `ssd.inference_chunk` / `ssd.training_chunk`: always the model's configured chunk."""
+    return chunk
+
+
 def median_s(fn, reps: int) -> float:
     fn()
     times = []
@@ -61,7 +66,7 @@ def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
     samples: dict[str, list[float]] = {"configured chunk": [], "inference tiles": []}
     for _ in range(reps):
         for name in samples:
-            layers.inference_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
+            layers.inference_chunk = configured_chunk if name == "configured chunk" else real
             t = time.perf_counter()
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                 model(ids)
@@ -80,19 +85,18 @@ def train_case(preset: str, batch: int, length: int, reps: int) -> dict:
     real = layers.training_chunk
     samples: dict[str, list[float]] = {"configured chunk": [], "training tiles": []}
 
-    def step() -> None:
+    def step(name: str) -> float:
+        layers.training_chunk = configured_chunk if name == "configured chunk" else real
+        t = time.perf_counter()
         model.loss(ids).loss.backward()
         model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
 
     for name in samples:  # warm-up
-        layers.training_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
-        step()
+        step(name)
     for rep in range(reps):
         for name in (list(samples) if rep % 2 == 0 else list(samples)[::-1]):
-            layers.training_chunk = (lambda chunk, headdim: chunk) if name == "configured chunk" else real
-            t = time.perf_counter()
-            step()
-            samples[name].append(time.perf_counter() - t)
+            samples[name].append(step(name))
     layers.training_chunk = real
     med = {k: statistics.median(v) for k, v in samples.items()}
     ratio = statistics.median(a / b for a, b in zip(samples["configured chunk"], samples["training tiles"]))

@@ -200,11 +200,9 @@ class _CausalConvSiLU(torch.autograd.Function):
         dfull = torch.empty_like(full)
         dfull[:, : k - 1] = 0.0
         torch.mul(dy, w[k - 1], out=dfull[:, k - 1:])  # the last tap covers every row from K-1 on
-        dw = torch.empty_like(w)
-        for j in range(k):
-            if j < k - 1:
-                dfull[:, j: j + length].addcmul_(dy, w[j])
-            dw[j] = (dy * full[:, j: j + length]).sum((0, 1))
+        for j in range(k - 1):
+            dfull[:, j: j + length].addcmul_(dy, w[j])
+        dw = torch.stack([(dy * full[:, j: j + length]).sum((0, 1)) for j in range(k)])
         return dfull, dw.t()[:, None, :].to(weight.dtype), dy.sum((0, 1)).to(ctx.bias_dtype)
 
 

@@ -204,9 +204,8 @@ def _ssd_chunked(x, log_decay, B, C, chunk_size, initial_state):
     )
     #    as one fused multiply-add per chunk on contiguous decay slices (strided broadcasts cost far more)
     chunk_decay = torch.exp(a_cum[..., -1]).permute(3, 0, 1, 2).contiguous()[:, :, :, None, :, None]  # (c, b, g, 1, hg, 1)
-    # unbind, not chunk_states[:, :, c]: each indexing op's backward wrote a zero-filled gradient of the whole
-    # chunk_states (O(nc^2) memory traffic; one `small` Mamba2 layer's forward + backward at 8,192 nt took 1.5x
-    # as long); unbind's backward is one stack
+    # unbind, not chunk_states[:, :, c]: each indexing op's backward writes a zero-filled gradient of the whole
+    # chunk_states (O(nc^2) memory traffic in training); unbind's backward is one stack
     entering = [state]
     for contributed, decay_c in zip(chunk_states.unbind(2), chunk_decay.unbind(0)):
         entering.append(torch.addcmul(contributed, decay_c, entering[-1]))
