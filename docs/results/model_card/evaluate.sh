@@ -4,12 +4,15 @@
 # docs/results/model_card/NAME.* (run from the repository root, CPU). STEPS picks the parts (default: all of
 # heldout dms paper evo2, plus segment when asked); THREADS sets --threads (default 1), so two parts can run
 # side by side on two cores, e.g.  STEPS="paper" evaluate.sh M dnahnet & STEPS="heldout dms evo2" evaluate.sh M dnahnet
+# WINDOW=N scores every part with N-nt windows instead of the model's training length (to compare two models
+# trained at different lengths on the same windows); the heldout part then uses N/2 as context.
 set -euo pipefail
 model=$1; name=$2
 out=docs/results/model_card; data=../shared/data
 steps=${STEPS:-"heldout dms paper evo2 ${3:-}"}
 dn() { dnahnet --threads "${THREADS:-1}" "$@"; }
 want() { [[ " $steps " == *" $1 "* ]]; }
+win=(); [ -n "${WINDOW:-}" ] && win=(--window "$WINDOW")
 gff=$data/ecoli_k12/annot.gff.gz; genome=$data/ecoli_k12/genome.fa.gz
 labels=$data/essentiality/ecoli_k12/keio_essential_names.txt
 
@@ -25,14 +28,14 @@ for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val
     seq = g.fetch(name, 0, 300_000)
     print(f">{name}:1-300000"); print(seq)
 PY
-dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward --device cpu -q -o "$out/$name.heldout.tsv"
+dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward "${win[@]}" --device cpu -q -o "$out/$name.heldout.tsv"
 fi
 
 # 2. IF1 (infA) deep mutational scan, all 1,367 substitutions: Spearman rho (and the BLOSUM62 / substitution-count
 #    baselines), the genomic window of the model's training length centred on the mutated codon
 if want dms; then
 dn eval dms --genome $genome --gff $gff --gene infA --dms $data/dms/IF1_ECOLI_Kelsic_2016/dms.csv --model "$model" \
-   --device cpu -q -o "$out/$name.dms.tsv" --metrics "$out/$name.dms.json"
+   "${win[@]}" --device cpu -q -o "$out/$name.dms.tsv" --metrics "$out/$name.dms.json"
 fi
 
 # every Nth annotated gene (deterministic subsets for the costlier runs)
@@ -44,16 +47,16 @@ every() { zcat $gff | awk -F'\t' '$3=="gene"' | grep -o 'locus_tag=b[0-9]*' | cu
 if want paper; then
 sub=(); [ "${PAPER_EVERY:-1}" != 1 ] && sub=(--genes "$(every "$PAPER_EVERY")")
 start=$(date +%s.%N)
-dn essentiality $genome --gff $gff --model "$model" --protocol paper "${sub[@]}" --labels $labels --device cpu -q \
+dn essentiality $genome --gff $gff --model "$model" --protocol paper "${sub[@]}" "${win[@]}" --labels $labels --device cpu -q \
    -o "$out/$name.essentiality.tsv" --metrics "$out/$name.essentiality.json"
-echo "wall_s=$(echo "$(date +%s.%N) - $start" | bc) threads=${THREADS:-1} paper_every=${PAPER_EVERY:-1}" > "$out/$name.essentiality.time"
+echo "wall_s=$(echo "$(date +%s.%N) - $start" | bc) threads=${THREADS:-1} window=${WINDOW:-model} paper_every=${PAPER_EVERY:-1}" > "$out/$name.essentiality.time"
 fi
 
 # 4. Keio essentiality, evo2 protocol (the stop inserted every 12 nt of the CDS, 4,096-nt flanks) on every 16th
 #    annotated gene (EVO2_EVERY; each gene costs ~4x the paper protocol's 2,048-nt window here)
 if want evo2; then
 dn essentiality $genome --gff $gff --model "$model" --protocol evo2 --genes "$(every "${EVO2_EVERY:-16}")" \
-   --labels $labels --device cpu -q \
+   "${win[@]}" --labels $labels --device cpu -q \
    -o "$out/$name.essentiality-evo2.tsv" --metrics "$out/$name.essentiality-evo2.json"
 fi
 
