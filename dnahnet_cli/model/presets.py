@@ -47,7 +47,7 @@ def _sh2(name, repeats, d, d_ff, heads, rotary, max_len) -> ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # CPU models: tests, CI, quick experiments; `tiny` (trained at 2,048 nt) is also the shipped default model (v3, and v4 trained on from it)
+    # CPU models: tests, CI, quick experiments; `tiny` is also the architecture of the shipped default model (v3; v4, v5 and, at 8,192 nt, v6 trained on from it)
     "tiny": _hnet2("tiny", 3, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
     "tiny-1stage": _hnet1("tiny-1stage", 3, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
     "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),

@@ -49,6 +49,7 @@ def run_summary(run: Path) -> dict:
         "alpha": cfg.ratio_alpha,
         "seed": tc["seed"],
         "final_val_bits_per_nt": round(val[-1]["val_bpn"], 4),
+        "val_windows": f"{tc['val_windows']} fixed windows of {tc['seq_len'] - 1} nt",  # bits/nt depend on both
         "realised_ratios": [round(x, 2) for x in train[-1].get("realised_ratio", [])],
         "model_config": final["config"], "format": final["format"], "dnahnet_version": final["dnahnet_version"],
     }
