@@ -227,6 +227,17 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     assert 0.0 <= m["essentiality_score"]["auroc"] <= 1.0
     assert set(m["baselines"]) == {"gene_length", "gc_content"}
     assert "AUROC" in res.output  # summary on stderr (mixed into the runner's output)
+    assert "##dnahnet_window=96" in text
+
+
+def test_cli_evo2_records_no_window(tmp_path, tiny_model):
+    """evo2 scores the CDS plus its flanks whole, so --window must not appear to have shaped the result."""
+    out = tmp_path / "evo2.tsv"
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
+                "--protocol", "evo2", "--flank", "20", "--window", "96", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "##dnahnet_window=NA" in text and "##dnahnet_flank=20" in text
 
 
 def test_cli_errors(tmp_path, tiny_model):

@@ -93,7 +93,8 @@ def run_essentiality(
 
     params = {
         "protocol": cfg.protocol, "mutation": cfg.describe(), "cassette": cfg.cassette, "positions": ",".join(f"{p:g}" for p in cfg.positions) if cfg.protocol == "cassette" and not cfg.tile else "NA",
-        "tile": cfg.tile or "NA" if cfg.protocol == "cassette" else "NA", "flank": "auto" if cfg.flank is None else cfg.flank, "window": cfg.window,
+        "tile": cfg.tile or "NA" if cfg.protocol == "cassette" else "NA", "flank": "auto" if cfg.flank is None else cfg.flank,
+        "window": "NA" if cfg.protocol == "evo2" else cfg.window,  # evo2 scores the CDS + flanks whole
         "reduce": cfg.reduce, "rc_average": cfg.rc_average,
         **({"anchor": cfg.anchor} if cfg.protocol == "paper" else {}),
     }
@@ -177,7 +178,7 @@ def register(app: typer.Typer) -> None:
         positions: Optional[str] = typer.Option(None, "--positions", help="cassette: insertion points, fractions of the CDS (<1) or nt offsets (>=1), comma-separated. Default: 0.1."),
         tile: Optional[int] = typer.Option(None, "--tile", help="cassette: insert every N nt of the CDS instead of --positions; scores are averaged."),
         flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS. Default: fill the window (paper, cassette), 4096 (evo2)."),
-        window: Optional[int] = typer.Option(None, "--window", "-w", help="Longest mutant window in bases (default: the model's training length)."),
+        window: Optional[int] = typer.Option(None, "--window", "-w", help="Mutant window in bases for paper and cassette (default: the model's training length); evo2 scores the CDS plus --flank whole."),
         reduce: Optional[str] = typer.Option(None, "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum). Default: sum (paper), mean (evo2, cassette)."),
         rc_average: bool = typer.Option(False, "--rc-average", help="Also score the reverse complement and average."),
         genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),
