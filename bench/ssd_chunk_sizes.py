@@ -57,11 +57,16 @@ def scan_case(shape, reps: int) -> dict:
         return {q: median_s(lambda q=q: ssd_chunked(x, a, B, C, q), reps) for q in (64, 32, 16, 8)}
 
 
-def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
+def _model_and_ids(preset: str, batch: int, length: int, train: bool) -> tuple[DNAHNet, torch.Tensor]:
+    """A seeded model with fixed-ratio routers (same chunks in every variant) and seeded token ids."""
     torch.manual_seed(0)
-    model = DNAHNet(get_preset(preset)).eval()
+    model = DNAHNet(get_preset(preset)).train(train)
     use_fixed_ratio_routers(model, model.config.ratio_targets)
-    ids = torch.randint(2, 6, (batch, length), generator=torch.Generator().manual_seed(1))
+    return model, torch.randint(2, 6, (batch, length), generator=torch.Generator().manual_seed(1))
+
+
+def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
+    model, ids = _model_and_ids(preset, batch, length, train=False)
     real = layers.inference_chunk
     samples: dict[str, list[float]] = {"configured chunk": [], "inference tiles": []}
     for _ in range(reps):
@@ -78,10 +83,7 @@ def model_case(preset: str, batch: int, length: int, reps: int) -> dict:
 
 
 def train_case(preset: str, batch: int, length: int, reps: int) -> dict:
-    torch.manual_seed(0)
-    model = DNAHNet(get_preset(preset)).train()
-    use_fixed_ratio_routers(model, model.config.ratio_targets)
-    ids = torch.randint(2, 6, (batch, length), generator=torch.Generator().manual_seed(1))
+    model, ids = _model_and_ids(preset, batch, length, train=True)
     real = layers.training_chunk
     samples: dict[str, list[float]] = {"configured chunk": [], "training tiles": []}
 
