@@ -121,6 +121,8 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--continues {spec!r}: expected RUN=CURVES_JSON")
         priors[run] = json.loads(Path(prior).read_text())
+    for run in set(args.new_windows) - set(priors):
+        ap.error(f"--new-windows {run!r}: not a --continues run (only a continued run can switch validation windows)")
     curves = []
     for r in args.runs:
         c = curve(r)
