@@ -4,8 +4,9 @@
 # docs/results/model_card/NAME.* (run from the repository root, CPU). STEPS picks the parts (default: all of
 # heldout dms paper evo2, plus segment when asked); THREADS sets --threads (default 1), so two parts can run
 # side by side on two cores, e.g.  STEPS="paper" evaluate.sh M dnahnet & STEPS="heldout dms evo2" evaluate.sh M dnahnet
-# WINDOW=N scores every part with N-nt windows instead of the model's training length (to compare two models
-# trained at different lengths on the same windows); the heldout part then uses N/2 as context.
+# WINDOW=N scores the heldout, dms and paper parts with N-nt windows instead of the model's training length (to
+# compare two models trained at different lengths on the same windows; heldout then uses N/2 as context); evo2
+# scores each CDS plus its flanks whole, whatever the window.
 set -euo pipefail
 model=$1; name=$2
 out=docs/results/model_card; data=../shared/data
@@ -56,7 +57,7 @@ fi
 #    annotated gene (EVO2_EVERY; each gene costs ~4x the paper protocol's 2,048-nt window here)
 if want evo2; then
 dn essentiality $genome --gff $gff --model "$model" --protocol evo2 --genes "$(every "${EVO2_EVERY:-16}")" \
-   "${win[@]}" --labels $labels --device cpu -q \
+   --labels $labels --device cpu -q \
    -o "$out/$name.essentiality-evo2.tsv" --metrics "$out/$name.essentiality-evo2.json"
 fi
 
