@@ -90,14 +90,16 @@ def reusable(path: Path, args: argparse.Namespace) -> dict[str, dict]:
     return {r["name"]: {**r, "reused_from": str(path)} for r in old["runs"]}
 
 
-def reuse_run(run: dict, prior: dict | None, precision: str) -> dict | None:
+def reuse_run(run: dict, prior: dict | None, precision: str, any_precision: bool = False) -> dict | None:
     """`run` completed from an earlier record of it, or None when it must be trained: the record must have the
     same steps and parameter count, and the precision this invocation trains at (records from before precision
-    was recorded are taken as they are; the docs say which machine made them)."""
+    was recorded are taken as they are; the docs say which machine made them). `any_precision` takes a record
+    made at another precision too (a machine without bf16 extending a bf16 study); its precision is kept in the
+    record, so every table still says how each run trained."""
     if not prior or prior["steps"] != run["steps"] or prior["params"] != run["params"]:
         return None
     prior_precision = prior.get("precision", "not recorded")
-    if prior_precision not in (precision, "not recorded"):
+    if not any_precision and prior_precision not in (precision, "not recorded"):
         return None
     return {**run, **{k: prior[k] for k in ("val_bpn", "first_val_bpn", "reused_from")},
             "precision": prior_precision, "wall_s": prior.get("wall_s")}
@@ -106,7 +108,7 @@ def reuse_run(run: dict, prior: dict | None, precision: str) -> dict | None:
 def run_one(run: dict, args: argparse.Namespace, earlier: dict[str, dict] | None = None) -> dict:
     """Train one run with `dnahnet train` (or read it back when done); returns the run with val_bpn filled in."""
     precision, _ = choose_dtype(args.dtype, torch.device(args.device))
-    reused = reuse_run(run, (earlier or {}).get(run["name"]), precision)
+    reused = reuse_run(run, (earlier or {}).get(run["name"]), precision, args.reuse_any_precision)
     if reused:
         return reused
     out = args.out / "runs" / run["name"]
@@ -298,6 +300,9 @@ def main() -> None:
     ap.add_argument("--reuse", type=Path, action="append", default=[],
                     help="an earlier scaling.json: its runs with the same name, steps, settings and precision are read "
                          "back, not retrained (extend a study without redoing it)")
+    ap.add_argument("--reuse-any-precision", action="store_true",
+                    help="with --reuse: also read back runs recorded at another precision (each keeps its own in the "
+                         "JSON and the tables)")
     ap.add_argument("--report", type=Path, metavar="SCALING_JSON",
                     help="print the markdown tables of a finished study (no training) and exit")
     args = ap.parse_args()

@@ -74,6 +74,9 @@ def test_reuse_needs_the_same_steps_parameters_and_precision():
     prior = {**run, "val_bpn": 1.98, "first_val_bpn": 2.0, "reused_from": "old.json", "precision": "float32"}
     assert scaling.reuse_run(run, prior, "float32")["val_bpn"] == 1.98
     assert scaling.reuse_run(run, prior, "bfloat16") is None  # trained at another precision: train again
+    mixed = scaling.reuse_run(run, prior, "bfloat16", any_precision=True)  # unless asked to take it as it is
+    assert mixed["val_bpn"] == 1.98 and mixed["precision"] == "float32"  # and it keeps its own precision
+    assert scaling.reuse_run(run, {**prior, "steps": 14}, "bfloat16", any_precision=True) is None
     assert scaling.reuse_run(run, {**prior, "steps": 14}, "float32") is None
     assert scaling.reuse_run(run, None, "float32") is None
     legacy = {k: v for k, v in prior.items() if k != "precision"}
