@@ -74,7 +74,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 DESCRIPTIONS = {
-    "tiny": "0.89M 2-stage dnaHNet (3,2); the shipped default model (trained at 2,048 nt)",
+    "tiny": "0.89M 2-stage dnaHNet (3,2); the shipped default model's architecture (v6 trained at 8,192 nt)",
     "tiny-1stage": "CPU smoke model, 1-stage dnaHNet (3)",
     "tiny-tpp": "Transformer++ baseline matching tiny",
     "tiny-mamba2": "Mamba2-only baseline matching tiny",
