@@ -76,8 +76,9 @@ def _root(
     ),
     kernels: str = typer.Option(
         "auto", "--kernels", envvar="DNAHNET_KERNELS",
-        help="GPU kernels: auto (use mamba-ssm/causal-conv1d/flash-attn when installed), torch (plain PyTorch "
-        "reference everywhere) or fast (require them). CPU always runs the reference path.",
+        help="Kernels: auto (CPU inference: the compiled SSD scan, built once with the system C compiler; GPU: "
+        "mamba-ssm/causal-conv1d/flash-attn when installed), torch (plain PyTorch reference everywhere) or fast "
+        "(require the GPU kernels).",
     ),
 ) -> None:
     """dnahnet command-line interface."""

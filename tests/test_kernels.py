@@ -76,17 +76,23 @@ def test_fast_mode_refuses_without_cuda():
         kernels.set_kernels("fast")
 
 
-def test_cpu_tensors_never_take_fast_paths():
+def test_cpu_tensors_never_take_gpu_paths():
+    """On a CPU, auto differs from torch only by the compiled SSD scan (tests/test_cpu_scan.py); without it,
+    the two are the same computation, bit for bit."""
     kernels.set_kernels("auto")
     x = torch.zeros(2)
     assert not any(kernels.fast(c, x) for c in ("ssd", "ema", "conv", "attention"))
+    scan = kernels.cpu_kernels() != "torch"
     model = DNAHNet(get_preset("tiny")).eval()
     ids = ids_of(300)
-    with torch.inference_mode():
-        auto = model(ids).logits
-        kernels.set_kernels("torch")
-        ref = model(ids).logits
-    assert torch.equal(auto, ref)
+    try:
+        with torch.inference_mode():
+            auto = model(ids).logits
+            kernels.set_kernels("torch")
+            ref = model(ids).logits
+    finally:
+        kernels.set_kernels("auto")
+    assert float((auto - ref).abs().max()) < 1e-4 if scan else torch.equal(auto, ref)
 
 
 @pytest.mark.parametrize("length,window", [(256, 127), (512, 100), (1024, 300), (384, 0), (640, 1023)])

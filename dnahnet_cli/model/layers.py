@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnahnet_cli.model import kernels
+from dnahnet_cli.model import cpu_scan, kernels
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
 from dnahnet_cli.model.window_cache import ring_attend
@@ -246,22 +246,24 @@ class Mamba2(nn.Module):
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
         A = -torch.exp(self.A_log.float())
         x = x.reshape(b, l, self.nheads, self.headdim)
-        x_in = x.float() * dt[..., None]
         B, C = B.reshape(b, l, 1, self.d_state), C.reshape(b, l, 1, self.d_state)
         init = state.get("ssm") if state else None
         if state is not None and l == 1:
             y, final = ssd_step(
-                init if init is not None else x_in.new_zeros(b, self.nheads, self.headdim, self.d_state),
-                x_in[:, 0], (dt * A)[:, 0], B[:, 0].float(), C[:, 0].float(),
+                init if init is not None else dt.new_zeros(b, self.nheads, self.headdim, self.d_state),
+                x[:, 0].float() * dt[:, 0, :, None], (dt * A)[:, 0], B[:, 0].float(), C[:, 0].float(),
             )
             y = y[:, None]
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
+        elif kernels.cpu_scan(xbc):  # inference on a CPU: the compiled recurrence, D skip included
+            y, final = cpu_scan.ssd_scan(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state, init)
         else:
             tile = training_chunk if torch.is_grad_enabled() else inference_chunk
             q = tile(self.chunk_size, self.headdim)
-            y, final = ssd_chunked(x_in, dt * A, B, C, q, init)
-        y = torch.addcmul(y, x.float(), self.D.float()[:, None])
+            y, final = ssd_chunked(x.float() * dt[..., None], dt * A, B, C, q, init)
+        if y.dim() == 4:  # every path but the compiled scan leaves the D skip to here
+            y = torch.addcmul(y, x.float(), self.D.float()[:, None])
         if state is not None:
             n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`
             idx = n_valid[:, None, None] + torch.arange(k - 1, device=u.device)[None, None, :]

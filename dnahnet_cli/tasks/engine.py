@@ -48,10 +48,10 @@ def resolve_device(device: str) -> torch.device:
 
 def _kernel_summary(device: torch.device) -> str:
     """Which implementation ran (recorded in outputs so a kernel or precision change is never silent)."""
-    from dnahnet_cli.model.kernels import active_kernels
+    from dnahnet_cli.model.kernels import active_kernels, cpu_kernels
 
     if device.type != "cuda":
-        return "torch"
+        return cpu_kernels()
     return ",".join(f"{k}={v}" for k, v in active_kernels().items() if k != "mode")
 
 

@@ -1,0 +1,144 @@
+"""The compiled CPU SSD scan (dnahnet_cli/model/cpu_scan.py) against the plain-PyTorch reference.
+
+Tolerances: the scan is the same recurrence in fp32 with another summation order, so outputs and final states
+agree with `ssd_chunked` to ~1e-7 relative; the tests allow 1e-5 (scan alone) and 1e-4 nats / logit units
+(whole model, where 16 layers compound rounding)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dnahnet_cli.model import cpu_scan, kernels
+from dnahnet_cli.model.ssd import ssd_chunked
+
+pytestmark = pytest.mark.skipif(cpu_scan._compiler() is None, reason="no C compiler: the reference path runs")
+
+
+def _problem(b: int, l: int, h: int, p: int, n: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    xbc = torch.randn(b, l, h * p + 2 * n, generator=gen)
+    dt = torch.rand(b, l, h, generator=gen) * 0.3
+    dt[-1, l // 2:] = 0.0  # a padded row: the state must stop changing there
+    A, D = -torch.rand(h, generator=gen) * 6 - 0.2, torch.randn(h, generator=gen)
+    init = torch.randn(b, h, p, n, generator=gen)
+    return xbc, dt, A, D, init
+
+
+def _reference(xbc, dt, A, D, init, h, p, n):
+    b, l, _ = xbc.shape
+    x = xbc[..., : h * p].reshape(b, l, h, p)
+    B, C = xbc[..., h * p: h * p + n].reshape(b, l, 1, n), xbc[..., h * p + n:].reshape(b, l, 1, n)
+    y, state = ssd_chunked(x * dt[..., None], dt * A, B, C, 16, init)
+    return (y + x * D[:, None]).reshape(b, l, h * p), state
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_builds_and_passes_its_own_check():
+    assert cpu_scan.load() is not None, cpu_scan.status()
+    assert cpu_scan.status().startswith("compiled C scan")
+    assert kernels.cpu_kernels() == "ssd=c-scan"
+
+
+@pytest.mark.parametrize("shape", [(2, 300, 8, 16, 16), (3, 257, 5, 32, 32), (1, 130, 6, 64, 64)],
+                         ids=["tiny-heads", "cpu-heads", "small-heads"])
+def test_scan_matches_chunked_reference(shape):
+    b, l, h, p, n = shape
+    xbc, dt, A, D, init = _problem(*shape)
+    y, state = cpu_scan.ssd_scan(xbc, dt, A, D, h, p, n, init)
+    ref_y, ref_state = _reference(xbc, dt, A, D, init, h, p, n)
+    assert _rel(y, ref_y) < 1e-5 and _rel(state, ref_state) < 1e-5
+    # the padded row's final state is its state at the last valid position
+    y_half, state_half = cpu_scan.ssd_scan(xbc[-1:, : l // 2], dt[-1:, : l // 2], A, D, h, p, n, init[-1:])
+    assert _rel(state[-1:], state_half) < 1e-6
+    # no initial state means zeros
+    y0, _ = cpu_scan.ssd_scan(xbc, dt, A, D, h, p, n, None)
+    assert _rel(y0, _reference(xbc, dt, A, D, torch.zeros_like(init), h, p, n)[0]) < 1e-5
+
+
+def test_threads_split_jobs_without_changing_results():
+    xbc, dt, A, D, init = _problem(3, 200, 5, 16, 16, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cpu_scan.ssd_scan(xbc, dt, A, D, 5, 16, 16, init)
+        torch.set_num_threads(2)
+        two = cpu_scan.ssd_scan(xbc, dt, A, D, 5, 16, 16, init)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def _model_and_batch():
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
+
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset("tiny")).eval()
+    ids = torch.randint(0, 4, (2, 600))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 400:] = False
+    return model, ids, mask
+
+
+def test_whole_model_inference_matches_reference_and_takes_the_scan(monkeypatch):
+    model, ids, mask = _model_and_batch()
+    calls = []
+    real = cpu_scan.ssd_scan
+    monkeypatch.setattr(cpu_scan, "ssd_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    try:
+        kernels.set_kernels("torch")
+        with torch.inference_mode():
+            ref = model(ids, mask).logits
+        assert not calls
+        kernels.set_kernels("auto")
+        with torch.inference_mode():
+            fast = model(ids, mask).logits
+    finally:
+        kernels.set_kernels("auto")
+    assert len(calls) == 16  # tiny: 4 + 4 Mamba2 layers at stage 0, 4 + 4 at stage 1
+    valid = mask[..., None].expand_as(fast)
+    assert float((fast - ref)[valid].abs().max()) < 1e-4
+
+
+def test_training_keeps_the_reference_path(monkeypatch):
+    model, ids, mask = _model_and_batch()
+    calls = []
+    monkeypatch.setattr(cpu_scan, "ssd_scan", lambda *a, **k: calls.append(1))
+    model.train()
+    model(ids, mask).logits.sum().backward()  # gradients come from ssd_chunked's autograd
+    assert not calls
+
+
+def test_state_continuation_matches_one_pass():
+    """Prefix reuse and incremental scoring continue from saved states: split forward == one forward."""
+    model, ids, _ = _model_and_batch()
+    ids = ids[:1]
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    with torch.inference_mode():
+        whole = model(ids, mask).logits
+        state: dict = {}
+        first = model(ids[:, :333], mask[:, :333], state).logits
+        second = model(ids[:, 333:], mask[:, 333:], state).logits
+    assert float((torch.cat([first, second], 1) - whole).abs().max()) < 1e-4
+
+
+def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path):
+    code = ("import torch; from dnahnet_cli.model import cpu_scan, kernels; "
+            "print(kernels.cpu_kernels()); print(cpu_scan.status())")
+    env = {**os.environ, "DNAHNET_CC": shutil.which("false") or "/bin/false", "DNAHNET_KERNEL_CACHE": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "torch"
+    assert res.stdout.splitlines()[1].startswith("unavailable:")
+    notes = [line for line in res.stderr.splitlines() if "CPU SSD scan kernel" in line]
+    assert len(notes) == 1 and "using the PyTorch reference scan" in notes[0]
+    assert not list(tmp_path.iterdir())  # nothing half-written left in the cache
