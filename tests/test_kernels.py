@@ -77,7 +77,7 @@ def test_fast_mode_refuses_without_cuda():
 
 
 def test_cpu_tensors_never_take_gpu_paths():
-    """On a CPU, auto differs from torch only by the compiled SSD scan (tests/test_cpu_scan.py); without it,
+    """On a CPU, auto differs from torch only by the compiled SSD scan (tests/test_cpu_mixer.py); without it,
     the two are the same computation, bit for bit."""
     kernels.set_kernels("auto")
     x = torch.zeros(2)

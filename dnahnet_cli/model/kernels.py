@@ -1,8 +1,9 @@
 """Optional accelerated kernels, auto-detected and switchable process-wide (`--kernels auto|torch|fast`).
 
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
-gradient) takes one compiled kernel, the Mamba2 SSD as a recurrence over time (`cpu_scan.py`; the hook asks
-`cpu_scan(tensor)`), whenever it builds and passes its numerical check. On CUDA tensors, and only there, the
+gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
+gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) whenever they build and pass their
+numerical check. On CUDA tensors, and only there, the
 model's dispatch hooks ask `fast(component, tensor)` and route to the functions below:
 
 * "ssd": mamba_ssm's Triton `mamba_chunk_scan_combined` (Mamba2 scan; chunk 256). mamba-ssm installs
@@ -136,23 +137,23 @@ def fast(component: str, tensor: torch.Tensor) -> bool:
     return _mode != "torch" and tensor.is_cuda and _backend(component) is not None
 
 
-def cpu_scan(tensor: torch.Tensor) -> bool:
-    """True when the Mamba2 SSD over this tensor should take the compiled CPU scan (cpu_scan.py): an fp32 CPU
-    tensor, no gradient being taken (inference), kernels not set to "torch", and the scan built and checked."""
+def cpu_mixer(tensor: torch.Tensor) -> bool:
+    """True when a Mamba2 mixer over this tensor should take the compiled CPU kernels (cpu_mixer.py): an fp32 CPU
+    tensor, no gradient being taken (inference), kernels not set to "torch", and the kernels built and checked."""
     if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32 or torch.is_grad_enabled():
         return False
-    from dnahnet_cli.model import cpu_scan as scan
+    from dnahnet_cli.model import cpu_mixer
 
-    return scan.load() is not None
+    return cpu_mixer.load() is not None
 
 
 def cpu_kernels() -> str:
-    """What CPU inference runs for the SSD: "ssd=c-scan" or "torch" (builds the scan on first call)."""
+    """What CPU inference runs for the Mamba2 mixers: "mamba2=compiled-c" or "torch" (builds them on first call)."""
     if _mode == "torch":
         return "torch"
-    from dnahnet_cli.model import cpu_scan as scan
+    from dnahnet_cli.model import cpu_mixer
 
-    return "ssd=c-scan" if scan.load() is not None else "torch"
+    return "mamba2=compiled-c" if cpu_mixer.load() is not None else "torch"
 
 
 # -- SSD and EMA -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnahnet_cli.model import cpu_scan, kernels
+from dnahnet_cli.model import cpu_mixer, kernels
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
 from dnahnet_cli.model.window_cache import ring_attend
@@ -241,6 +241,8 @@ class Mamba2(nn.Module):
             full = xbc.new_empty(b, k - 1 + l, self.conv_dim, dtype=torch.float32)  # (B, K-1+L, C), fp32
             full[:, : k - 1] = history.transpose(1, 2) if history is not None else 0.0
             full[:, k - 1:] = xbc
+            if k >= 2 and kernels.cpu_mixer(full):
+                return self._cpu_inference(full, z, dt, mask, state)
             xbc = causal_depthwise_conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
@@ -256,21 +258,36 @@ class Mamba2(nn.Module):
             y = y[:, None]
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
-        elif kernels.cpu_scan(xbc):  # inference on a CPU: the compiled recurrence, D skip included
-            y, final = cpu_scan.ssd_scan(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state, init)
         else:
             tile = training_chunk if torch.is_grad_enabled() else inference_chunk
             q = tile(self.chunk_size, self.headdim)
             y, final = ssd_chunked(x.float() * dt[..., None], dt * A, B, C, q, init)
-        if y.dim() == 4:  # every path but the compiled scan leaves the D skip to here
-            y = torch.addcmul(y, x.float(), self.D.float()[:, None])
+        y = torch.addcmul(y, x.float(), self.D.float()[:, None])
         if state is not None:
-            n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`
-            idx = n_valid[:, None, None] + torch.arange(k - 1, device=u.device)[None, None, :]
-            state["conv"] = full.transpose(1, 2).gather(2, idx.expand(b, self.conv_dim, k - 1))
-            state["ssm"] = final
+            self._keep_state(state, full, mask, final)
         y = self.norm(y.reshape(b, l, self.d_inner), z)
         return self.out_proj(y)
+
+    def _cpu_inference(self, full: torch.Tensor, z: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor,
+                       state: State | None) -> torch.Tensor:
+        """The same mixer as three compiled CPU passes (cpu_mixer.py): conv + SiLU, the SSD scan with the D skip,
+        the gated RMSNorm. Inference only; the reference above is what training differentiates."""
+        xbc = cpu_mixer.conv_silu(full, self.conv1d.weight, self.conv1d.bias)
+        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
+        A = -torch.exp(self.A_log.float())
+        init = state.get("ssm") if state else None
+        y, final = cpu_mixer.ssd_scan(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state, init)
+        if state is not None:
+            self._keep_state(state, full, mask, final)
+        return self.out_proj(cpu_mixer.gated_rmsnorm(y, z, self.norm.weight, self.norm.eps))
+
+    def _keep_state(self, state: State, full: torch.Tensor, mask: torch.Tensor, final: torch.Tensor) -> None:
+        """Save what the next call continues from: the last K-1 valid conv inputs and the final SSM state."""
+        b, k = full.shape[0], self.d_conv
+        n_valid = mask.sum(1)  # window of the last K-1 valid inputs starts at index n_valid in `full`
+        idx = n_valid[:, None, None] + torch.arange(k - 1, device=full.device)[None, None, :]
+        state["conv"] = full.transpose(1, 2).gather(2, idx.expand(b, self.conv_dim, k - 1))
+        state["ssm"] = final
 
 
 LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")

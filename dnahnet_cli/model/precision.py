@@ -96,7 +96,7 @@ def describe_compute() -> dict:
     import platform
 
     from dnahnet_cli.model.allocator import host_memory_policy
-    from dnahnet_cli.model.cpu_scan import status as cpu_scan_status
+    from dnahnet_cli.model.cpu_mixer import status as cpu_mixer_status
 
     cpu = torch.device("cpu")
     out = {"torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
@@ -104,7 +104,7 @@ def describe_compute() -> dict:
            "cpu_bf16_matmul": list(cpu_bf16_features()) or None,
            "cpu_auto_dtype": "{} ({})".format(*choose_dtype("auto", cpu)),
            "host_memory": host_memory_policy(),
-           "cpu_ssd_kernel": cpu_scan_status(),
+           "cpu_kernels": cpu_mixer_status(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     if torch.cuda.is_available():
         out["cuda_auto_dtype"] = "{} ({})".format(*choose_dtype("auto", torch.device("cuda")))

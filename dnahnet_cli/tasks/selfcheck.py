@@ -141,10 +141,10 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
     active = kernels.active_kernels()
     tol = 1e-2  # GPU kernels: TF32 dot products and other tiles
     if engine.device.type != "cuda":
-        from dnahnet_cli.model import cpu_scan
+        from dnahnet_cli.model import cpu_mixer
 
         if kernels.cpu_kernels() == "torch":
-            why = "--kernels torch" if active["mode"] == "torch" else f"compiled CPU scan {cpu_scan.status()}"
+            why = "--kernels torch" if active["mode"] == "torch" else f"compiled CPU kernels {cpu_mixer.status()}"
             return [_skipped("fast kernels vs plain-PyTorch reference", why)]
         tol = 1e-4  # the compiled CPU scan: the same fp32 recurrence in another order
     elif all(v == "torch" for k, v in active.items() if k != "mode"):

@@ -1,8 +1,8 @@
-"""The compiled CPU SSD scan (dnahnet_cli/model/cpu_scan.py) against the plain-PyTorch reference.
+"""The compiled CPU kernels of the Mamba2 mixer (dnahnet_cli/model/cpu_mixer.py) against the plain-PyTorch reference.
 
-Tolerances: the scan is the same recurrence in fp32 with another summation order, so outputs and final states
-agree with `ssd_chunked` to ~1e-7 relative; the tests allow 1e-5 (scan alone) and 1e-4 nats / logit units
-(whole model, where 16 layers compound rounding)."""
+Tolerances: each kernel is the reference's fp32 arithmetic in another order (and exp as a polynomial within a
+few ulp), so outputs and final states agree to ~1e-7 relative; the tests allow 1e-5 per kernel and 1e-4 in
+logits for a whole model, where 16 mixers compound rounding."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import sys
 import pytest
 import torch
 
-from dnahnet_cli.model import cpu_scan, kernels
+from dnahnet_cli.model import cpu_mixer, kernels
+from dnahnet_cli.model.layers import GatedRMSNorm, causal_depthwise_conv_silu
 from dnahnet_cli.model.ssd import ssd_chunked
 
-pytestmark = pytest.mark.skipif(cpu_scan._compiler() is None, reason="no C compiler: the reference path runs")
+pytestmark = pytest.mark.skipif(cpu_mixer._compiler() is None, reason="no C compiler: the reference path runs")
 
 
 def _problem(b: int, l: int, h: int, p: int, n: int, seed: int = 0):
@@ -43,9 +44,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_builds_and_passes_its_own_check():
-    assert cpu_scan.load() is not None, cpu_scan.status()
-    assert cpu_scan.status().startswith("compiled C scan")
-    assert kernels.cpu_kernels() == "ssd=c-scan"
+    assert cpu_mixer.load() is not None, cpu_mixer.status()
+    assert cpu_mixer.status().startswith("compiled C kernels")
+    assert kernels.cpu_kernels() == "mamba2=compiled-c"
 
 
 @pytest.mark.parametrize("shape", [(2, 300, 8, 16, 16), (3, 257, 5, 32, 32), (1, 130, 6, 64, 64)],
@@ -53,28 +54,55 @@ def test_builds_and_passes_its_own_check():
 def test_scan_matches_chunked_reference(shape):
     b, l, h, p, n = shape
     xbc, dt, A, D, init = _problem(*shape)
-    y, state = cpu_scan.ssd_scan(xbc, dt, A, D, h, p, n, init)
+    y, state = cpu_mixer.ssd_scan(xbc, dt, A, D, h, p, n, init)
     ref_y, ref_state = _reference(xbc, dt, A, D, init, h, p, n)
     assert _rel(y, ref_y) < 1e-5 and _rel(state, ref_state) < 1e-5
     # the padded row's final state is its state at the last valid position
-    y_half, state_half = cpu_scan.ssd_scan(xbc[-1:, : l // 2], dt[-1:, : l // 2], A, D, h, p, n, init[-1:])
+    y_half, state_half = cpu_mixer.ssd_scan(xbc[-1:, : l // 2], dt[-1:, : l // 2], A, D, h, p, n, init[-1:])
     assert _rel(state[-1:], state_half) < 1e-6
     # no initial state means zeros
-    y0, _ = cpu_scan.ssd_scan(xbc, dt, A, D, h, p, n, None)
+    y0, _ = cpu_mixer.ssd_scan(xbc, dt, A, D, h, p, n, None)
     assert _rel(y0, _reference(xbc, dt, A, D, torch.zeros_like(init), h, p, n)[0]) < 1e-5
+
+
+@pytest.mark.parametrize("channels,scale", [(160, 1.0), (40, 30.0)], ids=["tiny-width", "saturating"])
+def test_conv_silu_matches_reference(channels, scale):
+    gen = torch.Generator().manual_seed(2)
+    full = torch.randn(3, 3 + 301, channels, generator=gen) * scale  # 3 history rows + 301 new ones
+    weight, bias = torch.randn(channels, 1, 4, generator=gen), torch.randn(channels, generator=gen)
+    out = cpu_mixer.conv_silu(full, weight, bias)
+    ref = causal_depthwise_conv_silu(full, weight, bias)
+    assert out.shape == ref.shape and _rel(out, ref) < 1e-5
+    assert torch.isfinite(out).all()
+
+
+def test_gated_rmsnorm_matches_reference_on_a_strided_gate():
+    gen = torch.Generator().manual_seed(3)
+    proj = torch.randn(2, 257, 400, generator=gen) * 5  # z is a slice of the input projection, as in the mixer
+    y, z = torch.randn(2, 257, 128, generator=gen), proj[..., 16:144]
+    norm = GatedRMSNorm(128)
+    norm.weight.data = torch.randn(128, generator=gen)
+    with torch.no_grad():
+        ref = norm(y, z)
+        ref_bf16 = norm(y, z.to(torch.bfloat16))
+    assert _rel(cpu_mixer.gated_rmsnorm(y, z, norm.weight, norm.eps), ref) < 1e-5
+    # a bf16 gate (under autocast) is read as fp32, like the reference does
+    assert _rel(cpu_mixer.gated_rmsnorm(y, z.to(torch.bfloat16), norm.weight, norm.eps), ref_bf16) < 1e-5
 
 
 def test_threads_split_jobs_without_changing_results():
     xbc, dt, A, D, init = _problem(3, 200, 5, 16, 16, seed=1)
     before = torch.get_num_threads()
+    full, weight, bias = torch.randn(3, 203, 40), torch.randn(40, 1, 4), torch.randn(40)
     try:
-        torch.set_num_threads(1)
-        one = cpu_scan.ssd_scan(xbc, dt, A, D, 5, 16, 16, init)
-        torch.set_num_threads(2)
-        two = cpu_scan.ssd_scan(xbc, dt, A, D, 5, 16, 16, init)
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append((*cpu_mixer.ssd_scan(xbc, dt, A, D, 5, 16, 16, init), cpu_mixer.conv_silu(full, weight, bias),
+                         cpu_mixer.gated_rmsnorm(xbc[..., :80], xbc[..., 10:90], D.repeat(16), 1e-5)))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
 def _model_and_batch():
@@ -89,11 +117,11 @@ def _model_and_batch():
     return model, ids, mask
 
 
-def test_whole_model_inference_matches_reference_and_takes_the_scan(monkeypatch):
+def test_whole_model_inference_matches_reference_and_takes_the_kernels(monkeypatch):
     model, ids, mask = _model_and_batch()
     calls = []
-    real = cpu_scan.ssd_scan
-    monkeypatch.setattr(cpu_scan, "ssd_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = cpu_mixer.ssd_scan
+    monkeypatch.setattr(cpu_mixer, "ssd_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
     try:
         kernels.set_kernels("torch")
         with torch.inference_mode():
@@ -112,7 +140,7 @@ def test_whole_model_inference_matches_reference_and_takes_the_scan(monkeypatch)
 def test_training_keeps_the_reference_path(monkeypatch):
     model, ids, mask = _model_and_batch()
     calls = []
-    monkeypatch.setattr(cpu_scan, "ssd_scan", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(cpu_mixer, "ssd_scan", lambda *a, **k: calls.append(1))
     model.train()
     model(ids, mask).logits.sum().backward()  # gradients come from ssd_chunked's autograd
     assert not calls
@@ -132,13 +160,13 @@ def test_state_continuation_matches_one_pass():
 
 
 def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path):
-    code = ("import torch; from dnahnet_cli.model import cpu_scan, kernels; "
-            "print(kernels.cpu_kernels()); print(cpu_scan.status())")
+    code = ("import torch; from dnahnet_cli.model import cpu_mixer, kernels; "
+            "print(kernels.cpu_kernels()); print(cpu_mixer.status())")
     env = {**os.environ, "DNAHNET_CC": shutil.which("false") or "/bin/false", "DNAHNET_KERNEL_CACHE": str(tmp_path)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "torch"
     assert res.stdout.splitlines()[1].startswith("unavailable:")
-    notes = [line for line in res.stderr.splitlines() if "CPU SSD scan kernel" in line]
-    assert len(notes) == 1 and "using the PyTorch reference scan" in notes[0]
+    notes = [line for line in res.stderr.splitlines() if "compiled CPU kernels" in line]
+    assert len(notes) == 1 and "using the PyTorch reference path" in notes[0]
     assert not list(tmp_path.iterdir())  # nothing half-written left in the cache

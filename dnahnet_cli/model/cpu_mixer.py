@@ -1,0 +1,241 @@
+"""Compiled CPU kernels for Mamba2's mixer at inference (`csrc/mamba2_cpu.c`), built once per machine.
+
+Why: on a CPU the reference mixer (layers.py, ssd.py) spends a scoring forward's time in some thirty
+elementwise passes and many small matmuls per layer. Here the causal conv + SiLU, the SSD scan and the gated
+RMSNorm each make one pass: the SSD as the plain recurrence over time, with each head's state in L1 cache,
+the other two row by row. The arithmetic is the reference's up to fp32 rounding (rel. error ~1e-7,
+tests/test_cpu_mixer.py; exp is a branch-free polynomial so that its loops vectorise).
+
+How: the C file needs nothing but libm, so any C compiler builds it in well under a second (no torch headers,
+no ninja). The shared library is cached per source, CPU and compiler under `$DNAHNET_KERNEL_CACHE`, else
+`$XDG_CACHE_HOME/dnahnet/kernels`, else `~/.cache/dnahnet/kernels`, built with `-march=native` (the CPU's
+flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
+CPU kind). After loading, every function must match its reference on a random problem or none is used.
+Without a compiler, or when anything fails, the reference path runs and `status()` says why
+(`dnahnet info --device`; one line on stderr). Only inference uses them: training needs the reference path's
+gradients."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("csrc") / "mamba2_cpu.c"
+CHECK_TOLERANCE = 1e-4  # relative Frobenius error against ssd_chunked on the self-check problem (seen: ~1e-7)
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_status: str | None = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("DNAHNET_KERNEL_CACHE"):
+        return Path(os.environ["DNAHNET_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dnahnet" / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What -march=native depends on: the CPU's feature flags (Linux) or, elsewhere, its name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("DNAHNET_CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def _compile(cc: str, target: Path) -> None:
+    """Compile to a temporary file and rename it into place (never a half-written library); -march=native
+    first, then without it for compilers or CPUs that refuse the flag."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # -fno-trapping-math lets the clamps in exp_approx become vector selects; it changes no result
+    base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", str(SOURCE), "-lm"]
+    errors = []
+    for extra in (["-march=native"], []):
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            res = subprocess.run([cc, *extra, *base, "-o", tmp], capture_output=True, text=True, timeout=120)
+            if res.returncode == 0:
+                os.replace(tmp, target)
+                return
+            errors.append(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"{cc} failed: {errors[-1]}")
+
+
+@torch.no_grad()
+def _self_check() -> float:
+    """Largest relative error of the three compiled functions against the reference ops on small random problems
+    (a padded row, an initial state, two batch rows, a strided gate)."""
+    from dnahnet_cli.model.layers import GatedRMSNorm, causal_depthwise_conv_silu
+    from dnahnet_cli.model.ssd import ssd_chunked
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm() / b.norm())
+
+    gen = torch.Generator().manual_seed(0)
+    b, l, h, p, n, k = 2, 70, 3, 8, 16, 4
+    xbc = torch.randn(b, l, h * p + 2 * n, generator=gen)
+    dt = torch.rand(b, l, h, generator=gen) * 0.2
+    dt[1, 50:] = 0.0  # padded tail
+    A, D = -torch.rand(h, generator=gen) * 4 - 0.5, torch.randn(h, generator=gen)
+    init = torch.randn(b, h, p, n, generator=gen)
+    y, state = ssd_scan(xbc, dt, A, D, h, p, n, init, threads=1)
+    x = xbc[..., : h * p].reshape(b, l, h, p)
+    B, C = xbc[..., h * p: h * p + n].reshape(b, l, 1, n), xbc[..., h * p + n:].reshape(b, l, 1, n)
+    ref_y, ref_state = ssd_chunked(x * dt[..., None], dt * A, B, C, 16, init)
+    errors = [rel(y, (ref_y + x * D[:, None]).reshape(b, l, h * p)), rel(state, ref_state)]
+    full = torch.randn(b, l + k - 1, 40, generator=gen) * 3  # large values reach exp's clamps
+    weight, bias = torch.randn(40, 1, k, generator=gen), torch.randn(40, generator=gen)
+    errors.append(rel(conv_silu(full, weight, bias, threads=1), causal_depthwise_conv_silu(full, weight, bias)))
+    proj = torch.randn(b, l, 3 * h * p, generator=gen) * 4
+    norm = GatedRMSNorm(h * p)
+    norm.weight.data = torch.randn(h * p, generator=gen)
+    z = proj[..., : h * p]  # a strided slice, as in the mixer
+    errors.append(rel(gated_rmsnorm(y, z, norm.weight, norm.eps, threads=1), norm(y, z)))
+    return max(errors)
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernels, built on first use; None when unavailable (see `status()`)."""
+    global _lib, _status
+    if _status is not None:
+        return _lib
+    with _lock:
+        if _status is not None:
+            return _lib
+        cc = _compiler()
+        if cc is None:
+            _status = "unavailable: no C compiler (cc, gcc or clang; or set DNAHNET_CC)"
+            return None
+        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _cpu_signature().encode(), cc.encode(),
+                                         platform.python_implementation().encode()])).hexdigest()[:16]
+        target = _cache_dir() / f"mamba2_cpu-{key}.so"
+        try:
+            if not target.exists():
+                _compile(cc, target)
+            lib = ctypes.CDLL(str(target))
+            ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+            for name, args in (("ssd_scan", [ptr] * 6 + [i64] * 7), ("conv_silu", [ptr] * 4 + [i64] * 5),
+                               ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr] + [i64] * 3)):
+                getattr(lib, name).restype = None
+                getattr(lib, name).argtypes = args
+            _lib = lib  # for the self-check's calls; withdrawn if it fails
+            err = _self_check()
+            if not err <= CHECK_TOLERANCE:
+                _lib = None
+                _status = f"unavailable: failed its numerical check (rel. error {err:.1e} > {CHECK_TOLERANCE:g})"
+            else:
+                _status = f"compiled C kernels ({target})"
+        except Exception as exc:  # any build or load failure means: use the reference path
+            _lib, _status = None, f"unavailable: {type(exc).__name__}: {exc}"[:300]
+        if _lib is None:
+            print(f"dnahnet: note: the compiled CPU kernels are {_status}; using the PyTorch reference path",
+                  file=sys.stderr)
+        return _lib
+
+
+def status() -> str:
+    """Whether the compiled kernels are in use here, and where they live or why not (builds them if needed)."""
+    load()
+    return _status or "not loaded"
+
+
+def _executor(threads: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dnahnet-cpu"), threads
+    return _pool
+
+
+def _parallel(call, jobs: int, threads: int | None) -> None:
+    """call(begin, end) over [0, jobs) split into one contiguous span per thread (ctypes releases the GIL)."""
+    threads = max(1, min(torch.get_num_threads() if threads is None else threads, jobs))
+    if threads == 1:
+        call(0, jobs)
+        return
+    bounds = [jobs * i // threads for i in range(threads + 1)]
+    list(_executor(threads).map(call, bounds[:-1], bounds[1:]))
+
+
+def _lib_or_raise() -> ctypes.CDLL:
+    if _lib is None and load() is None:
+        raise RuntimeError(f"the compiled CPU kernels are {status()}")
+    return _lib  # type: ignore[return-value]
+
+
+def ssd_scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor, nheads: int, headdim: int,
+             d_state: int, init: torch.Tensor | None = None, threads: int | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """y (b, l, nheads*headdim) with the D skip added, and the final state (b, nheads, headdim, d_state).
+
+    xbc (b, l, >= nheads*headdim + 2*d_state): the conv output [x | B | C]; dt (b, l, nheads) after softplus and
+    the padding mask; A, D (nheads); init (b, nheads, headdim, d_state) or None. CPU tensors, no gradient.
+    """
+    lib = _lib_or_raise()
+    b, l, cd = xbc.shape
+    xbc, dt = xbc.float().contiguous(), dt.float().contiguous()
+    A, D = A.float().contiguous(), D.float().contiguous()
+    y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
+    state = (init.float().contiguous().clone() if init is not None
+             else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
+    ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state)]
+    _parallel(lambda i, j: lib.ssd_scan(*ptrs, l, cd, nheads, headdim, d_state, i, j), b * nheads, threads)
+    return y, state
+
+
+def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, threads: int | None = None
+              ) -> torch.Tensor:
+    """silu(causal depthwise conv) like layers.causal_depthwise_conv_silu: full (b, k-1+l, c) holds k-1 history
+    rows then l new ones, weight (c, 1, k) with k >= 2, bias (c); returns (b, l, c) fp32."""
+    lib = _lib_or_raise()
+    b, rows, cd = full.shape
+    k = weight.shape[-1]
+    l = rows - (k - 1)
+    full = full.float().contiguous()
+    taps = weight[:, 0, :].t().float().contiguous()  # (k, c)
+    bias = bias.float().contiguous()
+    out = torch.empty(b, l, cd, dtype=torch.float32)
+    ptrs = [t.data_ptr() for t in (full, taps, bias, out)]
+    _parallel(lambda i, j: lib.conv_silu(*ptrs, l, cd, k, i, j), b * l, threads)
+    return out
+
+
+def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, threads: int | None = None
+                  ) -> torch.Tensor:
+    """RMSNorm(y * silu(z)) * weight over the last dim, like layers.GatedRMSNorm: y (b, l, d); z (b, l, d) may be
+    a slice of a wider tensor (rows evenly spaced); returns (b, l, d) fp32."""
+    lib = _lib_or_raise()
+    b, l, d = y.shape
+    y = y.float().contiguous()
+    if z.dtype != torch.float32 or z.stride(2) != 1 or z.stride(0) != l * z.stride(1):
+        z = z.float().contiguous()
+    weight = weight.float().contiguous()
+    out = torch.empty(b, l, d, dtype=torch.float32)
+    args = (y.data_ptr(), z.data_ptr(), z.stride(1), weight.data_ptr(), eps, out.data_ptr(), d)
+    _parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads)
+    return out

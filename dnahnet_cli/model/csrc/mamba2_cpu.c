@@ -1,0 +1,112 @@
+/* Mamba2's mixer between its two projections, for CPU inference (no gradient): the causal conv + SiLU, the SSD
+ * scan and the gated RMSNorm. Python (cpu_mixer.py) compiles this file once per machine and splits each
+ * function's independent rows or (batch x head) jobs over threads.
+ *
+ * The SSD as a plain recurrence over time. Per head the state is a (headdim x d_state) matrix s; at each position t
+ *     s = exp(dt_t * A) * s + (dt_t * x_t) B_t^T,   y_t = s C_t + D * x_t.
+ * On a GPU the chunked (matmul) form wins; on a CPU core one pass over time with the state in L1 cache does
+ * a few FLOPs per state entry and touches each input once, where the chunked form makes ~20 passes over
+ * (L x channels) tensors and many small matmuls.
+ *
+ * Layouts (fp32, contiguous): xbc (b, l, cd) is the conv output [x (h*p) | B (n) | C (n) | ...],
+ * dt (b, l, h) already softplus'ed and masked (dt = 0 leaves the state unchanged: padding), A and D (h),
+ * y (b, l, h*p) output, state (b, h, p, n) holds the initial state on entry and the final state on return.
+ */
+#include <math.h>
+#include <stdint.h>
+
+/* exp(x) = 2^k e^r with k = round(x / ln 2) and |r| <= ln(2) / 2; e^r from its Taylor series up to r^7
+ * (truncation error below 6e-9 relative), 2^k from the exponent bits. Branch-free, so the loops that call it
+ * vectorise (a libm call would not); within a few ulp of expf over the clamped range [-87, 88]. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float k = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - k * 0.693145751953125f) - k * 1.42860682030941723e-6f; /* ln 2 = hi + lo */
+    float e = 1.0f / 5040.0f;
+    e = e * r + 1.0f / 720.0f;
+    e = e * r + 1.0f / 120.0f;
+    e = e * r + 1.0f / 24.0f;
+    e = e * r + 1.0f / 6.0f;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    const union { uint32_t bits; float value; } scale = {(uint32_t)((int32_t)k + 127) << 23};
+    return e * scale.value;
+}
+
+static inline float silu(float v) { return v / (1.0f + exp_approx(-v)); }
+
+/* out[r] = silu(bias + sum_j full[r + j] * w[j]) per channel for rows r = (batch, t) in [row_begin, row_end):
+ * full (b, l + k - 1, cd) holds k - 1 history rows then the l new ones, w (k, cd), out (b, l, cd). The taps are
+ * summed in the reference's order (the newest first, then the oldest onwards). */
+void conv_silu(const float *full, const float *w, const float *bias, float *out, int64_t l, int64_t cd,
+               int64_t k, int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const float *in = full + ((r / l) * (l + k - 1) + r % l) * cd;
+        float *o = out + r * cd; /* one row stays in L1 across the passes below */
+        const float *newest = in + (k - 1) * cd, *w_newest = w + (k - 1) * cd;
+#pragma omp simd
+        for (int64_t c = 0; c < cd; ++c)
+            o[c] = bias[c] + newest[c] * w_newest[c];
+        for (int64_t j = 0; j < k - 2; ++j) {
+            const float *tap = in + j * cd, *wj = w + j * cd;
+#pragma omp simd
+            for (int64_t c = 0; c < cd; ++c)
+                o[c] += tap[c] * wj[c];
+        }
+        const float *last = in + (k - 2) * cd, *w_last = w + (k - 2) * cd; /* the last tap, then SiLU */
+#pragma omp simd
+        for (int64_t c = 0; c < cd; ++c)
+            o[c] = silu(o[c] + last[c] * w_last[c]);
+    }
+}
+
+/* out[r] = g * w / sqrt(mean(g^2) + eps) with g = y[r] * silu(z[r]), rows r in [row_begin, row_end) of d
+ * channels; z rows are z_stride floats apart (a slice of the input projection). */
+void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float *w, float eps, float *out,
+                   int64_t d, int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const float *yr = y + r * d, *zr = z + r * z_stride;
+        float *o = out + r * d;
+        float squares = 0.0f;
+#pragma omp simd reduction(+ : squares)
+        for (int64_t c = 0; c < d; ++c) {
+            const float g = yr[c] * silu(zr[c]);
+            o[c] = g;
+            squares += g * g;
+        }
+        const float scale = 1.0f / sqrtf(squares / (float)d + eps);
+#pragma omp simd
+        for (int64_t c = 0; c < d; ++c)
+            o[c] = o[c] * scale * w[c];
+    }
+}
+
+void ssd_scan(const float *xbc, const float *dt, const float *A, const float *D, float *y, float *state,
+              int64_t l, int64_t cd, int64_t h, int64_t p, int64_t n, int64_t job_begin, int64_t job_end) {
+    const int64_t di = h * p;
+    for (int64_t job = job_begin; job < job_end; ++job) {
+        const int64_t bi = job / h, hh = job % h;
+        float *s = state + job * p * n;
+        const float a = A[hh], skip = D[hh];
+        for (int64_t t = 0; t < l; ++t) {
+            const float *row = xbc + (bi * l + t) * cd;
+            const float *xt = row + hh * p, *bt = row + di, *ct = row + di + n;
+            const float step = dt[(bi * l + t) * h + hh];
+            const float decay = expf(step * a);
+            float *yt = y + (bi * l + t) * di + hh * p;
+            for (int64_t i = 0; i < p; ++i) {
+                const float xs = xt[i] * step;
+                float *si = s + i * n;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int64_t j = 0; j < n; ++j) {
+                    const float v = decay * si[j] + xs * bt[j];
+                    si[j] = v;
+                    acc += v * ct[j];
+                }
+                yt[i] = acc + skip * xt[i];
+            }
+        }
+    }
+}
