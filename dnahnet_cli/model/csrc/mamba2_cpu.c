@@ -82,31 +82,57 @@ void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float
     }
 }
 
+/* One (batch row, head) job. Always inlined so that the calls below with a literal p compile to loops of
+ * known length (the common head widths), whose accumulators stay in registers. */
+static inline __attribute__((always_inline)) void scan_job(const float *xbc, const float *dt, float a, float skip,
+                                                           float *y, float *s, int64_t bi, int64_t hh, int64_t l,
+                                                           int64_t cd, int64_t h, const int64_t p, int64_t n) {
+    const int64_t di = h * p;
+    float st[n * p], xs[p], acc[p]; /* the state transposed to (n, p): the inner loops run over p, unreduced */
+    for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < n; ++j)
+            st[j * p + i] = s[i * n + j];
+    for (int64_t t = 0; t < l; ++t) {
+        const float *row = xbc + (bi * l + t) * cd;
+        const float *xt = row + hh * p, *bt = row + di, *ct = row + di + n;
+        const float step = dt[(bi * l + t) * h + hh];
+        const float decay = expf(step * a);
+#pragma omp simd
+        for (int64_t i = 0; i < p; ++i) {
+            xs[i] = xt[i] * step;
+            acc[i] = skip * xt[i];
+        }
+        for (int64_t j = 0; j < n; ++j) {
+            const float bj = bt[j], cj = ct[j];
+            float *sj = st + j * p;
+#pragma omp simd
+            for (int64_t i = 0; i < p; ++i) {
+                const float v = decay * sj[i] + xs[i] * bj;
+                sj[i] = v;
+                acc[i] += v * cj;
+            }
+        }
+        float *yt = y + (bi * l + t) * di + hh * p;
+        for (int64_t i = 0; i < p; ++i)
+            yt[i] = acc[i];
+    }
+    for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < n; ++j)
+            s[i * n + j] = st[j * p + i];
+}
+
 void ssd_scan(const float *xbc, const float *dt, const float *A, const float *D, float *y, float *state,
               int64_t l, int64_t cd, int64_t h, int64_t p, int64_t n, int64_t job_begin, int64_t job_end) {
-    const int64_t di = h * p;
     for (int64_t job = job_begin; job < job_end; ++job) {
         const int64_t bi = job / h, hh = job % h;
         float *s = state + job * p * n;
-        const float a = A[hh], skip = D[hh];
-        for (int64_t t = 0; t < l; ++t) {
-            const float *row = xbc + (bi * l + t) * cd;
-            const float *xt = row + hh * p, *bt = row + di, *ct = row + di + n;
-            const float step = dt[(bi * l + t) * h + hh];
-            const float decay = expf(step * a);
-            float *yt = y + (bi * l + t) * di + hh * p;
-            for (int64_t i = 0; i < p; ++i) {
-                const float xs = xt[i] * step;
-                float *si = s + i * n;
-                float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-                for (int64_t j = 0; j < n; ++j) {
-                    const float v = decay * si[j] + xs * bt[j];
-                    si[j] = v;
-                    acc += v * ct[j];
-                }
-                yt[i] = acc + skip * xt[i];
-            }
-        }
+        if (p == 16)
+            scan_job(xbc, dt, A[hh], D[hh], y, s, bi, hh, l, cd, h, 16, n);
+        else if (p == 32)
+            scan_job(xbc, dt, A[hh], D[hh], y, s, bi, hh, l, cd, h, 32, n);
+        else if (p == 64)
+            scan_job(xbc, dt, A[hh], D[hh], y, s, bi, hh, l, cd, h, 64, n);
+        else
+            scan_job(xbc, dt, A[hh], D[hh], y, s, bi, hh, l, cd, h, p, n);
     }
 }
