@@ -91,9 +91,9 @@ def test_gated_rmsnorm_matches_reference_on_a_strided_gate():
 
 
 def test_threads_split_jobs_without_changing_results():
-    xbc, dt, A, D, init = _problem(3, 200, 5, 16, 16, seed=1)
+    xbc, dt, A, D, init = _problem(3, 400, 5, 16, 16, seed=1)  # above PARALLEL_MIN_WORK for all three
     before = torch.get_num_threads()
-    full, weight, bias = torch.randn(3, 203, 40), torch.randn(40, 1, 4), torch.randn(40)
+    full, weight, bias = torch.randn(3, 403, 40), torch.randn(40, 1, 4), torch.randn(40)
     try:
         runs = []
         for threads in (1, 2):

@@ -172,9 +172,14 @@ def _executor(threads: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def _parallel(call, jobs: int, threads: int | None) -> None:
+PARALLEL_MIN_WORK = 1 << 16  # floats touched; below this (e.g. one decoding step) a thread hand-off costs more
+
+
+def _parallel(call, jobs: int, threads: int | None, work: int) -> None:
     """call(begin, end) over [0, jobs) split into one contiguous span per thread (ctypes releases the GIL)."""
     threads = max(1, min(torch.get_num_threads() if threads is None else threads, jobs))
+    if work < PARALLEL_MIN_WORK:
+        threads = 1
     if threads == 1:
         call(0, jobs)
         return
@@ -204,7 +209,8 @@ def ssd_scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tens
     state = (init.float().contiguous().clone() if init is not None
              else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
     ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state)]
-    _parallel(lambda i, j: lib.ssd_scan(*ptrs, l, cd, nheads, headdim, d_state, i, j), b * nheads, threads)
+    _parallel(lambda i, j: lib.ssd_scan(*ptrs, l, cd, nheads, headdim, d_state, i, j), b * nheads, threads,
+              b * l * nheads * headdim * d_state)
     return y, state
 
 
@@ -221,7 +227,7 @@ def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, thre
     bias = bias.float().contiguous()
     out = torch.empty(b, l, cd, dtype=torch.float32)
     ptrs = [t.data_ptr() for t in (full, taps, bias, out)]
-    _parallel(lambda i, j: lib.conv_silu(*ptrs, l, cd, k, i, j), b * l, threads)
+    _parallel(lambda i, j: lib.conv_silu(*ptrs, l, cd, k, i, j), b * l, threads, b * l * cd * k)
     return out
 
 
@@ -237,5 +243,5 @@ def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: f
     weight = weight.float().contiguous()
     out = torch.empty(b, l, d, dtype=torch.float32)
     args = (y.data_ptr(), z.data_ptr(), z.stride(1), weight.data_ptr(), eps, out.data_ptr(), d)
-    _parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads)
+    _parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads, b * l * d)
     return out
