@@ -137,13 +137,54 @@ def test_whole_model_inference_matches_reference_and_takes_the_kernels(monkeypat
     assert float((fast - ref)[valid].abs().max()) < 1e-4
 
 
-def test_training_keeps_the_reference_path(monkeypatch):
+def test_training_scan_gradients_match_autograd_through_the_reference():
+    b, l, h, p, n = 2, 300, 3, 16, 16
+    xbc, _, A, D, _ = _problem(b, l, h, p, n, seed=4)
+    raw = torch.randn(b, l, h)
+    mask = torch.ones(b, l)
+    mask[1, 170:] = 0.0  # padding: dt = 0 there
+    leaves = [t.clone().requires_grad_() for t in (xbc, raw, A, D)]
+    dy = torch.randn(b, l, h * p)
+
+    def grads(compiled: bool) -> list[torch.Tensor]:
+        xs, raws, As, Ds = leaves
+        dt = torch.nn.functional.softplus(raws) * mask[..., None]
+        if compiled:
+            y = cpu_mixer.ssd_scan_trainable(xs, dt, As, Ds, h, p, n)
+        else:
+            x = xs[..., : h * p].reshape(b, l, h, p)
+            B, C = xs[..., h * p: h * p + n].reshape(b, l, 1, n), xs[..., h * p + n:].reshape(b, l, 1, n)
+            y = (ssd_chunked(x * dt[..., None], dt * As, B, C, 16)[0] + x * Ds[:, None]).reshape(b, l, h * p)
+        return list(torch.autograd.grad((y * dy).sum(), leaves))
+
+    for got, want in zip(grads(True), grads(False)):
+        assert _rel(got, want) < 1e-5
+
+
+def test_training_step_gradients_match_the_reference_path(monkeypatch):
     model, ids, mask = _model_and_batch()
-    calls = []
-    monkeypatch.setattr(cpu_mixer, "ssd_scan", lambda *a, **k: calls.append(1))
     model.train()
-    model(ids, mask).logits.sum().backward()  # gradients come from ssd_chunked's autograd
-    assert not calls
+    calls = []
+    real = cpu_mixer.ssd_scan_trainable
+    monkeypatch.setattr(cpu_mixer, "ssd_scan_trainable", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def step(mode: str) -> tuple[float, dict[str, torch.Tensor]]:
+        kernels.set_kernels(mode)
+        model.zero_grad()
+        loss = model.loss(ids, mask).loss
+        loss.backward()
+        return float(loss.detach()), {k: v.grad.clone() for k, v in model.named_parameters() if v.grad is not None}
+
+    try:
+        ref_loss, ref = step("torch")
+        assert not calls
+        loss, got = step("auto")
+    finally:
+        kernels.set_kernels("auto")
+    assert len(calls) == 16 and abs(loss - ref_loss) < 1e-5
+    assert got.keys() == ref.keys()
+    flat = lambda d: torch.cat([v.flatten() for v in d.values()])  # noqa: E731
+    assert _rel(flat(got), flat(ref)) < 1e-4
 
 
 def test_state_continuation_matches_one_pass():

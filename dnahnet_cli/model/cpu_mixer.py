@@ -87,8 +87,8 @@ def _compile(cc: str, target: Path) -> None:
 
 @torch.no_grad()
 def _self_check() -> float:
-    """Largest relative error of the three compiled functions against the reference ops on small random problems
-    (a padded row, an initial state, two batch rows, a strided gate)."""
+    """Largest relative error of the compiled functions against the reference ops on small random problems (a
+    padded row, an initial state, two batch rows, a strided gate; the training scan's gradients)."""
     from dnahnet_cli.model.layers import GatedRMSNorm, causal_depthwise_conv_silu
     from dnahnet_cli.model.ssd import ssd_chunked
 
@@ -115,6 +115,15 @@ def _self_check() -> float:
     norm.weight.data = torch.randn(h * p, generator=gen)
     z = proj[..., : h * p]  # a strided slice, as in the mixer
     errors.append(rel(gated_rmsnorm(y, z, norm.weight, norm.eps, threads=1), norm(y, z)))
+    with torch.enable_grad():  # the training scan's gradients against autograd through ssd_chunked
+        leaves = [t.clone().requires_grad_() for t in (xbc, dt, A, D)]
+        dy = torch.randn(b, l, h * p, generator=gen)
+        grads = torch.autograd.grad((ssd_scan_trainable(*leaves, h, p, n) * dy).sum(), leaves)
+        xs, dts, As, Ds = leaves
+        x = xs[..., : h * p].reshape(b, l, h, p)
+        B, C = xs[..., h * p: h * p + n].reshape(b, l, 1, n), xs[..., h * p + n:].reshape(b, l, 1, n)
+        ref = (ssd_chunked(x * dts[..., None], dts * As, B, C, 16)[0] + x * Ds[:, None]).reshape(b, l, h * p)
+        errors += [rel(g, r) for g, r in zip(grads, torch.autograd.grad((ref * dy).sum(), leaves))]
     return max(errors)
 
 
@@ -138,7 +147,8 @@ def load() -> ctypes.CDLL | None:
                 _compile(cc, target)
             lib = ctypes.CDLL(str(target))
             ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-            for name, args in (("ssd_scan", [ptr] * 6 + [i64] * 7), ("conv_silu", [ptr] * 4 + [i64] * 5),
+            for name, args in (("ssd_scan", [ptr] * 7 + [i64] * 8), ("conv_silu", [ptr] * 4 + [i64] * 5),
+                               ("ssd_scan_backward", [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
                                ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr] + [i64] * 3)):
                 getattr(lib, name).restype = None
                 getattr(lib, name).argtypes = args
@@ -209,9 +219,60 @@ def ssd_scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tens
     state = (init.float().contiguous().clone() if init is not None
              else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
     ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state)]
-    _parallel(lambda i, j: lib.ssd_scan(*ptrs, l, cd, nheads, headdim, d_state, i, j), b * nheads, threads,
-              b * l * nheads * headdim * d_state)
+    _parallel(lambda i, j: lib.ssd_scan(*ptrs, None, 1, l, cd, nheads, headdim, d_state, i, j), b * nheads,
+              threads, b * l * nheads * headdim * d_state)
     return y, state
+
+
+CHECKPOINT_EVERY = 64  # training: positions between saved states; the backward recomputes the ones between
+
+
+class _CompiledSSD(torch.autograd.Function):
+    """ssd_scan from a zero state with a compiled backward (training on a CPU): the forward keeps the state at
+    every CHECKPOINT_EVERY-th position, the backward recomputes each segment's states from it and runs the
+    adjoint recurrence (csrc/mamba2_cpu.c, ssd_scan_backward)."""
+
+    @staticmethod
+    def forward(ctx, xbc, dt, A, D, nheads: int, headdim: int, d_state: int):
+        lib = _lib_or_raise()
+        b, l, cd = xbc.shape
+        xbc, dt = xbc.float().contiguous(), dt.float().contiguous()
+        A, D = A.float().contiguous(), D.float().contiguous()
+        every = CHECKPOINT_EVERY
+        y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
+        state = torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32)
+        ckpt = torch.empty(b, nheads, -(-l // every), d_state, headdim, dtype=torch.float32)
+        ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state, ckpt)]
+        _parallel(lambda i, j: lib.ssd_scan(*ptrs, every, l, cd, nheads, headdim, d_state, i, j), b * nheads,
+                  None, b * l * nheads * headdim * d_state)
+        ctx.save_for_backward(xbc, dt, A, D, ckpt)
+        ctx.dims = (nheads, headdim, d_state)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        lib = _lib_or_raise()
+        xbc, dt, A, D, ckpt = ctx.saved_tensors
+        h, p, n = ctx.dims
+        b, l, cd = xbc.shape
+        dy = dy.float().contiguous()
+        dxbc = torch.zeros(b, l, cd, dtype=torch.float32)
+        dB, dC = torch.empty(b, h, l, n, dtype=torch.float32), torch.empty(b, h, l, n, dtype=torch.float32)
+        ddt = torch.empty(b, l, h, dtype=torch.float32)
+        dA, dD = torch.empty(b * h, dtype=torch.float32), torch.empty(b * h, dtype=torch.float32)
+        first = [t.data_ptr() for t in (xbc, dt, A, D, dy, ckpt)]
+        grads = [t.data_ptr() for t in (dxbc, dB, dC, ddt, dA, dD)]
+        _parallel(lambda i, j: lib.ssd_scan_backward(*first, CHECKPOINT_EVERY, *grads, l, cd, h, p, n, i, j),
+                  b * h, None, b * l * h * p * n)
+        dxbc[..., h * p: h * p + n] = dB.sum(1)
+        dxbc[..., h * p + n: h * p + 2 * n] = dC.sum(1)
+        return dxbc, ddt, dA.view(b, h).sum(0), dD.view(b, h).sum(0), None, None, None
+
+
+def ssd_scan_trainable(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor, nheads: int,
+                       headdim: int, d_state: int) -> torch.Tensor:
+    """ssd_scan's y from a zero initial state, differentiable in xbc, dt, A and D (training on a CPU)."""
+    return _CompiledSSD.apply(xbc, dt, A, D, nheads, headdim, d_state)
 
 
 def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, threads: int | None = None

@@ -2,8 +2,8 @@
 
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
-gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) whenever they build and pass their
-numerical check. On CUDA tensors, and only there, the
+gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and training the compiled SSD scan with its
+compiled backward (`cpu_training_scan(tensor)`), whenever they build and pass their numerical check. On CUDA tensors, and only there, the
 model's dispatch hooks ask `fast(component, tensor)` and route to the functions below:
 
 * "ssd": mamba_ssm's Triton `mamba_chunk_scan_combined` (Mamba2 scan; chunk 256). mamba-ssm installs
@@ -141,6 +141,16 @@ def cpu_mixer(tensor: torch.Tensor) -> bool:
     """True when a Mamba2 mixer over this tensor should take the compiled CPU kernels (cpu_mixer.py): an fp32 CPU
     tensor, no gradient being taken (inference), kernels not set to "torch", and the kernels built and checked."""
     if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32 or torch.is_grad_enabled():
+        return False
+    from dnahnet_cli.model import cpu_mixer
+
+    return cpu_mixer.load() is not None
+
+
+def cpu_training_scan(tensor: torch.Tensor) -> bool:
+    """True when a Mamba2 SSD over this tensor, with a gradient being taken, should take the compiled CPU scan and
+    its compiled backward (cpu_mixer.py): an fp32 CPU tensor, kernels not set to "torch", the kernels built."""
+    if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32 or not torch.is_grad_enabled():
         return False
     from dnahnet_cli.model import cpu_mixer
 

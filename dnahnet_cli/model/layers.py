@@ -258,6 +258,9 @@ class Mamba2(nn.Module):
             y = y[:, None]
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
+        elif state is None and kernels.cpu_training_scan(xbc):  # training on a CPU: compiled scan + backward
+            y = cpu_mixer.ssd_scan_trainable(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state)
+            return self.out_proj(self.norm(y, z))
         else:
             tile = training_chunk if torch.is_grad_enabled() else inference_chunk
             q = tile(self.chunk_size, self.headdim)
