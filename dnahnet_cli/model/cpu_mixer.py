@@ -1,4 +1,4 @@
-"""Compiled CPU kernels for Mamba2's mixer at inference (`csrc/mamba2_cpu.c`), built once per machine.
+"""Compiled CPU kernels for Mamba2's mixer (`csrc/mamba2_cpu.c`), built once per machine.
 
 Why: on a CPU the reference mixer (layers.py, ssd.py) spends a scoring forward's time in some thirty
 elementwise passes and many small matmuls per layer. Here the causal conv + SiLU, the SSD scan and the gated
@@ -12,8 +12,8 @@ no ninja). The shared library is cached per source, CPU and compiler under `$DNA
 flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
 CPU kind). After loading, every function must match its reference on a random problem or none is used.
 Without a compiler, or when anything fails, the reference path runs and `status()` says why
-(`dnahnet info --device`; one line on stderr). Only inference uses them: training needs the reference path's
-gradients."""
+(`dnahnet info --device`; one line on stderr). Training uses the SSD scan with its compiled backward
+(`ssd_scan_trainable`); the conv and the norm keep PyTorch's autograd there."""
 
 from __future__ import annotations
 
