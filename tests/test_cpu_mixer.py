@@ -211,3 +211,14 @@ def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path):
     notes = [line for line in res.stderr.splitlines() if "compiled CPU kernels" in line]
     assert len(notes) == 1 and "using the PyTorch reference path" in notes[0]
     assert not list(tmp_path.iterdir())  # nothing half-written left in the cache
+
+
+def test_first_use_inside_inference_mode_still_loads(tmp_path):
+    """Scoring runs under torch.inference_mode(); a first build from there must still pass its gradient check."""
+    code = ("import torch; from dnahnet_cli.model import cpu_mixer, kernels\n"
+            "with torch.inference_mode():\n    print(kernels.cpu_mixer(torch.zeros(2)))\nprint(cpu_mixer.status())")
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["True", res.stdout.splitlines()[1]], res.stdout + res.stderr
+    assert res.stdout.splitlines()[1].startswith("compiled C kernels") and not res.stderr

@@ -85,8 +85,14 @@ def _compile(cc: str, target: Path) -> None:
     raise RuntimeError(f"{cc} failed: {errors[-1]}")
 
 
-@torch.no_grad()
 def _self_check() -> float:
+    """See _check_all; run outside any inference mode (the first use may come from inside one), so that the
+    gradient part can build a graph."""
+    with torch.inference_mode(False), torch.no_grad():
+        return _check_all()
+
+
+def _check_all() -> float:
     """Largest relative error of the compiled functions against the reference ops on small random problems (a
     padded row, an initial state, two batch rows, a strided gate; the training scan's gradients)."""
     from dnahnet_cli.model.layers import GatedRMSNorm, causal_depthwise_conv_silu
