@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from dnahnet_cli.model.hnet import RoutingModule
-from dnahnet_cli.model.kernels import active_kernels, detect
+from dnahnet_cli.model.kernels import active_kernels, cpu_kernels, detect
 
 
 def gemm_probe(n: int = 1024, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> float:
@@ -51,6 +51,7 @@ def environment() -> dict:
         "mkldnn": torch.backends.mkldnn.is_available(),
         "load_average": os.getloadavg(),
         "kernels": active_kernels(),
+        "cpu_kernels": cpu_kernels(),  # what CPU inference and training run for the Mamba2 mixer
         "kernel_detection": {k: v["available"] for k, v in detect().items()},
     }
 
