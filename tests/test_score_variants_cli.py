@@ -95,7 +95,9 @@ def test_real_vcf_scores_match_direct_window_likelihoods(app, ckpt, engine):
     meta = [line for line in res.stdout.splitlines() if line.startswith("##")]
     sha = hashlib.sha256((Path(ckpt) / "model.safetensors").read_bytes()).hexdigest()
     assert any(line.startswith("##dnahnet_model=") and sha in line for line in meta)
-    assert "##dnahnet_device=cpu; kernels torch" in meta  # where it ran and which implementation
+    from dnahnet_cli.model.kernels import cpu_kernels
+
+    assert f"##dnahnet_device=cpu; kernels {cpu_kernels()}" in meta  # where it ran and which implementation
     assert "##dnahnet_window=33" in meta
     df = table(res.stdout)
     assert list(df.columns) == sv.VARIANT_COLUMNS
