@@ -222,3 +222,13 @@ def test_first_use_inside_inference_mode_still_loads(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["True", res.stdout.splitlines()[1]], res.stdout + res.stderr
     assert res.stdout.splitlines()[1].startswith("compiled C kernels") and not res.stderr
+
+
+def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(blocker / "kernels")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr
+    assert "dnahnet-kernels-" in res.stdout and not res.stderr

@@ -42,10 +42,20 @@ _pool_size = 0
 
 
 def _cache_dir() -> Path:
+    """Where built kernels live; a per-user temporary folder when that cannot be created or written (a read-only
+    home directory on a cluster), so the build still happens once per machine boot."""
     if os.environ.get("DNAHNET_KERNEL_CACHE"):
-        return Path(os.environ["DNAHNET_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dnahnet" / "kernels"
+        chosen = Path(os.environ["DNAHNET_KERNEL_CACHE"])
+    else:
+        chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
+    try:
+        chosen.mkdir(parents=True, exist_ok=True)
+        if os.access(chosen, os.W_OK):
+            return chosen
+    except OSError:
+        pass
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"dnahnet-kernels-{user}"
 
 
 def _cpu_signature() -> str:
