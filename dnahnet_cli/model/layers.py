@@ -274,7 +274,8 @@ class Mamba2(nn.Module):
     def _cpu_inference(self, full: torch.Tensor, z: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor,
                        state: State | None) -> torch.Tensor:
         """The same mixer as three compiled CPU passes (cpu_mixer.py): conv + SiLU, the SSD scan with the D skip,
-        the gated RMSNorm. Inference only; the reference above is what training differentiates."""
+        the gated RMSNorm. Inference only: training takes the compiled scan through `ssd_scan_trainable` above,
+        with PyTorch's conv and norm, whose autograd it needs."""
         xbc = cpu_mixer.conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
         A = -torch.exp(self.A_log.float())
