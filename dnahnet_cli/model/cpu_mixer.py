@@ -111,6 +111,12 @@ def _check_all() -> float:
     def rel(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((a - b).norm() / b.norm())
 
+    def reference(xbc, dt, A, D, init=None):  # ssd_scan's y and final state through the chunked reference
+        x = xbc[..., : h * p].reshape(b, l, h, p)
+        B, C = xbc[..., h * p: h * p + n].reshape(b, l, 1, n), xbc[..., h * p + n:].reshape(b, l, 1, n)
+        y, state = ssd_chunked(x * dt[..., None], dt * A, B, C, 16, init)
+        return (y + x * D[:, None]).reshape(b, l, h * p), state
+
     gen = torch.Generator().manual_seed(0)
     b, l, h, p, n, k = 2, 70, 3, 8, 16, 4
     xbc = torch.randn(b, l, h * p + 2 * n, generator=gen)
@@ -119,10 +125,7 @@ def _check_all() -> float:
     A, D = -torch.rand(h, generator=gen) * 4 - 0.5, torch.randn(h, generator=gen)
     init = torch.randn(b, h, p, n, generator=gen)
     y, state = ssd_scan(xbc, dt, A, D, h, p, n, init, threads=1)
-    x = xbc[..., : h * p].reshape(b, l, h, p)
-    B, C = xbc[..., h * p: h * p + n].reshape(b, l, 1, n), xbc[..., h * p + n:].reshape(b, l, 1, n)
-    ref_y, ref_state = ssd_chunked(x * dt[..., None], dt * A, B, C, 16, init)
-    errors = [rel(y, (ref_y + x * D[:, None]).reshape(b, l, h * p)), rel(state, ref_state)]
+    errors = [rel(got, want) for got, want in zip((y, state), reference(xbc, dt, A, D, init))]
     full = torch.randn(b, l + k - 1, 40, generator=gen) * 3  # large values reach exp's clamps
     weight, bias = torch.randn(40, 1, k, generator=gen), torch.randn(40, generator=gen)
     errors.append(rel(conv_silu(full, weight, bias, threads=1), causal_depthwise_conv_silu(full, weight, bias)))
@@ -131,15 +134,12 @@ def _check_all() -> float:
     norm.weight.data = torch.randn(h * p, generator=gen)
     z = proj[..., : h * p]  # a strided slice, as in the mixer
     errors.append(rel(gated_rmsnorm(y, z, norm.weight, norm.eps, threads=1), norm(y, z)))
-    with torch.enable_grad():  # the training scan's gradients against autograd through ssd_chunked
+    with torch.enable_grad():  # the training scan's gradients against autograd through the reference
         leaves = [t.clone().requires_grad_() for t in (xbc, dt, A, D)]
         dy = torch.randn(b, l, h * p, generator=gen)
         grads = torch.autograd.grad((ssd_scan_trainable(*leaves, h, p, n) * dy).sum(), leaves)
-        xs, dts, As, Ds = leaves
-        x = xs[..., : h * p].reshape(b, l, h, p)
-        B, C = xs[..., h * p: h * p + n].reshape(b, l, 1, n), xs[..., h * p + n:].reshape(b, l, 1, n)
-        ref = (ssd_chunked(x * dts[..., None], dts * As, B, C, 16)[0] + x * Ds[:, None]).reshape(b, l, h * p)
-        errors += [rel(g, r) for g, r in zip(grads, torch.autograd.grad((ref * dy).sum(), leaves))]
+        want = torch.autograd.grad((reference(*leaves)[0] * dy).sum(), leaves)
+        errors += [rel(g, r) for g, r in zip(grads, want)]
     return max(errors)
 
 
@@ -219,6 +219,23 @@ def _lib_or_raise() -> ctypes.CDLL:
     return _lib  # type: ignore[return-value]
 
 
+def _scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor, nheads: int, headdim: int,
+          d_state: int, init: torch.Tensor | None, threads: int | None, every: int | None):
+    """The forward scan shared by inference and training: (y, final state, checkpoints or None, and the fp32
+    contiguous inputs it read, which training saves for the backward)."""
+    lib = _lib_or_raise()
+    b, l, cd = xbc.shape
+    inputs = [t.float().contiguous() for t in (xbc, dt, A, D)]
+    y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
+    state = (init.float().contiguous().clone() if init is not None
+             else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
+    ckpt = torch.empty(b, nheads, -(-l // every), d_state, headdim, dtype=torch.float32) if every else None
+    ptrs = [t.data_ptr() for t in (*inputs, y, state)] + [ckpt.data_ptr() if every else None]
+    _parallel(lambda i, j: lib.ssd_scan(*ptrs, every or 1, l, cd, nheads, headdim, d_state, i, j), b * nheads,
+              threads, b * l * nheads * headdim * d_state)
+    return y, state, ckpt, inputs
+
+
 def ssd_scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor, nheads: int, headdim: int,
              d_state: int, init: torch.Tensor | None = None, threads: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,16 +244,7 @@ def ssd_scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tens
     xbc (b, l, >= nheads*headdim + 2*d_state): the conv output [x | B | C]; dt (b, l, nheads) after softplus and
     the padding mask; A, D (nheads); init (b, nheads, headdim, d_state) or None. CPU tensors, no gradient.
     """
-    lib = _lib_or_raise()
-    b, l, cd = xbc.shape
-    xbc, dt = xbc.float().contiguous(), dt.float().contiguous()
-    A, D = A.float().contiguous(), D.float().contiguous()
-    y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
-    state = (init.float().contiguous().clone() if init is not None
-             else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
-    ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state)]
-    _parallel(lambda i, j: lib.ssd_scan(*ptrs, None, 1, l, cd, nheads, headdim, d_state, i, j), b * nheads,
-              threads, b * l * nheads * headdim * d_state)
+    y, state, _, _ = _scan(xbc, dt, A, D, nheads, headdim, d_state, init, threads, None)
     return y, state
 
 
@@ -250,18 +258,8 @@ class _CompiledSSD(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xbc, dt, A, D, nheads: int, headdim: int, d_state: int):
-        lib = _lib_or_raise()
-        b, l, cd = xbc.shape
-        xbc, dt = xbc.float().contiguous(), dt.float().contiguous()
-        A, D = A.float().contiguous(), D.float().contiguous()
-        every = CHECKPOINT_EVERY
-        y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
-        state = torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32)
-        ckpt = torch.empty(b, nheads, -(-l // every), d_state, headdim, dtype=torch.float32)
-        ptrs = [t.data_ptr() for t in (xbc, dt, A, D, y, state, ckpt)]
-        _parallel(lambda i, j: lib.ssd_scan(*ptrs, every, l, cd, nheads, headdim, d_state, i, j), b * nheads,
-                  None, b * l * nheads * headdim * d_state)
-        ctx.save_for_backward(xbc, dt, A, D, ckpt)
+        y, _, ckpt, inputs = _scan(xbc, dt, A, D, nheads, headdim, d_state, None, None, CHECKPOINT_EVERY)
+        ctx.save_for_backward(*inputs, ckpt)
         ctx.dims = (nheads, headdim, d_state)
         return y
 

@@ -137,24 +137,25 @@ def fast(component: str, tensor: torch.Tensor) -> bool:
     return _mode != "torch" and tensor.is_cuda and _backend(component) is not None
 
 
-def cpu_mixer(tensor: torch.Tensor) -> bool:
-    """True when a Mamba2 mixer over this tensor should take the compiled CPU kernels (cpu_mixer.py): an fp32 CPU
-    tensor, no gradient being taken (inference), kernels not set to "torch", and the kernels built and checked."""
-    if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32 or torch.is_grad_enabled():
+def _cpu_kernels_for(tensor: torch.Tensor) -> bool:
+    """An fp32 CPU tensor, kernels not set to "torch", and the compiled CPU kernels built and checked."""
+    if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32:
         return False
     from dnahnet_cli.model import cpu_mixer
 
     return cpu_mixer.load() is not None
+
+
+def cpu_mixer(tensor: torch.Tensor) -> bool:
+    """True when a Mamba2 mixer over this tensor should take the compiled CPU kernels (cpu_mixer.py): inference
+    (no gradient being taken) on an fp32 CPU tensor, with the kernels available."""
+    return not torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
 def cpu_training_scan(tensor: torch.Tensor) -> bool:
     """True when a Mamba2 SSD over this tensor, with a gradient being taken, should take the compiled CPU scan and
-    its compiled backward (cpu_mixer.py): an fp32 CPU tensor, kernels not set to "torch", the kernels built."""
-    if _mode == "torch" or tensor.device.type != "cpu" or tensor.dtype != torch.float32 or not torch.is_grad_enabled():
-        return False
-    from dnahnet_cli.model import cpu_mixer
-
-    return cpu_mixer.load() is not None
+    its compiled backward (cpu_mixer.py): an fp32 CPU tensor, with the kernels available."""
+    return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
 def cpu_kernels() -> str:
