@@ -5,7 +5,7 @@ Three kinds of checks, each PASS/FAIL with the measured deviation and its tolera
      E. coli K-12, shipped in the package) against values recorded when the model was shipped;
   2. internal consistency, which needs no stored values: incremental (prefill + step) inference equals
      the full forward, and strand/batch composition does not change scores;
-  3. kernels: when fast kernels are active (GPU kernels, or the compiled CPU scan), their output against the
+  3. kernels: when fast kernels are active (GPU kernels, or the compiled CPU kernels), their output against the
      plain-PyTorch reference path.
 A silent precision or kernel fallback shows up as a FAIL instead of as quietly wrong scores.
 """
@@ -146,7 +146,7 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
         if kernels.cpu_kernels() == "torch":
             why = "--kernels torch" if active["mode"] == "torch" else f"compiled CPU kernels {cpu_mixer.status()}"
             return [_skipped("fast kernels vs plain-PyTorch reference", why)]
-        tol = 1e-4  # the compiled CPU scan: the same fp32 recurrence in another order
+        tol = 1e-4  # the compiled CPU kernels: the same fp32 arithmetic in another order
     elif all(v == "torch" for k, v in active.items() if k != "mode"):
         why = "--kernels torch" if active["mode"] == "torch" else "mamba-ssm / causal-conv1d / flash-attn not installed"
         return [_skipped("fast kernels vs plain-PyTorch reference", why)]
