@@ -40,7 +40,7 @@ def _reference(xbc, dt, A, D, init, h, p, n):
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
+    return float((a - b).detach().norm() / b.detach().norm())
 
 
 def test_builds_and_passes_its_own_check():
@@ -88,6 +88,49 @@ def test_gated_rmsnorm_matches_reference_on_a_strided_gate():
     assert _rel(cpu_mixer.gated_rmsnorm(y, z, norm.weight, norm.eps), ref) < 1e-5
     # a bf16 gate (under autocast) is read as fp32, like the reference does
     assert _rel(cpu_mixer.gated_rmsnorm(y, z.to(torch.bfloat16), norm.weight, norm.eps), ref_bf16) < 1e-5
+
+
+@pytest.mark.parametrize("channels,scale", [(224, 1.0), (40, 30.0)], ids=["cpu-width", "saturating"])
+def test_training_conv_gradients_match_autograd_through_the_reference(channels, scale):
+    gen = torch.Generator().manual_seed(5)
+    inputs = (torch.randn(2, 3 + 700, channels, generator=gen) * scale, torch.randn(channels, 1, 4, generator=gen),
+              torch.randn(channels, generator=gen))
+    grad_out = torch.randn(2, 700, channels, generator=gen)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):  # 2: the channels split over two threads (above PARALLEL_MIN_WORK)
+            torch.set_num_threads(threads)
+            leaves = [t.clone().requires_grad_() for t in inputs]
+            out = cpu_mixer.conv_silu_trainable(*leaves)
+            results.append((out, *torch.autograd.grad((out * grad_out).sum(), leaves)))
+    finally:
+        torch.set_num_threads(before)
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    ref = causal_depthwise_conv_silu(*leaves)
+    want = (ref, *torch.autograd.grad((ref * grad_out).sum(), leaves))
+    for got, expected in zip(results[0], want):  # output, d full (history rows included), d weight, d bias
+        assert got.shape == expected.shape and _rel(got, expected) < 1e-5
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_training_norm_gradients_match_autograd_through_the_reference():
+    gen = torch.Generator().manual_seed(6)
+    proj = torch.randn(2, 600, 400, generator=gen) * 4  # z a strided slice of the input projection
+    y, weight = torch.randn(2, 600, 160, generator=gen), torch.randn(160, generator=gen)
+    grad_out = torch.randn(2, 600, 160, generator=gen)
+    norm = GatedRMSNorm(160)
+
+    def grads(compiled: bool) -> list[torch.Tensor]:
+        leaves = [y.clone().requires_grad_(), proj.clone().requires_grad_(), weight.clone().requires_grad_()]
+        ys, ps, ws = leaves
+        z = ps[..., 16:176]
+        out = (cpu_mixer.gated_rmsnorm_trainable(ys, z, ws, norm.eps) if compiled
+               else torch.func.functional_call(norm, {"weight": ws}, (ys, z)))
+        return [out, *torch.autograd.grad((out * grad_out).sum(), leaves)]
+
+    for got, want in zip(grads(True), grads(False)):  # output, d y, d projection (zero off the slice), d weight
+        assert _rel(got, want) < 1e-5
 
 
 def test_threads_split_jobs_without_changing_results():
@@ -165,8 +208,9 @@ def test_training_step_gradients_match_the_reference_path(monkeypatch):
     model, ids, mask = _model_and_batch()
     model.train()
     calls = []
-    real = cpu_mixer.ssd_scan_trainable
-    monkeypatch.setattr(cpu_mixer, "ssd_scan_trainable", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("conv_silu_trainable", "ssd_scan_trainable", "gated_rmsnorm_trainable"):
+        real = getattr(cpu_mixer, name)
+        monkeypatch.setattr(cpu_mixer, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
 
     def step(mode: str) -> tuple[float, dict[str, torch.Tensor]]:
         kernels.set_kernels(mode)
@@ -181,7 +225,7 @@ def test_training_step_gradients_match_the_reference_path(monkeypatch):
         loss, got = step("auto")
     finally:
         kernels.set_kernels("auto")
-    assert len(calls) == 16 and abs(loss - ref_loss) < 1e-5
+    assert len(calls) == 3 * 16 and abs(loss - ref_loss) < 1e-5
     assert got.keys() == ref.keys()
     flat = lambda d: torch.cat([v.flatten() for v in d.values()])  # noqa: E731
     assert _rel(flat(got), flat(ref)) < 1e-4

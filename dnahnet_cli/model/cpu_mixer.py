@@ -12,8 +12,8 @@ no ninja). The shared library is cached per source, CPU and compiler under `$DNA
 flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
 CPU kind). After loading, every function must match its reference on a random problem or none is used.
 Without a compiler, or when anything fails, the reference path runs and `status()` says why
-(`dnahnet info --device`; one line on stderr). Training uses the SSD scan with its compiled backward
-(`ssd_scan_trainable`); the conv and the norm keep PyTorch's autograd there."""
+(`dnahnet info --device`; one line on stderr). Training takes the same three passes with compiled backwards
+(`conv_silu_trainable`, `ssd_scan_trainable`, `gated_rmsnorm_trainable`), checked the same way."""
 
 from __future__ import annotations
 
@@ -134,12 +134,20 @@ def _check_all() -> float:
     norm.weight.data = torch.randn(h * p, generator=gen)
     z = proj[..., : h * p]  # a strided slice, as in the mixer
     errors.append(rel(gated_rmsnorm(y, z, norm.weight, norm.eps, threads=1), norm(y, z)))
-    with torch.enable_grad():  # the training scan's gradients against autograd through the reference
-        leaves = [t.clone().requires_grad_() for t in (xbc, dt, A, D)]
-        dy = torch.randn(b, l, h * p, generator=gen)
-        grads = torch.autograd.grad((ssd_scan_trainable(*leaves, h, p, n) * dy).sum(), leaves)
-        want = torch.autograd.grad((reference(*leaves)[0] * dy).sum(), leaves)
-        errors += [rel(g, r) for g, r in zip(grads, want)]
+    with torch.enable_grad():  # the training passes' gradients against autograd through the references
+        def compare(compiled, reference_fn, inputs, seed_shape):
+            leaves = [t.clone().requires_grad_() for t in inputs]
+            grad_out = torch.randn(*seed_shape, generator=gen)
+            got = torch.autograd.grad((compiled(*leaves) * grad_out).sum(), leaves)
+            want = torch.autograd.grad((reference_fn(*leaves) * grad_out).sum(), leaves)
+            return [rel(g, r) for g, r in zip(got, want)]
+
+        errors += compare(lambda *t: ssd_scan_trainable(*t, h, p, n), lambda *t: reference(*t)[0],
+                          (xbc, dt, A, D), (b, l, h * p))
+        errors += compare(conv_silu_trainable, causal_depthwise_conv_silu, (full, weight, bias), (b, l, 40))
+        errors += compare(lambda *t: gated_rmsnorm_trainable(*t, norm.eps),
+                          lambda yy, zz, ww: torch.func.functional_call(norm, {"weight": ww}, (yy, zz)),
+                          (y, z, norm.weight.detach()), (b, l, h * p))
     return max(errors)
 
 
@@ -165,7 +173,9 @@ def load() -> ctypes.CDLL | None:
             ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
             for name, args in (("ssd_scan", [ptr] * 7 + [i64] * 8), ("conv_silu", [ptr] * 4 + [i64] * 5),
                                ("ssd_scan_backward", [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
-                               ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr] + [i64] * 3)):
+                               ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
+                               ("gated_rmsnorm_backward", [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
+                               ("conv_silu_backward", [ptr] * 7 + [i64] * 6)):
                 getattr(lib, name).restype = None
                 getattr(lib, name).argtypes = args
             _lib = lib  # for the self-check's calls; withdrawn if it fails
@@ -201,16 +211,25 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 PARALLEL_MIN_WORK = 1 << 16  # floats touched; below this (e.g. one decoding step) a thread hand-off costs more
 
 
-def _parallel(call, jobs: int, threads: int | None, work: int) -> None:
-    """call(begin, end) over [0, jobs) split into one contiguous span per thread (ctypes releases the GIL)."""
+def _spans(jobs: int, threads: int | None, work: int) -> list[int]:
+    """Bounds of one contiguous span of [0, jobs) per thread: one span when the work is small."""
     threads = max(1, min(torch.get_num_threads() if threads is None else threads, jobs))
     if work < PARALLEL_MIN_WORK:
         threads = 1
-    if threads == 1:
-        call(0, jobs)
+    return [jobs * i // threads for i in range(threads + 1)]
+
+
+def _run_spans(call, bounds: list[int]) -> None:
+    """call(span index, begin, end) for each span, on the pool when there are several (ctypes releases the GIL)."""
+    if len(bounds) == 2:
+        call(0, bounds[0], bounds[1])
         return
-    bounds = [jobs * i // threads for i in range(threads + 1)]
-    list(_executor(threads).map(call, bounds[:-1], bounds[1:]))
+    list(_executor(len(bounds) - 1).map(call, range(len(bounds) - 1), bounds[:-1], bounds[1:]))
+
+
+def _parallel(call, jobs: int, threads: int | None, work: int) -> None:
+    """call(begin, end) over [0, jobs) split into one contiguous span per thread."""
+    _run_spans(lambda _, begin, end: call(begin, end), _spans(jobs, threads, work))
 
 
 def _lib_or_raise() -> ctypes.CDLL:
@@ -306,17 +325,97 @@ def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, thre
     return out
 
 
-def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, threads: int | None = None
-                  ) -> torch.Tensor:
+CHANNEL_BLOCK = 16  # the conv backward splits channels over threads in blocks of this many (whole vectors)
+
+
+class _CompiledConvSiLU(torch.autograd.Function):
+    """conv_silu with a compiled backward that recomputes the pre-activation from `full` (nothing else saved)."""
+
+    @staticmethod
+    def forward(ctx, full, weight, bias):
+        full32 = full.float().contiguous()
+        ctx.save_for_backward(full32, weight, bias)
+        return conv_silu(full32, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        lib = _lib_or_raise()
+        full, weight, bias = ctx.saved_tensors
+        b, rows, cd = full.shape
+        k = weight.shape[-1]
+        l = rows - (k - 1)
+        taps = weight[:, 0, :].t().float().contiguous()
+        bias32, grad = bias.float().contiguous(), grad.float().contiguous()
+        dfull = torch.zeros(b, rows, cd, dtype=torch.float32)
+        dtaps, dbias = torch.zeros(k, cd, dtype=torch.float32), torch.zeros(cd, dtype=torch.float32)
+        ptrs = [t.data_ptr() for t in (full, taps, bias32, grad, dfull, dtaps, dbias)]
+        blocks = -(-cd // CHANNEL_BLOCK)
+        bounds = [min(cd, CHANNEL_BLOCK * i) for i in _spans(blocks, None, b * l * cd * k)]
+        _run_spans(lambda _, c0, c1: lib.conv_silu_backward(*ptrs, b, l, cd, k, c0, c1), bounds)
+        return dfull.to(full.dtype), dtaps.t()[:, None, :].to(weight.dtype), dbias.to(bias.dtype)
+
+
+def conv_silu_trainable(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """conv_silu, differentiable in full, weight and bias (training on a CPU)."""
+    return _CompiledConvSiLU.apply(full, weight, bias)
+
+
+def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float, threads: int | None = None,
+                  rstd: torch.Tensor | None = None) -> torch.Tensor:
     """RMSNorm(y * silu(z)) * weight over the last dim, like layers.GatedRMSNorm: y (b, l, d); z (b, l, d) may be
-    a slice of a wider tensor (rows evenly spaced); returns (b, l, d) fp32."""
+    a slice of a wider tensor (rows evenly spaced); returns (b, l, d) fp32. rstd (b * l fp32), if given,
+    receives each row's 1 / rms."""
     lib = _lib_or_raise()
     b, l, d = y.shape
     y = y.float().contiguous()
-    if z.dtype != torch.float32 or z.stride(2) != 1 or z.stride(0) != l * z.stride(1):
-        z = z.float().contiguous()
+    z = _gate_rows(z, l)
     weight = weight.float().contiguous()
     out = torch.empty(b, l, d, dtype=torch.float32)
-    args = (y.data_ptr(), z.data_ptr(), z.stride(1), weight.data_ptr(), eps, out.data_ptr(), d)
+    args = (y.data_ptr(), z.data_ptr(), z.stride(1), weight.data_ptr(), eps, out.data_ptr(),
+            rstd.data_ptr() if rstd is not None else None, d)
     _parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads, b * l * d)
     return out
+
+
+def _gate_rows(z: torch.Tensor, l: int) -> torch.Tensor:
+    """z as the kernels read it: fp32, unit stride within a row, rows evenly spaced (else a contiguous copy)."""
+    if z.dtype != torch.float32 or z.stride(2) != 1 or z.stride(0) != l * z.stride(1):
+        return z.float().contiguous()
+    return z
+
+
+class _CompiledGatedRMSNorm(torch.autograd.Function):
+    """gated_rmsnorm with a compiled backward; saves y, z and one 1/rms per row."""
+
+    @staticmethod
+    def forward(ctx, y, z, weight, eps: float):
+        b, l, d = y.shape
+        y32, z32 = y.float().contiguous(), _gate_rows(z, l)
+        rstd = torch.empty(b * l, dtype=torch.float32)
+        out = gated_rmsnorm(y32, z32, weight, eps, rstd=rstd)
+        ctx.save_for_backward(y32, z32, weight, rstd)
+        ctx.dtypes = (y.dtype, z.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        lib = _lib_or_raise()
+        y, z, weight, rstd = ctx.saved_tensors
+        b, l, d = y.shape
+        dout, w = dout.float().contiguous(), weight.float().contiguous()
+        dy, dz = torch.empty(b, l, d, dtype=torch.float32), torch.empty(b, l, d, dtype=torch.float32)
+        bounds = _spans(b * l, None, b * l * d)
+        dw_parts = torch.zeros(len(bounds) - 1, d, dtype=torch.float32)
+        ptrs = [t.data_ptr() for t in (w, rstd, dout, dy, dz)]
+
+        def call(span: int, begin: int, end: int) -> None:
+            lib.gated_rmsnorm_backward(y.data_ptr(), z.data_ptr(), z.stride(1), *ptrs, dw_parts[span].data_ptr(),
+                                       d, begin, end)
+
+        _run_spans(call, bounds)
+        return dy.to(ctx.dtypes[0]), dz.to(ctx.dtypes[1]), dw_parts.sum(0).to(weight.dtype), None
+
+
+def gated_rmsnorm_trainable(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """gated_rmsnorm, differentiable in y, z and weight (training on a CPU)."""
+    return _CompiledGatedRMSNorm.apply(y, z, weight, eps)

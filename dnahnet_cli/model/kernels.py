@@ -2,8 +2,9 @@
 
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
-gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and training the compiled SSD scan with its
-compiled backward (`cpu_training_scan(tensor)`), whenever they build and pass their numerical check. On CUDA tensors, and only there, the
+gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and training the same three passes with
+compiled backwards (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
+tensors, and only there, the
 model's dispatch hooks ask `fast(component, tensor)` and route to the functions below:
 
 * "ssd": mamba_ssm's Triton `mamba_chunk_scan_combined` (Mamba2 scan; chunk 256). mamba-ssm installs
@@ -152,9 +153,9 @@ def cpu_mixer(tensor: torch.Tensor) -> bool:
     return not torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
-def cpu_training_scan(tensor: torch.Tensor) -> bool:
-    """True when a Mamba2 SSD over this tensor, with a gradient being taken, should take the compiled CPU scan and
-    its compiled backward (cpu_mixer.py): an fp32 CPU tensor, with the kernels available."""
+def cpu_training_mixer(tensor: torch.Tensor) -> bool:
+    """True when a Mamba2 mixer over this tensor, with a gradient being taken, should take the compiled CPU passes
+    and their compiled backwards (cpu_mixer.py): an fp32 CPU tensor, with the kernels available."""
     return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 

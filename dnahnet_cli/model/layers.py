@@ -243,6 +243,8 @@ class Mamba2(nn.Module):
             full[:, k - 1:] = xbc
             if k >= 2 and kernels.cpu_mixer(full):
                 return self._cpu_inference(full, z, dt, mask, state)
+            if k >= 2 and state is None and kernels.cpu_training_mixer(full):
+                return self._cpu_training(full, z, dt, mask)
             xbc = causal_depthwise_conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
@@ -258,9 +260,6 @@ class Mamba2(nn.Module):
             y = y[:, None]
         elif kernels.fast("ssd", x):
             y, final = kernels.ssd(x, dt, A, B, C, init)
-        elif state is None and kernels.cpu_training_scan(xbc):  # training on a CPU: compiled scan + backward
-            y = cpu_mixer.ssd_scan_trainable(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state)
-            return self.out_proj(self.norm(y, z))
         else:
             tile = training_chunk if torch.is_grad_enabled() else inference_chunk
             q = tile(self.chunk_size, self.headdim)
@@ -274,8 +273,7 @@ class Mamba2(nn.Module):
     def _cpu_inference(self, full: torch.Tensor, z: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor,
                        state: State | None) -> torch.Tensor:
         """The same mixer as three compiled CPU passes (cpu_mixer.py): conv + SiLU, the SSD scan with the D skip,
-        the gated RMSNorm. Inference only: training takes the compiled scan through `ssd_scan_trainable` above,
-        with PyTorch's conv and norm, whose autograd it needs."""
+        the gated RMSNorm. No gradient: `_cpu_training` is the differentiable twin."""
         xbc = cpu_mixer.conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
         A = -torch.exp(self.A_log.float())
@@ -284,6 +282,15 @@ class Mamba2(nn.Module):
         if state is not None:
             self._keep_state(state, full, mask, final)
         return self.out_proj(cpu_mixer.gated_rmsnorm(y, z, self.norm.weight, self.norm.eps))
+
+    def _cpu_training(self, full: torch.Tensor, z: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor
+                      ) -> torch.Tensor:
+        """The three compiled passes with their compiled backwards (training on a CPU, from a zero state)."""
+        xbc = cpu_mixer.conv_silu_trainable(full, self.conv1d.weight, self.conv1d.bias)
+        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
+        A = -torch.exp(self.A_log.float())
+        y = cpu_mixer.ssd_scan_trainable(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state)
+        return self.out_proj(cpu_mixer.gated_rmsnorm_trainable(y, z, self.norm.weight, self.norm.eps))
 
     def _keep_state(self, state: State, full: torch.Tensor, mask: torch.Tensor, final: torch.Tensor) -> None:
         """Save what the next call continues from: the last K-1 valid conv inputs and the final SSM state."""

@@ -1,6 +1,6 @@
-/* Mamba2's mixer between its two projections, for CPU inference (no gradient): the causal conv + SiLU, the SSD
- * scan and the gated RMSNorm. Python (cpu_mixer.py) compiles this file once per machine and splits each
- * function's independent rows or (batch x head) jobs over threads.
+/* Mamba2's mixer between its two projections on a CPU: the causal conv + SiLU, the SSD scan and the gated
+ * RMSNorm, each with its backward for training. Python (cpu_mixer.py) compiles this file once per machine and
+ * splits each function's independent rows, channels or (batch x head) jobs over threads.
  *
  * The SSD as a plain recurrence over time. Per head the state is a (headdim x d_state) matrix s; at each position t
  *     s = exp(dt_t * A) * s + (dt_t * x_t) B_t^T,   y_t = s C_t + D * x_t.
@@ -64,9 +64,10 @@ void conv_silu(const float *full, const float *w, const float *bias, float *out,
 }
 
 /* out[r] = g * w / sqrt(mean(g^2) + eps) with g = y[r] * silu(z[r]), rows r in [row_begin, row_end) of d
- * channels; z rows are z_stride floats apart (a slice of the input projection). */
+ * channels; z rows are z_stride floats apart (a slice of the input projection). rstd (NULL, or one float per
+ * row) receives 1 / sqrt(mean(g^2) + eps) for the backward. */
 void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float *w, float eps, float *out,
-                   int64_t d, int64_t row_begin, int64_t row_end) {
+                   float *rstd, int64_t d, int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; ++r) {
         const float *yr = y + r * d, *zr = z + r * z_stride;
         float *o = out + r * d;
@@ -78,10 +79,87 @@ void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float
             squares += g * g;
         }
         const float scale = 1.0f / sqrtf(squares / (float)d + eps);
+        if (rstd)
+            rstd[r] = scale;
 #pragma omp simd
         for (int64_t c = 0; c < d; ++c)
             o[c] = o[c] * scale * w[c];
     }
+}
+
+/* Gradients of gated_rmsnorm for rows [row_begin, row_end), given dout and the forward's rstd. With
+ * g = y silu(z) and u = g rstd (so out = u w):
+ *     dg = rstd (dout w - u mean(dout w u)),   dy = dg silu(z),   dz = dg y silu'(z),   dw = sum_rows dout u.
+ * dw_part (d floats, zeroed by the caller) is this call's share of dw: each thread gets its own. */
+void gated_rmsnorm_backward(const float *y, const float *z, int64_t z_stride, const float *w, const float *rstd,
+                            const float *dout, float *dy, float *dz, float *dw_part, int64_t d,
+                            int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const float *yr = y + r * d, *zr = z + r * z_stride, *gr = dout + r * d;
+        float *dyr = dy + r * d, *dzr = dz + r * d;
+        const float scale = rstd[r];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < d; ++c) {
+            const float u = yr[c] * silu(zr[c]) * scale;
+            dot += gr[c] * w[c] * u;
+            dw_part[c] += gr[c] * u;
+        }
+        const float mean = dot / (float)d;
+#pragma omp simd
+        for (int64_t c = 0; c < d; ++c) {
+            const float s = 1.0f / (1.0f + exp_approx(-zr[c]));
+            const float gate = zr[c] * s;
+            const float u = yr[c] * gate * scale;
+            const float dg = scale * (gr[c] * w[c] - u * mean);
+            dyr[c] = dg * gate;
+            dzr[c] = dg * yr[c] * s * (1.0f + zr[c] * (1.0f - s));
+        }
+    }
+}
+
+/* Gradients of conv_silu for the channels [c_begin, c_end) of every row (channels, not rows, are split over
+ * threads, so that each thread owns its columns of dfull, dw and dbias). The pre-activation a is recomputed from
+ * full; with e = grad silu'(a):  dfull[r + j] += e[r] w[j],  dw[j] += e[r] full[r + j],  dbias += e[r].
+ * dfull (b, l + k - 1, cd), dw (k, cd) and dbias (cd) are zeroed by the caller. */
+void conv_silu_backward(const float *full, const float *w, const float *bias, const float *grad, float *dfull,
+                        float *dw, float *dbias, int64_t b, int64_t l, int64_t cd, int64_t k, int64_t c_begin,
+                        int64_t c_end) {
+    const int64_t width = c_end - c_begin;
+    float *e = malloc(sizeof(float) * (width > 0 ? width : 1));
+    for (int64_t bi = 0; bi < b; ++bi) {
+        for (int64_t r = 0; r < l; ++r) {
+            const float *in = full + (bi * (l + k - 1) + r) * cd + c_begin, *g = grad + (bi * l + r) * cd + c_begin;
+            const float *wk = w + c_begin;
+            float *out = dfull + (bi * (l + k - 1) + r) * cd + c_begin;
+            const float *newest = in + (k - 1) * cd, *w_newest = wk + (k - 1) * cd;
+#pragma omp simd
+            for (int64_t c = 0; c < width; ++c)
+                e[c] = bias[c_begin + c] + newest[c] * w_newest[c];
+            for (int64_t j = 0; j < k - 1; ++j) { /* the forward's order: the newest tap, then the oldest onwards */
+                const float *tap = in + j * cd, *wj = wk + j * cd;
+#pragma omp simd
+                for (int64_t c = 0; c < width; ++c)
+                    e[c] += tap[c] * wj[c];
+            }
+#pragma omp simd
+            for (int64_t c = 0; c < width; ++c) {
+                const float a = e[c], s = 1.0f / (1.0f + exp_approx(-a));
+                e[c] = g[c] * s * (1.0f + a * (1.0f - s));
+                dbias[c_begin + c] += e[c];
+            }
+            for (int64_t j = 0; j < k; ++j) {
+                const float *tap = in + j * cd, *wj = wk + j * cd;
+                float *dtap = out + j * cd, *dwj = dw + j * cd + c_begin;
+#pragma omp simd
+                for (int64_t c = 0; c < width; ++c) {
+                    dtap[c] += e[c] * wj[c];
+                    dwj[c] += e[c] * tap[c];
+                }
+            }
+        }
+    }
+    free(e);
 }
 
 /* One (batch row, head) job. Always inlined so that the calls below with a literal p compile to loops of
