@@ -101,14 +101,16 @@ void gated_rmsnorm_backward(const float *y, const float *z, int64_t z_stride, co
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < d; ++c) {
-            const float u = yr[c] * silu(zr[c]) * scale;
+            const float s = 1.0f / (1.0f + exp_approx(-zr[c]));
+            const float u = yr[c] * (zr[c] * s) * scale;
+            dzr[c] = s; /* sigmoid(z), kept for the second pass */
             dot += gr[c] * w[c] * u;
             dw_part[c] += gr[c] * u;
         }
         const float mean = dot / (float)d;
 #pragma omp simd
         for (int64_t c = 0; c < d; ++c) {
-            const float s = 1.0f / (1.0f + exp_approx(-zr[c]));
+            const float s = dzr[c];
             const float gate = zr[c] * s;
             const float u = yr[c] * gate * scale;
             const float dg = scale * (gr[c] * w[c] - u * mean);
