@@ -48,6 +48,8 @@ CASES = {
                                            ("after auto", "after", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step cpu 4 x 2048 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="float32")),
                                              ("after auto", "after", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="auto"))],
+    "train step cpu 1 x 8192 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="cpu", length=8192, batch=1, threads=1, dtype="float32")),
+                                             ("after auto", "after", dict(kind="train", preset="cpu", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step tiny 8 x 1024 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="tiny", length=1024, batch=8, threads=1, dtype="float32")),
                                               ("after auto", "after", dict(kind="train", preset="tiny", length=1024, batch=8, threads=1, dtype="auto"))],
 }
