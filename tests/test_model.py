@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from dnahnet_cli.genomics.alphabet import BOS
+from dnahnet_cli.model import kernels
 from dnahnet_cli.model.hnet import RoutingModule
-from dnahnet_cli.model.layers import CausalSelfAttention, Mamba2, layout_height
+from dnahnet_cli.model.layers import AlignedLinear, CausalSelfAttention, Mamba2, layout_height
 from dnahnet_cli.model.lm import DNAHNet, ratio_loss
 from dnahnet_cli.model.hnet import StageRouting
 from dnahnet_cli.model.presets import PRESETS, get_preset
@@ -305,3 +306,31 @@ def test_param_groups_lr_multipliers_and_no_decay_on_1d():
         param = dict(model.named_parameters())[name]
         assert group["weight_decay"] == (0.1 if param.ndim >= 2 else 0.0), name
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_aligned_linear_is_nn_linear_with_a_padded_gemm(bias):
+    """Mamba2's in_proj pads its odd output width to a multiple of 16 for the GEMM (speed on CPUs); values,
+    gradients, parameters and hooks stay nn.Linear's."""
+    torch.manual_seed(0)
+    aligned, plain = AlignedLinear(80, 389, bias=bias), torch.nn.Linear(80, 389, bias=bias)
+    plain.load_state_dict(aligned.state_dict())
+    assert list(aligned.state_dict()) == list(plain.state_dict())
+    seen = []
+    aligned.register_forward_hook(lambda mod, args, out: seen.append(out.shape))
+    x = torch.randn(2, 300, 80, requires_grad=True)
+    got, want = aligned(x), plain(x)
+    assert got.shape == want.shape == (2, 300, 389) and got.stride(1) == 400  # a view of the padded GEMM
+    assert seen == [(2, 300, 389)]
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    dy = torch.randn_like(want)
+    g_got = torch.autograd.grad((got * dy).sum(), [x, *aligned.parameters()])
+    g_want = torch.autograd.grad((want * dy).sum(), [x, *plain.parameters()])
+    for a, b in zip(g_got, g_want):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+    previous = kernels.active_kernels()["mode"]
+    kernels.set_kernels("torch")  # the reference path: a plain GEMM
+    try:
+        assert aligned(x).is_contiguous()
+    finally:
+        kernels.set_kernels(previous)

@@ -159,6 +159,12 @@ def cpu_training_mixer(tensor: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
+def cpu_padded_gemm(tensor: torch.Tensor) -> bool:
+    """True when a linear layer with an odd output width over this tensor should pad its GEMM to a multiple of 16
+    (layers.AlignedLinear): a CPU tensor and kernels not set to "torch" (the reference path is plain nn.Linear)."""
+    return _mode != "torch" and tensor.device.type == "cpu"
+
+
 def cpu_kernels() -> str:
     """What CPU inference runs for the Mamba2 mixers: "mamba2=compiled-c" or "torch" (builds them on first call)."""
     if _mode == "torch":
