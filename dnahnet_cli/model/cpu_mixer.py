@@ -335,6 +335,7 @@ class _CompiledConvSiLU(torch.autograd.Function):
     def forward(ctx, full, weight, bias):
         full32 = full.float().contiguous()
         ctx.save_for_backward(full32, weight, bias)
+        ctx.full_dtype = full.dtype
         return conv_silu(full32, weight, bias)
 
     @staticmethod
@@ -352,7 +353,7 @@ class _CompiledConvSiLU(torch.autograd.Function):
         blocks = -(-cd // CHANNEL_BLOCK)
         bounds = [min(cd, CHANNEL_BLOCK * i) for i in _spans(blocks, None, b * l * cd * k)]
         _run_spans(lambda _, c0, c1: lib.conv_silu_backward(*ptrs, b, l, cd, k, c0, c1), bounds)
-        return dfull.to(full.dtype), dtaps.t()[:, None, :].to(weight.dtype), dbias.to(bias.dtype)
+        return dfull.to(ctx.full_dtype), dtaps.t()[:, None, :].to(weight.dtype), dbias.to(bias.dtype)
 
 
 def conv_silu_trainable(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
