@@ -16,6 +16,12 @@ try:  # the host-memory policy the CLI applies at start-up (since f7d4461); olde
     keep_freed_memory()
 except ImportError:
     pass
+try:  # the OpenMP wait policy the CLI applies at start-up (model/openmp.py); older checkouts have none
+    from dnahnet_cli.model.openmp import short_spin
+
+    short_spin()
+except ImportError:
+    pass
 import torch  # noqa: E402
 
 try:  # layout of 9667964 and later

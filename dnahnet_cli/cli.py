@@ -89,8 +89,10 @@ def _root(
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from dnahnet_cli.model import KERNEL_MODES
     from dnahnet_cli.model.allocator import keep_freed_memory
+    from dnahnet_cli.model.openmp import short_spin
 
     keep_freed_memory()  # before any tensor exists: the pages of one forward are reused by the next
+    short_spin()  # before torch loads its OpenMP runtime: idle workers leave the cores to the compiled kernels
 
     if kernels not in KERNEL_MODES:
         raise DnahnetError(f"invalid --kernels {kernels!r} (choose {', '.join(KERNEL_MODES)})")

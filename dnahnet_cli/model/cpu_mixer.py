@@ -220,11 +220,16 @@ def _spans(jobs: int, threads: int | None, work: int) -> list[int]:
 
 
 def _run_spans(call, bounds: list[int]) -> None:
-    """call(span index, begin, end) for each span, on the pool when there are several (ctypes releases the GIL)."""
-    if len(bounds) == 2:
+    """call(span index, begin, end) for each span: the first on the calling thread, the others on the pool
+    (ctypes releases the GIL), so that no more threads run than spans."""
+    spans = len(bounds) - 1
+    if spans == 1:
         call(0, bounds[0], bounds[1])
         return
-    list(_executor(len(bounds) - 1).map(call, range(len(bounds) - 1), bounds[:-1], bounds[1:]))
+    rest = [_executor(spans - 1).submit(call, i, bounds[i], bounds[i + 1]) for i in range(1, spans)]
+    call(0, bounds[0], bounds[1])
+    for future in rest:
+        future.result()
 
 
 def _parallel(call, jobs: int, threads: int | None, work: int) -> None:

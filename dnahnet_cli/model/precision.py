@@ -97,6 +97,7 @@ def describe_compute() -> dict:
 
     from dnahnet_cli.model.allocator import host_memory_policy
     from dnahnet_cli.model.cpu_mixer import status as cpu_mixer_status
+    from dnahnet_cli.model.openmp import openmp_policy
 
     cpu = torch.device("cpu")
     out = {"torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
@@ -104,6 +105,7 @@ def describe_compute() -> dict:
            "cpu_bf16_matmul": list(cpu_bf16_features()) or None,
            "cpu_auto_dtype": "{} ({})".format(*choose_dtype("auto", cpu)),
            "host_memory": host_memory_policy(),
+           "openmp_wait": openmp_policy(),
            "cpu_kernels": cpu_mixer_status(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     if torch.cuda.is_available():
