@@ -2,9 +2,9 @@
 
 Why: the compiled CPU kernels (cpu_mixer.py) split their work between the calling thread and a small pool of
 their own, next to torch's OpenMP workers. GNU OpenMP (the runtime of PyTorch's Linux wheels) lets an idle
-worker spin for a while after every parallel torch op, and on a machine with as many threads as cores that
-spinning worker holds the core the kernel's second thread needs: a `small` forward at 8,192 nt on two threads ran
-only 1.4x faster than on one, and 1.8x with workers that sleep after ~10,000 spins (docs/benchmarks.md). It must
+worker spin for a while after every parallel torch op (300,000 spins by default), and on a machine with as many
+threads as cores that spinning worker can hold the core a kernel's second thread needs: a two-thread `small`
+forward at 8,192 nt ran 1.15x faster with 10,000 spins (bench/openmp_spin_ab.py, docs/benchmarks.md). It must
 be set before torch (and its libgomp) is loaded, so the `dnahnet` command applies it at start-up; a
 GOMP_SPINCOUNT or OMP_WAIT_POLICY already in the environment is left alone, and other OpenMP runtimes ignore it.
 """
