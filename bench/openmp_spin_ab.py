@@ -17,10 +17,9 @@ from pathlib import Path
 CHILD = """
 import statistics, sys, time, torch
 sys.path.insert(0, {bench!r})
-from variants import build, make_ids
+from variants import cpu_case
 torch.set_num_threads({threads})
-model = build({{"preset": {preset!r}, "router": "fixed"}}, torch.device("cpu"))
-ids = make_ids({length}, torch.device("cpu"))
+model, ids = cpu_case({preset!r}, {length})
 with torch.inference_mode():
     model(ids)
     times = []

@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from variants import build, make_ids  # noqa: E402
+from variants import cpu_case  # noqa: E402
 
 
 def main() -> None:
@@ -27,8 +27,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=25)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = build({"preset": args.preset, "router": "fixed"}, torch.device("cpu")).train()
-    ids = make_ids(args.length, torch.device("cpu"))
+    model, ids = cpu_case(args.preset, args.length)
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:

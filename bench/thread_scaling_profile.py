@@ -17,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from variants import build, make_ids  # noqa: E402
+from variants import cpu_case  # noqa: E402
 
 
 def main() -> None:
@@ -26,8 +26,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=8192)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    model = build({"preset": args.preset, "router": "fixed"}, torch.device("cpu"))
-    ids = make_ids(args.length, torch.device("cpu"))
+    model, ids = cpu_case(args.preset, args.length)
     ops, wall = {}, {}
     for threads in (1, 2):
         torch.set_num_threads(threads)

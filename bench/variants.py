@@ -79,3 +79,10 @@ def _read_bases(path: str, n: int) -> str:
     while len(seq) < n:  # short files: repeat
         seq += seq
     return seq[:n]
+
+
+def cpu_case(preset: str, length: int) -> tuple[DNAHNet, torch.Tensor]:
+    """The profiling scripts' case: a fresh `preset` model with fixed-ratio routers on the CPU (eval mode) and one
+    random (1, length) batch."""
+    cpu = torch.device("cpu")
+    return build({"preset": preset, "router": "fixed"}, cpu), make_ids(length, cpu)

@@ -4,8 +4,8 @@ The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywher
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
 gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and training the same three passes with
 compiled backwards (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
-tensors, and only there, the
-model's dispatch hooks ask `fast(component, tensor)` and route to the functions below:
+tensors, and only there, the model's dispatch hooks ask `fast(component, tensor)` and route to the functions
+below:
 
 * "ssd": mamba_ssm's Triton `mamba_chunk_scan_combined` (Mamba2 scan; chunk 256). mamba-ssm installs
   without compiling CUDA (MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE, architecture.md §6.3); its

@@ -265,8 +265,7 @@ class Mamba2(nn.Module):
                 return self._cpu_training(full, z, dt, mask)
             xbc = causal_depthwise_conv_silu(full, self.conv1d.weight, self.conv1d.bias)
         x, B, C = xbc.split([self.d_inner, self.d_state, self.d_state], dim=-1)
-        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
-        A = -torch.exp(self.A_log.float())
+        dt, A = self._step_sizes(dt, mask)
         x = x.reshape(b, l, self.nheads, self.headdim)
         B, C = B.reshape(b, l, 1, self.d_state), C.reshape(b, l, 1, self.d_state)
         init = state.get("ssm") if state else None
@@ -293,8 +292,7 @@ class Mamba2(nn.Module):
         """The same mixer as three compiled CPU passes (cpu_mixer.py): conv + SiLU, the SSD scan with the D skip,
         the gated RMSNorm. No gradient: `_cpu_training` is the differentiable twin."""
         xbc = cpu_mixer.conv_silu(full, self.conv1d.weight, self.conv1d.bias)
-        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
-        A = -torch.exp(self.A_log.float())
+        dt, A = self._step_sizes(dt, mask)
         init = state.get("ssm") if state else None
         y, final = cpu_mixer.ssd_scan(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state, init)
         if state is not None:
@@ -305,10 +303,13 @@ class Mamba2(nn.Module):
                       ) -> torch.Tensor:
         """The three compiled passes with their compiled backwards (training on a CPU, from a zero state)."""
         xbc = cpu_mixer.conv_silu_trainable(full, self.conv1d.weight, self.conv1d.bias)
-        dt = F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None]
-        A = -torch.exp(self.A_log.float())
+        dt, A = self._step_sizes(dt, mask)
         y = cpu_mixer.ssd_scan_trainable(xbc, dt, A, self.D, self.nheads, self.headdim, self.d_state)
         return self.out_proj(cpu_mixer.gated_rmsnorm_trainable(y, z, self.norm.weight, self.norm.eps))
+
+    def _step_sizes(self, dt: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dt = softplus(raw + dt_bias), zero at padding (the state stays put there), and A = -exp(A_log), fp32."""
+        return F.softplus(dt.float() + self.dt_bias.float()) * mask[..., None], -torch.exp(self.A_log.float())
 
     def _keep_state(self, state: State, full: torch.Tensor, mask: torch.Tensor, final: torch.Tensor) -> None:
         """Save what the next call continues from: the last K-1 valid conv inputs and the final SSM state."""
