@@ -51,6 +51,8 @@ def d(tmp_path_factory) -> Path:
         "empty.txt": "", "map_bad.tsv": "onlyonecolumn\n", "bad.toml": "steps = = 3\n", "unknown.toml": "stepz = 3\n",
         "dms_nocols.csv": "a,b\n1,2\n", "dms_badmut.csv": "mutant,score\nXYZ,1.0\n",
         "dms_ok.csv": "mutant,score\nM1A,1.0\nR2A,0.5\n",
+        "dms_span.csv": "mutant,score\nM1A,1.0\nM1A:T9A,0.5\n", "dms_wtmm.csv": "mutant,score\nA2G,1.0\n",
+        "dms_past.csv": "mutant,score\nM1A,1.0\nM9999A,0.5\n", "dms_badscore.csv": "mutant,score\nM1A,high\n",
     }
     for name, text in files.items():
         (d / name).write_text(text)
@@ -215,6 +217,11 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("dms-codons", [*DMS_OK, "--codons", "worst", *M, *O], ["--codons"]),
     ("dms-window-1", [*DMS_OK, "--window", "1", *M, *O], ["--window"]),
     ("dms-limit-neg", [*DMS_OK, "--limit", "-1", *M, *O], ["--limit"]),
+    # a double mutant whose codons (1 and 9: 27 nt) do not fit a 16-nt window: caught before the model runs
+    ("dms-span-window", [*DMS[:8], "--dms", "{d}/dms_span.csv", "--window", "16", *M, *O], ["dms_span.csv", "line 3", "--window"]),
+    ("dms-wt-mismatch", [*DMS[:8], "--dms", "{d}/dms_wtmm.csv", *M, *O], ["dms_wtmm.csv", "line 2", "A2G"]),
+    ("dms-past-end", [*DMS[:8], "--dms", "{d}/dms_past.csv", *M, *O], ["dms_past.csv", "line 3", "9999"]),
+    ("dms-score-nan", [*DMS[:8], "--dms", "{d}/dms_badscore.csv", *M, *O], ["dms_badscore.csv", "line 2", "high"]),
     # -- train
     ("tr-data-missing", ["train", "--data", "{d}/nope.fa", "--val", "{d}/g.fa", "--preset", "tiny", "--out", "{d}/out/run"], ["nope.fa"]),
     ("tr-data-empty", ["train", "--data", "{d}/empty.fa", "--val", "{d}/g.fa", "--preset", "tiny", "--out", "{d}/out/run"], ["empty.fa"]),

@@ -230,6 +230,25 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     assert "##dnahnet_window=96" in text
 
 
+def test_cli_default_is_paper_protocol(tmp_path, tiny_model):
+    """No --protocol: the paper's replacement, stated in the header, scored as LL(wild type) - LL(knock-out)."""
+    out = tmp_path / "paper.tsv"
+    ex = HERE.parent / "examples"
+    res = _run(["essentiality", str(ex / "ecoli_k12_20kb.fa"), "--gff", str(ex / "ecoli_k12_20kb.gff3"), "-m", tiny_model,
+                "-o", str(out), "--max-genes", "4", "--window", "128", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    for line in ("##dnahnet_protocol=paper", "##dnahnet_cassette=TAATAATAATAGTGA", "##dnahnet_anchor=first",
+                 "##dnahnet_window=128", "##dnahnet_precision="):
+        assert line in text, line
+    mutation = next(x for x in text.splitlines() if x.startswith("##dnahnet_mutation="))
+    assert "replace" in mutation.lower()
+    df = read_table(out)
+    ok = df[df.status == "OK"]
+    assert len(ok) == 4 and (ok.n_insertions == 1).all()
+    assert np.allclose(ok.essentiality_score, ok.ll_wt - ok.ll_mut, atol=1e-3)  # larger = more damage
+
+
 def test_cli_evo2_records_no_window(tmp_path, tiny_model):
     """evo2 scores the CDS plus its flanks whole, so --window must not appear to have shaped the result."""
     out = tmp_path / "evo2.tsv"

@@ -109,6 +109,37 @@ def test_fp32_islands_while_the_main_network_runs_bf16(preset, mode):
     assert 1e-7 < rel(out.logits, ref) < 1e-2
 
 
+def test_residual_path_is_fp32_arithmetic_under_autocast():
+    """residual_proj and each block's residual add compute in fp32 under bf16 autocast: their outputs match an
+    fp32 recomputation from the same inputs to ~1e-7, where a bf16 GEMM would be off by ~1e-3."""
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset("tiny")).train()
+    with torch.no_grad():
+        model.backbone.residual_proj.weight.normal_(0, 0.05)
+    calls: dict[str, tuple] = {}
+
+    def keep(name):
+        def record(mod, args, out):
+            calls.setdefault(name, (args, out))
+        return record
+
+    model.backbone.residual_proj.register_forward_hook(keep("residual_proj"))
+    model.backbone.main.encoder.layers[1].register_forward_hook(keep("block"))  # a Mamba2 block (no MLP) in a bf16 stage
+    with BF16():
+        model(torch.randint(2, 6, (2, 300)))
+    (h,), out = calls["residual_proj"]
+    proj = model.backbone.residual_proj
+    exact = torch.nn.functional.linear(h.double(), proj.weight.double(), proj.bias.double())
+    assert out.dtype == torch.float32 and rel(out, exact) < FP32_TOL
+    with BF16():
+        bf16 = proj(h)
+    assert rel(bf16, exact) > 1e-4  # the control: the same Linear left to autocast is visibly less exact
+    (hidden, residual, _mask, _state), (_, residual_out) = calls["block"]
+    assert hidden.dtype == torch.bfloat16  # the previous mixer's output: bf16 really flows into the add
+    expect = hidden.double() + (0 if residual is None else residual.double())
+    assert residual_out.dtype == torch.float32 and rel(residual_out, expect) < FP32_TOL
+
+
 def test_choose_dtype():
     cpu = torch.device("cpu")
     assert choose_dtype("float32", cpu) == ("float32", "requested")

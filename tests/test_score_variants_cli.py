@@ -302,3 +302,24 @@ def test_score_seqs_bedgraph_is_sorted_by_name_and_the_tsv_keeps_input_order(app
     if sort == "name":
         rows = [(c, int(s)) for c, s, *_ in (line.split("\t") for line in bg.read_text().splitlines())]
         assert rows == sorted(rows, key=lambda r: (r[0].encode(), r[1]))  # what `sort -c -k1,1 -k2,2n` checks
+
+
+def test_default_dtype_is_auto_and_the_header_says_why(app, ckpt):
+    """No --dtype: auto; the `##dnahnet_precision` line and `info --device` carry the same choice and reason."""
+    import torch
+
+    from dnahnet_cli.cli import app as cli_app
+    from dnahnet_cli.model.precision import choose_dtype
+
+    args = [a for a in FAST if a not in ("--dtype", "float32")]
+    res = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *args)
+    assert res.exit_code == 0, res.output
+    dtype, reason = choose_dtype("auto", torch.device("cpu"))
+    assert reason.startswith("auto")
+    meta = [line for line in res.stdout.splitlines() if line.startswith("##")]
+    assert f"##dnahnet_precision={dtype}; {reason}" in meta
+    forced = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *FAST)
+    assert not any(line.startswith("##dnahnet_precision=") and "auto" in line for line in forced.stdout.splitlines())
+    info = CliRunner().invoke(cli_app, ["info", "--device"])
+    assert info.exit_code == 0, info.output
+    assert f"{dtype} ({reason})" in " ".join(info.output.split())  # rich may wrap the row

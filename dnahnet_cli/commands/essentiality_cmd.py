@@ -1,4 +1,4 @@
-"""`dnahnet essentiality`: per-gene stop-cassette insertion scores, and AUROC/AUPRC against labels.
+"""`dnahnet essentiality`: per-gene premature-stop (knock-out) scores, and AUROC/AUPRC against labels.
 
 The protocol and its defaults are documented in dnahnet_cli/tasks/essentiality.py. Output: one TSV row per
 annotated gene (seqid start1 end strand gene_id locus_tag name cds_len gc_content n_insertions ll_wt ll_mut
@@ -193,10 +193,9 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = MAX_TOKENS,
         quiet: bool = QUIET,
     ) -> None:
-        """Predict gene essentiality by inserting a premature stop into each gene (higher score = more essential).
+        """Predict gene essentiality by putting premature stops into each gene (higher score = more essential).
 
-        Per gene: LL(mutant) - LL(wild type) of a window holding the CDS and its flanks, read on the
-        gene's strand; pseudogenes, partial and RNA genes are reported with a SKIP_* status.
+        Default (--protocol paper): TAATAATAATAGTGA replaces 15 nt just after the start codon, in a window of the model's training length centred on the gene, read on the gene's strand; score = LL(wild type) - LL(knock-out). Pseudogenes, partial and RNA genes are reported with a SKIP_* status.
 
         Example: dnahnet essentiality genome.fa --gff annot.gff --model models/small --labels keio.txt -o ess.tsv
         """

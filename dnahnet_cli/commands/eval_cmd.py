@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
+from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_usage, plan_mutant, plan_record, prepare_target, read_dms, read_protein, score_plans
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
@@ -63,11 +63,13 @@ def run_dms(
     records = records[:limit] if limit else records
     usage = codon_usage(annotation, genome, target.gene.transl_table)
     plans = [plan_mutant(target, r, codons, usage, f"{dms}: line {r.line}") for r in records]
+    if window:  # an explicit window is checked before the model loads; the model's own after
+        check_windows(target, plans, window, flank, dms)
 
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     size = window or int(engine.window)
     announce(engine, quiet)
-    score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet))
+    score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet), source=dms)
 
     g = target.gene
     meta = [] if no_meta else provenance(

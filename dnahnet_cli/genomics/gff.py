@@ -1,6 +1,6 @@
 """GFF3 annotations and the coding sequences they define (shared by `essentiality`, `eval dms`, `segment`).
 
-What the parser does, and why (conventions §5.3):
+What the parser does, and why:
   * 1-based inclusive GFF coordinates become 0-based half-open `Segment`s;
   * CDS lines are grouped by `ID` (segments of one CDS share an ID) and linked to their gene through
     `Parent` (directly or via an mRNA/transcript); a CDS with no gene becomes its own gene (Prodigal style);

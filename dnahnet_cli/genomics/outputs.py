@@ -1,6 +1,6 @@
 """Table (TSV) and VCF writers shared by the scoring commands.
 
-TSV convention (conventions §5.4): optional `##key=value` provenance lines, then ONE header line of
+TSV convention: optional `##key=value` provenance lines, then ONE header line of
 snake_case names prefixed with `#` (as bedtools and tabix expect: `tabix -s1 -b2 -e2` needs no `-S`), then
 tab-separated rows; missing values are `NA` (score-variants `--na`), floats use 7 significant digits.
 `read_table` (below) reads it into pandas.

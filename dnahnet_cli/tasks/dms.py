@@ -1,4 +1,4 @@
-"""Zero-shot protein deep-mutational-scan (DMS) evaluation in genomic context (conventions §6.1).
+"""Zero-shot protein deep-mutational-scan (DMS) evaluation in genomic context (docs/eval.md).
 
 Protocol, with the choices pinned here:
   * the gene's CDS comes from the genome + GFF; its translation must equal the assayed protein, or
@@ -262,8 +262,11 @@ def _comp(base: str) -> str:
     return {"A": "T", "C": "G", "G": "C", "T": "A"}.get(base, "N")
 
 
-def build_windows(target: DmsTarget, plan: MutantPlan, window: int, flank: Optional[int] = None) -> tuple[str, list[str]]:
-    """Wild-type window and one mutant window per codon variant, all on the gene strand."""
+def build_windows(
+    target: DmsTarget, plan: MutantPlan, window: int, flank: Optional[int] = None, source: str = "DMS table",
+) -> tuple[str, list[str]]:
+    """Wild-type window and one mutant window per codon variant, all on the gene strand. A multi-mutant whose
+    codons lie further apart than the window is the user's to fix (a larger --window): DnahnetError."""
     gene = target.gene
     offsets = [target.codon_offset(s.pos) for s in plan.record.subs]
     gpos = [gene.cds_to_genome(o + j) for o in offsets for j in range(3)]
@@ -275,7 +278,10 @@ def build_windows(target: DmsTarget, plan: MutantPlan, window: int, flank: Optio
         for off, base in changes.items():
             i = oriented_index(gene.cds_to_genome(off), win, gene.strand)
             if not 0 <= i < len(mut):
-                raise ValueError(f"mutated base outside the scoring window ({plan.record.mutant})")
+                raise DnahnetError(
+                    f"{source}: line {plan.record.line}: mutant {plan.record.mutant} spans "
+                    f"{max(gpos) - min(gpos) + 1} nt, more than the {window}-nt scoring window; give a larger --window"
+                )
             assert mut[i] == target.cds[off], "window and CDS disagree"
             mut[i] = base
         muts.append("".join(mut))
@@ -287,6 +293,15 @@ def logmeanexp(x: np.ndarray) -> float:
     return m + math.log(float(np.mean(np.exp(x - m)))) if math.isfinite(m) else m
 
 
+def check_windows(
+    target: DmsTarget, plans: Sequence[MutantPlan], window: int, flank: Optional[int] = None, source: str = "DMS table",
+) -> None:
+    """Build every OK plan's windows once, so a mutant that cannot be scored stops the run before any model work."""
+    for p in plans:
+        if p.status == OK:
+            build_windows(target, p, window, flank, source)
+
+
 def score_plans(
     target: DmsTarget,
     plans: Sequence[MutantPlan],
@@ -295,14 +310,16 @@ def score_plans(
     flank: Optional[int] = None,
     progress: Optional[Callable[[int, int], None]] = None,
     pairs_per_call: int = 256,
+    source: str = "DMS table",
 ) -> None:
     """Fill ll_wt / ll_mut / delta of every OK plan through `scorer.loglik_pairs` (shared prefixes reused)."""
+    check_windows(target, plans, window, flank, source)
     todo = [p for p in plans if p.status == OK]
     for start in range(0, len(todo), max(1, pairs_per_call)):
         chunk = todo[start : start + pairs_per_call]
         refs, alts, spans = [], [], []
         for p in chunk:
-            wt, muts = build_windows(target, p, window, flank)
+            wt, muts = build_windows(target, p, window, flank, source)
             spans.append((len(alts), len(alts) + len(muts)))
             refs += [wt] * len(muts)
             alts += muts

@@ -8,10 +8,10 @@ Three protocols (`EssentialityConfig.protocol`; `dnahnet essentiality --protocol
   constant). Where the 15 nt start is not fixed by the description: `anchor="first"` (default) counts the 12 nt
   from the first base of the start codon, so the replacement covers CDS offsets 12-26 (codons 5-9, each a stop
   in frame); `anchor="after"` counts them from the end of the start codon: offsets 15-29 (codons 6-10).
-* "evo2" (a third-party reading of Evo 2's protocol): the same 15-nt stop sequence *inserted* before every 12th
-  nucleotide of the CDS (offsets 12, 24, ..., never into the stop codon), with 4,096 nt of flank on each side
+* "evo2" (a third-party reading of Evo 2's protocol): the same 15-nt stop sequence *inserted* after every 12 nt
+  of the CDS (before 0-based offsets 12, 24, ..., never into the stop codon), with 4,096 nt of flank on each side
   (`flank`), one mutant per gene; score = -delta_mean, because the mutant is longer than the wild type.
-* "cassette" (dnahnet's own Evo-style stop insertion, conventions §6.2), with the defaults pinned here:
+* "cassette" (dnahnet's own Evo-style stop insertion), with the defaults pinned here:
   * cassette `TAGCTAGCTAGC` (12 nt): a stop codon in all three reading frames, and a multiple of 3 so the
     downstream frame is kept; it is checked to hold a stop in the gene's frame under its genetic code;
   * inserted before the codon nearest 10% of the CDS length (`positions`, fractions of the CDS or nt
