@@ -181,6 +181,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-tile-0", [*ES, "--gff", "{d}/a.gff3", "--protocol", "cassette", "--tile", "0", *M, *O], ["--tile"]),
     ("es-flank-neg", [*ES, "--gff", "{d}/a.gff3", "--flank", "-5", *M, *O], ["--flank"]),
     ("es-window-5", [*ES, "--gff", "{d}/a.gff3", "--window", "5", *M, *O], ["--window"]),
+    ("es-window-0", [*ES, "--gff", "{d}/a.gff3", "--window", "0", *M, *O], ["--window 0"]),  # not "the model's"
+    ("es-anchor-evo2", [*ES, "--gff", "{d}/a.gff3", "--protocol", "evo2", "--anchor", "after", *M, *O], ["--anchor", "evo2"]),
     ("es-reduce", [*ES, "--gff", "{d}/a.gff3", "--reduce", "median", *M, *O], ["--reduce"]),
     ("es-genes-unknown", [*ES, "--gff", "{d}/a.gff3", "--genes", "nosuchgene", *M, *O], ["nosuchgene"]),
     ("es-max-genes-0", [*ES, "--gff", "{d}/a.gff3", "--max-genes", "0", *M, *O], ["--max-genes"]),

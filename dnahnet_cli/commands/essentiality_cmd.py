@@ -83,10 +83,15 @@ def run_essentiality(
     indices = _select(annotation, genes, max_genes)
     label_map, label_fmt = read_labels(labels) if labels else ({}, "")
 
+    def check_window(size: int) -> None:
+        if size < len(cfg.cassette) + 9:
+            raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
+
+    if window is not None:  # an explicit window is checked before the model loads
+        check_window(window)
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
-    size = window or int(engine.window)
-    if size < len(cfg.cassette) + 9:
-        raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
+    size = window if window is not None else int(engine.window)
+    check_window(size)
     cfg = dataclasses.replace(cfg, window=size)
     announce(engine, quiet)
     results = score_genes(annotation, genome, engine, cfg, indices, Progress("essentiality genes", quiet=quiet))

@@ -84,6 +84,8 @@ class EssentialityConfig:
             raise DnahnetError(f"--positions and --tile belong to --protocol cassette, not {protocol}")
         if "anchor" in given and given["anchor"] not in PAPER_OFFSET:
             raise DnahnetError(f"--anchor must be first or after, not {given['anchor']!r}")
+        if "anchor" in given and protocol != "paper":
+            raise DnahnetError(f"--anchor belongs to --protocol paper, not {protocol}")
         return cls(protocol=protocol, **{**base, **given})
 
     def describe(self) -> str:
