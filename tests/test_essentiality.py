@@ -257,6 +257,11 @@ def test_cli_evo2_records_no_window(tmp_path, tiny_model):
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "##dnahnet_window=NA" in text and "##dnahnet_flank=20" in text
+    assert "evo2 sequences reach" not in res.output  # the tiny test model's window holds these small genes
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
+                "--protocol", "evo2", "--flank", "4096", "--device", "cpu", "--max-genes", "1"])
+    assert res.exit_code == 0, res.output
+    assert "evo2 sequences reach" in res.output and "training length" in res.output
 
 
 def test_cli_errors(tmp_path, tiny_model):

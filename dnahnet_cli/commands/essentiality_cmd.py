@@ -21,7 +21,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
-    BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
+    BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
 from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
@@ -94,6 +94,12 @@ def run_essentiality(
     check_window(size)
     cfg = dataclasses.replace(cfg, window=size)
     announce(engine, quiet)
+    if cfg.protocol == "evo2" and not quiet:  # the protocol scores whole genes: say when that exceeds training
+        longest = max((annotation.genes[i].cds_len for i in indices), default=0)
+        mutant = longest + 2 * (cfg.flank or 0) + len(cfg.cassette) * (longest // EVO2_EVERY)
+        if mutant > int(engine.window):
+            sys.stderr.write(f"dnahnet: note: evo2 sequences reach {mutant:,} nt (longest CDS plus flanks and stops), "
+                             f"longer than the model's {int(engine.window):,}-nt training length; scored whole\n")
     results = score_genes(annotation, genome, engine, cfg, indices, Progress("essentiality genes", quiet=quiet))
 
     params = {
