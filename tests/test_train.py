@@ -259,5 +259,14 @@ def test_toml_config_and_cli_precedence(tmp_path):
     assert res.exit_code == 0, res.output
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "trainer.json").read_text())
     assert state["config"]["steps"] == 2 and state["config"]["seq_len"] == 64  # CLI over TOML over defaults
-    cfg = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["config"]
+    final = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    cfg = final["config"]
     assert cfg["d_state"] == 8 and cfg["max_seq_len"] == 64
+    # the precision --dtype auto chose, and why, travels with the weights (and with every checkpoint)
+    from dnahnet_cli.model.precision import choose_dtype
+
+    name, reason = choose_dtype("auto", torch.device("cpu"))
+    expected = f"{'bfloat16 autocast' if name == 'bfloat16' else 'float32'}; {reason}"
+    assert final["metadata"]["precision"] == expected
+    ckpt = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "config.json").read_text())
+    assert ckpt["metadata"]["precision"] == expected

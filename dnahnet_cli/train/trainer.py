@@ -750,12 +750,18 @@ def _save(run: _Run) -> None:
                      "val_bpn": run.last_val["val_bpn"] if run.last_val else None, "val": run.last_val,
                      "first_val_bpn": run.first_bpn}
     if run.d.main:
-        meta = {"step": run.step, "train_config": dataclasses.asdict(cfg),
+        meta = {"step": run.step, "train_config": dataclasses.asdict(cfg), "precision": _precision(run),
                 "val_bpn": trainer_state["val_bpn"], "nucleotides_seen": run.nt_seen}
         path = write_checkpoint(run.ckpt_root, run.step, run.model, run.opt, trainer_state, meta)
         prune_checkpoints(run.ckpt_root, cfg.keep_last)
         run.rep.log(f"checkpoint {path}")
     run.d.barrier()
+
+
+def _precision(run: _Run) -> str:
+    """What this process trained in and why (e.g. --dtype auto on a CPU without bf16): a run resumed on another
+    machine can change it, so each checkpoint records its own."""
+    return f"{'bfloat16 autocast' if run.autocast.bf16 else 'float32'}; {run.autocast.reason}"
 
 
 def _finish(run: _Run, log_fn) -> dict:
@@ -776,7 +782,7 @@ def _finish(run: _Run, log_fn) -> dict:
         if tmp.exists():
             shutil.rmtree(tmp)
         save_checkpoint(tmp, run.model, {"step": run.step, "train_config": dataclasses.asdict(cfg),
-                                         "val_bpn": summary["val_bpn"]})
+                                         "precision": _precision(run), "val_bpn": summary["val_bpn"]})
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
