@@ -75,6 +75,20 @@ def test_prefix_reuse_equals_full_scoring(preset):
     np.testing.assert_array_equal(alt_r[same], ref_r[same])  # ALT == REF: the very same numbers
 
 
+def test_cached_full_attention_in_query_blocks_is_exact(monkeypatch):
+    """Suffixes attend the growing cache in query blocks, each against the keys it can see: with blocks of 16
+    (many per suffix, of several rows at different positions) the totals still equal full scoring."""
+    from dnahnet_cli.model.layers import CausalSelfAttention
+
+    refs, alts = _pairs(n_refs=3)
+    model = _model("tiny-tpp")
+    full = LikelihoodEngine(model, device="cpu", batch_size=4, prefix_reuse=False).loglik_pairs(refs, alts)
+    monkeypatch.setattr(CausalSelfAttention, "CACHED_QUERY_BLOCK", 16)
+    blocked = LikelihoodEngine(model, device="cpu", batch_size=4).loglik_pairs(refs, alts)
+    for got, want in zip(blocked, full):
+        np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
+
+
 def test_batches_group_equal_lengths_by_split_point():
     lengths = [100, 100, 100, 100, 50, 100]
     splits = [90, 10, 50, 10, 5, 90]
