@@ -11,8 +11,8 @@
 #   then:   dnaHNet paper-protocol essentiality on every annotated gene, 2 threads, alone (timed)
 #   then:   T++ DMS (all 1,367 substitutions) | T++ held-out, paper protocol on every 16th gene, evo2 on every 64th
 # The T++ parts are subsets because full attention over 8,192 positions costs it ~9x the dnaHNet per nucleotide
-# here (about 1,100 nt/s on one thread): all genes would take ~15 core-hours. compare.py scores both models on
-# the genes both scored.
+# (a T++ forward at 8,192 nt took 7 s on one thread beside the training runs, ~1,200 nt/s): every gene, paper
+# protocol, would take 10-15 core-hours. compare.py scores both models on the genes both scored.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 [ -x .venv/bin/dnahnet ] && export PATH="$PWD/.venv/bin:$PATH"
