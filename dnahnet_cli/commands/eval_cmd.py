@@ -145,8 +145,7 @@ def dms_cmd(
 ) -> None:
     """Score a protein deep mutational scan in genomic context and report Spearman's rho.
 
-    Each substitution is written into the gene's codon (fewest nucleotide changes, ties broken by the
-    genome's codon usage; or --codons all), scored as LL(mutant) - LL(wild type) on the gene's strand.
+    Each substitution is written into the gene's codon (fewest nucleotide changes, ties broken by the genome's codon usage; or --codons all) and scored as LL(mutant) - LL(wild type) on the gene's strand, in a window of the model's training length (--window) centred on the gene (on the mutated codons when the gene is longer), as essentiality's paper protocol. BLOSUM62 (and, for multi-mutants, the number of substitutions) are reported beside it as baselines.
 
     Example: dnahnet eval dms --genome genome.fa --gff annot.gff --gene infA --dms dms.csv --model models/small
     """
