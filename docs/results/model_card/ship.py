@@ -19,6 +19,9 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from dnahnet_cli.model.checkpoint import read_checkpoint_info
 from dnahnet_cli.model.flops import train_flops_per_nt
 
@@ -65,11 +68,15 @@ def main() -> None:
     ap.add_argument("--hardware", required=True)
     ap.add_argument("--command", required=True, help="the training command, as run")
     ap.add_argument("--out", type=Path, default=DEFAULT)
+    ap.add_argument("--weights-dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="store the weights rounded to bf16 (half the package size; they load as fp32 values)")
     args = ap.parse_args()
 
     s = run_summary(args.run)
     training = {"data": args.data, **{k: v for k, v in s.items() if k not in ("model_config", "format", "dnahnet_version", "preset")},
-                "hardware": args.hardware, "command": args.command}
+                "hardware": args.hardware, "command": args.command,
+                "weights_dtype": "float32" if args.weights_dtype == "float32" else
+                "bfloat16 (rounded from the fp32 training weights)"}
     if args.continues:
         prior = json.loads((args.continues / "config.json").read_text())["metadata"]
         training["continues"] = prior
@@ -86,7 +93,11 @@ def main() -> None:
     # both files to temporaries first, then renamed: an interrupted copy never leaves a half-written model
     tmp_config, tmp_weights = args.out / "config.json.tmp", args.out / "model.safetensors.tmp"
     tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-    shutil.copyfile(args.run / "final" / "model.safetensors", tmp_weights)
+    if args.weights_dtype == "float32":
+        shutil.copyfile(args.run / "final" / "model.safetensors", tmp_weights)
+    else:
+        state = load_file(str(args.run / "final" / "model.safetensors"))
+        save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}, str(tmp_weights))
     tmp_weights.replace(args.out / "model.safetensors")
     tmp_config.replace(args.out / "config.json")
     print(json.dumps(config["metadata"], indent=2))
