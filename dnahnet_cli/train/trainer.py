@@ -803,6 +803,8 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
         run.first_bpn = run.last_val["val_bpn"]
     window = _Window(run.model.config.n_stages)
     kill_at = os.environ.get("DNAHNET_KILL_AT_STEP")
+    term_at = os.environ.get("DNAHNET_TERM_AT_STEP")
+    stop = _StopOnSigterm(d.world == 1)
     run.net.train()
     try:
         while run.step < cfg.steps:
@@ -817,6 +819,36 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
                 _save(run)
             if kill_at is not None and int(kill_at) == run.step:  # test hook: simulate a crash (no cleanup)
                 os.kill(os.getpid(), signal.SIGKILL)
+            if term_at is not None and int(term_at) == run.step:  # test hook: a scheduler's notice
+                os.kill(os.getpid(), signal.SIGTERM)
+            if stop.requested and run.step < cfg.steps:
+                if run.step % cfg.ckpt_every != 0:
+                    _save(run)
+                log_fn(f"stopped by SIGTERM after step {run.step}: checkpoint written; continue with --resume")
+                raise SystemExit(143)
     finally:
         run.rep.close()
+        stop.restore()
     return _finish(run, log_fn)
+
+
+class _StopOnSigterm:
+    """SIGTERM (a batch scheduler's notice before it kills a job, e.g. SLURM at its time limit) lets the current
+    step finish, writes a checkpoint and exits 143, so `--resume` loses nothing. Only in single-process runs: the
+    ranks of a distributed run could stop at different steps, so they keep the default (stop at once)."""
+
+    def __init__(self, enabled: bool):
+        self.requested = False
+        self._previous = None
+        if enabled:
+            try:
+                self._previous = signal.signal(signal.SIGTERM, self._request)
+            except ValueError:  # not the main thread (train() called from a library's worker thread)
+                pass
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
