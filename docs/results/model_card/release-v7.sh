@@ -51,7 +51,7 @@ part() {  # NAME MODEL_DIR STEP [VAR=value ...]: one evaluate.sh part, skipped w
   part v7/dnahnet $D evo2 THREADS=1 EVO2_EVERY=32
 ) &
 lane_a=$!
-train cpu-tpp $T 880 --eval-every 100
+train cpu-tpp $T 880 --eval-every 100 --ckpt-every 20  # ~6 min of its steps: little lost to a kill
 wait $lane_a
 
 part v7/dnahnet $D paper THREADS=2
