@@ -31,3 +31,23 @@ def test_importing_the_package_changes_nothing():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     reported, value = res.stdout.splitlines()
     assert reported.startswith("OpenMP default") and value == "None"
+
+
+def _threads_row(env: dict, preexec=None) -> int:
+    res = subprocess.run([sys.executable, "-m", "dnahnet_cli", "info", "--device"], env=env, capture_output=True,
+                         text=True, check=True, preexec_fn=preexec)
+    return int(next(line for line in res.stdout.splitlines() if line.startswith("threads")).split()[1])
+
+
+def test_threads_default_to_the_cores_this_process_may_use():
+    """No --threads and no OMP_NUM_THREADS: torch gets the cores of the process's CPU affinity (a cgroup or
+    `taskset` limit), not the machine's count; --threads and DNAHNET_THREADS win."""
+    if not hasattr(os, "sched_setaffinity"):
+        import pytest
+
+        pytest.skip("no CPU affinity API on this platform")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DNAHNET_THREADS")}
+    assert _threads_row(env) == len(os.sched_getaffinity(0))
+    one_core = min(os.sched_getaffinity(0))
+    assert _threads_row(env, preexec=lambda: os.sched_setaffinity(0, {one_core})) == 1
+    assert _threads_row({**env, "DNAHNET_THREADS": "1"}) == 1  # (torch caps a request above the core count)
