@@ -9,7 +9,8 @@
 #   lane A: dnaHNet training tail, then its held-out, DMS and segmentation parts and evo2 on every 32nd gene
 #   lane B: Transformer++ training tail
 #   then:   dnaHNet paper-protocol essentiality on every annotated gene, 2 threads, alone (timed)
-#   then:   T++ DMS (all 1,367 substitutions) | T++ held-out, paper protocol on every 16th gene, evo2 on every 64th
+#   then:   T++ DMS (all 1,367 substitutions), then the dnaHNet's paper protocol at --window 2048 (one thread)
+#           | T++ held-out, paper protocol on every 16th gene, evo2 on every 64th
 # The T++ parts are subsets because full attention over 8,192 positions costs it ~9x the dnaHNet per nucleotide
 # (a T++ forward at 8,192 nt took 7 s on one thread beside the training runs, ~1,200 nt/s): every gene, paper
 # protocol, would take 10-15 core-hours. compare.py scores both models on the genes both scored.
@@ -56,7 +57,8 @@ wait $lane_a
 
 part v7/dnahnet $D paper THREADS=2
 
-part v7/tpp $T dms THREADS=1 &
+( part v7/tpp $T dms THREADS=1
+  part v7/dnahnet-w2048 $D paper THREADS=1 WINDOW=2048 ) &  # the faster --window 2048 option, timed on 1 thread
 lane_c=$!
 part v7/tpp $T heldout THREADS=1
 part v7/tpp $T paper THREADS=1 PAPER_EVERY=16
