@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dnahnet_cli.genomics.alphabet import BOS, PAD, encode, reverse_complement_ids
-from dnahnet_cli.train.corpus import (ShardedLoader, WindowSampler, discover_fasta, encode_file, file_windows, open_corpus,
+from dnahnet_cli.train.corpus import (BatchPrefetcher, ShardedLoader, WindowSampler, discover_fasta, encode_file, file_windows, open_corpus,
                               val_indices)
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
@@ -202,3 +203,22 @@ def test_val_indices_spread_and_all():
     v = val_indices(1000, 10)
     assert len(v) == 10 and v[0] == 0 and v[-1] == 999 and (np.diff(v) > 90).all()
     assert list(val_indices(5, 0)) == list(range(5))
+
+
+@needs_data
+def test_prefetched_batches_equal_the_loaders(tmp_path):
+    """The prefetcher hands out exactly what the loader gives for each position: in sequence (prepared ahead, on its
+    worker thread, across an epoch boundary) and after a jump (a resume), where it computes on the spot."""
+    corpus = open_corpus([PLASMIDS], tmp_path, seq_len=64)
+    loader = ShardedLoader(corpus, WindowSampler(len(corpus), 3, rc_prob=0.5), batch_size=2, accum=2)
+    reference = ShardedLoader(corpus, WindowSampler(len(corpus), 3, rc_prob=0.5), batch_size=2, accum=2)
+    prefetch = BatchPrefetcher(loader)
+    try:
+        epoch = len(corpus)
+        for consumed in [*range(0, 40, 4), epoch - 4, epoch, epoch + 4, 8, 12]:
+            got, want = prefetch.get(consumed), reference.micro_batches(consumed)
+            assert len(got) == len(want) == 2
+            for (ids, mask), (ids_ref, mask_ref) in zip(got, want):
+                assert torch.equal(ids, ids_ref) and (mask is None) == (mask_ref is None)
+    finally:
+        prefetch.close()

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -301,6 +302,33 @@ class ShardedLoader:
             idx, rc = self.sampler.take(start, self.batch_size)
             out.append(self.corpus.batch(idx, rc))
         return out
+
+
+class BatchPrefetcher:
+    """Prepares the next step's micro-batches on a worker thread while the current step computes. The loader is a
+    pure function of the sample counter, so what is prefetched never changes what a step sees, nor what a resumed
+    run sees; a request for another position (the first step, a resume) is simply computed on the spot."""
+
+    def __init__(self, loader: ShardedLoader):
+        self.loader = loader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dnahnet-batches")
+        self._pending: tuple[int, Future] | None = None
+
+    def get(self, consumed: int) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The micro-batches at sample `consumed`, then starts preparing those of the step after it."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == consumed:
+            batches = pending[1].result()
+        else:
+            if pending is not None:
+                pending[1].result()  # the worker owns the sampler's epoch cache until it is done
+            batches = self.loader.micro_batches(consumed)
+        following = consumed + self.loader.global_batch
+        self._pending = (following, self._pool.submit(self.loader.micro_batches, following))
+        return batches
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def val_indices(n_windows: int, k: int) -> np.ndarray:

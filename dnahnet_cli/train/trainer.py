@@ -30,7 +30,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from dnahnet_cli.genomics.alphabet import PAD, A, T
-from dnahnet_cli.train.corpus import Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
+from dnahnet_cli.train.corpus import BatchPrefetcher, Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import atomic_output
 from dnahnet_cli.model.precision import choose_dtype
@@ -525,6 +525,7 @@ class _Run:
     alpha: float
     resumed: bool = False
     rep: Reporter | None = None
+    batches: BatchPrefetcher | None = None  # the next step's batch, prepared while this one computes
     step: int = 0
     consumed: int = 0  # global samples drawn so far (fixes the data order on resume)
     nt_seen: int = 0
@@ -689,7 +690,7 @@ def _step(run: _Run, window: _Window) -> tuple[float, list[float]]:
     for g in run.opt.param_groups:
         g["lr"] = cfg.lr * lf * g["lr_multiplier"]
     targets = ratio_targets_at(run.step, cfg.steps, run.targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
-    micro = run.loader.micro_batches(run.consumed)
+    micro = run.batches.get(run.consumed) if run.batches else run.loader.micro_batches(run.consumed)
     local = [sum(_count_predicted(ids) for ids, _ in micro), sum(_count_input(ids) for ids, _ in micro)]
     n_global, nt_global = d.sum_(torch.tensor(local, dtype=torch.float64)).tolist()
     for m, (ids, mask) in enumerate(micro):
@@ -805,6 +806,7 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
     kill_at = os.environ.get("DNAHNET_KILL_AT_STEP")
     term_at = os.environ.get("DNAHNET_TERM_AT_STEP")
     stop = _StopOnSigterm(d.world == 1)
+    run.batches = BatchPrefetcher(run.loader)
     run.net.train()
     try:
         while run.step < cfg.steps:
@@ -828,6 +830,8 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
                 raise SystemExit(143)
     finally:
         run.rep.close()
+        run.batches.close()
+        run.batches = None
         stop.restore()
     return _finish(run, log_fn)
 
