@@ -2,6 +2,7 @@
 
     python bench/profile_forward.py                      # the shipped default model, 8 x 2,048 nt, 1 thread
     python bench/profile_forward.py --compile-mamba      # also: torch.compile each Mamba2 layer and compare
+    python bench/profile_forward.py --preset cpu-tpp --batch 1 --length 8192   # a preset, randomly initialised
 
 With --compile-mamba it times the first compiled call (compile included), two more compiled calls, and the
 largest logit difference against eager.
@@ -21,6 +22,7 @@ from dnahnet_cli.tasks.engine import LikelihoodEngine
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="checkpoint directory (default: the shipped model)")
+    ap.add_argument("--preset", default=None, help="profile this preset, randomly initialised, instead of --model")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=1)
@@ -28,7 +30,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    eng = LikelihoodEngine.load(args.model, device="cpu", dtype="float32")
+    if args.preset:
+        from dnahnet_cli.model.lm import DNAHNet
+        from dnahnet_cli.model.presets import get_preset
+
+        eng = LikelihoodEngine(DNAHNet(get_preset(args.preset)).eval(), device="cpu")
+    else:
+        eng = LikelihoodEngine.load(args.model, device="cpu", dtype="float32")
     ids = torch.randint(0, 4, (args.batch, args.length + 1))
     mask = torch.ones_like(ids, dtype=torch.bool)
     ref = eng.forward(ids, mask).logits
