@@ -12,8 +12,8 @@
 #   then:   T++ DMS (all 1,367 substitutions), then the dnaHNet's paper protocol at --window 2048 (one thread)
 #           | T++ held-out, paper protocol on every 16th gene, evo2 on every 64th
 # The T++ parts are subsets because full attention over 8,192 positions costs it ~9x the dnaHNet per nucleotide
-# (a T++ forward at 8,192 nt took 7 s on one thread beside the training runs, ~1,200 nt/s): every gene, paper
-# protocol, would take 10-15 core-hours. compare.py scores both models on the genes both scored.
+# (a T++ forward at 8,192 nt: 7.7 s on one thread beside the training runs, 1,059 nt/s,
+# docs/results/profile-forward-cpu-tpp-8192-2026-12-06.txt): every gene, paper protocol, ~15 core-hours. compare.py scores both models on the genes both scored.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 [ -x .venv/bin/dnahnet ] && export PATH="$PWD/.venv/bin:$PATH"
