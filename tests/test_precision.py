@@ -146,8 +146,11 @@ def test_choose_dtype():
     assert choose_dtype("bf16", cpu)[0] == "bfloat16"
     name, why = choose_dtype("auto", cpu)
     flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
-    native = ("amx_bf16" in flags) or ("avx512_bf16" in flags)
-    assert (name == "bfloat16") == native == bool(cpu_bf16_features()), (name, why)
+    listed = ("amx_bf16" in flags) or ("avx512_bf16" in flags)
+    assert (name == "bfloat16") == bool(cpu_bf16_features()), (name, why)
+    # a flag the kernel lists may still be unusable (a VM without AMX tile permission: torch's probe says no),
+    # but a CPU that lists neither flag never gets bf16
+    assert listed or not cpu_bf16_features(), (name, why)
     assert why.startswith("auto: ")
 
 
