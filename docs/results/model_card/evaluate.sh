@@ -21,7 +21,8 @@ labels=$data/essentiality/ecoli_k12/keio_essential_names.txt
 #    corpus) and of Synechococcus sp. NIES-970 (the validation genome), forward strand, windows of the model's
 #    training length with half of it as context
 if want heldout; then
-python - <<'PY' > "$out/heldout_300kb.fa"
+fa=$(mktemp "$out/.heldout_300kb.XXXXXX")  # then renamed: two parts running side by side never read a partial file
+python - <<'PY' > "$fa"
 from dnahnet_cli.genomics.genome import Genome
 for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val/GCF_002356215.1.fa.gz"):
     g = Genome.open(path, quiet=True)
@@ -29,6 +30,7 @@ for path in ("../shared/data/ecoli_k12/genome.fa.gz", "../shared/data/corpus/val
     seq = g.fetch(name, 0, 300_000)
     print(f">{name}:1-300000"); print(seq)
 PY
+mv "$fa" "$out/heldout_300kb.fa"
 dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward "${win[@]}" --device cpu -q -o "$out/$name.heldout.tsv"
 fi
 
