@@ -87,11 +87,12 @@ def run_essentiality(
         if size < len(cfg.cassette) + 9:
             raise DnahnetError(f"--window {size} is too small for a {len(cfg.cassette)}-nt cassette")
 
-    if window is not None:  # an explicit window is checked before the model loads
+    if window is not None:  # an explicit window is checked before the model loads; the model's own once it is known
         check_window(window)
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     size = window if window is not None else int(engine.window)
-    check_window(size)
+    if window is None:
+        check_window(size)
     cfg = dataclasses.replace(cfg, window=size)
     announce(engine, quiet)
     if cfg.protocol == "evo2" and not quiet:  # the protocol scores whole genes: say when that exceeds training

@@ -63,11 +63,13 @@ def run_dms(
     records = records[:limit] if limit else records
     usage = codon_usage(annotation, genome, target.gene.transl_table)
     plans = [plan_mutant(target, r, codons, usage, f"{dms}: line {r.line}") for r in records]
-    if window:  # an explicit window is checked before the model loads; the model's own after
+    if window:  # an explicit window is checked before the model loads; the model's own once it is known
         check_windows(target, plans, window, flank, dms)
 
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     size = window or int(engine.window)
+    if not window:
+        check_windows(target, plans, size, flank, dms)
     announce(engine, quiet)
     score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet), source=dms)
 

@@ -312,8 +312,8 @@ def score_plans(
     pairs_per_call: int = 256,
     source: str = "DMS table",
 ) -> None:
-    """Fill ll_wt / ll_mut / delta of every OK plan through `scorer.loglik_pairs` (shared prefixes reused)."""
-    check_windows(target, plans, window, flank, source)
+    """Fill ll_wt / ll_mut / delta of every OK plan through `scorer.loglik_pairs` (shared prefixes reused). Run
+    `check_windows` first to stop on an unscorable mutant before any model work."""
     todo = [p for p in plans if p.status == OK]
     for start in range(0, len(todo), max(1, pairs_per_call)):
         chunk = todo[start : start + pairs_per_call]

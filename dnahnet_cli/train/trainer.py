@@ -690,7 +690,7 @@ def _step(run: _Run, window: _Window) -> tuple[float, list[float]]:
     for g in run.opt.param_groups:
         g["lr"] = cfg.lr * lf * g["lr_multiplier"]
     targets = ratio_targets_at(run.step, cfg.steps, run.targets_final, cfg.ratio_start, cfg.ratio_ramp_frac)
-    micro = run.batches.get(run.consumed) if run.batches else run.loader.micro_batches(run.consumed)
+    micro = run.batches.get(run.consumed)
     local = [sum(_count_predicted(ids) for ids, _ in micro), sum(_count_input(ids) for ids, _ in micro)]
     n_global, nt_global = d.sum_(torch.tensor(local, dtype=torch.float64)).tolist()
     for m, (ids, mask) in enumerate(micro):
@@ -817,14 +817,15 @@ def _train(options: dict[str, Any], d: Dist) -> dict:
                 window = _Window(window.n_st)
             if run.val_c is not None and (run.step % cfg.eval_every == 0 or run.step == cfg.steps):
                 run.last_val = _evaluate(run, run.step)
-            if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            saved = run.step % cfg.ckpt_every == 0 or run.step == cfg.steps
+            if saved:
                 _save(run)
             if kill_at is not None and int(kill_at) == run.step:  # test hook: simulate a crash (no cleanup)
                 os.kill(os.getpid(), signal.SIGKILL)
             if term_at is not None and int(term_at) == run.step:  # test hook: a scheduler's notice
                 os.kill(os.getpid(), signal.SIGTERM)
             if stop.requested and run.step < cfg.steps:
-                if run.step % cfg.ckpt_every != 0:
+                if not saved:
                     _save(run)
                 log_fn(f"stopped by SIGTERM after step {run.step}: checkpoint written; continue with --resume")
                 raise SystemExit(143)
