@@ -46,6 +46,16 @@ def fixed_routers(model: torch.nn.Module) -> None:
         router.forward = forward
 
 
+def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer `dnahnet train` of this checkout builds on a CPU (make_adamw: fused since 2026-12-06);
+    older checkouts' trainers looped over the parameters (foreach only on CUDA), as plain AdamW does on a CPU."""
+    try:
+        from dnahnet_cli.train.trainer import TrainConfig, make_adamw
+    except ImportError:
+        return torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    return make_adamw(model.param_groups(), TrainConfig(lr=1e-4), torch.device("cpu"))
+
+
 def autocast_for(dtype: str):
     if dtype == "float32":
         return contextlib.nullcontext()
@@ -62,7 +72,7 @@ def model_for(preset: str, train: bool):
         model = DNAHNet(get_preset(preset))
         fixed_routers(model)
         model.train(train)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+        opt = adamw(model) if train else None
         _models[key] = (model, opt)
     return _models[key]
 
