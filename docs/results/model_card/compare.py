@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +34,19 @@ def metrics(y: pd.Series, score: pd.Series) -> dict:
     return {"auroc": float(roc_auc_score(y, score)), "auprc": float(average_precision_score(y, score))}
 
 
-def auroc_difference(y: pd.Series, a: pd.Series, b: pd.Series, reps: int = 2000, seed: int = 0) -> dict:
-    """AUROC(a) - AUROC(b) on the same genes, and its paired-bootstrap 95 % interval (resampling genes)."""
-    yv, av, bv = y.to_numpy(), a.to_numpy(), b.to_numpy()
+def paired_difference(metric, y: np.ndarray, a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+    """metric(y, a) - metric(y, b) on the same items, and its 95 % interval from paired bootstrap resamples of the
+    items; a resample on which the metric is undefined (e.g. AUROC with one class: NaN) is drawn again."""
     rng, diffs = np.random.default_rng(seed), []
     while len(diffs) < reps:
-        i = rng.integers(0, len(yv), len(yv))
-        if 0 < yv[i].sum() < len(i):  # a resample needs both classes
-            diffs.append(roc_auc_score(yv[i], av[i]) - roc_auc_score(yv[i], bv[i]))
+        i = rng.integers(0, len(y), len(y))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns on the one-class resamples skipped here
+            d = metric(y[i], a[i]) - metric(y[i], b[i])
+        if np.isfinite(d):
+            diffs.append(d)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"difference": float(roc_auc_score(yv, av) - roc_auc_score(yv, bv)), "ci95": [float(lo), float(hi)],
-            "bootstrap_resamples": reps}
+    return {"difference": float(metric(y, a) - metric(y, b)), "ci95": [float(lo), float(hi)], "bootstrap_resamples": reps}
 
 
 def main() -> None:
@@ -56,7 +59,8 @@ def main() -> None:
     out = {"kind": kind, "n_genes": int(len(shared)), "n_essential": int(y.sum()),
            a_name: metrics(y, a["essentiality_score"]), b_name: metrics(y, b["essentiality_score"]),
            "gene_length": metrics(y, a["cds_len"]), "gc_content": metrics(y, a["gc_content"]),
-           "auroc_difference": auroc_difference(y, a["essentiality_score"], b["essentiality_score"])}
+           "auroc_difference": paired_difference(roc_auc_score, y.to_numpy(), a["essentiality_score"].to_numpy(),
+                                                 b["essentiality_score"].to_numpy())}
     print(json.dumps(out, indent=1))
 
 

@@ -34,12 +34,10 @@ part() {  # STEP FILE [VAR=value ...]
 
 part heldout dnahnet.heldout.tsv
 python - <<'PY' | tee $M/v8/shipping-rule.json
-import json, math
-from dnahnet_cli.genomics.outputs import read_table
-def bits(path):
-    return {r["name"].split(":")[0]: -r["mean_ll"] / math.log(2) for _, r in read_table(path).iterrows()}
-m = "docs/results/model_card/"
-v8, v6 = bits(m + "v8/dnahnet.heldout.tsv"), bits(m + "dnahnet.heldout.tsv")
+import json, sys
+sys.path.insert(0, "docs/results/model_card")
+from summarize import heldout  # held-out bits/nt per genome, as the card's tables read them
+v8, v6 = heldout("v8/dnahnet"), heldout("dnahnet")
 lower = {g: v8[g] < v6[g] for g in v6}
 print(json.dumps({"rule": "v8 replaces v6 only if its held-out bits/nt are lower than v6's on both genomes "
                           "(train-cpu-v8.toml, fixed before training)",
