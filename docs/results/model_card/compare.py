@@ -34,19 +34,30 @@ def metrics(y: pd.Series, score: pd.Series) -> dict:
     return {"auroc": float(roc_auc_score(y, score)), "auprc": float(average_precision_score(y, score))}
 
 
-def paired_difference(metric, y: np.ndarray, a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+def paired_difference(metric, y: np.ndarray, a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0,
+                      groups: np.ndarray | None = None) -> dict:
     """metric(y, a) - metric(y, b) on the same items, and its 95 % interval from paired bootstrap resamples of the
-    items; a resample on which the metric is undefined (e.g. AUROC with one class: NaN) is drawn again."""
+    items; a resample on which the metric is undefined (e.g. AUROC with one class: NaN) is drawn again.
+
+    With `groups`, whole groups are resampled (a cluster bootstrap): items that share a group (e.g. the mutants of
+    one DMS site) are not independent, and resampling them one by one would understate the interval."""
     rng, diffs = np.random.default_rng(seed), []
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else None
     while len(diffs) < reps:
-        i = rng.integers(0, len(y), len(y))
+        if members is None:
+            i = rng.integers(0, len(y), len(y))
+        else:
+            i = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn warns on the one-class resamples skipped here
             d = metric(y[i], a[i]) - metric(y[i], b[i])
         if np.isfinite(d):
             diffs.append(d)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"difference": float(metric(y, a) - metric(y, b)), "ci95": [float(lo), float(hi)], "bootstrap_resamples": reps}
+    out = {"difference": float(metric(y, a) - metric(y, b)), "ci95": [float(lo), float(hi)], "bootstrap_resamples": reps}
+    if members is not None:
+        out["resampled_groups"] = len(members)
+    return out
 
 
 def main() -> None:
