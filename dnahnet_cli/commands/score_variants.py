@@ -24,7 +24,7 @@ from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_output_path
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
-                                          tabix_index_tsv)
+                                          is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.tasks.calibration import Background, default_cache_dir, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
@@ -197,7 +197,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                 progress.update(done)
             if isinstance(writer, VcfWriter):
                 writer.close()
-    if fmt == "tsv" and output.endswith(".gz"):
+    if fmt == "tsv" and is_bgzip_name(output):
         index = tabix_index_tsv(output)
         if not quiet:
             note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "

@@ -61,10 +61,18 @@ def format_value(value: Any, float_fmt: str = ".7g", na: str = NA) -> str:
     return str(value)
 
 
+BGZIP_SUFFIXES = (".gz", ".bgz")
+
+
+def is_bgzip_name(path: str | Path) -> bool:
+    """Whether an output name asks for bgzip compression ('.gz' or '.bgz', as bgzip and tabix accept both)."""
+    return str(path).endswith(BGZIP_SUFFIXES)
+
+
 @contextlib.contextmanager
 def open_output(path: str) -> Iterator[IO[str]]:
-    """A text stream for `path`: '-' = stdout; '*.gz' = bgzip; atomic (temp file + rename) for files."""
-    if str(path) == "-" or not str(path).endswith(".gz"):
+    """A text stream for `path`: '-' = stdout; '*.gz'/'*.bgz' = bgzip; atomic (temp file + rename) for files."""
+    if str(path) == "-" or not is_bgzip_name(path):
         with atomic_output(path, "w") as fh:
             yield fh
         return
@@ -98,7 +106,7 @@ def read_table(source: str | Path | IO[str], na: str = NA):
     c.lstrip("#"))`, with N_META the number of `##` lines (0 with --no-meta)."""
     import pandas as pd
 
-    text = source.read() if hasattr(source, "read") else Path(source).read_text() if not str(source).endswith(".gz") \
+    text = source.read() if hasattr(source, "read") else Path(source).read_text() if not is_bgzip_name(source) \
         else _read_gz(source)
     body = "".join(line for line in io.StringIO(text) if not line.startswith("##"))
     return pd.read_csv(io.StringIO(body.lstrip("#")), sep="\t", keep_default_na=False, na_values=[na])
