@@ -109,6 +109,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-bad-chrom-map", [*SV, "{d}/v.vcf", "--chrom-map", "{d}/map_bad.tsv", *M, *O], ["map_bad.tsv"]),
     ("sv-missing-gff", [*SV, "{d}/v.vcf", "--gff", "{d}/nope.gff3", *M, *O], ["nope.gff3"]),
     ("sv-trunc-gff", [*SV, "{d}/v.vcf", "--gff", "{d}/trunc.gff3.gz", *M, *O], ["trunc.gff3.gz"]),
+    ("sv-stdin-twice", [*SV, "-", "--gff", "-", *M, *O], ["stdin"]),
     # -- score-variants: options and outputs
     ("sv-window-1", [*SV, "{d}/v.vcf", "--window", "1", *M, *O], ["--window"]),
     ("sv-window-text", [*SV, "{d}/v.vcf", "--window", "ten", *M, *O], ["--window"]),

@@ -164,3 +164,19 @@ def test_merge_equal_joins_rows_with_the_same_printed_value(app, ckpt, tmp_path)
     assert all(x[2] != y[2] for x, y in zip(b, b[1:]))  # no two neighbours print the same
     expand = lambda rs: [v for s, e, v in rs for _ in range(e - s)]  # noqa: E731
     assert expand(a) == expand(b)  # the same printed track, base by base
+
+
+def test_gff_from_stdin_gives_the_same_report_as_the_file(app, ckpt, tmp_path):
+    """`--gff -` reads the annotation from stdin (README: every command accepts - for stdin)."""
+    gff = ROOT / "examples" / "ecoli_k12_20kb.gff3"
+    fasta = ROOT / "examples" / "ecoli_k12_20kb.fa"
+    reports = []
+    for source, stdin in ((gff, None), ("-", gff.read_text())):
+        rep = tmp_path / f"report{len(reports)}.tsv"
+        res = CliRunner().invoke(app, ["segment", str(fasta), "--model", ckpt, "--gff", str(source), "--region",
+                                       f"{CHROM}:1-4000", "--report", str(rep), "--permutations", "5",
+                                       "--no-meta", "-o", str(tmp_path / "c.bed"), "--device", "cpu", "--quiet"],
+                                 input=stdin)
+        assert res.exit_code == 0, (res.output, res.exception)
+        reports.append(rep.read_text())
+    assert reports[0] == reports[1] and len(reports[0].splitlines()) > 1

@@ -24,7 +24,7 @@ from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_path, check_output_path
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
 from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
@@ -70,7 +70,6 @@ def run_essentiality(
         raise DnahnetError("--plot needs a file name (a PNG)")
     if plot:
         require_matplotlib()
-    require_file(gff, "GFF")
     annotation = parse_gff(gff)
     if not annotation.genes:
         raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
@@ -179,7 +178,7 @@ def register(app: typer.Typer) -> None:
     @app.command("essentiality")
     def essentiality_cmd(
         genome: Optional[str] = typer.Argument(None, help="Genome FASTA (plain or gzip); omit if the GFF embeds ##FASTA."),
-        gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation (NCBI, Prokka, Bakta; gzip ok)."),
+        gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation (NCBI, Prokka, Bakta; gzip ok; - = stdin)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help="Per-gene TSV; - = stdout."),
         labels: Optional[str] = typer.Option(None, "--labels", help="Essentiality labels: TSV 'locus_tag_or_name<TAB>0/1', or a list of essential gene names."),

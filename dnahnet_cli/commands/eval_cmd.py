@@ -21,7 +21,7 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_path, check_output_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_path, check_output_path
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
@@ -54,7 +54,6 @@ def run_dms(
         raise DnahnetError("--plot needs a file name (a PNG)")
     if plot:
         require_matplotlib()
-    require_file(gff, "GFF")
     annotation = parse_gff(gff)
     genome, genome_source = load_genome(genome_path, annotation)
     protein = read_protein(protein_path) if protein_path else None
@@ -122,7 +121,7 @@ def run_dms(
 
 @eval_app.command("dms")
 def dms_cmd(
-    gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation holding the gene (gzip ok)."),
+    gff: str = typer.Option(..., "--gff", "-g", help="GFF3 annotation holding the gene (gzip ok; - = stdin)."),
     gene: str = typer.Option(..., "--gene", help="Gene assayed: locus_tag, Name or synonym."),
     dms: str = typer.Option(..., "--dms", help="DMS table (CSV/TSV) with a mutant column (M1H, A2G:L5P) and a score column."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),

@@ -142,6 +142,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
+    if str(vcf) == "-" and gff is not None and str(gff) == "-":
+        raise DnahnetError("the VCF and --gff cannot both be - (stdin): give one of them as a file")
     if calibrate is not None:
         calibrate_cache = prepare_cache_dir(calibrate_cache or default_cache_dir())
     genome = Genome.open(ref, quiet=quiet)
@@ -408,7 +410,7 @@ HELP = {
     "window": "Window in bases, >= 16 (default: the model's training length).",
     "strand": "both (mean of forward and reverse complement), forward or reverse.",
     "chrom_map": "Rename VCF contigs: 'old new' lines (bcftools --rename-chrs format).",
-    "gff": "GFF3 whose region features mark Is_circular=true replicons.",
+    "gff": "GFF3 whose region features mark Is_circular=true replicons (gzip ok; - = stdin).",
     "circular": "Circular contig name(s); repeat or comma-separate.",
     "seq_window": "Longest stretch the model sees at once (default: the model's training length).",
     "context": "Minimum left context for sequences longer than the window (default: window/2).",

@@ -17,7 +17,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path, require_file
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path
 from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
@@ -57,7 +57,6 @@ def run_segment(
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
     annotation = None
     if gff:
-        require_file(gff, "GFF")
         annotation = parse_gff(gff, genome.lengths)
         if not annotation.genes:
             raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
@@ -122,7 +121,7 @@ def register(app: typer.Typer) -> None:
     def segment_cmd(
         genome: str = typer.Argument(..., help="Genome FASTA (plain, gzip or bgzip+.fai/.gzi)."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-        gff: Optional[str] = typer.Option(None, "--gff", "-g", help="GFF3 annotation for --report/--plot."),
+        gff: Optional[str] = typer.Option(None, "--gff", "-g", help="GFF3 annotation for --report/--plot (gzip ok; - = stdin)."),
         stage: str = typer.Option("all", "--stage", help="Stage(s) to output: 1 (outer), 2, ... or all."),
         region: Optional[str] = typer.Option(None, "--region", "-r", help="CHROM or CHROM:START-END (1-based, inclusive). Default: every contig."),
         strand: str = typer.Option("+", "--strand", help="+, - (reverse complement, mapped back) or both."),
