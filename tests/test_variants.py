@@ -122,6 +122,9 @@ def test_windows_match_the_alt_haplotype_everywhere(circular):
             assert w.circular_wrap == (ws < 0 or ws + w.n > 120 or end + (ws + w.n - start - len(alt)) > 120)
         if not circular:
             assert w.placement in ("centred", "off_centre", "whole_contig") and 0 <= w.start0 and w.end <= 120
+            core = max(end - start, len(alt))
+            if max(0, start + core - w.n) <= min(start, 120 - w.n, len(hap) - w.n):  # a common start fits:
+                assert w.alt == hap[w.start0:w.start0 + w.n]  # both windows start at the same base
 
 
 def test_contig_ends_linear_off_centre_and_circular_wrap():
@@ -132,6 +135,9 @@ def test_contig_ends_linear_off_centre_and_circular_wrap():
     last_del = make_windows(g, "c", 97, 100, "", 11)  # delete the last 3 bases of a linear contig
     assert (last_del.start0, last_del.end, last_del.placement) == (89, 100, "off_centre")
     assert last_del.alt == seq[86:97]  # the ALT window had to start 3 bases earlier to stay inside
+    near_del = make_windows(g, "c", 93, 96, "", 11)  # 3 bases deleted 4 from the end: a common start fits
+    assert (near_del.start0, near_del.end, near_del.placement) == (86, 97, "off_centre")
+    assert near_del.ref == seq[86:97] and near_del.alt == seq[86:93] + seq[96:100]
     g.set_circular(["c"])
     wrap = make_windows(g, "c", 0, 1, "T" if seq[0] != "T" else "G", 11)
     assert (wrap.start0, wrap.end, wrap.placement, wrap.circular_wrap) == (95, 106, "centred", True)

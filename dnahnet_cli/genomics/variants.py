@@ -9,8 +9,8 @@ Score semantics (used by `score-variants`):
     windows have exactly `window` bases: a deletion takes extra flanking bases on the right, an
     insertion fewer. Equal lengths mean an indel's score carries no length bias;
   * on a circular replicon the windows wrap across the origin; on a linear contig they are moved
-    off-centre to stay inside it (window_placement=off_centre), and a contig shorter than the window is
-    used whole (whole_contig);
+    off-centre to stay inside it (window_placement=off_centre), and a contig (or, for a deletion, its ALT
+    haplotype) shorter than the window is used whole (whole_contig);
   * N/IUPAC bases in the flanks are read as context and never scored; an allele holding them is skipped.
 Unscorable ALTs keep their row with a status code (see STATUSES) and no score.
 """
@@ -122,8 +122,9 @@ def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, 
     """Windows for replacing reference [start0, end0) by `alt` (trimmed); None when it cannot fit.
 
     The ALT window is the stretch of the ALT haplotype that starts at the REF window's first base, so
-    both have the same length (see the module docstring). Only near the end of a linear contig may it
-    start elsewhere, to stay inside the haplotype.
+    both have the same length (see the module docstring). Only for a deletion within its own length of
+    the end of a linear contig, where no common start fits, does it start earlier, to stay inside the
+    haplotype.
     """
     length = genome.length(contig)
     reflen, altlen = end0 - start0, len(alt)
@@ -139,8 +140,13 @@ def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, 
     if circular:
         hs = ws
     else:
-        ws = min(max(ws, 0), length - n)
-        hs = min(max(ws, start0 + altlen - n, 0), start0, hap_len - n)
+        # first bases a window may start at that hold the whole change and stay inside the contig and the haplotype
+        lo, hi = max(0, start0 + core - n), min(start0, length - n, hap_len - n)
+        if lo <= hi:  # one start for both windows: every base keeps its context up to the change
+            ws = hs = min(max(ws, lo), hi)
+        else:  # a deletion within its own length of the contig end: the ALT window must start earlier
+            ws = min(max(ws, 0), length - n)
+            hs = min(max(ws, start0 + altlen - n, 0), start0, hap_len - n)
         if placement == "centred" and (ws != start0 - left or hs != ws):
             placement = "off_centre"
     ref_seq = genome.fetch(contig, ws, ws + n)
