@@ -230,6 +230,30 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     assert "##dnahnet_window=96" in text
 
 
+def test_cli_circular_option_joins_origin_crossing_genes_like_is_circular(tmp_path, tiny_model):
+    """--circular NAME must reach the GFF parser: it decides how the parts of a gene across the origin are joined
+    (it used to be applied after parsing, so such a gene was an error, or, with a gene line ending at the origin,
+    its parts were joined in the wrong order and the knock-out landed in the wrong place)."""
+    import pandas as pd
+
+    text = (HERE / "data" / "awkward.gff3").read_text()
+    assert ";Is_circular=true" in text
+    bodies = []
+    for name, gff_text, extra in (("flag", text, []),
+                                  ("option", text.replace(";Is_circular=true", ""), ["--circular", "chr1"]),
+                                  ("gene-line", text.replace(";Is_circular=true", "").replace(
+                                      "gene\t136\t165", "gene\t136\t150"), ["--circular", "chr1"])):
+        (tmp_path / f"{name}.gff3").write_text(gff_text)
+        out = tmp_path / f"{name}.tsv"
+        res = _run(["essentiality", "--gff", str(tmp_path / f"{name}.gff3"), "-m", tiny_model, "-o", str(out),
+                    "--window", "96", "--device", "cpu", "--no-meta", *extra])
+        assert res.exit_code == 0, res.output
+        bodies.append(read_table(out).drop(columns=["end"] if name == "gene-line" else []))
+    assert (bodies[0].set_index("locus_tag").loc["AWK_0005", "status"]) == "OK"
+    pd.testing.assert_frame_equal(bodies[0], bodies[1])
+    pd.testing.assert_frame_equal(bodies[0].drop(columns=["end"]), bodies[2])
+
+
 def test_cli_default_is_paper_protocol(tmp_path, tiny_model):
     """No --protocol: the paper's replacement, stated in the header, scored as LL(wild type) - LL(knock-out)."""
     out = tmp_path / "paper.tsv"

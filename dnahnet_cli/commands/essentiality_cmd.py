@@ -70,15 +70,14 @@ def run_essentiality(
         raise DnahnetError("--plot needs a file name (a PNG)")
     if plot:
         require_matplotlib()
-    annotation = parse_gff(gff)
+    circular_names = [n for raw in circular for n in (part.strip() for part in raw.split(",")) if n]
+    annotation = parse_gff(gff, circular=circular_names)
     if not annotation.genes:
         raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
     genome, genome_source = load_genome(genome_path, annotation)
-    for raw in circular:
-        for name in filter(None, (n.strip() for n in raw.split(","))):
-            if name not in genome:
-                raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")
-            annotation.circular.add(name)
+    for name in circular_names:
+        if name not in genome:
+            raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")
     indices = _select(annotation, genes, max_genes)
     label_map, label_fmt = read_labels(labels) if labels else ({}, "")
 

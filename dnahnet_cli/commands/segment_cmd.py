@@ -55,14 +55,14 @@ def run_segment(
     genome = Genome.open(genome_path, quiet=quiet)
     regions = ([parse_region(region, genome.lengths)] if region else
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
+    genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})  # checks the names
     annotation = None
     if gff:
-        annotation = parse_gff(gff, genome.lengths)
+        annotation = parse_gff(gff, genome.lengths, circular=genome.circular)
         if not annotation.genes:
             raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
         check_annotation(annotation, genome, gff)
         genome.set_circular(annotation.circular & set(genome.names))
-    genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})
 
     if engine is None:
         from dnahnet_cli.tasks.engine import LikelihoodEngine

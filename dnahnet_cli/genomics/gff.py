@@ -460,11 +460,14 @@ def _unwrap(parts: list[Feature], length: Optional[int], circular: bool) -> list
     return spans
 
 
-def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = None) -> Annotation:
-    """Parse a GFF3 file into genes. `lengths` (e.g. from the FASTA) overrides the GFF's own lengths."""
+def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = None,
+              circular: Iterable[str] = ()) -> Annotation:
+    """Parse a GFF3 file into genes. `lengths` (e.g. from the FASTA) overrides the GFF's own lengths; `circular`
+    names replicons to treat as circular besides those with Is_circular=true (a --circular option): it must be
+    known here, because it decides how the parts of a gene that crosses the origin are joined."""
     path_s = str(path)
     features, seq_lengths, fasta = read_gff(path)
-    circular: set[str] = set()
+    circular = set(circular)
     for f in features:
         if f.type == "region" and f.start0 == 0:
             seq_lengths.setdefault(f.seqid, f.end)
