@@ -369,6 +369,31 @@ def test_evo2_protocol_inserts_the_stop_every_12_nt(example_genes):
         assert c == min(4096, g.cds[0].start0 if g.strand == "+" else len(seq) - g.cds[0].end)
 
 
+@pytest.mark.parametrize("protocol", ["paper", "evo2"])
+@pytest.mark.parametrize("phase", [1, 2])
+def test_knockouts_count_from_the_start_codon_when_the_first_cds_part_has_a_phase(example_genes, protocol, phase):
+    """A CDS annotated `phase` bases before its start codon (GFF phase = phase) is the same gene: the paper
+    replacement and the evo2 insertions must land on the same genome bases as without the extra bases."""
+    import dataclasses
+
+    genes, genome = example_genes
+    cfg = EssentialityConfig.for_protocol(protocol, window=1024, flank=200)
+    for g in genes[:6]:
+        seq = genome[g.seqid]
+        first = g.cds[0]
+        if (g.strand == "+" and first.start0 < phase) or (g.strand == "-" and first.end + phase > len(seq)):
+            continue
+        grown = (dataclasses.replace(first, start0=first.start0 - phase, phase=phase) if g.strand == "+"
+                 else dataclasses.replace(first, end=first.end + phase, phase=phase))
+        shifted = dataclasses.replace(g, cds=[grown, *g.cds[1:]])
+        assert shifted.first_codon == phase and shifted.protein(seq) == g.protein(seq)
+        (ko,), (ko2,) = build_insertions(g, seq, False, cfg), build_insertions(shifted, seq, False, cfg)
+        cds = g.coding_frame_sequence(seq)
+        c, c2 = ko.wt.find(cds), ko2.wt.find(cds)
+        assert ko2.mut[c2 - 20: c2 + len(cds) + 20] == ko.mut[c - 20: c + len(cds) + 20]
+        assert translate(ko2.mut[c2: c2 + 30])[:4] == translate(cds[:12]) and "*" in translate(ko2.mut[c2: c2 + 30])
+
+
 def test_protocol_options_are_checked():
     with pytest.raises(DnahnetError, match="--protocol"):
         EssentialityConfig.for_protocol("evo3")

@@ -163,6 +163,11 @@ class Gene:
             offset -= len(seg)
         raise IndexError("offset beyond the CDS")
 
+    @property
+    def first_codon(self) -> int:
+        """Spliced-CDS offset of the first full codon (the start codon): the first part's GFF phase."""
+        return self.cds[0].phase if self.cds else 0
+
     def codon_starts(self) -> list[int]:
         """Spliced-CDS offsets where a codon starts, honouring each part's phase (frameshifts included)."""
         starts, offset = [], 0
@@ -187,7 +192,7 @@ class Gene:
 
     def coding_frame_sequence(self, seq: str, circular: bool = False) -> str:
         """The CDS from its first full codon (first part's phase removed): what `translate` reads."""
-        return self.cds_sequence(seq, circular)[self.cds[0].phase if self.cds else 0 :]
+        return self.cds_sequence(seq, circular)[self.first_codon :]
 
     def protein(self, seq: str, circular: bool = False) -> str:
         """Translated CDS without the trailing stop (NCBI CDS include it, GTF-style ones do not)."""

@@ -201,7 +201,7 @@ def _oriented_run(gene: Gene, window: tuple[int, int], first: int, n: int) -> Op
 
 
 def _paper_knockout(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
-    off, k = PAPER_OFFSET[cfg.anchor], len(cfg.cassette)
+    off, k = gene.first_codon + PAPER_OFFSET[cfg.anchor], len(cfg.cassette)  # counted from the start codon
     if off + k > gene.cds_len - 3:  # the replacement must stay clear of the stop codon
         return []
     g = gene.cds_to_genome(off)
@@ -214,7 +214,7 @@ def _paper_knockout(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfi
 
 
 def _evo2_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConfig) -> list[Insertion]:
-    offsets = list(range(EVO2_EVERY, gene.cds_len - 3, EVO2_EVERY))
+    offsets = list(range(gene.first_codon + EVO2_EVERY, gene.cds_len - 3, EVO2_EVERY))  # from the start codon
     if not offsets:
         return []
     flank = EVO2_FLANK if cfg.flank is None else cfg.flank
