@@ -138,6 +138,14 @@ def test_bad_input(tmp_path):
         load_genome(str(fa), parse_gff(gff))
     with pytest.raises(DnahnetError, match="no ##FASTA"):
         load_genome(None, parse_gff(gff))
+    # the same gene ID on two contigs would hand one gene the other's CDS: an error, not a silent link
+    gff.write_text("c1\tt\tgene\t1\t9\t.\t+\t.\tID=g1\nc1\tt\tCDS\t1\t9\t.\t+\t0\tID=c1;Parent=g1\n"
+                   "c2\tt\tgene\t1\t12\t.\t+\t.\tID=g1\nc2\tt\tCDS\t1\t12\t.\t+\t0\tID=c2;Parent=g1\n")
+    with pytest.raises(DnahnetError, match=r"other.gff: line 3: ID 'g1' is already used on line 1 \(gene on c1\)"):
+        parse_gff(gff)
+    gff.write_text("c1\tt\tCDS\t1\t9\t.\t+\t0\tID=x\nc2\tt\tCDS\t1\t9\t.\t+\t0\tID=x\n")  # a CDS ID on two contigs
+    with pytest.raises(DnahnetError, match="line 2: ID 'x'"):
+        parse_gff(gff)
 
 
 @pytest.mark.skipif(not ECOLI_GFF.exists(), reason=MISSING_DATA)

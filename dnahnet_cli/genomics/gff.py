@@ -465,6 +465,20 @@ def _unwrap(parts: list[Feature], length: Optional[int], circular: bool) -> list
     return spans
 
 
+def _check_unique_ids(features: list[Feature], path: str) -> None:
+    """GFF3 IDs are unique, except that the lines of one discontinuous feature (e.g. the parts of a CDS) share
+    theirs: same seqid and type. Any other reuse would link children to the wrong parent, so it is an error."""
+    first: dict[str, Feature] = {}
+    for f in features:
+        fid = f.attr("ID")
+        if not fid:
+            continue
+        seen = first.setdefault(fid, f)
+        if (seen.seqid, seen.type) != (f.seqid, f.type):
+            raise DnahnetError(f"{path}: line {f.line}: ID {fid!r} is already used on line {seen.line} "
+                               f"({seen.type} on {seen.seqid}); GFF3 IDs must be unique")
+
+
 def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = None,
               circular: Iterable[str] = ()) -> Annotation:
     """Parse a GFF3 file into genes. `lengths` (e.g. from the FASTA) overrides the GFF's own lengths; `circular`
@@ -482,6 +496,7 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
     all_lengths = dict(seq_lengths)
     all_lengths.update(lengths or {})
 
+    _check_unique_ids(features, path_s)
     by_id: dict[str, Feature] = {}
     for f in features:
         fid = f.attr("ID")
