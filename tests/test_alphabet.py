@@ -13,7 +13,7 @@ def test_encoding_is_case_insensitive_and_maps_iupac_to_n():
     assert decode(encode("acgtn")) == "ACGTN"
 
 
-@pytest.mark.parametrize("seq,pos,char", [("ACGX", 4, "X"), ("AC-T", 3, "-"), ("MKLVE", 3, "L")])
+@pytest.mark.parametrize("seq,pos,char", [("ACGX", 4, "X"), ("AC-T", 3, "-"), ("MKLVE", 3, "L"), ("ACÑGT", 3, "Ñ")])
 def test_invalid_letters_are_reported_with_position(seq, pos, char):
     with pytest.raises(AlphabetError) as err:
         encode(seq)

@@ -152,6 +152,15 @@ def test_all_short_records_is_an_error(tmp_path):
         open_corpus([f], tmp_path / "c", seq_len=64, min_length=64)
 
 
+def test_window_cache_key_keeps_close_n_thresholds_apart(tmp_path):
+    """The window cache is keyed by the exact max_n_frac: 0.1 keeps a 10-nt record with one N, 0.09999999 drops
+    it, whichever of the two ran first in the same cache directory (a rounded key used to make them share)."""
+    f = _write(tmp_path / "g.fa", ">r\nACGTNACGTA\n")
+    assert len(open_corpus([f], tmp_path / "c", seq_len=11, min_length=4, max_n_frac=0.1).windows) == 1
+    with pytest.raises(DnahnetError, match="no training windows"):
+        open_corpus([f], tmp_path / "c", seq_len=11, min_length=4, max_n_frac=0.09999999)
+
+
 def test_sampler_is_deterministic_epochwise_and_resumable():
     s = WindowSampler(50, seed=3)
     idx, rc = s.take(0, 120)

@@ -52,8 +52,8 @@ def encode(seq: str | bytes) -> np.ndarray:
     ids = _ENCODE[raw]
     bad = np.flatnonzero(ids == 255)
     if bad.size:
-        pos = int(bad[0])
-        raise AlphabetError(pos, chr(raw[pos]))
+        pos = int(bad[0])  # "replace" keeps one byte per character, so positions agree with `seq`
+        raise AlphabetError(pos, seq[pos] if isinstance(seq, str) else chr(raw[pos]))
     return ids
 
 

@@ -232,7 +232,7 @@ def open_corpus(paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike
     files, wins, stats = [], [], WindowStats()
     for fi, path in enumerate(discover_fasta(paths, what)):
         ef = encode_file(path, cache, log)
-        wpath = cache / f"{_stem(path)}.{cache_key(path)}.w{seq_len}-m{min_length}-n{max_n_frac:g}.npz"
+        wpath = cache / f"{_stem(path)}.{cache_key(path)}.w{seq_len}-m{min_length}-n{max_n_frac!r}.npz"  # repr: :g would round
         if wpath.exists():
             z = np.load(wpath)
             win, st = z["windows"], WindowStats(**json.loads(str(z["stats"])))
