@@ -47,14 +47,14 @@ def _sh2(name, repeats, d, d_ff, heads, rotary, max_len) -> ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # CPU models: tests, CI, quick experiments; `tiny` is also the architecture of the shipped default model (v3; v4, v5 and, at 8,192 nt, v6 trained on from it)
+    # CPU models: tests, CI, quick experiments; `tiny` was the architecture of the default models v3-v6
     "tiny": _hnet2("tiny", 3, [64, 64, 96], [128, 128, 256], 16, 16, [4, 4, 4], [16, 16, 16], [127, 127, -1], 1024),
     "tiny-1stage": _hnet1("tiny-1stage", 3, [64, 96], [128, 256], 16, 16, [4, 4], [16, 16], [127, -1], 1024),
     "tiny-tpp": _iso("tiny-tpp", "T8", 96, 256, 16, 16, 4, 16, 1024),
     "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
     "tiny-sh2": _sh2("tiny-sh2", 2, 96, 256, 4, 16, 1024),
-    # ~2M: sized for a ~2-hour run on a 2-core CPU (bench/cpu_preset_sizing.py); the default model v2, larger than
-    # compute-optimal at ~1e14 FLOPs by the CPU scaling grid (docs/model.md)
+    # ~2M: sized for a ~2-hour run on a 2-core CPU (bench/cpu_preset_sizing.py); the architecture of the default
+    # models v2 and v8 (v8: 9.7e14 FLOPs at 8,192 nt, docs/model-card.md)
     "cpu": _hnet2("cpu", 4, [80, 96, 128], [192, 256, 352], 32, 32, [5, 6, 8], [16, 16, 16], [1023, 1023, -1], 8192),
     "cpu-tpp": _iso("cpu-tpp", "T9", 128, 352, 32, 32, 8, 16, 8192),
     # ~20M: GPU minutes, or CPU hours
@@ -74,12 +74,12 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 DESCRIPTIONS = {
-    "tiny": "0.89M 2-stage dnaHNet (3,2); the shipped default model's architecture (v6 trained at 8,192 nt)",
+    "tiny": "0.89M 2-stage dnaHNet (3,2); the default models v3-v6",
     "tiny-1stage": "CPU smoke model, 1-stage dnaHNet (3)",
     "tiny-tpp": "Transformer++ baseline matching tiny",
     "tiny-mamba2": "Mamba2-only baseline matching tiny",
     "tiny-sh2": "StripedHyena2-style baseline matching tiny (SE-MR-LI-attention striped)",
-    "cpu": "~2M 2-stage dnaHNet (3,2) sized for CPU training (default model v2)",
+    "cpu": "~2M 2-stage dnaHNet (3,2) sized for CPU training; the shipped default model's architecture (v8)",
     "cpu-tpp": "Transformer++ baseline matching cpu",
     "small": "~20M 2-stage dnaHNet (3,2)",
     "small-1stage": "~20M 1-stage dnaHNet (3)",
