@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Iterable, Optional
 
 import typer
 
@@ -33,3 +33,8 @@ DTYPE = typer.Option(
 BATCH_SIZE = typer.Option(16, "--batch-size", help="Windows per forward pass.")
 MAX_TOKENS = typer.Option(65536, "--max-tokens", help="Bases per forward pass (caps memory).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr.")
+
+
+def split_names(values: Iterable[str]) -> list[str]:
+    """Names from a repeatable, comma-separable option (e.g. --circular chr1,pA --circular pB), blanks dropped."""
+    return [n for raw in values for n in (part.strip() for part in raw.split(",")) if n]

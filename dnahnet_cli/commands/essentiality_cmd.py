@@ -18,7 +18,7 @@ import numpy as np
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
@@ -70,7 +70,7 @@ def run_essentiality(
         raise DnahnetError("--plot needs a file name (a PNG)")
     if plot:
         require_matplotlib()
-    circular_names = [n for raw in circular for n in (part.strip() for part in raw.split(",")) if n]
+    circular_names = split_names(circular)
     annotation = parse_gff(gff, circular=circular_names)
     if not annotation.genes:
         raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")

@@ -18,7 +18,7 @@ import typer
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_output_path
@@ -102,7 +102,7 @@ def _circular_names(genome: Genome, names: Iterable[str], gff: Optional[Path], a
                     rename: dict[str, str]) -> set[str]:
     if all_circular:
         return set(genome.names)
-    wanted = {rename.get(n, n) for raw in names for n in raw.split(",") if n}
+    wanted = {rename.get(n, n) for n in split_names(names)}
     if gff is not None:
         wanted |= {n for n in circular_from_gff(gff, rename) if n in genome}
     return wanted

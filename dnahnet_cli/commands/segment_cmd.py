@@ -15,7 +15,7 @@ import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json
-from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce
+from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path
 from dnahnet_cli.tasks.segment import (
@@ -55,7 +55,7 @@ def run_segment(
     genome = Genome.open(genome_path, quiet=quiet)
     regions = ([parse_region(region, genome.lengths)] if region else
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
-    genome.set_circular({n.strip() for raw in circular for n in raw.split(",") if n.strip()})  # checks the names
+    genome.set_circular(split_names(circular))  # checks the names
     annotation = None
     if gff:
         annotation = parse_gff(gff, genome.lengths, circular=genome.circular)
