@@ -268,6 +268,19 @@ def test_first_use_inside_inference_mode_still_loads(tmp_path):
     assert res.stdout.splitlines()[1].startswith("compiled C kernels") and not res.stderr
 
 
+def test_first_use_inside_a_bf16_autocast_still_loads(tmp_path):
+    """Training on a bf16 CPU runs its first mixer under autocast: the check's references must not round to bf16
+    there (they did, and a resumed run fell back to the reference path while the first run had the kernels)."""
+    code = ("import torch; from dnahnet_cli.model import cpu_mixer, kernels\n"
+            "with torch.autocast('cpu', dtype=torch.bfloat16):\n    print(kernels.cpu_training_mixer(torch.zeros(2)))\n"
+            "print(cpu_mixer.status())")
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "True", res.stdout + res.stderr
+    assert res.stdout.splitlines()[1].startswith("compiled C kernels") and not res.stderr
+
+
 def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
