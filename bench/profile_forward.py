@@ -3,7 +3,10 @@
     python bench/profile_forward.py                      # the shipped default model, 8 x 2,048 nt, 1 thread
     python bench/profile_forward.py --compile-mamba      # also: torch.compile each Mamba2 layer and compare
     python bench/profile_forward.py --preset cpu-tpp --batch 1 --length 8192   # a preset, randomly initialised
+    python bench/profile_forward.py --preset small --batch 1 --length 8192 --dtype auto --fixed-routers --by-shape
 
+--fixed-routers cuts every R-th position (the benchmarks' control: an untrained router keeps about half);
+--by-shape lists the GEMMs and attention calls by input shape, so each can be traced to its stage.
 With --compile-mamba it times the first compiled call (compile included), two more compiled calls, and the
 largest logit difference against eager.
 """
@@ -11,12 +14,19 @@ largest logit difference against eager.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from dnahnet_cli.model.layers import Mamba2
 from dnahnet_cli.tasks.engine import LikelihoodEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import use_fixed_ratio_routers  # noqa: E402
+
+HEAVY_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu")
 
 
 def main() -> None:
@@ -26,6 +36,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--length", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float32", help="auto, float32 or bfloat16 (default: %(default)s)")
+    ap.add_argument("--fixed-routers", action="store_true", help="cut every R-th position (a preset's target ratios)")
+    ap.add_argument("--by-shape", action="store_true", help="also list GEMMs and attention calls by input shape")
     ap.add_argument("--compile-mamba", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -34,9 +47,12 @@ def main() -> None:
         from dnahnet_cli.model.lm import DNAHNet
         from dnahnet_cli.model.presets import get_preset
 
-        eng = LikelihoodEngine(DNAHNet(get_preset(args.preset)).eval(), device="cpu")
+        eng = LikelihoodEngine(DNAHNet(get_preset(args.preset)).eval(), device="cpu", dtype=args.dtype)
     else:
-        eng = LikelihoodEngine.load(args.model, device="cpu", dtype="float32")
+        eng = LikelihoodEngine.load(args.model, device="cpu", dtype=args.dtype)
+    if args.fixed_routers:
+        use_fixed_ratio_routers(eng.model, eng.model.config.ratio_targets)
+    print(f"precision: {eng.dtype} ({eng.dtype_reason})")
     ids = torch.randint(0, 4, (args.batch, args.length + 1))
     mask = torch.ones_like(ids, dtype=torch.bool)
     ref = eng.forward(ids, mask).logits
@@ -46,9 +62,14 @@ def main() -> None:
     print(f"eager forward {args.batch} x {args.length}: {dt:.3f} s ({args.batch * args.length / dt:,.0f} nt/s)")
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof:
         eng.forward(ids, mask)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    if args.by_shape:
+        rows = sorted((e for e in prof.key_averages(group_by_input_shape=True) if e.key in HEAVY_OPS),
+                      key=lambda e: -e.self_cpu_time_total)
+        for e in rows[:25]:
+            print(f"{e.self_cpu_time_total / 1e3:9.1f} ms  x{e.count:<3d} {e.key.removeprefix('aten::')} {e.input_shapes}")
     if args.compile_mamba:
         layers = [m for m in eng.model.modules() if isinstance(m, Mamba2)]
         for m in layers:
