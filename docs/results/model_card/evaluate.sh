@@ -6,10 +6,11 @@
 # side by side on two cores, e.g.  STEPS="paper" evaluate.sh M dnahnet & STEPS="heldout dms evo2" evaluate.sh M dnahnet
 # WINDOW=N scores the heldout, dms and paper parts with N-nt windows instead of the model's training length (to
 # compare two models trained at different lengths on the same windows; heldout then uses N/2 as context); evo2
-# scores each CDS plus its flanks whole, whatever the window.
+# scores each CDS plus its flanks whole, whatever the window. OUT=DIR writes the files there instead (e.g. the
+# window-size ablation, docs/results/window_ablation/run.sh).
 set -euo pipefail
 model=$1; name=$2
-out=docs/results/model_card; data=../shared/data
+out=${OUT:-docs/results/model_card}; data=../shared/data
 steps=${STEPS:-"heldout dms paper evo2 ${3:-}"}
 dn() { dnahnet --threads "${THREADS:-1}" "$@"; }
 want() { [[ " $steps " == *" $1 "* ]]; }
