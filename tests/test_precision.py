@@ -154,3 +154,19 @@ def test_choose_dtype():
     assert why.startswith("auto: ")
 
 
+
+
+@pytest.mark.parametrize("capability, expect", [((7, 5), "float32"), ((7, 0), "float32"), ((8, 0), "bfloat16"),
+                                                ((9, 0), "bfloat16")])
+def test_auto_on_cuda_wants_native_bf16_not_emulation(monkeypatch, capability, expect):
+    """A T4 (7.5) or V100 (7.0) can hold bf16 tensors, so torch.cuda.is_bf16_supported() says yes by default
+    (emulation), but its bf16 matmuls are slower than fp32: auto must pick fp32 there and bf16 from Ampere (8.0) on,
+    for the device asked for."""
+    asked = []
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (asked.append(d), capability)[1])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what torch answers for all four
+    name, why = choose_dtype("auto", torch.device("cuda:1"))
+    assert name == expect, why
+    assert asked == [torch.device("cuda:1")] and f"{capability[0]}.{capability[1]}" in why

@@ -1,7 +1,7 @@
 """Precision policy: which parts of the model may run in bf16 under autocast, and when bf16 is worth it.
 
 Under `torch.autocast(..., dtype=bfloat16)` the GEMM-heavy parts run in bf16: the Mamba2 in/out
-projections and conv, the attention projections and the attention itself, the SwiGLU MLPs. These stay in
+projections (its depthwise conv reads an fp32 copy of the projection and runs in fp32), the attention projections and the attention itself, the SwiGLU MLPs. These stay in
 fp32 whatever autocast says, because their error compounds or decides something discrete:
   * the SSD and EMA scans (cumulative decays; `ssd.py`),
   * the router (cosine of projected neighbours, thresholded at 0.5: a bf16 cosine moves boundaries),
@@ -16,8 +16,10 @@ fp32 whatever autocast says, because their error compounds or decides something 
     GEMMs are most of a training step at nucleotide resolution (docs/model.md has the gate and the speed-up).
 `full_precision(t)` is the context that switches autocast off for one of these islands.
 
-`choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (a GPU with bf16,
-or a CPU with AMX-BF16 or AVX512-BF16, detected, not guessed) and fp32 elsewhere, and says why.
+`choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (an NVIDIA GPU of compute
+capability 8.0 or later, or a CPU with AMX-BF16 or AVX512-BF16, detected, not guessed) and fp32 elsewhere, and
+says why. Not `torch.cuda.is_bf16_supported()`: by default it also counts the emulated bf16 of a T4 or V100, slower
+than their fp32.
 """
 
 from __future__ import annotations
@@ -79,9 +81,13 @@ def choose_dtype(requested: str, device: torch.device) -> tuple[str, str]:
     if requested != "auto":
         return requested, "requested"
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return "bfloat16", f"auto: {torch.cuda.get_device_name(device)} supports bf16"
-        return "float32", f"auto: {torch.cuda.get_device_name(device)} has no bf16"
+        name = torch.cuda.get_device_name(device)
+        if torch.version.hip:  # ROCm GPUs bf16-capable enough to run PyTorch do it natively
+            return "bfloat16", f"auto: {name} supports bf16"
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) >= (8, 0):
+            return "bfloat16", f"auto: {name} (compute capability {major}.{minor}) multiplies bf16 natively"
+        return "float32", f"auto: {name} (compute capability {major}.{minor}) has no native bf16 matmul"
     if device.type == "cpu":
         feats = cpu_bf16_features()
         if feats:
