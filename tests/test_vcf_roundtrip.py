@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from dnahnet_cli.commands import score_variants as sv
+from dnahnet_cli.genomics.outputs import read_table
 from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
@@ -45,12 +46,16 @@ def ckpt(tmp_path_factory) -> str:
     return str(save_checkpoint(tmp_path_factory.mktemp("m") / "tiny", DNAHNet(get_preset("tiny")), {"preset": "tiny"}))
 
 
-def score(tmp_path: Path, ckpt: str, out: str, text: str | None = None, extra: tuple = ()) -> tuple[Path, str]:
+def score(tmp_path: Path, ckpt: str, out: str, text: str | bytes | None = None, extra: tuple = (),
+          vcf: Path | None = None) -> tuple[Path, str]:
+    """Score `vcf`, or a file holding `text` (the module's records by default), into tmp_path / out."""
     app = typer.Typer(pretty_exceptions_enable=False)
     app.callback()(lambda: None)
     sv.register(app)
-    vcf = tmp_path / f"in-{out}.vcf"
-    vcf.write_text(text or "\n".join(HEADER + RECORDS) + "\n")
+    if vcf is None:
+        vcf = tmp_path / f"in-{out}.vcf"
+        data = text or "\n".join(HEADER + RECORDS) + "\n"
+        vcf.write_bytes(data if isinstance(data, bytes) else data.encode())
     res = CliRunner().invoke(app, ["score-variants", GENOME, str(vcf), "--model", ckpt, "--window", "33",
                                    "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out), *extra])
     assert res.exit_code == 0, res.output
@@ -98,6 +103,58 @@ def test_rescoring_replaces_the_tags_and_bcf_reads_back(tmp_path, ckpt):
     bcf, _ = score(tmp_path, ckpt, "out.bcf")
     with pysam.VariantFile(str(bcf)) as vf:
         assert [r.id for r in vf] == ["rs1", None, "v3", "v4"]
+
+
+def test_bcf_input_scores_every_record(tmp_path, ckpt):
+    """A BCF input (as `bcftools view -Ob` writes) has no text lines to copy: its records are rendered by htslib.
+    Pairing them with the file's decompressed binary lost all but a few records without an error."""
+    bcf, _ = score(tmp_path, ckpt, "first.bcf")
+    out, _ = score(tmp_path, ckpt, "from-bcf.vcf", vcf=bcf)
+    with pysam.VariantFile(str(bcf)) as vf:
+        rendered = [str(r).rstrip("\n") for r in vf]
+    body = [l for l in out.read_text().splitlines() if not l.startswith("#")]
+    assert len(body) == len(RECORDS) == len(rendered)
+    assert [strip_own(l) for l in body] == [strip_own(l) for l in rendered]
+    assert all(l.count("DNAHNET_STATUS=") == 1 for l in body)
+    tsv, _ = score(tmp_path, ckpt, "from-bcf.tsv", vcf=bcf)
+    assert len(read_table(tsv)) == 5  # one row per ALT: 1 + 2 + 1 + 1
+
+
+def test_bcf_output_declares_the_contigs_and_format_keys_a_vcf_may_leave_out(tmp_path, ckpt):
+    text = ("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
+            "NC_000913.3\t1782\ta\tG\tA\t.\tPASS\t.\tGT:DP:XY\t0/1:5:z\n")
+    out, _ = score(tmp_path, ckpt, "undeclared.bcf", text=text)
+    with pysam.VariantFile(str(out)) as vf:
+        assert list(vf.header.contigs) == ["NC_000913.3"]
+        assert vf.header.formats["DP"].type == "Integer" and vf.header.formats["XY"].type == "String"
+        (rec,) = list(vf)
+    assert rec.samples["S1"]["DP"] == 5 and rec.samples["S1"]["XY"] == ("z",) and rec.info["DNAHNET_STATUS"] == ("OK",)
+
+
+def test_rescoring_drops_stale_tags_and_keeps_foreign_bytes(tmp_path, ckpt):
+    """Re-scoring an earlier run's output (here one with --calibrate tags and its own provenance) must not leave the
+    old percentile next to the new score or two ##dnahnet_window lines; a Latin-1 byte and a '\\r' inside a field
+    are input bytes like any other; an upper-case .VCF.GZ is bgzipped; DNAHNET_DLL's description names the
+    strand scored."""
+    header = HEADER[:-1] + ["##dnahnet_window=64", '##INFO=<ID=DNAHNET_PCT,Number=A,Type=Float,Description="old">',
+                            '##INFO=<ID=DNAHNET_DLL,Number=A,Type=Float,Description="old">', HEADER[-1]]
+    records = ["NC_000913.3\t1001\trs1\tA\tG\t50\tPASS\tDP=7;DNAHNET_PCT=94;DNAHNET_DLL=0.9;NOTE=caf\xe9\tGT:AD\t0/1:3,4\t1/1:0,9",
+               "NC_000913.3\t2002\t.\tC\tT\t.\tPASS\tNOTE=a\rb\tGT\t0/1\t0/0"]
+    raw = ("\n".join(header + records) + "\n").encode("latin-1")
+    out, log = score(tmp_path, ckpt, "AGAIN.VCF.GZ", text=raw, extra=("--strand", "forward"))
+    assert "window 33 nt (trained at " in log  # the window used, not the training length alone
+    data = out.read_bytes()
+    assert data[:2] == b"\x1f\x8b"
+    text = pysam.BGZFile(str(out)).read()
+    lines = text.split(b"\n")[:-1]
+    assert sum(l.startswith(b"##dnahnet_window=") for l in lines) == 1 and b"##dnahnet_window=33" in lines
+    assert b"DNAHNET_PCT" not in text and b'Description="old"' not in text
+    dll = [l for l in lines if l.startswith(b"##INFO=<ID=DNAHNET_DLL,")]
+    assert len(dll) == 1 and b"forward strand only" in dll[0] and b"both strands" not in dll[0]
+    body = [l for l in lines if not l.startswith(b"#")]
+    assert body[0].startswith(b"NC_000913.3\t1001\trs1\tA\tG\t50\tPASS\tDP=7;NOTE=caf\xe9;DNAHNET_")
+    assert body[1].startswith(b"NC_000913.3\t2002\t.\tC\tT\t.\tPASS\tNOTE=a\rb;DNAHNET_")
+    assert all(l.endswith(b"\tGT:AD\t0/1:3,4\t1/1:0,9") for l in body[:1])
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools is not installed")

@@ -48,11 +48,18 @@ CALIBRATION_INFO_LINES = [
 ]
 STRANDS = ("both", "forward", "reverse")
 CHUNK_ALLELES = 256  # alleles scored per engine call (progress granularity, bounded memory)
-INFO_LINES = [
-    '##INFO=<ID=DNAHNET_DLL,Number=A,Type=Float,Description="dnahnet log-likelihood ratio LL(ALT)-LL(REF) '
-    'of equal-length windows, natural log, mean of both strands; negative = ALT less likely; . = not scored">',
-    '##INFO=<ID=DNAHNET_STATUS,Number=A,Type=String,Description="dnahnet status per ALT (OK or SKIP_* reason)">',
-]
+STRAND_WORDS = {"both": "mean of both strands", "forward": "forward strand only",
+                "reverse": "reverse-complement strand only"}
+
+
+def info_lines(strand: str) -> list[str]:
+    """The ##INFO declarations of dnahnet's VCF tags; DNAHNET_DLL's says which strands its value averages."""
+    return [
+        '##INFO=<ID=DNAHNET_DLL,Number=A,Type=Float,Description="dnahnet log-likelihood ratio LL(ALT)-LL(REF) '
+        f'of equal-length windows, natural log, {STRAND_WORDS[strand]}; negative = ALT less likely; '
+        '. = not scored">',
+        '##INFO=<ID=DNAHNET_STATUS,Number=A,Type=String,Description="dnahnet status per ALT (OK or SKIP_* reason)">',
+    ]
 
 
 def _check_strand(strand: str) -> None:
@@ -170,7 +177,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
 
         engine = load_engine(model, device, dtype, batch_size, max_tokens)
         window = window or int(engine.window)
-        announce(engine, quiet)
+        announce(engine, quiet, window)
         background = None
         if calibrate is not None:
             background = load_or_build(genome, engine, lambda alleles: score_alleles(engine, alleles, strand),
@@ -188,8 +195,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         off_centre = done = 0
         progress = Progress("score-variants records", n_records, quiet)
         with (open_bcf_output(output) if fmt == "bcf" else open_output(output)) as fh:
-            info_lines = INFO_LINES + (CALIBRATION_INFO_LINES if background else [])
-            writer = (VcfWriter(fh, vin.header_text(), info_lines, meta, note=None if quiet else note)
+            declared = info_lines(strand) + (CALIBRATION_INFO_LINES if background else [])
+            writer = (VcfWriter(fh, vin.header_text(), declared, meta, note=None if quiet else note)
                       if fmt in ("vcf", "bcf") else TsvWriter(fh, columns, meta, na=na))
             for chunk in _chunked_records(vin, genome, rename, window, strict):
                 for row in _write_chunk(writer, engine, chunk, strand, keep, background):
@@ -329,7 +336,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     context = window // 2 if context is None else context
     if window < 2 or not 0 <= context < window:
         raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
-    announce(engine, quiet)
+    announce(engine, quiet, window)
     meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
                                           "dnahnet_context": context, "dnahnet_strand": strand,
                                           "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -66,7 +67,7 @@ BGZIP_SUFFIXES = (".gz", ".bgz")
 
 def is_bgzip_name(path: str | Path) -> bool:
     """Whether an output name asks for bgzip compression ('.gz' or '.bgz', as bgzip and tabix accept both)."""
-    return str(path).endswith(BGZIP_SUFFIXES)
+    return str(path).lower().endswith(BGZIP_SUFFIXES)
 
 
 @contextlib.contextmanager
@@ -140,6 +141,7 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
         text = Path(tmp) / "records.vcf"
         with open(text, "w", encoding="utf-8") as fh:
             yield fh
+        _declare_contigs_and_formats(text)
         binary = Path(tmp) / "records.bcf"
         with pysam.VariantFile(str(text)) as vin:  # htslib declares what it meets while parsing: read it all
             records = list(vin)                     # first, so the BCF header holds every ID the records use
@@ -161,34 +163,78 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
             shutil.copyfile(binary, final)
 
 
+# The VCF 4.3 specification's reserved genotype keys (section 1.6.2), declared as it defines them
+RESERVED_FORMAT = {
+    **dict.fromkeys(("AD", "ADF", "ADR"), "Number=R,Type=Integer"), "EC": "Number=A,Type=Integer",
+    **dict.fromkeys(("DP", "GQ", "MQ", "PQ", "PS"), "Number=1,Type=Integer"), "HQ": "Number=2,Type=Integer",
+    **dict.fromkeys(("GT", "FT"), "Number=1,Type=String"), **dict.fromkeys(("GL", "GP"), "Number=G,Type=Float"),
+    **dict.fromkeys(("PL", "PP"), "Number=G,Type=Integer"),
+}
+
+
+def _declare_contigs_and_formats(text: Path) -> None:
+    """Add `##contig` and `##FORMAT` lines for the contigs and FORMAT keys the records use but the header does
+    not declare. A VCF may leave them out; BCF cannot (its records refer to header entries by index, and htslib
+    refuses to encode a record whose contig or FORMAT key was never declared)."""
+    header: list[bytes] = []
+    contigs: dict[bytes, None] = {}
+    formats: dict[bytes, None] = {}
+    with open(text, "rb") as fh:
+        for raw in fh:
+            if raw.startswith(b"#"):
+                header.append(raw)
+                continue
+            cols = raw.rstrip(b"\r\n").split(b"\t", 9)
+            contigs.setdefault(cols[0])
+            if len(cols) > 8 and cols[8] not in (b"", b"."):
+                formats.update(dict.fromkeys(cols[8].split(b":")))
+    known = {kind: {_header_id(h.decode("utf-8", "surrogateescape"), kind) for h in header}
+             for kind in ("contig", "FORMAT")}
+    why = 'Description="Not declared in the input header; declared by dnahnet for BCF">'
+    extra = [f"##contig=<ID={c.decode()}>\n".encode() for c in contigs if c.decode() not in known["contig"]]
+    extra += [(f"##FORMAT=<ID={k.decode()},{RESERVED_FORMAT.get(k.decode(), 'Number=.,Type=String')},{why}\n").encode()
+              for k in formats if k and k.decode() not in known["FORMAT"]]
+    if not extra:
+        return
+    full = text.with_suffix(".declared.vcf")
+    with open(text, "rb") as src, open(full, "wb") as out:
+        out.writelines(header[:-1] + extra + header[-1:])
+        for raw in src:
+            if not raw.startswith(b"#"):
+                out.write(raw)
+    os.replace(full, text)
+
+
 class VcfWriter:
     """Copies input VCF lines byte for byte, adding dnahnet's INFO fields (one value per ALT, '.' missing).
 
     Nothing the input carries is re-rendered: each record line keeps its text and only gains the dnahnet tags
-    at the end of its INFO column (an earlier run's dnahnet tags are replaced), so undeclared keys, flags and
-    values htslib would not parse survive as written. INFO keys the header does not declare get a
+    at the end of its INFO column, so undeclared keys, flags and values htslib would not parse survive as written.
+    An earlier dnahnet run's output is re-scored cleanly: every `DNAHNET_*` INFO key (values and declarations,
+    including those of options not used now, such as --calibrate's) and its `##dnahnet_*` provenance lines are
+    dropped, so no stale value or second `##dnahnet_window` survives. INFO keys the header does not declare get a
     `##INFO=<...,Type=String>` line (Flag for bare keys) in the output header, as htslib does, reported once
     through `note`. Record lines are buffered in a temporary file until `close`, because those declarations
-    belong in the header, which precedes the records.
+    belong in the header, which precedes the records. Bytes that are not UTF-8 (a Latin-1 VCF 4.2) arrive as
+    surrogates (VcfInput) and are written back as the same bytes.
     """
 
     def __init__(self, fh: IO[str], header_lines: Sequence[str], info_lines: Sequence[str],
                  meta: Sequence[tuple[str, str]] | None = None, note: Any = None):
         self.fh, self.note = fh, note
-        self.own_keys = [_info_id(line) for line in info_lines]
-        self.header = [h for h in header_lines if _info_id(h) not in self.own_keys]
+        self.header = [h for h in header_lines if not _is_dnahnet_header(h)]
         self.declared = {_info_id(h) for h in self.header if h.startswith("##INFO=")}
         self.filters = {_header_id(h, "FILTER") for h in self.header} | {"PASS", "."}
         self.info_lines = list(info_lines)
         self.meta = list(meta or ())
         self.undeclared: dict[str, str] = {}  # key -> "String" | "Flag"
         self.undeclared_filters: dict[str, None] = {}
-        self.body = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.body = tempfile.TemporaryFile("w+b")
 
     def write(self, line: str, info: Mapping[str, Sequence[Any]]) -> None:
         """Write the record `line` (its text as read) with INFO fields set from per-ALT value lists."""
         cols = line.split("\t")
-        kept = [] if cols[7] == "." else [f for f in cols[7].split(";") if f.split("=", 1)[0] not in self.own_keys]
+        kept = [] if cols[7] == "." else [f for f in cols[7].split(";") if not f.startswith(OWN_INFO_PREFIX)]
         for field in kept:
             key = field.split("=", 1)[0]
             if key and key not in self.declared and key not in self.undeclared:
@@ -199,7 +245,7 @@ class VcfWriter:
         added = [f"{key}={','.join('.' if _missing(v) else format_value(v) for v in values)}"
                  for key, values in info.items() if cols[4] != "." and any(v is not None for v in values)]
         cols[7] = ";".join(kept + added) or "."
-        self.body.write("\t".join(cols) + "\n")
+        self.body.write(("\t".join(cols) + "\n").encode("utf-8", "surrogateescape"))
 
     def close(self) -> None:
         """Write the header (with declarations for undeclared keys) and the buffered records."""
@@ -211,10 +257,22 @@ class VcfWriter:
             names = [*self.undeclared, *(f"FILTER {f}" for f in self.undeclared_filters)]
             self.note(f"INFO keys not declared in the input header, declared in the output: {', '.join(names)}")
         meta = [f"##{k}={v}" for k, v in self.meta]
-        self.fh.write("\n".join(self.header[:-1] + extra + self.info_lines + meta + self.header[-1:]) + "\n")
+        header = "\n".join(self.header[:-1] + extra + self.info_lines + meta + self.header[-1:]) + "\n"
+        self.fh.flush()
+        out = self.fh.buffer  # bytes, so that the input's non-UTF-8 bytes go out as they came in
+        out.write(header.encode("utf-8", "surrogateescape"))
         self.body.seek(0)
-        shutil.copyfileobj(self.body, self.fh)
+        shutil.copyfileobj(self.body, out)
+        out.flush()
         self.body.close()
+
+
+OWN_INFO_PREFIX = "DNAHNET_"
+
+
+def _is_dnahnet_header(line: str) -> bool:
+    """A header line an earlier dnahnet run wrote: a DNAHNET_* INFO declaration or ##dnahnet_* provenance."""
+    return line.startswith("##dnahnet_") or (_info_id(line) or "").startswith(OWN_INFO_PREFIX)
 
 
 def _header_id(line: str, kind: str) -> str | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import os
 import re
 import shutil
@@ -284,9 +285,12 @@ class VcfInput:
         self.path = path
         self._tmp: str | None = None
         self._file = self._materialise(path)
+        self.is_bcf = self._sniff_bcf()
         self.header_lines = self._count_header_lines()
         with self._open() as vf:
             self.header = vf.header.copy()
+        if self.is_bcf:  # its records are numbered as lines of the VCF text htslib would write for it
+            self.header_lines = len(self.header_text())
 
     def _materialise(self, path: str) -> str:
         if path == "-":
@@ -319,10 +323,33 @@ class VcfInput:
             raise DnahnetError(f"{self.path}: empty VCF input (no header)")
         return self._tmp
 
+    def _sniff_bcf(self) -> bool:
+        """BCF (binary, always BGZF): its text comes from htslib's rendering, not from the file's bytes."""
+        if not is_bgzf(self._file):
+            return False
+        try:
+            with gzip.open(self._file, "rb") as fh:
+                return fh.read(3) == b"BCF"
+        except (EOFError, OSError, zlib.error):
+            return False  # reported as a truncated or corrupt file when it is read
+
     def _text_lines(self) -> Iterator[str]:
+        """The file's lines split at '\n' only (a stray '\r' inside a field stays in its line, as htslib reads it),
+        decoded as UTF-8 with undecodable bytes kept as surrogates, so VcfWriter writes them back unchanged."""
+        if self.is_bcf:  # not through _open, whose save-and-restore of htslib's verbosity would interleave with
+            old = pysam.set_verbosity(0)  # that of the records() pass this one runs beside; quiet only while
+            try:                          # opening (htslib reports the missing index of a BCF as an error)
+                vf = pysam.VariantFile(self._file)
+            finally:
+                pysam.set_verbosity(old)
+            with vf:
+                yield from (line + "\n" for line in str(vf.header).rstrip("\n").split("\n"))
+                yield from (str(rec) for rec in vf)
+            return
         opener = gzip.open if is_bgzf(self._file) else open
-        with opener(self._file, "rt", encoding="utf-8", errors="replace") as fh:
-            yield from fh
+        with opener(self._file, "rb") as fh:
+            for raw in fh:
+                yield raw.decode("utf-8", "surrogateescape")
 
     def _count_header_lines(self) -> int:
         n = 0
@@ -387,9 +414,15 @@ class VcfInput:
         return lines
 
     def records_with_text(self) -> Iterator[tuple[int, pysam.VariantRecord, str]]:
-        """(line number, record, the record's line as written): output that must keep every input byte."""
+        """(line number, record, the record's line as written): output that must keep every input byte. The two
+        readings must pair up one to one; a file where they do not is an error, never a silently shorter output."""
         text = (line for line in self._text_lines() if not line.startswith("#"))
-        for (lineno, rec), line in zip(self.records(), text):
+        lineno = self.header_lines
+        for pair in itertools.zip_longest(self.records(), text):
+            if pair[0] is None or pair[1] is None:
+                raise DnahnetError(f"{self.path}: line {lineno + 1}: the record lines and htslib's reading of them "
+                                   "disagree (a line break htslib does not see as one?)")
+            (lineno, rec), line = pair
             yield lineno, rec, line.rstrip("\r\n")
 
     def _record_problem(self, n_ok: int, exc: Exception) -> str:
