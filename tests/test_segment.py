@@ -286,3 +286,14 @@ def test_report_counts_match_motifs(motif_engine, tmp_path):
     rep2 = Report(opts)
     rep2.add_region(ann, genome, reg, tracks, streams, False)
     assert rep2.rows() == rep.rows()  # seeded null
+
+
+def test_probabilities_next_to_the_threshold_print_which_side_they_are_on():
+    """p_start is > 0.5 by construction and a bedGraph is re-thresholded at 0.5: 4 significant digits must not
+    print 0.50004 or 0.49996 as "0.5"."""
+    from dnahnet_cli.tasks.segment import format_probability
+
+    assert [format_probability(p) for p in (0.5, 0.50004, 0.49996, 0.123456, 1.0)] == \
+        ["0.5", "0.50004", "0.49996", "0.1235", "1"]
+    p = float(np.float32(0.5000001))
+    assert float(format_probability(p)) > 0.5

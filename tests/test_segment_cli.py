@@ -180,3 +180,23 @@ def test_gff_from_stdin_gives_the_same_report_as_the_file(app, ckpt, tmp_path):
         assert res.exit_code == 0, (res.output, res.exception)
         reports.append(rep.read_text())
     assert reports[0] == reports[1] and len(reports[0].splitlines()) > 1
+
+
+def test_gz_outputs_are_bgzipped_and_clashing_names_are_refused(app, ckpt, tmp_path):
+    """`-o x.bed.gz` and `--report x.tsv.gz` are BGZF (tabix and zcat read them), the report's JSON twin is
+    x.json; a --report or --plot on the JSON twin's path (or on each other's) would overwrite it silently."""
+    gff = str(ROOT / "examples" / "ecoli_k12_20kb.gff3")
+    fa = str(ROOT / "examples" / "ecoli_k12_20kb.fa")
+    bed, rep = tmp_path / "chunks.bed.gz", tmp_path / "rep.tsv.gz"
+    res = invoke(app, fa, "--model", ckpt, "--gff", gff, "--region", f"{CHROM}:1-1000", "--tile", 256,
+                 "--permutations", 5, "--report", rep, "-o", bed, "--device", "cpu", "--quiet")
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert bed.read_bytes()[:2] == rep.read_bytes()[:2] == b"\x1f\x8b"
+    rows = pysam.BGZFile(str(bed)).read().decode().splitlines()
+    assert rows and all(r.startswith(f"{CHROM}\t") for r in rows)
+    assert read_table(rep).shape[0] > 0 and json.loads((tmp_path / "rep.json").read_text())["rows"]
+    base = [fa, "--model", ckpt, "--gff", gff, "--region", f"{CHROM}:1-1000", "--device", "cpu", "-q"]
+    fail(app, "the same file as --report", *base, "--report", tmp_path / "seg.json")
+    fail(app, "the same file as the report's JSON twin", *base, "--report", tmp_path / "r.tsv", "--plot", tmp_path / "r.json")
+    fail(app, "the same file as --output", *base, "-o", tmp_path / "x.tsv", "--report", tmp_path / "x.tsv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks.bed.gz", "rep.json", "rep.tsv.gz"]

@@ -30,6 +30,26 @@ def _output_dir_ok(path: str, what: str) -> None:
         raise DnahnetError(f"{what} {path}: directory {parent} does not exist")
 
 
+def report_json_path(report: str) -> str:
+    """The report's JSON twin: the report name with its extension (after any .gz/.bgz) replaced by .json."""
+    from dnahnet_cli.genomics.outputs import is_bgzip_name  # pysam: loaded only when a command runs
+
+    base = Path(report[: -len(Path(report).suffix)] if is_bgzip_name(report) else report)
+    return str(base.with_suffix(".json")) if base.suffix else f"{base}.json"
+
+
+def _check_distinct_outputs(named: dict[str, Optional[str]]) -> None:
+    """Two outputs on one path would silently overwrite each other (e.g. --report x.json and its JSON twin)."""
+    seen: dict[Path, str] = {}
+    for what, path in named.items():
+        if not path or path == "-":
+            continue
+        key = Path(path).resolve()
+        if key in seen:
+            raise DnahnetError(f"{what} {path}: the same file as {seen[key]}; give them different names")
+        seen[key] = f"{what} {path}"
+
+
 def run_segment(
     genome_path: str, model: str, gff: Optional[str] = None, stage: str = "all", region: Optional[str] = None,
     strand: str = "+", tile: Optional[int] = None, overlap: Optional[int] = None, bedgraph: Optional[str] = None,
@@ -41,7 +61,7 @@ def run_segment(
     """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""
     from dnahnet_cli.genomics.genome import Genome
     from dnahnet_cli.genomics.gff import parse_gff
-    from dnahnet_cli.genomics.outputs import TsvWriter, provenance
+    from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 
     strands = parse_strands(strand)
     if (report or plot) and not gff:
@@ -50,6 +70,8 @@ def run_segment(
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
     for path, what in ((output, "--output"), (report, "--report"), (plot, "--plot")):
         check_output_path(path, what)
+    _check_distinct_outputs({"--output": output, "--report": report,
+                             "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot})
     if bedgraph:
         _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage
     genome = Genome.open(genome_path, quiet=quiet)
@@ -73,11 +95,11 @@ def run_segment(
     opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
                           permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))
     opts.check()
-    announce(engine, quiet)
+    announce(engine, quiet, tile, "tile")
     progress = RegionProgress("segment", quiet=quiet)
     rep = Report(opts) if annotation is not None else None
     with contextlib.ExitStack() as stack:
-        bed = BedWriter(stack.enter_context(atomic_output(output, "w")), track_line)
+        bed = BedWriter(stack.enter_context(open_output(output)), track_line)
         graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")), merge_equal)
                   for key, path in (bedgraph_paths(bedgraph, stages, strands) if bedgraph else {}).items()}
         for reg in regions:
@@ -99,11 +121,11 @@ def run_segment(
         pooled = "both" if len(strands) == 2 else strands[0]
         profile = rep.start_profile()
         if report:
-            with atomic_output(report, "w") as fh:
+            with open_output(report) as fh:
                 writer = TsvWriter(fh, REPORT_COLUMNS, meta)
                 for row in rows:
                     writer.write(row)
-            json_path = str(Path(report).with_suffix(".json")) if Path(report).suffix else f"{report}.json"
+            json_path = report_json_path(report)
             payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
                        "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
             write_json(json_path, payload, indent=1)

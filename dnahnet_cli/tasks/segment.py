@@ -256,6 +256,14 @@ class ChunkStream:
         return chunks
 
 
+def format_probability(p: float) -> str:
+    """4 significant digits, except near the 0.5 threshold: a value that rounds to "0.5" but is not 0.5 gets the
+    digits that show which side of the threshold it is on (its shortest float32 form), so `$8 > 0.5` in awk
+    keeps every chunk and a bedGraph can be re-thresholded."""
+    text = f"{p:.4g}"
+    return str(np.float32(p)) if text == "0.5" and p != 0.5 else text
+
+
 class BedWriter:
     """Writes chunks in (start, end, stage, strand) order, naming them S<stage>_<n> in output order."""
 
@@ -285,14 +293,14 @@ class BedWriter:
                                       out.strand.tolist(), out.p_start.tolist(), out.mean_p.tolist()):
             k = self.counters[st] = self.counters.get(st, 0) + 1
             score = min(1000, max(0, int(math.floor(1000 * p + 0.5))))
-            lines.append(f"{chrom}\t{s}\t{e}\tS{st}_{k:06d}\t{score}\t{'+-'[sd]}\t{st}\t{p:.4g}\t{m:.4g}\n")
+            lines.append(f"{chrom}\t{s}\t{e}\tS{st}_{k:06d}\t{score}\t{'+-'[sd]}\t{st}\t{format_probability(p)}\t{m:.4g}\n")
         self.fh.write("".join(lines))
 
 
 class BedGraphWriter:
     """4-column bedGraph of consecutive bases; runs of equal values are merged, across blocks too, so the
     file does not depend on how the track was computed. With merge_equal, runs whose *printed* values (4
-    significant digits) agree are merged as well: a smaller track for genome browsers, off by default."""
+    significant digits; more next to 0.5, see format_probability) agree are merged as well: a smaller track for genome browsers, off by default."""
 
     def __init__(self, fh: IO[str], merge_equal: bool = False):
         self.fh, self.merge_equal = fh, merge_equal
@@ -303,7 +311,7 @@ class BedGraphWriter:
         if not values.size:
             return
         if self.merge_equal:  # compare what gets printed
-            values = np.array([float(f"{v:.4g}") for v in values.astype(np.float64).tolist()])
+            values = np.array([float(format_probability(v)) for v in values.astype(np.float64).tolist()])
         change = np.flatnonzero(values[1:] != values[:-1]) + 1
         starts = (np.concatenate([[0], change]) + offset).tolist()
         ends = (np.concatenate([change, [values.size]]) + offset).tolist()
@@ -313,13 +321,13 @@ class BedGraphWriter:
             runs[0] = (self.run[1], runs[0][1], vals[0])
         elif self.run:
             runs.insert(0, self.run[1:])
-        self.fh.write("".join(f"{chrom}\t{s}\t{e}\t{v:.4g}\n" for s, e, v in runs[:-1]))
+        self.fh.write("".join(f"{chrom}\t{s}\t{e}\t{format_probability(v)}\n" for s, e, v in runs[:-1]))
         self.run = (chrom, *runs[-1])
 
     def close(self) -> None:
         if self.run:
             _, s, e, v = self.run
-            self.fh.write(f"{self.run[0]}\t{s}\t{e}\t{v:.4g}\n")
+            self.fh.write(f"{self.run[0]}\t{s}\t{e}\t{format_probability(v)}\n")
             self.run = None
 
 
