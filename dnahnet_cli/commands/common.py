@@ -16,18 +16,19 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
     return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
 
 
-def announce(engine, quiet: bool) -> None:
+def announce(engine, quiet: bool, window: int | None = None, what: str = "window") -> None:
     """One stderr line saying which model runs where, once every option is validated and work begins: the
-    first sign of life a user sees, a second or two after start (bench/startup.py measures it)."""
+    first sign of life a user sees, a second or two after start (bench/startup.py measures it). `window` is the
+    one this command uses (its --window or --tile), when that is not the model's training length."""
     if not quiet:
-        sys.stderr.write(f"dnahnet: model {engine.describe()}\n")
+        sys.stderr.write(f"dnahnet: model {engine.describe(window, what)}\n")
 
 
 # Engine options shared by every scoring command (one definition, so help text and defaults never drift).
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
 DTYPE = typer.Option(
     "auto", "--dtype",
-    help="auto (bf16 where the CPU has AMX/AVX512-BF16 or the GPU supports it, else float32), float32, bfloat16 "
+    help="auto (bf16 where the CPU has AMX/AVX512-BF16 or the GPU multiplies bf16 natively, else float32), float32, bfloat16 "
     "or float16. Scans, router, residual path and head stay float32 (docs/model.md).",
 )
 BATCH_SIZE = typer.Option(16, "--batch-size", help="Windows per forward pass.")

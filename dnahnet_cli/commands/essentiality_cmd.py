@@ -92,7 +92,7 @@ def run_essentiality(
     if window is None:
         check_window(size)
     cfg = dataclasses.replace(cfg, window=size)
-    announce(engine, quiet)
+    announce(engine, quiet, *((None, "training length") if cfg.protocol == "evo2" else (size,)))
     if cfg.protocol == "evo2" and not quiet:  # the protocol scores whole genes: say when that exceeds training
         longest = max((annotation.genes[i].cds_len for i in indices), default=0)
         mutant = longest + 2 * (cfg.flank or 0) + len(cfg.cassette) * (longest // EVO2_EVERY)

@@ -69,7 +69,7 @@ def run_dms(
     size = window or int(engine.window)
     if not window:
         check_windows(target, plans, size, flank, dms)
-    announce(engine, quiet)
+    announce(engine, quiet, size)
     score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet), source=dms)
 
     g = target.gene

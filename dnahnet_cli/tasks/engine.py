@@ -85,13 +85,16 @@ class LikelihoodEngine:
             prov["name"] = meta["name"]
         return cls(model, prov, device, dtype, batch_size, max_tokens)
 
-    def describe(self) -> str:
-        """One line for stderr: which model, where, at what precision and window."""
+    def describe(self, window: int | None = None, what: str = "window") -> str:
+        """One line for stderr: which model, where, at what precision and window (the command's own `window`,
+        named `what`, when it has one, with the training length beside it when the two differ)."""
         p = self.provenance
         n = sum(t.numel() for t in self.model.parameters())
         label = p.get("name") or p.get("model", "model")
+        used = window or self.window
+        size = f"{what} {used:,} nt" + (f" (trained at {self.window:,})" if used != self.window else "")
         return (f"{label} ({p.get('preset', '?')}, {n / 1e6:.2f}M parameters, sha256 {p.get('sha256', '?')[:12]}) on "
-                f"{self.device}, {self.dtype} ({self.dtype_reason}), window {self.window:,} nt")
+                f"{self.device}, {self.dtype} ({self.dtype_reason}), {size}")
 
     # -- the forward pass and what every use shares -----------------------------------------------
     def _autocast(self):
