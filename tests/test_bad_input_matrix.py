@@ -146,6 +146,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("init-missing-preset", ["init", "-o", "{d}/out/i"], ["--preset"]),
     # -- score-seqs
     ("ss-missing", [*SS, "{d}/nope.fa", *M, *O], ["nope.fa"]),
+    ("ss-per-base-is-output", [*SS, "{d}/g.fa", *M, *O, "--per-base", "{d}/out/x.tsv"], ["--per-base", "same file"]),
     ("ss-empty", [*SS, "{d}/empty.fa", *M, *O], ["empty.fa"]),
     ("ss-junk", [*SS, "{d}/junk.fa", *M, *O], ["junk.fa"]),
     ("ss-dup", [*SS, "{d}/dup.fa", *M, *O], ["duplicate"]),
@@ -164,6 +165,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-missing-genome", ["essentiality", "{d}/nope.fa", "--gff", "{d}/a.gff3", *M, *O], ["nope.fa"]),
     ("es-junk-genome", ["essentiality", "{d}/junk.fa", "--gff", "{d}/a.gff3", *M, *O], ["junk.fa"]),
     ("es-missing-gff", [*ES, "--gff", "{d}/nope.gff3", *M, *O], ["nope.gff3"]),
+    ("es-two-stdouts", [*ES, "--gff", "{d}/a.gff3", *M, "-o", "-", "--bed", "-"], ["--bed -", "same stream"]),
+    ("es-bed-is-output", [*ES, "--gff", "{d}/a.gff3", *M, *O, "--bed", "{d}/out/x.tsv"], ["--bed", "same file"]),
     ("es-fasta-as-gff", [*ES, "--gff", "{d}/g.fa", *M, *O], ["g.fa"]),
     ("es-empty-gff", [*ES, "--gff", "{d}/empty.gff3", *M, *O], ["empty.gff3"]),
     ("es-trunc-gff", [*ES, "--gff", "{d}/trunc.gff3.gz", *M, *O], ["trunc.gff3.gz"]),

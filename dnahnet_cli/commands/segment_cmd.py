@@ -17,7 +17,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_output_path
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_distinct_outputs, check_output_path
 from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
@@ -36,18 +36,6 @@ def report_json_path(report: str) -> str:
 
     base = Path(report[: -len(Path(report).suffix)] if is_bgzip_name(report) else report)
     return str(base.with_suffix(".json")) if base.suffix else f"{base}.json"
-
-
-def _check_distinct_outputs(named: dict[str, Optional[str]]) -> None:
-    """Two outputs on one path would silently overwrite each other (e.g. --report x.json and its JSON twin)."""
-    seen: dict[Path, str] = {}
-    for what, path in named.items():
-        if not path or path == "-":
-            continue
-        key = Path(path).resolve()
-        if key in seen:
-            raise DnahnetError(f"{what} {path}: the same file as {seen[key]}; give them different names")
-        seen[key] = f"{what} {path}"
 
 
 def run_segment(
@@ -70,7 +58,7 @@ def run_segment(
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
     for path, what in ((output, "--output"), (report, "--report"), (plot, "--plot")):
         check_output_path(path, what)
-    _check_distinct_outputs({"--output": output, "--report": report,
+    check_distinct_outputs({"--output": output, "--report": report,
                              "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot})
     if bedgraph:
         _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage

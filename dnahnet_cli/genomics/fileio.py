@@ -74,6 +74,20 @@ def check_output_path(path: str | os.PathLike | None, what: str = "output") -> N
         raise DnahnetError(f"{what} {target}: directory {parent} is not writable")
 
 
+def check_distinct_outputs(named: dict[str, str | os.PathLike | None]) -> None:
+    """One-line error when two outputs name the same file, or both are stdout ('-'): one would overwrite or
+    interleave with the other (e.g. `segment --report x.json` and the report's JSON twin, `-o - --bed -`)."""
+    seen: dict[object, str] = {}
+    for what, path in named.items():
+        if path is None:
+            continue
+        key = "stdout" if str(path) == "-" else Path(path).resolve()
+        if key in seen:
+            raise DnahnetError(f"{what} {path}: the same {'stream' if key == 'stdout' else 'file'} as {seen[key]}; "
+                               "give them different names")
+        seen[key] = f"{what} {path}"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Write to a temporary file next to `path` and rename it into place only on success.
