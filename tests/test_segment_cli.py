@@ -200,3 +200,16 @@ def test_gz_outputs_are_bgzipped_and_clashing_names_are_refused(app, ckpt, tmp_p
     fail(app, "the same file as the report's JSON twin", *base, "--report", tmp_path / "r.tsv", "--plot", tmp_path / "r.json")
     fail(app, "the same file as --output", *base, "-o", tmp_path / "x.tsv", "--report", tmp_path / "x.tsv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks.bed.gz", "rep.json", "rep.tsv.gz"]
+
+
+def test_track_line_output_is_plain_bed6_for_browsers(app, ckpt, tmp_path):
+    """With --track-line the BED is for a genome browser, which reads columns 7-8 as thickStart/thickEnd
+    (integers): our stage and p_start there would be rejected, so the rows are BED6."""
+    bed = tmp_path / "c.bed"
+    res = invoke(app, str(ROOT / "examples" / "ecoli_k12_20kb.fa"), "--model", ckpt, "--region", f"{CHROM}:1-1000",
+                 "--tile", 256, "--track-line", "-o", bed, "--device", "cpu", "-q")
+    assert res.exit_code == 0, (res.output, res.exception)
+    first, *rows = bed.read_text().splitlines()
+    assert first.startswith('track name="dnahnet_chunks"') and "useScore=1" in first
+    fields = [r.split("\t") for r in rows]
+    assert fields and all(len(f) == 6 and f[3][:3] in ("S1_", "S2_") and 0 <= int(f[4]) <= 1000 for f in fields)

@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: boundary rate by codon position and around CDS starts; needs --gff."),
         output: str = typer.Option("-", "--output", "-o", help="Chunk BED; - = stdout."),
-        track_line: bool = typer.Option(False, "--track-line", help="Start the BED with a UCSC track line (for genome browsers; a BED with a track line cannot be tabix-indexed)."),
+        track_line: bool = typer.Option(False, "--track-line", help="Start the BED with a UCSC track line and write plain BED6 (for genome browsers; a BED with a track line cannot be tabix-indexed)."),
         permutations: int = typer.Option(200, "--permutations", help="Circular shifts for the null of the report."),
         seed: int = typer.Option(0, "--seed", help="Seed of the permutation null."),
         upstream: int = typer.Option(100, "--upstream", help="Bases 5' of CDS starts in the 'upstream' class (and the profile half-width)."),

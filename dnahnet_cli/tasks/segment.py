@@ -265,12 +265,17 @@ def format_probability(p: float) -> str:
 
 
 class BedWriter:
-    """Writes chunks in (start, end, stage, strand) order, naming them S<stage>_<n> in output order."""
+    """Writes chunks in (start, end, stage, strand) order, naming them S<stage>_<n> in output order.
+
+    BED6+3 (stage, p_start, mean_p) by default; with a track line, plain BED6, because a genome browser reads
+    columns 7 and 8 of a BED as thickStart and thickEnd (integers) and would reject or misdraw ours (the stage
+    stays in the name)."""
 
     def __init__(self, fh: IO[str], track_line: bool = False, description: str = "dnaHNet chunks"):
         self.fh = fh
         self.counters: dict[int, int] = {}
         self.pending: list[Chunks] = []
+        self.browser = track_line
         if track_line:
             fh.write(f'track name="dnahnet_chunks" description="{description}" useScore=1\n')
 
@@ -293,7 +298,8 @@ class BedWriter:
                                       out.strand.tolist(), out.p_start.tolist(), out.mean_p.tolist()):
             k = self.counters[st] = self.counters.get(st, 0) + 1
             score = min(1000, max(0, int(math.floor(1000 * p + 0.5))))
-            lines.append(f"{chrom}\t{s}\t{e}\tS{st}_{k:06d}\t{score}\t{'+-'[sd]}\t{st}\t{format_probability(p)}\t{m:.4g}\n")
+            bed6 = f"{chrom}\t{s}\t{e}\tS{st}_{k:06d}\t{score}\t{'+-'[sd]}"
+            lines.append(f"{bed6}\n" if self.browser else f"{bed6}\t{st}\t{format_probability(p)}\t{m:.4g}\n")
         self.fh.write("".join(lines))
 
 
