@@ -83,6 +83,8 @@ def _root(
 ) -> None:
     """dnahnet command-line interface."""
     # torch reads OMP_NUM_THREADS when it starts: setting it here keeps torch out of `--help` and usage errors
+    if threads:
+        os.environ["DNAHNET_THREADS"] = str(threads)  # an explicit choice: `train` lets it win over its config
     if threads or "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(threads or usable_cores())
     if "torch" in sys.modules:

@@ -6,6 +6,7 @@ the same command trains with DDP (see docs/training.md).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
             "preset": preset, "init": str(init) if init else None, "out": str(out) if out else None,
             "seq_len": seq_len, "batch_size": batch_size, "grad_accum": grad_accum, "steps": steps, "lr": lr,
             "alpha": alpha, "ratio_targets": _floats(ratio_targets, "--ratio-targets"), "resume": resume,
-            "seed": seed, "device": device, "threads": threads, "dtype": dtype,
+            "seed": seed, "device": device, "threads": threads or explicit_threads(), "dtype": dtype,
             "cache_dir": str(cache_dir) if cache_dir else None, "val_windows": val_windows, "eval_every": eval_every, "log_every": log_every,
             "ckpt_every": ckpt_every, "keep_last": keep_last, "quiet": quiet,
         }
@@ -78,10 +79,17 @@ def register(app: typer.Typer) -> None:
         if init:
             options.pop("preset", None)
         summary = train(options)
-        if summary.get("val_bpn") is not None:
+        if summary.get("val_bpn") is not None and not options.get("quiet"):
             typer.echo(f"final validation: {summary['val_bpn']:.4f} bits/nt (start {summary['first_val_bpn']:.4f})"
                        if summary.get("first_val_bpn") is not None else
                        f"final validation: {summary['val_bpn']:.4f} bits/nt", err=True)
+
+
+def explicit_threads() -> Optional[int]:
+    """The global `dnahnet --threads N` (or DNAHNET_THREADS) when the user gave one: like every command-line
+    option it wins over a config file's `threads` and, being a runtime option, over a resumed checkpoint's."""
+    value = os.environ.get("DNAHNET_THREADS", "")
+    return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
 def main() -> None:

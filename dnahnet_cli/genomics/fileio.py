@@ -23,6 +23,17 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def share_like_outputs(directory: str | os.PathLike) -> None:
+    """Give a directory built under a temporary name (mkdtemp: 0700) and its files (safetensors writes 0600) the
+    permissions the umask gives new outputs, so that a model or checkpoint is readable by the rest of a group or
+    cluster like any other output."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root = Path(directory)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def is_gzip(path: str | os.PathLike) -> bool:
     """True when the file starts with the gzip magic bytes (plain gzip and bgzip alike)."""
     with open(path, "rb") as fh:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from dnahnet_cli import __version__
 from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.genomics.fileio import share_like_outputs
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 
 WEIGHTS = "model.safetensors"
@@ -44,6 +45,7 @@ def atomic_directory(target: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield tmp
+        share_like_outputs(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from dnahnet_cli.genomics.alphabet import PAD, A, T
 from dnahnet_cli.train.corpus import BatchPrefetcher, Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
-from dnahnet_cli.genomics.fileio import atomic_output
+from dnahnet_cli.genomics.fileio import atomic_output, share_like_outputs
 from dnahnet_cli.model.precision import choose_dtype
 
 CKPT_PREFIX = "step-"
@@ -84,7 +84,37 @@ class TrainConfig:
 
 # Options that may change when a run is resumed without breaking the exact continuation of its maths.
 RUNTIME_FIELDS = {"out", "cache_dir", "eval_every", "log_every", "ckpt_every", "keep_last", "device", "threads",
-                  "resume", "quiet", "data", "val", "val_windows", "preset", "init"}
+                  "resume", "quiet", "data", "val", "val_windows"}
+
+# The type each option must have, for one-line errors instead of a TypeError deep in training
+_INT_FIELDS = {"seq_len", "batch_size", "grad_accum", "steps", "min_length", "val_windows", "eval_every", "log_every",
+               "ckpt_every", "keep_last", "seed", "threads"}
+_FLOAT_FIELDS = {"lr", "min_lr_ratio", "warmup_frac", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "alpha",
+                 "ratio_start", "ratio_ramp_frac", "rc_prob", "max_n_frac"}
+_STR_FIELDS = {"preset", "init", "out", "cache_dir", "device", "dtype"}
+_FLOAT_LIST_FIELDS = {"lr_multipliers", "ratio_targets"}
+
+
+def _type_problem(key: str, value: Any) -> str | None:
+    """What is wrong with the type of option `key` (None: nothing)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_num = is_int or isinstance(value, float)
+    if key in _INT_FIELDS and not is_int:
+        return "an integer"
+    if key in _FLOAT_FIELDS and not is_num:
+        return "a number"
+    if key in _STR_FIELDS and not isinstance(value, str):
+        return "a string"
+    if key in ("data", "val") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return "a path or a list of paths"
+    if key in _FLOAT_LIST_FIELDS and not (isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return "a list of numbers"
+    if key in ("resume", "quiet") and not isinstance(value, bool):
+        return "true or false"
+    if key == "model" and not isinstance(value, dict):
+        return "a table ([model])"
+    return None
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -104,14 +134,36 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
             raise DnahnetError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known))})")
         if k in ("data", "val") and isinstance(value, str):
             value = [value]
+        problem = _type_problem(k, value)
+        if problem:
+            raise DnahnetError(f"{p}: {key} must be {problem}, got {value!r}")
         out[k] = value
     return out
 
 
 def make_config(overrides: dict[str, Any]) -> TrainConfig:
     """TrainConfig from a dict, checking types loosely and values strictly (user mistakes -> DnahnetError)."""
-    cfg = TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for k, v in given.items():
+        problem = _type_problem(k, v)
+        if problem:
+            raise DnahnetError(f"option {k.replace('_', '-')} must be {problem}, got {v!r}")
+    cfg = TrainConfig(**given)
+    floats = [getattr(cfg, k) for k in _FLOAT_FIELDS if getattr(cfg, k) is not None]
+    floats += [x for k in _FLOAT_LIST_FIELDS for x in (getattr(cfg, k) or [])]
+    if not all(math.isfinite(x) for x in floats):
+        raise DnahnetError("every numeric option must be finite (got nan or inf): "
+                           + ", ".join(k for k in sorted(_FLOAT_FIELDS | _FLOAT_LIST_FIELDS)
+                                       if any(not math.isfinite(x) for x in _as_list(getattr(cfg, k)))))
     checks = [
+        (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}"),
+        (cfg.eps > 0, f"eps must be > 0, got {cfg.eps}"),
+        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (cfg.alpha is None or cfg.alpha >= 0, f"--alpha must be >= 0, got {cfg.alpha}"),
+        (cfg.lr_multipliers is None or all(m > 0 for m in cfg.lr_multipliers),
+         f"lr_multipliers must be > 0, got {cfg.lr_multipliers}"),
+        (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+        (cfg.threads is None or cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}"),
         (cfg.seq_len >= 2, f"--seq-len must be at least 2 (BOS + 1 nucleotide), got {cfg.seq_len}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.grad_accum >= 1, f"grad_accum must be >= 1, got {cfg.grad_accum}"),
@@ -131,6 +183,10 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
     if cfg.ratio_targets is not None and any(n <= 1 for n in cfg.ratio_targets):
         raise DnahnetError(f"ratio targets must be > 1, got {cfg.ratio_targets}")
     return cfg
+
+
+def _as_list(value: Any) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
@@ -198,7 +254,10 @@ def resolve_device(name: str, d: Dist) -> torch.device:
             raise DnahnetError(f"--device {name}: CUDA is not available on this machine")
         if name == "cuda":
             name = f"cuda:{d.local_rank}"
-    elif name not in ("cpu", "mps"):
+    elif name == "mps":
+        if not torch.backends.mps.is_available():
+            raise DnahnetError("--device mps: Apple's MPS backend is not available on this machine")
+    elif name != "cpu":
         raise DnahnetError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return torch.device(name)
 
@@ -289,6 +348,7 @@ def write_checkpoint(ckpt_root: Path, step: int, model: nn.Module, opt: torch.op
     (staging / "optimizer.json").write_text(json.dumps(meta))
     save_file(rng_tensors(), str(staging / "rng.safetensors"))
     (staging / "trainer.json").write_text(json.dumps(trainer_state, indent=1))
+    share_like_outputs(staging)
     for f in staging.iterdir():
         if f.is_file():
             with open(f, "rb") as fh:
@@ -373,7 +433,14 @@ def truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop metric lines written after the checkpoint we resume from (they will be recomputed)."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    keep = []
+    for ln in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError:  # a line cut short by a crash or a full disk: it is recomputed anyway
+            continue
+        if isinstance(rec, dict) and rec.get("step", 0) <= step:
+            keep.append(ln)
     with atomic_output(path) as fh:
         fh.write("".join(k + "\n" for k in keep))
 
@@ -468,10 +535,12 @@ def _build_model(cfg: TrainConfig, resume_dir: Path | None, log: Callable[[str],
     data["max_seq_len"] = cfg.seq_len
     try:
         mc = ModelConfig.from_dict(data)
+        mc.validate()
         torch.manual_seed(cfg.seed)
         return DNAHNet(mc)
-    except ValueError as exc:
-        raise DnahnetError(f"invalid model configuration: {exc}") from None
+    except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
+        # a [model] value of the wrong type or an impossible shape (e.g. headdim not dividing the width)
+        raise DnahnetError(f"invalid model configuration ([model] {cfg.model}): {exc}") from None
 
 
 def train(options: TrainConfig | dict[str, Any]) -> dict:
@@ -508,7 +577,10 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
         if k in RUNTIME_FIELDS or k == "steps":
             merged[k] = v
         elif merged.get(k) != v:
-            ignored.append(k)
+            ignored.append(k)  # e.g. a --preset: the architecture comes from the checkpoint
+    if merged.get("steps", 0) < state["step"]:
+        raise DnahnetError(f"--steps {merged['steps']}: the run is already at step {state['step']} "
+                           f"({resume_dir}); --steps can only extend a run")
     return make_config(merged), resume_dir, state, ignored
 
 
@@ -603,8 +675,12 @@ def _open_corpora(cfg: TrainConfig, out: Path, d: Dist, log_fn) -> tuple[Corpus,
 def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None]]:
     """Configuration, model, data, optimiser and (when resuming) the saved state, in that order."""
     out = Path(options.get("out", TrainConfig.out))
-    if out.exists() and not out.is_dir():
-        raise DnahnetError(f"--out {out}: exists and is not a directory (a run directory is needed)")
+    for path, what in ((out, "--out"), (options.get("cache_dir"), "--cache-dir")):
+        if path is None:
+            continue
+        blocker = next((p for p in (Path(path), *Path(path).parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise DnahnetError(f"{what} {path}: {blocker} exists and is not a directory (a directory is needed)")
     for key, what in (("data", "--data"), ("val", "--val")):
         if options.get(key):
             discover_fasta(options[key], what)  # missing, empty or non-FASTA inputs fail before anything is written
@@ -636,9 +712,13 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
         ckpt_root.mkdir(parents=True, exist_ok=True)
     d.barrier()
     train_c, val_c = _open_corpora(cfg, out, d, log_fn)
-    if resume_dir is not None and state.get("data") and state["data"]["windows"] != len(train_c):
-        log_fn(f"warning: the training data changed since the checkpoint ({state['data']['windows']} -> "
-               f"{len(train_c)} windows); the data order will differ from an uninterrupted run")
+    if resume_dir is not None and state.get("data"):
+        before, now = state["data"], train_c.fingerprint()
+        changed = [what for what in ("files", "windows", "bases") if what in before and before[what] != now[what]]
+        if changed:
+            log_fn(f"warning: the training data changed since the checkpoint ({', '.join(changed)}: "
+                   f"{before['windows']} -> {now['windows']} windows); the data order will differ from an "
+                   "uninterrupted run")
 
     groups = model.param_groups(weight_decay=cfg.weight_decay, lr_multipliers=mults)
     opt = make_adamw(groups, cfg, device)

@@ -1,0 +1,96 @@
+"""`dnahnet train`'s configuration without training: option types and values, resume precedence, metrics
+truncation, checkpoint permissions (no data set needed; each case was a traceback or a silent surprise before)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from dnahnet_cli.commands.train_cmd import explicit_threads
+from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.lm import DNAHNet
+from dnahnet_cli.model.presets import get_preset
+from dnahnet_cli.train.trainer import (TrainConfig, _build_model, load_toml, make_config, resolve_config,
+                                       truncate_metrics)
+
+
+@pytest.mark.parametrize("line", ['steps = "3"', 'lr = "1e-3"', "batch_size = 2.5", "ratio_targets = 3", "data = 5",
+                                  'lr_multipliers = [2.0, "x", 1.0]', "resume = 1", "model = 3"])
+def test_a_config_value_of_the_wrong_type_names_the_file_and_key(tmp_path, line):
+    path = tmp_path / "c.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(DnahnetError) as exc:
+        load_toml(path)
+    key = line.split(" = ")[0]
+    assert str(path) in str(exc.value) and f"{key} must be" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"lr": math.inf}, "finite"), ({"ratio_targets": [math.nan, 2.0]}, "finite"), ({"beta1": 1.5}, "beta1"),
+    ({"eps": -1.0}, "eps"), ({"weight_decay": -0.1}, "weight_decay"), ({"alpha": -5.0}, "--alpha"),
+    ({"seed": -1}, "--seed"), ({"threads": -1}, "threads"), ({"lr_multipliers": [1.0, 0.0]}, "lr_multipliers"),
+    ({"steps": "3"}, "option steps must be an integer"),
+])
+def test_values_that_would_fail_inside_training_are_option_errors(options, needle):
+    with pytest.raises(DnahnetError, match=needle):
+        make_config({"preset": "tiny", **options})
+
+
+@pytest.mark.parametrize("model", [{"headdim": 7}, {"d_state": "x"}, {"d_model": 64}])
+def test_model_overrides_that_cannot_build_are_usage_errors(model):
+    cfg = make_config({"preset": "tiny", "model": model, "seq_len": 128})
+    with pytest.raises(DnahnetError, match="invalid model configuration"):
+        _build_model(cfg, None, lambda m: None)
+
+
+def _fake_run(tmp_path: Path, step: int, **config) -> Path:
+    """A run directory whose latest checkpoint says it is at `step` with this configuration."""
+    ckpt = tmp_path / "run" / "checkpoints" / f"step-{step:07d}"
+    ckpt.mkdir(parents=True)
+    cfg = dataclasses.asdict(TrainConfig(preset="tiny", **config))
+    (ckpt / "trainer.json").write_text(json.dumps({"config": cfg, "step": step}))
+    return ckpt.parent
+
+
+def test_resume_takes_runtime_options_from_the_command_line_and_reports_the_rest(tmp_path):
+    root = _fake_run(tmp_path, 4, steps=4, threads=2, lr=1e-3)
+    cfg, _, _, ignored = resolve_config({"resume": True, "threads": 1, "preset": "small", "lr": 5e-3}, root)
+    assert cfg.threads == 1  # --threads may change on resume
+    assert cfg.preset == "tiny" and cfg.lr == 1e-3 and sorted(ignored) == ["lr", "preset"]  # reported, not merged
+    cfg, _, _, _ = resolve_config({"resume": True, "steps": 10}, root)
+    assert cfg.steps == 10  # extending is allowed ...
+    with pytest.raises(DnahnetError, match="already at step 4"):  # ... shortening is not
+        resolve_config({"resume": True, "steps": 2}, root)
+
+
+def test_the_global_threads_option_is_an_explicit_choice(monkeypatch):
+    monkeypatch.delenv("DNAHNET_THREADS", raising=False)
+    assert explicit_threads() is None
+    monkeypatch.setenv("DNAHNET_THREADS", "3")
+    assert explicit_threads() == 3
+
+
+def test_a_partial_last_metrics_line_does_not_stop_a_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 2, "type": "train"}\n{"step": 4, "type": "train"}\n{"step": 5, "type": "tra')
+    truncate_metrics(path, 4)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4]
+
+
+def test_saved_models_are_readable_as_the_umask_allows(tmp_path):
+    old = os.umask(0o022)
+    try:
+        torch.manual_seed(0)
+        out = save_checkpoint(tmp_path / "m", DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
