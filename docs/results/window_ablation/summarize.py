@@ -39,8 +39,10 @@ def heldout(prefix: Path) -> dict[str, float]:
 
 
 def dms(prefix: Path) -> pd.DataFrame:
+    """Scored mutants with an assay value (as compare_dms.py: a mutant the assay left blank has no rank)."""
     df = read_table(prefix.with_name(prefix.name + ".dms.tsv"))
-    return df[df["status"] == "OK"].set_index("mutant")[["dms_score", "delta"]]
+    df = df[(df["status"] == "OK") & np.isfinite(df["dms_score"])]
+    return df.set_index("mutant")[["dms_score", "delta"]]
 
 
 def essentiality(prefix: Path) -> pd.DataFrame:
@@ -54,7 +56,8 @@ def essential(genes: pd.DataFrame) -> np.ndarray:
 
 
 def site_of(mutant: str) -> str:
-    return ",".join(str(pos) for _, pos, _ in parse_mutant(mutant))
+    """The residue positions a mutant changes (the unit of compare_dms.py's site bootstrap)."""
+    return ":".join(str(s.pos) for s in parse_mutant(mutant, "dms.tsv"))
 
 
 def row(window: int, ref: Path) -> dict:
@@ -80,12 +83,34 @@ def row(window: int, ref: Path) -> dict:
     return out
 
 
+def against_the_card(ref: Path) -> dict:
+    """The 8,192-nt row (here --dtype auto: bf16 on an AVX512-BF16 CPU) against the model card's fp32 run of the
+    same model and window, on the same genes and mutants: how far the precision alone moves the numbers."""
+    card = HERE.parent / "model_card" / "v8" / "dnahnet"
+    mine_e, card_e = essentiality(ref), essentiality(card)
+    genes = mine_e.index.intersection(card_e.index)
+    labels = essential(mine_e.loc[genes])
+    a, b = mine_e.loc[genes, "essentiality_score"], card_e.loc[genes, "essentiality_score"]
+    mine_d, card_d = dms(ref), dms(card)
+    muts = mine_d.index.intersection(card_d.index)
+    y = mine_d.loc[muts, "dms_score"].to_numpy()
+    return {"card_files": str(card.relative_to(HERE.parents[2])) + ".*",
+            "heldout_bpn": {"this_run": heldout(ref), "card": heldout(card)},
+            "essentiality": {"n": int(len(genes)), "auroc_this_run": float(roc_auc_score(labels, a)),
+                             "auroc_card": float(roc_auc_score(labels, b)),
+                             "max_abs_score_difference": float((a - b).abs().max())},
+            "dms": {"n": int(len(muts)), "spearman_this_run": spearman(y, mine_d.loc[muts, "delta"].to_numpy()),
+                    "spearman_card": spearman(y, card_d.loc[muts, "delta"].to_numpy()),
+                    "max_abs_delta_difference": float((mine_d.loc[muts, "delta"] - card_d.loc[muts, "delta"]).abs().max())}}
+
+
 def main() -> None:
     windows = sorted(int(m.group(1)) for p in HERE.glob("v8-w*.essentiality.time")
                      if (m := re.fullmatch(r"v8-w(\d+)\.essentiality\.time", p.name)))
     ref = HERE / f"v8-w{REFERENCE}"
     print(json.dumps({"command": "python docs/results/window_ablation/summarize.py",
-                      "rows": [row(w, ref) for w in windows]}, indent=1))
+                      "rows": [row(w, ref) for w in windows], "bf16_against_the_card_fp32": against_the_card(ref)},
+                     indent=1))
 
 
 if __name__ == "__main__":
