@@ -286,7 +286,7 @@ class VcfInput:
         self._tmp: str | None = None
         self._file = self._materialise(path)
         self.is_bcf = self._sniff_bcf()
-        self.header_lines = self._count_header_lines()
+        self.header_lines = 0 if self.is_bcf else self._count_header_lines()  # a BCF's: once htslib has read it
         with self._open() as vf:
             self.header = vf.header.copy()
         if self.is_bcf:  # its records are numbered as lines of the VCF text htslib would write for it
