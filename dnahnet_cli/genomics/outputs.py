@@ -188,17 +188,18 @@ def _declare_contigs_and_formats(text: Path) -> None:
             contigs.setdefault(cols[0])
             if len(cols) > 8 and cols[8] not in (b"", b"."):
                 formats.update(dict.fromkeys(cols[8].split(b":")))
-    known = {kind: {_header_id(h.decode("utf-8", "surrogateescape"), kind) for h in header}
-             for kind in ("contig", "FORMAT")}
+    text_of = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731 (bytes kept as they came)
+    known = {kind: {_header_id(text_of(h), kind) for h in header} for kind in ("contig", "FORMAT")}
     why = 'Description="Not declared in the input header; declared by dnahnet for BCF">'
-    extra = [f"##contig=<ID={c.decode()}>\n".encode() for c in contigs if c.decode() not in known["contig"]]
-    extra += [(f"##FORMAT=<ID={k.decode()},{RESERVED_FORMAT.get(k.decode(), 'Number=.,Type=String')},{why}\n").encode()
-              for k in formats if k and k.decode() not in known["FORMAT"]]
+    extra = [f"##contig=<ID={text_of(c)}>" for c in contigs if text_of(c) not in known["contig"]]
+    extra += [f"##FORMAT=<ID={text_of(k)},{RESERVED_FORMAT.get(text_of(k), 'Number=.,Type=String')},{why}"
+              for k in formats if k and text_of(k) not in known["FORMAT"]]
     if not extra:
         return
     full = text.with_suffix(".declared.vcf")
     with open(text, "rb") as src, open(full, "wb") as out:
-        out.writelines(header[:-1] + extra + header[-1:])
+        out.writelines(header[:-1] + [(line + "\n").encode("utf-8", "surrogateescape") for line in extra]
+                       + header[-1:])
         for raw in src:
             if not raw.startswith(b"#"):
                 out.write(raw)
