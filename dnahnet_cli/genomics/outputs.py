@@ -172,6 +172,11 @@ RESERVED_FORMAT = {
 }
 
 
+def _as_text(raw: bytes) -> str:
+    """Bytes of a VCF line as text, undecodable bytes kept (as surrogates) to be written back unchanged."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _declare_contigs_and_formats(text: Path) -> None:
     """Add `##contig` and `##FORMAT` lines for the contigs and FORMAT keys the records use but the header does
     not declare. A VCF may leave them out; BCF cannot (its records refer to header entries by index, and htslib
@@ -188,12 +193,11 @@ def _declare_contigs_and_formats(text: Path) -> None:
             contigs.setdefault(cols[0])
             if len(cols) > 8 and cols[8] not in (b"", b"."):
                 formats.update(dict.fromkeys(cols[8].split(b":")))
-    text_of = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731 (bytes kept as they came)
-    known = {kind: {_header_id(text_of(h), kind) for h in header} for kind in ("contig", "FORMAT")}
+    known = {kind: {_header_id(_as_text(h), kind) for h in header} for kind in ("contig", "FORMAT")}
     why = 'Description="Not declared in the input header; declared by dnahnet for BCF">'
-    extra = [f"##contig=<ID={text_of(c)}>" for c in contigs if text_of(c) not in known["contig"]]
-    extra += [f"##FORMAT=<ID={text_of(k)},{RESERVED_FORMAT.get(text_of(k), 'Number=.,Type=String')},{why}"
-              for k in formats if k and text_of(k) not in known["FORMAT"]]
+    extra = [f"##contig=<ID={_as_text(c)}>" for c in contigs if _as_text(c) not in known["contig"]]
+    extra += [f"##FORMAT=<ID={_as_text(k)},{RESERVED_FORMAT.get(_as_text(k), 'Number=.,Type=String')},{why}"
+              for k in formats if k and _as_text(k) not in known["FORMAT"]]
     if not extra:
         return
     full = text.with_suffix(".declared.vcf")
