@@ -149,12 +149,10 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
         if problem:
             raise DnahnetError(f"option {k.replace('_', '-')} must be {problem}, got {v!r}")
     cfg = TrainConfig(**given)
-    floats = [getattr(cfg, k) for k in _FLOAT_FIELDS if getattr(cfg, k) is not None]
-    floats += [x for k in _FLOAT_LIST_FIELDS for x in (getattr(cfg, k) or [])]
-    if not all(math.isfinite(x) for x in floats):
-        raise DnahnetError("every numeric option must be finite (got nan or inf): "
-                           + ", ".join(k for k in sorted(_FLOAT_FIELDS | _FLOAT_LIST_FIELDS)
-                                       if any(not math.isfinite(x) for x in _as_list(getattr(cfg, k)))))
+    not_finite = [k for k in sorted(_FLOAT_FIELDS | _FLOAT_LIST_FIELDS)
+                  if any(not math.isfinite(x) for x in _as_list(getattr(cfg, k)))]
+    if not_finite:
+        raise DnahnetError(f"every numeric option must be finite, got nan or inf for {', '.join(not_finite)}")
     checks = [
         (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}"),
         (cfg.eps > 0, f"eps must be > 0, got {cfg.eps}"),
@@ -186,6 +184,7 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
 
 
 def _as_list(value: Any) -> list:
+    """An option's value(s) as a list: None -> [], a list as is, a scalar -> [scalar]."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
