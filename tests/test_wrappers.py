@@ -16,14 +16,15 @@ from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
 
 WRAPPERS = Path(__file__).resolve().parents[1] / "wrappers" / "dnahnet"
-OUTPUTS = {"score-variants": ["scores.vcf.gz"], "essentiality": ["essentiality.tsv", "essentiality.bed"],
-           "segment": ["chunks.bed", "segment_report.tsv"]}
+OUTPUTS = {"score-variants": ["scores.vcf.gz"], "essentiality": ["essentiality.tsv", "essentiality track.bed"],
+           "segment": ["chunks.bed", "segment report.tsv"]}  # spaces: optional paths are quoted too
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("m") / "tiny", DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    # a space in the model's path: the wrappers must quote --model like every other path
+    return save_checkpoint(tmp_path_factory.mktemp("m") / "tiny model", DNAHNet(get_preset("tiny")), {"preset": "tiny"})
 
 
 @pytest.mark.parametrize("name", list(OUTPUTS))

@@ -3,16 +3,18 @@
 __author__ = "dnahnet developers"
 __license__ = "MIT"
 
+from shlex import quote
+
 from snakemake.shell import shell
 
 log = snakemake.log_fmt_shell(stdout=False, stderr=True)
 extra = snakemake.params.get("extra", "")
 model = snakemake.params.get("model", "")
-model = f"--model {model}" if model else ""
-labels = f"--labels {snakemake.input.labels}" if snakemake.input.get("labels") else ""
-metrics = f"--metrics {snakemake.output.metrics}" if snakemake.output.get("metrics") else ""
-bed = f"--bed {snakemake.output.bed}" if snakemake.output.get("bed") else ""
-plot = f"--plot {snakemake.output.plot}" if snakemake.output.get("plot") else ""
+model = f"--model {quote(str(model))}" if model else ""
+labels = f"--labels {quote(str(snakemake.input.labels))}" if snakemake.input.get("labels") else ""
+metrics = f"--metrics {quote(str(snakemake.output.metrics))}" if snakemake.output.get("metrics") else ""
+bed = f"--bed {quote(str(snakemake.output.bed))}" if snakemake.output.get("bed") else ""
+plot = f"--plot {quote(str(snakemake.output.plot))}" if snakemake.output.get("plot") else ""
 
 shell(
     "dnahnet --threads {snakemake.threads} essentiality {snakemake.input.genome:q} --gff {snakemake.input.gff:q}"

@@ -3,12 +3,14 @@
 __author__ = "dnahnet developers"
 __license__ = "MIT"
 
+from shlex import quote
+
 from snakemake.shell import shell
 
 log = snakemake.log_fmt_shell(stdout=False, stderr=True)
 extra = snakemake.params.get("extra", "")
 model = snakemake.params.get("model", "")
-model = f"--model {model}" if model else ""  # empty: the reference model shipped with dnahnet
+model = f"--model {quote(str(model))}" if model else ""  # empty: the reference model shipped with dnahnet
 
 shell(
     "dnahnet --threads {snakemake.threads} score-variants {snakemake.input.ref:q} {snakemake.input.vcf:q}"

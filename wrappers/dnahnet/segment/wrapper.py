@@ -3,14 +3,16 @@
 __author__ = "dnahnet developers"
 __license__ = "MIT"
 
+from shlex import quote
+
 from snakemake.shell import shell
 
 log = snakemake.log_fmt_shell(stdout=False, stderr=True)
 extra = snakemake.params.get("extra", "")
 model = snakemake.params.get("model", "")
-model = f"--model {model}" if model else ""
-gff = f"--gff {snakemake.input.gff}" if snakemake.input.get("gff") else ""
-report = f"--report {snakemake.output.report}" if snakemake.output.get("report") else ""
+model = f"--model {quote(str(model))}" if model else ""
+gff = f"--gff {quote(str(snakemake.input.gff))}" if snakemake.input.get("gff") else ""
+report = f"--report {quote(str(snakemake.output.report))}" if snakemake.output.get("report") else ""
 
 shell(
     "dnahnet --threads {snakemake.threads} segment {snakemake.input.genome:q} {gff} {model} {extra}"
