@@ -144,6 +144,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("init-preset", ["init", "--preset", "giant", "-o", "{d}/out/i"], ["giant"]),
     ("init-exists", ["init", "--preset", "tiny", "-o", "{d}/existing.txt"], ["existing.txt"]),
     ("init-missing-preset", ["init", "-o", "{d}/out/i"], ["--preset"]),
+    ("init-force-on-a-file", ["init", "--preset", "tiny", "-o", "{d}/existing.txt", "--force"], ["is a file"]),
+    ("init-no-parent", ["init", "--preset", "tiny", "-o", "{d}/nope/deeper/m"], ["does not exist"]),
+    ("dms-metrics-on-stdout-too", ["eval", "dms", "--genome", "{d}/g.fa", "--gff", "{d}/a.gff3", "--gene", "x",
+                                   "--dms", "{d}/d.csv", "--metrics", "-"], ["--metrics -", "same stream"]),
     # -- score-seqs
     ("ss-missing", [*SS, "{d}/nope.fa", *M, *O], ["nope.fa"]),
     ("ss-per-base-is-output", [*SS, "{d}/g.fa", *M, *O, "--per-base", "{d}/out/x.tsv"], ["--per-base", "same file"]),

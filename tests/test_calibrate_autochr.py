@@ -111,3 +111,18 @@ def _vcf_file(tmp_path, text: str) -> str:
     p = tmp_path / "out.vcf"
     p.write_text(text)
     return str(p)
+
+
+def test_the_background_cache_key_knows_which_contigs_are_circular():
+    """Windows near a contig end wrap on a circular contig and are clamped on a linear one: a background scored
+    one way must not be reused for the other."""
+    from types import SimpleNamespace
+
+    from dnahnet_cli.tasks.calibration import background_params
+
+    genome = Genome.open(str(EX / "ecoli_k12_20kb.fa"), quiet=True)
+    engine = SimpleNamespace(provenance={"sha256": "x"}, dtype="float32")
+    linear = background_params(genome, engine, 512, "both", 100, 0)
+    genome.set_circular(genome.names)
+    circular = background_params(genome, engine, 512, "both", 100, 0)
+    assert linear != circular and circular["circular"] == genome.names[0] and linear["circular"] == "none"

@@ -39,3 +39,13 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     res = run("check", "--model", str(model_dir), "--device", "cpu")
     assert res.returncode == 1
     assert "FAIL  log-likelihood of the check sequence" in res.stdout and "not numerically sound" in res.stdout
+
+
+def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_path):
+    """A Transformer++ has no boundaries: comparing its (empty) boundary counts must not fail on max() of nothing."""
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tpp"
+    save_checkpoint(model_dir, DNAHNet(get_preset("tiny-tpp")), {"preset": "tiny-tpp"})
+    res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert "PASS  boundary counts per stage" in res.stdout and "FAIL" not in res.stdout

@@ -21,7 +21,7 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_path, check_output_path
+from dnahnet_cli.genomics.fileio import atomic_path, check_distinct_outputs, check_output_path
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
@@ -50,6 +50,7 @@ def run_dms(
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
     for path, what in ((output, "--output"), (metrics_out, "--metrics"), (plot, "--plot")):
         check_output_path(path, what)
+    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
     if plot:

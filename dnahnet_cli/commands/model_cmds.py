@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -53,6 +54,11 @@ def register(app: typer.Typer) -> None:
         cfg = get_preset(preset)
         if out.exists() and not force:
             raise DnahnetError(f"{out} already exists (use --force to overwrite)")
+        if out.exists() and not out.is_dir():
+            raise DnahnetError(f"{out} is a file, not a checkpoint directory (--force replaces directories only)")
+        parent = out.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise DnahnetError(f"--out {out}: directory {parent} does not exist or is not writable")
         torch.manual_seed(seed)
         model = DNAHNet(cfg)
         save_checkpoint(out, model, {"preset": preset, "seed": seed, "trained": False})

@@ -138,8 +138,11 @@ def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
 
 
 def background_params(genome: Genome, engine: Any, window: int, strand: str, n: int, seed: int) -> dict[str, Any]:
+    """What the background's scores depend on, and so the cache key: which contigs are circular decides where
+    windows near contig ends (and every window on a plasmid shorter than the window) are placed."""
     return {"genome_sha256": genome_digest(genome), "model_sha256": engine.provenance.get("sha256", "NA"),
-            "precision": engine.dtype, "window": window, "strand": strand, "n": n, "seed": seed}
+            "precision": engine.dtype, "window": window, "strand": strand, "n": n, "seed": seed,
+            "circular": ",".join(sorted(genome.circular)) or "none"}
 
 
 def _cache_path(cache_dir: Path, params: dict[str, Any]) -> Path:
