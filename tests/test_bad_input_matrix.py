@@ -145,7 +145,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("init-exists", ["init", "--preset", "tiny", "-o", "{d}/existing.txt"], ["existing.txt"]),
     ("init-missing-preset", ["init", "-o", "{d}/out/i"], ["--preset"]),
     ("init-force-on-a-file", ["init", "--preset", "tiny", "-o", "{d}/existing.txt", "--force"], ["is a file"]),
-    ("init-no-parent", ["init", "--preset", "tiny", "-o", "{d}/nope/deeper/m"], ["does not exist"]),
+    ("init-under-a-file", ["init", "--preset", "tiny", "-o", "{d}/existing.txt/deeper/m"], ["not a writable directory"]),
     ("dms-metrics-on-stdout-too", ["eval", "dms", "--genome", "{d}/g.fa", "--gff", "{d}/a.gff3", "--gene", "x",
                                    "--dms", "{d}/d.csv", "--metrics", "-"], ["--metrics -", "same stream"]),
     # -- score-seqs

@@ -56,9 +56,9 @@ def register(app: typer.Typer) -> None:
             raise DnahnetError(f"{out} already exists (use --force to overwrite)")
         if out.exists() and not out.is_dir():
             raise DnahnetError(f"{out} is a file, not a checkpoint directory (--force replaces directories only)")
-        parent = out.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise DnahnetError(f"--out {out}: directory {parent} does not exist or is not writable")
+        base = next(p for p in out.absolute().parents if p.exists())  # missing folders above are created
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            raise DnahnetError(f"--out {out}: {base} is not a writable directory")
         torch.manual_seed(seed)
         model = DNAHNet(cfg)
         save_checkpoint(out, model, {"preset": preset, "seed": seed, "trained": False})
