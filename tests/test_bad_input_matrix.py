@@ -169,6 +169,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-missing-genome", ["essentiality", "{d}/nope.fa", "--gff", "{d}/a.gff3", *M, *O], ["nope.fa"]),
     ("es-junk-genome", ["essentiality", "{d}/junk.fa", "--gff", "{d}/a.gff3", *M, *O], ["junk.fa"]),
     ("es-missing-gff", [*ES, "--gff", "{d}/nope.gff3", *M, *O], ["nope.gff3"]),
+    ("es-plot-on-stdout", [*ES, "--gff", "{d}/a.gff3", *M, "--plot", "-"], ["--plot needs a file name"]),
     ("es-two-stdouts", [*ES, "--gff", "{d}/a.gff3", *M, "-o", "-", "--bed", "-"], ["--bed -", "same stream"]),
     ("es-bed-is-output", [*ES, "--gff", "{d}/a.gff3", *M, *O, "--bed", "{d}/out/x.tsv"], ["--bed", "same file"]),
     ("es-fasta-as-gff", [*ES, "--gff", "{d}/g.fa", *M, *O], ["g.fa"]),

@@ -47,17 +47,20 @@ def ckpt(tmp_path_factory) -> str:
 
 
 def score(tmp_path: Path, ckpt: str, out: str, text: str | bytes | None = None, extra: tuple = (),
-          vcf: Path | None = None) -> tuple[Path, str]:
-    """Score `vcf`, or a file holding `text` (the module's records by default), into tmp_path / out."""
+          vcf: Path | None = None, stdin: bytes | None = None) -> tuple[Path, str]:
+    """Score `vcf`, or a file holding `text` (the module's records by default), into tmp_path / out; with
+    `stdin`, the VCF is '-' and those bytes are piped in."""
     app = typer.Typer(pretty_exceptions_enable=False)
     app.callback()(lambda: None)
     sv.register(app)
-    if vcf is None:
+    if stdin is not None:
+        vcf = Path("-")
+    elif vcf is None:
         vcf = tmp_path / f"in-{out}.vcf"
         data = text or "\n".join(HEADER + RECORDS) + "\n"
         vcf.write_bytes(data if isinstance(data, bytes) else data.encode())
     res = CliRunner().invoke(app, ["score-variants", GENOME, str(vcf), "--model", ckpt, "--window", "33",
-                                   "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out), *extra])
+                                   "--device", "cpu", "--dtype", "float32", "-o", str(tmp_path / out), *extra], input=stdin)
     assert res.exit_code == 0, res.output
     return tmp_path / out, res.output
 
@@ -118,6 +121,20 @@ def test_bcf_input_scores_every_record(tmp_path, ckpt):
     assert all(l.count("DNAHNET_STATUS=") == 1 for l in body)
     tsv, _ = score(tmp_path, ckpt, "from-bcf.tsv", vcf=bcf)
     assert len(read_table(tsv)) == 5  # one row per ALT: 1 + 2 + 1 + 1
+
+
+def test_uncompressed_bcf_and_bcf_on_stdin_score_every_record(tmp_path, ckpt):
+    """`bcftools view -Ou` writes an uncompressed BCF, and a BCF piped to stdin is spooled decompressed: both are
+    BCF all the same (they were read as text: an error, or before that a silently shorter output)."""
+    import gzip
+
+    bcf, _ = score(tmp_path, ckpt, "first.bcf")
+    raw = tmp_path / "raw.bcf"
+    raw.write_bytes(gzip.decompress(bcf.read_bytes()))
+    out, _ = score(tmp_path, ckpt, "from-raw.vcf", vcf=raw)
+    assert sum(not l.startswith("#") for l in out.read_text().splitlines()) == len(RECORDS)
+    out, _ = score(tmp_path, ckpt, "from-stdin.tsv", stdin=bcf.read_bytes())
+    assert len(read_table(out)) == 5
 
 
 def test_bcf_output_declares_the_contigs_and_format_keys_a_vcf_may_leave_out(tmp_path, ckpt):

@@ -66,9 +66,9 @@ def run_essentiality(
         raise DnahnetError("--metrics needs --labels")
     for path, what in ((output, "--output"), (metrics_out, "--metrics"), (bed, "--bed"), (plot, "--plot")):
         check_output_path(path, what)
-    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
+    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot:
         require_matplotlib()
     circular_names = split_names(circular)

@@ -50,9 +50,9 @@ def run_dms(
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
     for path, what in ((output, "--output"), (metrics_out, "--metrics"), (plot, "--plot")):
         check_output_path(path, what)
-    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
+    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot:
         require_matplotlib()
     annotation = parse_gff(gff)

@@ -56,7 +56,9 @@ def register(app: typer.Typer) -> None:
             raise DnahnetError(f"{out} already exists (use --force to overwrite)")
         if out.exists() and not out.is_dir():
             raise DnahnetError(f"{out} is a file, not a checkpoint directory (--force replaces directories only)")
-        base = next(p for p in out.absolute().parents if p.exists())  # missing folders above are created
+        base = next((p for p in out.absolute().parents if p.exists()), None)  # missing folders above are created
+        if base is None:
+            raise DnahnetError(f"--out {out}: not a directory a checkpoint can be written to")
         if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
             raise DnahnetError(f"--out {out}: {base} is not a writable directory")
         torch.manual_seed(seed)

@@ -324,11 +324,10 @@ class VcfInput:
         return self._tmp
 
     def _sniff_bcf(self) -> bool:
-        """BCF (binary, always BGZF): its text comes from htslib's rendering, not from the file's bytes."""
-        if not is_bgzf(self._file):
-            return False
+        """BCF (binary; BGZF, or uncompressed as `bcftools view -Ou` writes and as a BCF piped to stdin is spooled):
+        its text comes from htslib's rendering, not from the file's bytes."""
         try:
-            with gzip.open(self._file, "rb") as fh:
+            with (gzip.open if is_bgzf(self._file) else open)(self._file, "rb") as fh:
                 return fh.read(3) == b"BCF"
         except (EOFError, OSError, zlib.error):
             return False  # reported as a truncated or corrupt file when it is read

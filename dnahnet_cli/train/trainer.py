@@ -143,7 +143,7 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
 
 def make_config(overrides: dict[str, Any]) -> TrainConfig:
     """TrainConfig from a dict, checking types loosely and values strictly (user mistakes -> DnahnetError)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: _plain(v) for k, v in overrides.items() if v is not None}
     for k, v in given.items():
         problem = _type_problem(k, v)
         if problem:
@@ -181,6 +181,15 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
     if cfg.ratio_targets is not None and any(n <= 1 for n in cfg.ratio_targets):
         raise DnahnetError(f"ratio targets must be > 1, got {cfg.ratio_targets}")
     return cfg
+
+
+def _plain(value: Any) -> Any:
+    """Paths given through the Python API (pathlib) as the strings a TOML file or the command line gives."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list):
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    return value
 
 
 def _as_list(value: Any) -> list:
