@@ -24,7 +24,7 @@ from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import atomic_path, check_distinct_outputs, check_output_path
+from dnahnet_cli.genomics.fileio import atomic_path, check_outputs
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
 from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
@@ -64,11 +64,9 @@ def run_essentiality(
         raise DnahnetError(f"--tile must be >= 3 nucleotides, not {cfg.tile}")
     if metrics_out and not labels:
         raise DnahnetError("--metrics needs --labels")
-    for path, what in ((output, "--output"), (metrics_out, "--metrics"), (bed, "--bed"), (plot, "--plot")):
-        check_output_path(path, what)
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
-    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
+    check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot:
         require_matplotlib()
     circular_names = split_names(circular)

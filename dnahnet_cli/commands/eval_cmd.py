@@ -21,7 +21,7 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_path, check_distinct_outputs, check_output_path
+from dnahnet_cli.genomics.fileio import atomic_path, check_outputs
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
@@ -48,11 +48,9 @@ def run_dms(
         raise DnahnetError(f"--codons must be best or all, not {codons!r}")
     if limit is not None and limit < 1:
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
-    for path, what in ((output, "--output"), (metrics_out, "--metrics"), (plot, "--plot")):
-        check_output_path(path, what)
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
-    check_distinct_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
+    check_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot:
         require_matplotlib()
     annotation = parse_gff(gff)

@@ -21,7 +21,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import check_distinct_outputs, check_output_path
+from dnahnet_cli.genomics.fileio import check_output_path, check_outputs
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           is_bgzip_name, tabix_index_tsv)
@@ -328,9 +328,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     _check_strand(strand)
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
-    check_output_path(output, "--output")
-    check_output_path(per_base, "--per-base")
-    check_distinct_outputs({"--output": output, "--per-base": per_base})
+    check_outputs({"--output": output, "--per-base": per_base})
     records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     window = window or int(engine.window)

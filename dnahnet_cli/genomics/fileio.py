@@ -16,19 +16,23 @@ from dnahnet_cli.errors import DnahnetError
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _umask_mode() -> int:
-    """Permissions a plain open() would give a new file (mkstemp uses 0600, too strict for outputs)."""
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _umask_mode() -> int:
+    """Permissions a plain open() would give a new file (mkstemp uses 0600, too strict for outputs)."""
+    return 0o666 & ~_umask()
 
 
 def share_like_outputs(directory: str | os.PathLike) -> None:
     """Give a directory built under a temporary name (mkdtemp: 0700) and its files (safetensors writes 0600) the
     permissions the umask gives new outputs, so that a model or checkpoint is readable by the rest of a group or
     cluster like any other output."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = _umask()
     root = Path(directory)
     for path in [root, *root.rglob("*")]:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
@@ -85,13 +89,15 @@ def check_output_path(path: str | os.PathLike | None, what: str = "output") -> N
         raise DnahnetError(f"{what} {target}: directory {parent} is not writable")
 
 
-def check_distinct_outputs(named: dict[str, str | os.PathLike | None]) -> None:
-    """One-line error when two outputs name the same file, or both are stdout ('-'): one would overwrite or
+def check_outputs(named: dict[str, str | os.PathLike | None]) -> None:
+    """Every output of a command, by option name, before any work starts: each can be written
+    (check_output_path), and no two name the same file or are both stdout ('-'), where one would overwrite or
     interleave with the other (e.g. `segment --report x.json` and the report's JSON twin, `-o - --bed -`)."""
     seen: dict[object, str] = {}
     for what, path in named.items():
         if path is None:
             continue
+        check_output_path(path, what)
         key = "stdout" if str(path) == "-" else Path(path).resolve()
         if key in seen:
             raise DnahnetError(f"{what} {path}: the same {'stream' if key == 'stdout' else 'file'} as {seen[key]}; "
