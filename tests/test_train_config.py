@@ -94,3 +94,11 @@ def test_saved_models_are_readable_as_the_umask_allows(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+
+
+def test_every_option_has_a_checked_kind():
+    """Option types are read from TrainConfig's annotations: a new field must map onto a kind the checker knows."""
+    from dnahnet_cli.train.trainer import _FIELD_KINDS, _KINDS
+
+    assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(_FIELD_KINDS.values()) <= set(_KINDS)

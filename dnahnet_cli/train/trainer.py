@@ -86,35 +86,29 @@ class TrainConfig:
 RUNTIME_FIELDS = {"out", "cache_dir", "eval_every", "log_every", "ckpt_every", "keep_last", "device", "threads",
                   "resume", "quiet", "data", "val", "val_windows"}
 
-# The type each option must have, for one-line errors instead of a TypeError deep in training
-_INT_FIELDS = {"seq_len", "batch_size", "grad_accum", "steps", "min_length", "val_windows", "eval_every", "log_every",
-               "ckpt_every", "keep_last", "seed", "threads"}
-_FLOAT_FIELDS = {"lr", "min_lr_ratio", "warmup_frac", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "alpha",
-                 "ratio_start", "ratio_ramp_frac", "rc_prob", "max_n_frac"}
-_STR_FIELDS = {"preset", "init", "out", "cache_dir", "device", "dtype"}
-_FLOAT_LIST_FIELDS = {"lr_multipliers", "ratio_targets"}
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# What each kind of TrainConfig annotation accepts, and how an error names it
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (_is_number, "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "dict": (lambda v: isinstance(v, dict), "a table ([model])"),
+    "list[str]": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a path or a list of paths"),
+    "list[float]": (lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of numbers"),
+}
+# Each option's kind, read from its annotation ("float | None" -> "float"), so a new field is checked too
+_FIELD_KINDS = {f.name: str(f.type).removesuffix(" | None") for f in dataclasses.fields(TrainConfig)}
+_NUMERIC_FIELDS = sorted(k for k, kind in _FIELD_KINDS.items() if kind in ("float", "list[float]"))
 
 
 def _type_problem(key: str, value: Any) -> str | None:
     """What is wrong with the type of option `key` (None: nothing)."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    is_num = is_int or isinstance(value, float)
-    if key in _INT_FIELDS and not is_int:
-        return "an integer"
-    if key in _FLOAT_FIELDS and not is_num:
-        return "a number"
-    if key in _STR_FIELDS and not isinstance(value, str):
-        return "a string"
-    if key in ("data", "val") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        return "a path or a list of paths"
-    if key in _FLOAT_LIST_FIELDS and not (isinstance(value, list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        return "a list of numbers"
-    if key in ("resume", "quiet") and not isinstance(value, bool):
-        return "true or false"
-    if key == "model" and not isinstance(value, dict):
-        return "a table ([model])"
-    return None
+    accepts, expected = _KINDS[_FIELD_KINDS[key]]
+    return None if accepts(value) else expected
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -149,8 +143,7 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
         if problem:
             raise DnahnetError(f"option {k.replace('_', '-')} must be {problem}, got {v!r}")
     cfg = TrainConfig(**given)
-    not_finite = [k for k in sorted(_FLOAT_FIELDS | _FLOAT_LIST_FIELDS)
-                  if any(not math.isfinite(x) for x in _as_list(getattr(cfg, k)))]
+    not_finite = [k for k in _NUMERIC_FIELDS if any(not math.isfinite(x) for x in _as_list(getattr(cfg, k)))]
     if not_finite:
         raise DnahnetError(f"every numeric option must be finite, got nan or inf for {', '.join(not_finite)}")
     checks = [
