@@ -290,7 +290,7 @@ class VcfInput:
         with self._open() as vf:
             self.header = vf.header.copy()
         if self.is_bcf:  # its records are numbered as lines of the VCF text htslib would write for it
-            self.header_lines = len(self.header_text())
+            self.header_lines = len(str(self.header).rstrip("\n").split("\n"))
 
     def _materialise(self, path: str) -> str:
         if path == "-":
