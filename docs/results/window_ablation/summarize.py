@@ -20,13 +20,12 @@ from sklearn.metrics import roc_auc_score
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "model_card"))
-from compare import paired_difference  # noqa: E402
+from compare import LABELS, paired_difference  # noqa: E402
 
 from dnahnet_cli.genomics.outputs import read_table  # noqa: E402
 from dnahnet_cli.tasks.dms import parse_mutant  # noqa: E402
 
 REFERENCE = 8192  # the shipped model's training length
-LABELS = HERE.parents[2].parent / "shared" / "data" / "essentiality" / "ecoli_k12" / "keio_essential_names.txt"
 
 
 def spearman(y: np.ndarray, s: np.ndarray) -> float:
