@@ -63,6 +63,13 @@ def d(tmp_path_factory) -> Path:
     (d / "trunc.fa.gz").write_bytes(fa_gz[: len(fa_gz) // 2])
     vcf_gz = gzip.compress(((d / "v.vcf").read_text() * 50).encode())
     (d / "trunc.vcf.gz").write_bytes(vcf_gz[: len(vcf_gz) // 2])
+    import pysam  # a real BCF, then cut in half: a broken binary input must fail like a broken text one
+
+    with pysam.VariantFile(str(d / "v.vcf")) as src, pysam.VariantFile(str(d / "whole.bcf"), "wb", header=src.header) as out:
+        for rec in src:
+            out.write(rec)
+    bcf = (d / "whole.bcf").read_bytes()
+    (d / "trunc.bcf").write_bytes(bcf[: len(bcf) // 2])
     (d / "emptydir").mkdir()
     (d / "badcfg").mkdir()
     (d / "badcfg" / "config.json").write_text("{")
@@ -93,6 +100,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-trunc-fasta", ["score-variants", "{d}/trunc.fa.gz", "{d}/v.vcf", *M, *O], ["trunc.fa.gz"]),
     ("sv-fasta-is-dir", ["score-variants", "{d}/emptydir", "{d}/v.vcf", *M, *O], ["emptydir"]),
     ("sv-missing-vcf", [*SV, "{d}/nope.vcf", *M, *O], ["nope.vcf"]),
+    ("sv-trunc-bcf", [*SV, "{d}/trunc.bcf", *M, *O], ["trunc.bcf"]),
     ("sv-empty-vcf", [*SV, "{d}/empty.vcf", *M, *O], ["empty.vcf"]),
     ("sv-nohdr-vcf", [*SV, "{d}/nohdr.vcf", *M, *O], ["nohdr.vcf"]),
     ("sv-binary-vcf", [*SV, "{d}/binary.vcf", *M, *O], ["binary.vcf"]),
@@ -169,7 +177,6 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-missing-genome", ["essentiality", "{d}/nope.fa", "--gff", "{d}/a.gff3", *M, *O], ["nope.fa"]),
     ("es-junk-genome", ["essentiality", "{d}/junk.fa", "--gff", "{d}/a.gff3", *M, *O], ["junk.fa"]),
     ("es-missing-gff", [*ES, "--gff", "{d}/nope.gff3", *M, *O], ["nope.gff3"]),
-    ("es-plot-on-stdout", [*ES, "--gff", "{d}/a.gff3", *M, "--plot", "-"], ["--plot needs a file name"]),
     ("es-two-stdouts", [*ES, "--gff", "{d}/a.gff3", *M, "-o", "-", "--bed", "-"], ["--bed -", "same stream"]),
     ("es-bed-is-output", [*ES, "--gff", "{d}/a.gff3", *M, *O, "--bed", "{d}/out/x.tsv"], ["--bed", "same file"]),
     ("es-fasta-as-gff", [*ES, "--gff", "{d}/g.fa", *M, *O], ["g.fa"]),
@@ -255,7 +262,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("tr-out-is-file", ["train", "--data", "{d}/g.fa", "--preset", "tiny", "--out", "{d}/existing.txt"], ["existing.txt"]),
     # -- global options
     ("global-threads-0", ["--threads", "0", "presets"], ["--threads"]),
-    ("es-plot-stdout", [*ES, "--gff", "{d}/a.gff3", "--plot", "-", *M, *O], ["--plot"]),
+    ("es-plot-stdout", [*ES, "--gff", "{d}/a.gff3", "--plot", "-", *M, *O], ["--plot needs a file name"]),  # not "the same stream as -o -"
     ("es-bed-missing-dir", [*ES, "--gff", "{d}/a.gff3", "--bed", "{d}/out/no/x.bed", *M, *O], ["--bed", "does not exist"]),
     ("es-plot-is-dir", [*ES, "--gff", "{d}/a.gff3", "--plot", "{d}/out", *M, *O], ["--plot", "is a directory"]),
     ("dms-plot-missing-dir", [*DMS_OK, "--plot", "{d}/out/no/p.png", *M, *O], ["--plot", "does not exist"]),
