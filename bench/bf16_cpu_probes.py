@@ -1,4 +1,5 @@
-"""Two probes behind "why `small` scoring stops at 2.5x on one thread" (docs/benchmarks.md), 1 thread, medians:
+"""Two probes behind "why `small` scoring stops at 2.5x on one thread" (docs/benchmarks.md), 1 thread, the
+variants of each probe interleaved repetition by repetition (bench/common.interleaved), medians:
 
 * causal attention over the main network's 1,366 positions (1 x 6 heads x 64): torch's fused CPU kernel in fp32
   and bf16, and a query-blocked bf16 attention written with matmuls (scores rounded to bf16);
@@ -13,26 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, environment  # noqa: E402
+from common import emit, environment, interleaved, paired_ratio  # noqa: E402
 
 SHAPES = [(8192, 192, 912), (8192, 384, 192), (2731, 256, 1168)]  # stage-0 in/out projections, stage-1 in_proj
-
-
-def median_ms(fn, reps: int) -> float:
-    fn(), fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[reps // 2] * 1e3
 
 
 def rel_error(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -59,15 +49,12 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 6, 1366, 64, generator=gen) for _ in range(3))
     ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
-    attention = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        qq, kk, vv = q.to(dt), k.to(dt), v.to(dt)
-        attention[f"fused_{name}"] = {
-            "ms": median_ms(lambda: F.scaled_dot_product_attention(qq, kk, vv, is_causal=True), args.reps),
-            "rel_error": rel_error(F.scaled_dot_product_attention(qq, kk, vv, is_causal=True), ref)}
     qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
-    attention["blocked_bf16"] = {"ms": median_ms(lambda: blocked_causal_attention(qb, kb, vb), args.reps),
-                                 "rel_error": rel_error(blocked_causal_attention(qb, kb, vb), ref)}
+    runs = {"fused_fp32": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            "fused_bf16": lambda: F.scaled_dot_product_attention(qb, kb, vb, is_causal=True),
+            "blocked_bf16": lambda: blocked_causal_attention(qb, kb, vb)}
+    timed = interleaved(runs, args.reps)
+    attention = {name: {"ms": timed["median"][name] * 1e3, "rel_error": rel_error(fn(), ref)} for name, fn in runs.items()}
     gemms = {}
     for m, kd, n in SHAPES:
         x, w = torch.randn(m, kd, generator=gen), torch.randn(kd, n, generator=gen)
@@ -75,11 +62,12 @@ def main() -> None:
         xb, wb = x.bfloat16(), w.bfloat16()
         x_lo, w_lo = (x - xb.float()).bfloat16(), (w - wb.float()).bfloat16()
         xs, ws = torch.cat([xb, xb, x_lo], 1), torch.cat([wb, w_lo, wb], 0)
-        fp32_ms = median_ms(lambda: x @ w, args.reps)
+        runs = {"fp32": lambda: x @ w, "bf16": lambda: xb @ wb, "split_bf16": lambda: xs @ ws}
+        timed = interleaved(runs, args.reps)
         gemms[f"{m}x{kd}x{n}"] = {
-            "fp32_gflops": 2 * m * kd * n / fp32_ms / 1e6,
-            "bf16_gflops": 2 * m * kd * n / median_ms(lambda: xb @ wb, args.reps) / 1e6,
-            "split_bf16_speed_vs_fp32": fp32_ms / median_ms(lambda: xs @ ws, args.reps),
+            "fp32_gflops": 2 * m * kd * n / timed["median"]["fp32"] / 1e9,
+            "bf16_gflops": 2 * m * kd * n / timed["median"]["bf16"] / 1e9,
+            "split_bf16_speed_vs_fp32": paired_ratio(timed["samples"], "fp32", "split_bf16"),
             "rel_error": {"fp32": rel_error(x @ w, exact), "bf16": rel_error(xb @ wb, exact),
                           "split_bf16_rounded_result": rel_error(xs @ ws, exact)}}
     for name, r in attention.items():
