@@ -192,6 +192,17 @@ def test_config_validation_errors(tmp_path):
                "out": str(tmp_path / "r"), "quiet": True, "cache_dir": str(tmp_path / "c")})
 
 
+def test_ratio_targets_option_accepts_spaces():
+    """`--ratio-targets "3 2"` once read as 32 (spaces were dropped before splitting on commas)."""
+    from dnahnet_cli.commands.train_cmd import _floats
+    assert _floats("3 2", "--ratio-targets") == [3.0, 2.0]
+    assert _floats("3, 2", "--ratio-targets") == [3.0, 2.0]
+    assert _floats("3,2", "--ratio-targets") == [3.0, 2.0]
+    assert _floats("none", "--ratio-targets") == []
+    with pytest.raises(DnahnetError, match="--ratio-targets"):
+        _floats("3;2", "--ratio-targets")
+
+
 # ------------------------------------------------------------------------------------------------- pieces
 
 def test_lr_schedule_warmup_then_cosine():

@@ -7,6 +7,7 @@ the same command trains with DDP (see docs/training.md).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,9 +22,9 @@ def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
     if text.strip().lower() in ("", "none"):
         return []
     try:
-        return [float(x) for x in text.replace(" ", "").split(",") if x]
+        return [float(x) for x in re.split(r"[,\s]+", text.strip()) if x]  # "3,2", "3, 2" and "3 2" alike
     except ValueError:
-        raise DnahnetError(f"{what}: expected comma-separated numbers like 3,2, got {text!r}") from None
+        raise DnahnetError(f"{what}: expected numbers separated by commas like 3,2, got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:
