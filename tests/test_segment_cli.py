@@ -127,6 +127,22 @@ def test_failure_mid_run_leaves_no_partial_output(app, ckpt, tmp_path):
     assert not out.exists() and not list(tmp_path.glob("bg*")) and not list(tmp_path.glob(".*"))
 
 
+def test_failing_plot_leaves_no_report_and_no_bed(app, ckpt, tmp_path, monkeypatch):
+    """The report, its JSON twin and the BED were once renamed into place before the plot was drawn, so a
+    plot that failed left a finished-looking run behind."""
+    from dnahnet_cli.commands import segment_cmd
+
+    def broken_plot(*_args, **_kw):
+        raise DnahnetError("plot failed (simulated)")
+
+    monkeypatch.setattr(segment_cmd, "plot_report", broken_plot)
+    gff = shared_data("ecoli_k12", "annot.gff.gz")
+    out, rep, png = tmp_path / "c.bed", tmp_path / "seg.tsv", tmp_path / "seg.png"
+    fail(app, "plot failed", GENOME, "--model", ckpt, "--gff", gff, "--region", f"{CHROM}:101-1100", "--tile", 512,
+         "--permutations", 2, "--report", rep, "--plot", png, "-o", out, "--device", "cpu", "-q")
+    assert not list(tmp_path.iterdir())
+
+
 def _cli(*args: str, pipe: str = "") -> subprocess.CompletedProcess:
     """The real entry point (cli.main: exit codes, BrokenPipe) with segment registered on its app."""
     code = ("import sys; from dnahnet_cli import cli; from dnahnet_cli.commands import segment_cmd; "

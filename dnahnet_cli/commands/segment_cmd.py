@@ -7,6 +7,7 @@ The machinery lives in dnahnet_cli/tasks/segment.py; docs/segment.md defines eve
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ from typing import Optional
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.reporting import RegionProgress, write_json
+from dnahnet_cli.commands.reporting import RegionProgress, json_safe
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
@@ -106,18 +107,19 @@ def run_segment(
              **{f"dnahnet_{k}": v for k, v in params.items()}}, engine.provenance)
         pooled = "both" if len(strands) == 2 else strands[0]
         profile = rep.start_profile()
+        # Every output is a temporary file until the stack closes without an error: a failing plot must not
+        # leave a report (or a BED) behind that looks like a finished run.
+        if plot:
+            plot_report(str(stack.enter_context(atomic_path(plot))), rows, profile, pooled)
         if report:
-            with open_output(report) as fh:
-                writer = TsvWriter(fh, REPORT_COLUMNS, meta)
-                for row in rows:
-                    writer.write(row)
-            json_path = report_json_path(report)
+            writer = TsvWriter(stack.enter_context(open_output(report)), REPORT_COLUMNS, meta)
+            for row in rows:
+                writer.write(row)
             payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
                        "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
-            write_json(json_path, payload, indent=1)
-        if plot:
-            with atomic_path(plot) as tmp:
-                plot_report(str(tmp), rows, profile, pooled)
+            fh = stack.enter_context(atomic_output(report_json_path(report), "w"))
+            json.dump(json_safe(payload), fh, indent=1, allow_nan=False)
+            fh.write("\n")
     if not quiet:
         for line in headline(rows, pooled):
             sys.stderr.write(f"dnahnet: segment: {line}\n")
