@@ -197,6 +197,19 @@ def test_tsv_gz_is_bgzf_with_a_tabix_index_and_a_hash_header(tmp_path, ckpt):
     assert symbolic[cols.index("score")] == "."  # --na: the missing-value token
 
 
+def test_tsv_gz_index_spans_the_ref_allele_of_deletions(tmp_path, ckpt):
+    """A 20-nt deletion at 5000 covers 5000-5020: a query inside it finds the row (the index once covered POS only,
+    so `tabix x.tsv.gz chrom:5010-5012` missed it), and `ref_end` says where REF ends, as `tabix -p vcf` reads it."""
+    deletion = "NC_000913.3\t5000\tdel20\tTTGATGATGAATCATCAGTAA\tT\t.\t.\t.\tGT\t0/1\t0/1"
+    out, _ = score(tmp_path, ckpt, "scores.tsv.gz", text="\n".join(HEADER + RECORDS + [deletion]) + "\n")
+    with pysam.TabixFile(str(out)) as tbx:
+        cols = tbx.header[-1].lstrip("#").split("\t")
+        rows = [r.split("\t") for r in tbx.fetch("NC_000913.3", 5009, 5012)]  # 0-based half-open: 5010-5012
+        assert list(tbx.fetch("NC_000913.3", 5020, 5030)) == []  # past REF's last base
+    assert [(r[cols.index("id")], r[cols.index("ref_end")]) for r in rows] == [("del20", "5020")]
+    assert read_table(out).set_index("id").loc["rs1", "ref_end"] == 1001  # an SNV ends where it starts
+
+
 @pytest.mark.parametrize("name", ["scores.tsv.bgz", "out.vcf.bgz"])
 def test_bgz_names_are_bgzipped_like_gz(tmp_path, ckpt, name):
     """'.bgz' is bgzip's other suffix: the docs accept it for -o, so it must be compressed (BGZF magic, readable by
@@ -219,13 +232,13 @@ def test_unsorted_vcf_gives_a_tsv_gz_without_index_and_says_so(tmp_path, ckpt):
 
 @pytest.mark.skipif(shutil.which("tabix") is None, reason="tabix (htslib) is not installed")
 def test_tabix_command_line_queries_the_tsv_gz(tmp_path, ckpt):
-    """The index dnahnet writes works with the real `tabix` client, and so does re-indexing with `-s1 -b2 -e2`
-    (the header starts with #, so no -S is needed)."""
+    """The index dnahnet writes works with the real `tabix` client, and so does re-indexing with `-s1 -b2 -e19`
+    (`ref_end`, column 19; the header starts with #, so no -S is needed)."""
     out, _ = score(tmp_path, ckpt, "scores.tsv.gz")
     got = subprocess.run(["tabix", str(out), "NC_000913.3:1500-2500"], capture_output=True, text=True, check=True)
     assert [l.split("\t")[1] for l in got.stdout.splitlines()] == ["2002", "2002"]
     Path(f"{out}.tbi").unlink()
-    subprocess.run(["tabix", "-s1", "-b2", "-e2", str(out)], check=True)
+    subprocess.run(["tabix", "-s1", "-b2", "-e19", str(out)], check=True)
     again = subprocess.run(["tabix", str(out), "NC_000913.3:1500-2500"], capture_output=True, text=True, check=True)
     assert again.stdout == got.stdout
 

@@ -35,7 +35,7 @@ from dnahnet_cli.genomics.variants import (
 VARIANT_COLUMNS = [
     "chrom", "pos", "id", "ref", "alt", "alt_index", "variant_class", "score", "dll_fwd", "dll_rev",
     "ll_ref", "ll_alt", "window_start0", "window_end", "circular_wrap", "status", "window_len",
-    "window_placement",
+    "window_placement", "ref_end",
 ]
 SEQ_COLUMNS = ["name", "length", "n_scored", "sum_ll_fwd", "sum_ll_rev", "sum_ll", "mean_ll_fwd", "mean_ll_rev",
                "mean_ll", "status"]
@@ -95,7 +95,8 @@ def score_alleles(engine: Any, alleles: list[Allele], strand: str) -> list[dict[
     rows = []
     for a in alleles:
         row = {"chrom": a.chrom, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt, "alt_index": a.alt_index,
-               "variant_class": a.variant_class, "status": a.status}
+               "variant_class": a.variant_class, "status": a.status,
+               "ref_end": a.pos + max(len(a.ref), 1) - 1}  # the tabix index spans REF, as `tabix -p vcf` does
         if a.windows is not None:
             w = a.windows
             row.update(window_start0=w.start0, window_end=w.end, circular_wrap=w.circular_wrap, window_len=w.n,
@@ -207,7 +208,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
             if isinstance(writer, VcfWriter):
                 writer.close()
     if fmt == "tsv" and is_bgzip_name(output):
-        index = tabix_index_tsv(output)
+        index = tabix_index_tsv(output, end_col=VARIANT_COLUMNS.index("ref_end"))
         if not quiet:
             note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "
                  "so no tabix index was written")

@@ -120,11 +120,13 @@ def _read_gz(path: str | Path) -> str:
         return fh.read()
 
 
-def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1) -> str | None:
-    """Index a bgzipped, position-sorted TSV with tabix (`#` lines are the header); None when it is not
-    sorted (the TSV is still valid; sort it, or pass rows in position order, to get an index)."""
+def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1, end_col: int | None = None) -> str | None:
+    """Index a bgzipped, position-sorted TSV with tabix (`#` lines are the header; positions 1-based, `end_col`
+    inclusive, default: one base at `pos_col`); None when it is not sorted (the TSV is still valid; sort it, or
+    pass rows in position order, to get an index)."""
     try:
-        pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col, end_col=pos_col, meta_char="#", force=True,
+        pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col, end_col=pos_col if end_col is None else end_col,
+                          meta_char="#", force=True,
                           keep_original=True)
     except (OSError, ValueError):
         with contextlib.suppress(FileNotFoundError):
