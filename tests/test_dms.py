@@ -288,3 +288,22 @@ def test_cli_dms_plot(tmp_path, tiny_model):
                 "-q"])
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_cli_dms_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatch):
+    """The TSV was once renamed into place before the plot was drawn and --metrics written."""
+    from dnahnet_cli.commands import eval_cmd
+
+    def broken_plot(*_args, **_kw):
+        raise DnahnetError("plot failed (simulated)")
+
+    monkeypatch.setattr(eval_cmd, "plot_dms_scatter", broken_plot)
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nA2G,0.1\nK5P,-1.0\nF7W,0.5\nD3E,1.0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _run(["eval", "dms", "--gff", str(HERE / "data" / "awkward.gff3"), "--gene", "AWK_0002", "--dms", str(dms),
+                "-m", tiny_model, "--window", "64", "-o", str(out / "o.tsv"), "--plot", str(out / "p.png"),
+                "--metrics", str(out / "m.json"), "--device", "cpu", "-q"])
+    assert isinstance(res.exception, DnahnetError) and "plot failed" in str(res.exception)
+    assert not list(out.iterdir())

@@ -434,6 +434,27 @@ def test_cli_bed_track_and_plots(tmp_path, tiny_model):
     assert isinstance(res.exception, DnahnetError) and "--plot needs a file name" in str(res.exception)
 
 
+def test_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatch):
+    """The TSV and --bed were once renamed into place before the plot was drawn and --metrics written, so a plot
+    that failed left a run that looked finished but had no metrics."""
+    from dnahnet_cli.commands import essentiality_cmd
+
+    def broken_plot(*_args, **_kw):
+        raise DnahnetError("plot failed (simulated)")
+
+    monkeypatch.setattr(essentiality_cmd, "plot_essentiality_curves", broken_plot)
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("AWK_0001\t1\nAWK_0002\t0\nAWK_0005\t1\nAWK_0008\t0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--protocol",
+                "cassette", "--window", "96", "--device", "cpu", "-q", "-o", str(out / "ess.tsv"), "--bed",
+                str(out / "ess.bed"), "--plot", str(out / "roc.png"), "--labels", str(labels), "--metrics",
+                str(out / "m.json")])
+    assert isinstance(res.exception, DnahnetError) and "plot failed" in str(res.exception)
+    assert not list(out.iterdir())
+
+
 def test_bed_rows_split_a_gene_across_the_origin():
     from dnahnet_cli.genomics.gff import Gene, Segment
     from dnahnet_cli.tasks.essentiality import GeneResult, bed_rows

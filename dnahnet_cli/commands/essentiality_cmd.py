@@ -8,11 +8,12 @@ delta_mean delta_sum essentiality_score flags status); `start1`/`end` are 1-base
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 import numpy as np
 import typer
@@ -24,11 +25,11 @@ from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import atomic_path, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
 from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
 from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
-from dnahnet_cli.commands.reporting import Progress, write_json
+from dnahnet_cli.commands.reporting import Progress, write_json_to
 
 
 def _select(annotation: Annotation, genes: Optional[str], max_genes: Optional[int]) -> list[int]:
@@ -115,22 +116,30 @@ def run_essentiality(
                           "nats (natural log), delta_mean in nats per nucleotide (they can differ in sign when the "
                           "mutant is longer)"},
         engine.provenance)
-    with open_output(output) as fh:
-        writer = TsvWriter(fh, COLUMNS, meta)
-        for res in results:
-            writer.write(result_record(res))
+    with contextlib.ExitStack() as outputs:  # every file stays a temporary file until all of them are written
+        return _write_outputs(outputs, results, annotation, genome, engine, cfg, params, meta, output, bed, plot,
+                              labels, label_map, label_fmt, metrics_out, quiet)
 
+
+def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, genome, engine, cfg: EssentialityConfig,
+                   params: dict, meta: list, output: str, bed: Optional[str], plot: Optional[str],
+                   labels: Optional[str], label_map: dict, label_fmt: str, metrics_out: Optional[str],
+                   quiet: bool) -> dict:
+    """The TSV, --bed, --plot and --metrics, entered into `outputs` so that they appear together or not at all."""
+    writer = TsvWriter(outputs.enter_context(open_output(output)), COLUMNS, meta)
+    for res in results:
+        writer.write(result_record(res))
     if bed:
-        write_bed(bed, results, genome, meta)
+        write_bed(outputs.enter_context(open_output(bed)), results, genome, meta)
     n_ok = sum(r.status == OK for r in results)
     if not quiet:
         sys.stderr.write(f"dnahnet: essentiality: scored {n_ok} of {len(results)} genes\n")
     if not labels:
         if plot:
-            with atomic_path(plot) as tmp:
-                plot_score_distribution(str(tmp), [r.essentiality_score for r in results if r.status == OK],
-                                        f"dnahnet essentiality ({cfg.protocol} protocol)",
-                                        "essentiality_score (higher = more essential)")
+            plot_score_distribution(str(outputs.enter_context(atomic_path(plot))),
+                                    [r.essentiality_score for r in results if r.status == OK],
+                                    f"dnahnet essentiality ({cfg.protocol} protocol)",
+                                    "essentiality_score (higher = more essential)")
         return {}
     candidates = [r.index for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
     gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates)
@@ -148,28 +157,26 @@ def run_essentiality(
         )
     if plot:
         rows = [r for r in results if r.index in gene_labels and math.isfinite(r.essentiality_score)]
-        with atomic_path(plot) as tmp:
-            plot_essentiality_curves(
-                str(tmp), np.array([gene_labels[r.index] for r in rows]),
-                {"dnahnet essentiality_score": np.array([r.essentiality_score for r in rows]),
-                 "gene length": np.array([r.gene.cds_len for r in rows], dtype=np.float64),
-                 "GC content": np.array([r.gc_content for r in rows])},
-                f"Essentiality vs {Path(labels).name} ({cfg.protocol} protocol)")
+        plot_essentiality_curves(
+            str(outputs.enter_context(atomic_path(plot))), np.array([gene_labels[r.index] for r in rows]),
+            {"dnahnet essentiality_score": np.array([r.essentiality_score for r in rows]),
+             "gene length": np.array([r.gene.cds_len for r in rows], dtype=np.float64),
+             "GC content": np.array([r.gc_content for r in rows])},
+            f"Essentiality vs {Path(labels).name} ({cfg.protocol} protocol)")
     if metrics_out:
-        write_json(metrics_out, payload)
+        write_json_to(outputs.enter_context(atomic_output(metrics_out, "w")), payload)
     return payload
 
 
-def write_bed(path: str, results: list, genome, meta: list) -> None:
+def write_bed(fh: IO[str], results: list, genome, meta: list) -> None:
     """--bed: the per-gene track (BED6+2; see essentiality.bed_rows), provenance as `#` lines."""
     lengths = {name: len(seq) for name, seq in genome.items()}
-    with open_output(path) as fh:
-        for key, value in meta:
-            fh.write(f"##{key}={value}\n")
-        fh.write("# BED6+2: score = rank of essentiality_score among the scored genes x 1000 (1000 = most "
-                 "essential); essentiality_score and its percentile follow\n")
-        for row in bed_rows(results, lengths):
-            fh.write("\t".join(format_value(row[c]) for c in BED_COLUMNS) + "\n")
+    for key, value in meta:
+        fh.write(f"##{key}={value}\n")
+    fh.write("# BED6+2: score = rank of essentiality_score among the scored genes x 1000 (1000 = most "
+             "essential); essentiality_score and its percentile follow\n")
+    for row in bed_rows(results, lengths):
+        fh.write("\t".join(format_value(row[c]) for c in BED_COLUMNS) + "\n")
 
 
 def register(app: typer.Typer) -> None:

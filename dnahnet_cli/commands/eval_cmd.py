@@ -8,6 +8,7 @@ genomic_changes (1-based, + strand) n_nt_changes n_codon_variants dms_score ll_w
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections import Counter
@@ -21,12 +22,12 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_path, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.common import announce, load_engine
-from dnahnet_cli.commands.reporting import Progress, write_json
+from dnahnet_cli.commands.reporting import Progress, write_json_to
 from dnahnet_cli.tasks.plots import plot_dms_scatter, require_matplotlib
 
 eval_app = typer.Typer(
@@ -79,11 +80,6 @@ def run_dms(
          "dnahnet_flank": "auto" if flank is None else flank,
          "dnahnet_score": "delta = LL(mutant) - LL(wild type), natural log; higher = fitter"},
         engine.provenance)
-    with open_output(output) as fh:
-        writer = TsvWriter(fh, COLUMNS, meta)
-        for p in plans:
-            writer.write(plan_record(p))
-
     ok = [p for p in plans if p.status == OK]
     delta = np.array([p.delta for p in ok])
     measured = np.array([p.record.score for p in ok])
@@ -101,6 +97,15 @@ def run_dms(
         "n_used_for_rho": used, "baselines_spearman_rho": baselines, "n_skipped": len(plans) - len(ok),
         "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,
     }
+    with contextlib.ExitStack() as outputs:  # the TSV, --plot and --metrics appear together or not at all
+        writer = TsvWriter(outputs.enter_context(open_output(output)), COLUMNS, meta)
+        for p in plans:
+            writer.write(plan_record(p))
+        if plot:
+            plot_dms_scatter(str(outputs.enter_context(atomic_path(plot))), delta, measured,
+                             f"{Path(dms).parent.name or Path(dms).name} ({g.name or g.label})", baselines)
+        if metrics_out:
+            write_json_to(outputs.enter_context(atomic_output(metrics_out, "w")), payload)
     if not quiet:
         r = "NA" if not math.isfinite(rho) else f"{rho:.4f}"
         sys.stderr.write(
@@ -109,12 +114,6 @@ def run_dms(
         )
         for name, value in baselines.items():
             sys.stderr.write(f"  baseline {name}: Spearman rho {'NA' if not math.isfinite(value) else f'{value:.4f}'}\n")
-    if plot:
-        with atomic_path(plot) as tmp:
-            plot_dms_scatter(str(tmp), delta, measured, f"{Path(dms).parent.name or Path(dms).name} ({g.name or g.label})",
-                             baselines)
-    if metrics_out:
-        write_json(metrics_out, payload)
     return payload
 
 

@@ -10,7 +10,7 @@ import json
 import math
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from dnahnet_cli.genomics.fileio import atomic_output
 
@@ -76,5 +76,10 @@ def json_safe(obj: Any) -> Any:
 def write_json(path: str, payload: dict, indent: int = 2) -> None:
     """Write strict JSON atomically (a partial file never appears at `path`)."""
     with atomic_output(path, "w") as fh:
-        json.dump(json_safe(payload), fh, indent=indent, allow_nan=False)
-        fh.write("\n")
+        write_json_to(fh, payload, indent)
+
+
+def write_json_to(fh: IO[str], payload: dict, indent: int = 2) -> None:
+    """Strict JSON (NaN and inf become null) on an open stream."""
+    json.dump(json_safe(payload), fh, indent=indent, allow_nan=False)
+    fh.write("\n")

@@ -7,7 +7,6 @@ The machinery lives in dnahnet_cli/tasks/segment.py; docs/segment.md defines eve
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,7 @@ from typing import Optional
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.reporting import RegionProgress, json_safe
+from dnahnet_cli.commands.reporting import RegionProgress, write_json_to
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
@@ -117,9 +116,7 @@ def run_segment(
                 writer.write(row)
             payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
                        "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
-            fh = stack.enter_context(atomic_output(report_json_path(report), "w"))
-            json.dump(json_safe(payload), fh, indent=1, allow_nan=False)
-            fh.write("\n")
+            write_json_to(stack.enter_context(atomic_output(report_json_path(report), "w")), payload, indent=1)
     if not quiet:
         for line in headline(rows, pooled):
             sys.stderr.write(f"dnahnet: segment: {line}\n")
