@@ -434,6 +434,22 @@ def test_cli_bed_track_and_plots(tmp_path, tiny_model):
     assert isinstance(res.exception, DnahnetError) and "--plot needs a file name" in str(res.exception)
 
 
+def test_cli_bed_track_line_is_plain_bed6_for_browsers(tmp_path, tiny_model):
+    """A browser reads BED columns 7-8 as thickStart/thickEnd (integers), so --track-line writes a UCSC track line
+    and BED6: the first six columns of the default BED6+2, with no comment lines."""
+    base = ["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--protocol", "cassette",
+            "--window", "96", "--device", "cpu", "-q", "-o", str(tmp_path / "ess.tsv")]
+    plain, browser = tmp_path / "plain.bed", tmp_path / "browser.bed"
+    assert _run(base + ["--bed", str(plain)]).exit_code == 0
+    assert _run(base + ["--bed", str(browser), "--track-line"]).exit_code == 0
+    lines = browser.read_text().splitlines()
+    assert lines[0].startswith('track name="dnahnet_essentiality"') and "useScore=1" in lines[0]
+    rows = [line.split("\t") for line in plain.read_text().splitlines() if not line.startswith("#")]
+    assert len(rows) > 0 and [line.split("\t") for line in lines[1:]] == [r[:6] for r in rows]
+    res = _run(base + ["--track-line"])
+    assert isinstance(res.exception, DnahnetError) and "--track-line needs --bed" in str(res.exception)
+
+
 def test_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatch):
     """The TSV and --bed were once renamed into place before the plot was drawn and --metrics written, so a plot
     that failed left a run that looked finished but had no metrics."""

@@ -56,7 +56,7 @@ def run_essentiality(
     genome_path: Optional[str], gff: str, model: str, output: str, labels: Optional[str], metrics_out: Optional[str],
     cfg: EssentialityConfig, genes: Optional[str], max_genes: Optional[int], circular: list[str], no_meta: bool,
     device: str, dtype: str, batch_size: int, max_tokens: int, quiet: bool, window: Optional[int],
-    bed: Optional[str] = None, plot: Optional[str] = None,
+    bed: Optional[str] = None, plot: Optional[str] = None, track_line: bool = False,
 ) -> dict:
     """The whole command; returns the metrics dict ({} without labels)."""
     if cfg.reduce not in ("mean", "sum"):
@@ -67,6 +67,8 @@ def run_essentiality(
         raise DnahnetError("--metrics needs --labels")
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
+    if track_line and not bed:
+        raise DnahnetError("--track-line needs --bed (it shapes the BED for genome browsers)")
     check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot:
         require_matplotlib()
@@ -118,19 +120,19 @@ def run_essentiality(
         engine.provenance)
     with contextlib.ExitStack() as outputs:  # every file stays a temporary file until all of them are written
         return _write_outputs(outputs, results, annotation, genome, engine, cfg, params, meta, output, bed, plot,
-                              labels, label_map, label_fmt, metrics_out, quiet)
+                              labels, label_map, label_fmt, metrics_out, quiet, track_line)
 
 
 def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, genome, engine, cfg: EssentialityConfig,
                    params: dict, meta: list, output: str, bed: Optional[str], plot: Optional[str],
                    labels: Optional[str], label_map: dict, label_fmt: str, metrics_out: Optional[str],
-                   quiet: bool) -> dict:
+                   quiet: bool, track_line: bool = False) -> dict:
     """The TSV, --bed, --plot and --metrics, entered into `outputs` so that they appear together or not at all."""
     writer = TsvWriter(outputs.enter_context(open_output(output)), COLUMNS, meta)
     for res in results:
         writer.write(result_record(res))
     if bed:
-        write_bed(outputs.enter_context(open_output(bed)), results, genome, meta)
+        write_bed(outputs.enter_context(open_output(bed)), results, genome, meta, track_line)
     n_ok = sum(r.status == OK for r in results)
     if not quiet:
         sys.stderr.write(f"dnahnet: essentiality: scored {n_ok} of {len(results)} genes\n")
@@ -168,15 +170,22 @@ def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, gen
     return payload
 
 
-def write_bed(fh: IO[str], results: list, genome, meta: list) -> None:
-    """--bed: the per-gene track (BED6+2; see essentiality.bed_rows), provenance as `#` lines."""
+def write_bed(fh: IO[str], results: list, genome, meta: list, track_line: bool = False) -> None:
+    """--bed: the per-gene track (BED6+2; see essentiality.bed_rows), provenance as `#` lines. With a track line,
+    plain BED6 after a UCSC `track` line: browsers read columns 7 and 8 of a BED as thickStart and thickEnd
+    (integers), which the raw score and its percentile are not."""
     lengths = {name: len(seq) for name, seq in genome.items()}
-    for key, value in meta:
-        fh.write(f"##{key}={value}\n")
-    fh.write("# BED6+2: score = rank of essentiality_score among the scored genes x 1000 (1000 = most "
-             "essential); essentiality_score and its percentile follow\n")
+    columns = BED_COLUMNS[:6] if track_line else BED_COLUMNS
+    if track_line:
+        fh.write('track name="dnahnet_essentiality" description="dnaHNet essentiality: shade = rank among the '
+                 'scored genes (darker = more essential)" useScore=1\n')
+    else:
+        for key, value in meta:
+            fh.write(f"##{key}={value}\n")
+        fh.write("# BED6+2: score = rank of essentiality_score among the scored genes x 1000 (1000 = most "
+                 "essential); essentiality_score and its percentile follow\n")
     for row in bed_rows(results, lengths):
-        fh.write("\t".join(format_value(row[c]) for c in BED_COLUMNS) + "\n")
+        fh.write("\t".join(format_value(row[c]) for c in columns) + "\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -200,7 +209,8 @@ def register(app: typer.Typer) -> None:
         genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),
         max_genes: Optional[int] = typer.Option(None, "--max-genes", help="Only the first N genes (quick runs)."),
         circular: list[str] = typer.Option([], "--circular", help="Circular sequence name(s) besides GFF Is_circular=true."),
-        bed: Optional[str] = typer.Option(None, "--bed", help="Also write a genome-browser track of the scored genes: BED6+2, score 0-1000 = rank (1000 = most essential), then the raw score and its percentile."),
+        bed: Optional[str] = typer.Option(None, "--bed", help="Also write a track of the scored genes: BED6+2, score 0-1000 = rank (1000 = most essential), then the raw score and its percentile."),
+        track_line: bool = typer.Option(False, "--track-line", help="--bed for genome browsers: a UCSC track line, then plain BED6 (browsers read columns 7-8 as thickStart/thickEnd; tabix and bedtools do not accept the track line)."),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: ROC and precision-recall curves against the gene-length and GC baselines (with --labels), else the score distribution; needs matplotlib."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         device: str = DEVICE,
@@ -221,4 +231,5 @@ def register(app: typer.Typer) -> None:
             reduce=reduce, rc_average=rc_average, anchor=anchor,
         )
         run_essentiality(genome, gff, model, output, labels, metrics_out, cfg, genes, max_genes, circular, no_meta,
-                         device, dtype, batch_size, max_tokens, quiet, window, bed=bed, plot=plot)
+                         device, dtype, batch_size, max_tokens, quiet, window, bed=bed, plot=plot,
+                         track_line=track_line)
