@@ -263,6 +263,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     # -- global options
     ("global-threads-0", ["--threads", "0", "presets"], ["--threads"]),
     ("es-plot-stdout", [*ES, "--gff", "{d}/a.gff3", "--plot", "-", *M, *O], ["--plot needs a file name"]),  # not "the same stream as -o -"
+    ("es-two-stdin", ["essentiality", "-", "--gff", "-", *M, *O], ["GENOME and --gff cannot all be -"]),  # once a traceback
+    ("sg-two-stdin", ["segment", "-", "--gff", "-", *M, *O], ["GENOME and --gff cannot all be -"]),
+    ("dms-two-stdin", [*DMS[:2], "--gff", "-", "--gene", "thrA", "--dms", "-", *M, *O], ["--gff and --dms cannot all be -"]),
     ("es-bed-missing-dir", [*ES, "--gff", "{d}/a.gff3", "--bed", "{d}/out/no/x.bed", *M, *O], ["--bed", "does not exist"]),
     ("es-plot-is-dir", [*ES, "--gff", "{d}/a.gff3", "--plot", "{d}/out", *M, *O], ["--plot", "is a directory"]),
     ("dms-plot-missing-dir", [*DMS_OK, "--plot", "{d}/out/no/p.png", *M, *O], ["--plot", "does not exist"]),

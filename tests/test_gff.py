@@ -178,3 +178,73 @@ def test_prodigal_style_partial_flags(tmp_path):
     )
     ann = parse_gff(gff)
     assert [(g.gene_id, g.status) for g in ann.genes] == [("1_1", OK), ("1_2", "SKIP_PARTIAL")]
+
+
+def _circular_contig(tmp_path) -> tuple[Path, str]:
+    """A 1,000-nt contig whose only gene starts at 950 and crosses the origin: ATG, 31 codons, TAA."""
+    import random
+
+    rng = random.Random(7)
+    seq = [rng.choice("ACGT") for _ in range(1000)]
+    orf = "ATG" + "".join(rng.choice(["GCT", "AAA", "CTG", "GGC"]) for _ in range(31)) + "TAA"  # 99 nt
+    for i, base in enumerate(orf):
+        seq[(949 + i) % 1000] = base
+    fa = tmp_path / "circ.fa"
+    fa.write_text(">c1\n" + "".join(seq) + "\n")
+    return fa, orf
+
+
+def test_gene_written_as_two_lines_across_the_origin_is_one_gene(tmp_path):
+    """GFF3 lets a discontinuous feature take one line per part under one ID: the gene once became two genes,
+    the second without its CDS (an empty SKIP_NONCODING row in essentiality)."""
+    from dnahnet_cli.genomics.gff import load_annotated_genome
+
+    fa, orf = _circular_contig(tmp_path)
+    gff = tmp_path / "two_lines.gff"
+    gff.write_text("##gff-version 3\nc1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
+                   "c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;locus_tag=L1\nc1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
+                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    ann, genome, _ = load_annotated_genome(str(fa), str(gff))
+    assert [(g.locus_tag, g.start0, g.end) for g in ann.genes] == [("L1", 949, 1048)]
+    g = ann.genes[0]
+    assert [(s.start0, s.end) for s in g.cds] == [(949, 1000), (1000, 1048)]
+    assert g.cds_sequence(genome["c1"], True) == orf
+
+
+def test_circular_option_joins_origin_crossing_cds_without_a_region_line(tmp_path):
+    """With --circular and no region/##sequence-region line the GFF states no contig length; the parts were then
+    joined in file order (TAA... before ATG) and the knock-out landed at the wrong end. The FASTA gives it."""
+    from dnahnet_cli.genomics.gff import load_annotated_genome
+
+    fa, orf = _circular_contig(tmp_path)
+    gff = tmp_path / "no_region.gff"
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t950\t1048\t.\t+\t.\tID=g1;locus_tag=L1\n"
+                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    ann, genome, _ = load_annotated_genome(str(fa), str(gff), circular=["c1"])
+    g = ann.genes[0]
+    assert [(s.start0, s.end) for s in g.cds] == [(949, 1000), (1000, 1048)]
+    assert g.cds_sequence(genome["c1"], True) == orf
+
+
+def test_duplicate_record_in_embedded_fasta_is_an_error(tmp_path):
+    gff = tmp_path / "dup.gff"
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t1\t9\t.\t+\t.\tID=g1\nc1\tt\tCDS\t1\t9\t.\t+\t0\tParent=g1\n"
+                   "##FASTA\n>c1\nACGTACGT\n>c1\nATGAAATAA\n")
+    with pytest.raises(DnahnetError, match=r"dup.gff: line 7: record c1: duplicate sequence name"):
+        parse_gff(gff)
+
+
+def test_one_stdin_input_at_most():
+    from dnahnet_cli.genomics.fileio import check_one_stdin
+
+    check_one_stdin({"GENOME": "g.fa", "--gff": "-", "--labels": None})
+    with pytest.raises(DnahnetError, match=r"GENOME and --gff cannot all be - \(stdin can be read only once\)"):
+        check_one_stdin({"GENOME": "-", "--gff": "-", "--labels": None})
+
+
+def test_tab_in_an_attribute_cannot_split_a_tsv_row():
+    """GFF3 percent-encodes a tab inside a value (Name=thr%09L); unescaped, it once split the output row."""
+    from dnahnet_cli.genomics.outputs import format_value
+
+    assert format_value("thr\tL") == "thr%09L" and format_value("a\nb\r") == "a%0Ab%0D"
+    assert format_value("thrL") == "thrL"

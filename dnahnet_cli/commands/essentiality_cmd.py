@@ -25,8 +25,8 @@ from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
-from dnahnet_cli.genomics.gff import OK, Annotation, load_genome, parse_gff
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
+from dnahnet_cli.genomics.gff import OK, Annotation, load_annotated_genome
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
 from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
 from dnahnet_cli.commands.reporting import Progress, write_json_to
@@ -72,11 +72,9 @@ def run_essentiality(
     check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot:
         require_matplotlib()
+    check_one_stdin({"GENOME": genome_path, "--gff": gff, "--labels": labels})
     circular_names = split_names(circular)
-    annotation = parse_gff(gff, circular=circular_names)
-    if not annotation.genes:
-        raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
-    genome, genome_source = load_genome(genome_path, annotation)
+    annotation, genome, genome_source = load_annotated_genome(genome_path, gff, circular_names)
     for name in circular_names:
         if name not in genome:
             raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")

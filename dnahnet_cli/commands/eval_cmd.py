@@ -22,8 +22,8 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
-from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
+from dnahnet_cli.genomics.gff import OK, load_annotated_genome
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.common import announce, load_engine
@@ -54,8 +54,8 @@ def run_dms(
     check_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot:
         require_matplotlib()
-    annotation = parse_gff(gff)
-    genome, genome_source = load_genome(genome_path, annotation)
+    check_one_stdin({"GENOME": genome_path, "--gff": gff, "--dms": dms, "--protein": protein_path})
+    annotation, genome, genome_source = load_annotated_genome(genome_path, gff)
     protein = read_protein(protein_path) if protein_path else None
     target = prepare_target(annotation, genome, gene, protein, region_start, protein_path or "protein")
     records = read_dms(dms, mutant_col, score_col)

@@ -21,7 +21,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import check_output_path, check_outputs
+from dnahnet_cli.genomics.fileio import check_one_stdin, check_output_path, check_outputs
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           is_bgzip_name, tabix_index_tsv)
@@ -150,8 +150,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
-    if str(vcf) == "-" and gff is not None and str(gff) == "-":
-        raise DnahnetError("the VCF and --gff cannot both be - (stdin): give one of them as a file")
+    check_one_stdin({"REF": ref, "VCF": vcf, "--gff": gff})
     if calibrate is not None:
         calibrate_cache = prepare_cache_dir(calibrate_cache or default_cache_dir())
     genome = Genome.open(ref, quiet=quiet)

@@ -17,7 +17,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json_to
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
 from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
@@ -56,6 +56,7 @@ def run_segment(
         raise DnahnetError("--report and --plot need --gff (the annotation to compare with)")
     if report == "-" or plot == "-":
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
+    check_one_stdin({"GENOME": genome_path, "--gff": gff})
     check_outputs({"--output": output, "--report": report,
                    "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot})
     if bedgraph:

@@ -54,16 +54,26 @@ def require_file(path: str | os.PathLike, what: str = "input") -> Path:
     return p
 
 
+def check_one_stdin(inputs: dict[str, str | os.PathLike | None]) -> None:
+    """One-line usage error when more than one input is '-': stdin can be read only once."""
+    named = [what for what, path in inputs.items() if path is not None and str(path) == "-"]
+    if len(named) > 1:
+        raise DnahnetError(f"{' and '.join(named)} cannot all be - (stdin can be read only once): give all but one "
+                           f"as a file")
+
+
 @contextlib.contextmanager
 def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]:
     """Open a text input, '-' meaning stdin; gzip/bgzip is detected from the magic bytes."""
     if str(path) == "-":
         buf = sys.stdin.buffer
         head = buf.peek(2)[:2] if hasattr(buf, "peek") else b""
-        if head == GZIP_MAGIC:
-            yield io.TextIOWrapper(gzip.GzipFile(fileobj=buf), encoding="utf-8")
-        else:
-            yield io.TextIOWrapper(buf, encoding="utf-8")
+        wrapper = io.TextIOWrapper(gzip.GzipFile(fileobj=buf) if head == GZIP_MAGIC else buf, encoding="utf-8")
+        try:
+            yield wrapper
+        finally:
+            with contextlib.suppress(ValueError):  # already closed or detached
+                wrapper.detach()  # a collected wrapper would close the process's stdin with it
         return
     p = require_file(path, what)
     if is_gzip(p):

@@ -21,7 +21,7 @@ import os
 import re
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Optional
 from urllib.parse import unquote
 
@@ -403,6 +403,8 @@ def _parse_fasta_lines(lines: Iterable[tuple[int, str]], path: str) -> dict[str,
             name = line[1:].split()[0] if line[1:].split() else ""
             if not name:
                 raise DnahnetError(f"{path}: line {lineno}: FASTA header without a name after ##FASTA")
+            if name in seqs:
+                raise DnahnetError(f"{path}: line {lineno}: record {name}: duplicate sequence name in the ##FASTA section")
             seqs[name] = []
         elif name is None:
             raise DnahnetError(f"{path}: line {lineno}: sequence before the first '>' in the ##FASTA section")
@@ -463,6 +465,13 @@ def _unwrap(parts: list[Feature], length: Optional[int], circular: bool) -> list
         if gaps[cut] > wrap_gap:
             spans = spans[cut + 1 :] + [(s + length, e + length, p) for s, e, p in spans[: cut + 1]]
     return spans
+
+
+def _join_gene_lines(lines: list[Feature], length: Optional[int], circular: bool) -> Feature:
+    """One gene from the lines of a discontinuous gene feature (e.g. one line each side of the origin of a
+    circular replicon): the first line, spanning all of them (unwrapped across the origin as CDS parts are)."""
+    spans = _unwrap(lines, length, circular)
+    return replace(lines[0], start0=spans[0][0], end=max(e for _, e, _ in spans))
 
 
 def _check_unique_ids(features: list[Feature], path: str) -> None:
@@ -534,9 +543,19 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
         for p in f.attrs.get("Parent", []):
             child_types[p].add(f.type)
 
+    gene_lines: dict[str, list[Feature]] = defaultdict(list)  # a gene written as several lines sharing its ID
+    for f in features:
+        if f.type in GENE_TYPES and f.attr("ID"):
+            gene_lines[f.attr("ID")].append(f)
+
     genes: list[Gene] = []
     for f in features:
         if f.type in GENE_TYPES:
+            lines = gene_lines.get(f.attr("ID"), [f]) if f.attr("ID") else [f]
+            if f is not lines[0]:
+                continue  # joined into its first line, which its children's Parent resolves to
+            if len(lines) > 1:
+                f = _join_gene_lines(lines, all_lengths.get(f.seqid), f.seqid in circular)
             genes.append(_make_gene(f, gene_cds.get(f.line, []), all_lengths, circular, child_types, path_s))
     for group in orphan_cds:
         genes.append(_make_gene(group[0], [group], all_lengths, circular, child_types, path_s, own=True))
@@ -617,12 +636,29 @@ def pick_all(f: Feature, c: Optional[Feature], tag: str) -> list[str]:
     return f.attrs.get(tag) or (c.attrs.get(tag, []) if c else [])
 
 
-def load_genome(fasta_path: Optional[str], annotation: Annotation) -> tuple[dict[str, str], str]:
-    """The genome as {seqid: sequence}: from the FASTA file, else from the GFF's embedded ##FASTA."""
+def load_annotated_genome(fasta_path: Optional[str], gff: str, circular: Iterable[str] = ()
+                          ) -> tuple[Annotation, dict[str, str], str]:
+    """The annotation, the genome and its source. The FASTA is read first: its lengths are what joins the parts
+    of a gene across the origin of a `circular` replicon when the GFF states no length of its own."""
+    genome = _read_fasta(fasta_path) if fasta_path else None
+    annotation = parse_gff(gff, {k: len(v) for k, v in genome.items()} if genome else None, circular=circular)
+    if not annotation.genes:
+        raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
+    return (annotation, *load_genome(fasta_path, annotation, genome))
+
+
+def _read_fasta(path: str) -> dict[str, str]:
     from dnahnet_cli.genomics.fasta import iter_fasta
 
+    return {name: seq.upper() for name, seq in iter_fasta(path)}
+
+
+def load_genome(fasta_path: Optional[str], annotation: Annotation, sequences: Optional[dict[str, str]] = None
+                ) -> tuple[dict[str, str], str]:
+    """The genome as {seqid: sequence}: from the FASTA file (or its `sequences`, already read), else from the
+    GFF's embedded ##FASTA."""
     if fasta_path:
-        genome = {name: seq.upper() for name, seq in iter_fasta(fasta_path)}
+        genome = sequences if sequences is not None else _read_fasta(fasta_path)
         source = str(fasta_path)
     elif annotation.fasta:
         genome = {k: v.upper() for k, v in annotation.fasta.items()}

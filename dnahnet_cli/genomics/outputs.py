@@ -50,8 +50,13 @@ def provenance(extra: Mapping[str, Any] | None = None, model: Mapping[str, Any] 
     return meta
 
 
+_CELL_ESCAPES = str.maketrans({"\t": "%09", "\n": "%0A", "\r": "%0D"})
+
+
 def format_value(value: Any, float_fmt: str = ".7g", na: str = NA) -> str:
-    """One TSV cell: None/NaN -> `na`, floats with fixed significant digits, bools as 1/0."""
+    """One TSV cell: None/NaN -> `na`, floats with fixed significant digits, bools as 1/0. A tab or line break
+    inside a string (a GFF3 attribute may carry one, percent-encoded) is percent-encoded again, as GFF3 writes
+    it, so that it cannot split the row."""
     if value is None:
         return na
     if isinstance(value, bool):
@@ -59,7 +64,8 @@ def format_value(value: Any, float_fmt: str = ".7g", na: str = NA) -> str:
     if isinstance(value, float) or hasattr(value, "dtype"):
         v = float(value)
         return na if math.isnan(v) else format(v, float_fmt)
-    return str(value)
+    text = str(value)
+    return text.translate(_CELL_ESCAPES) if ("\t" in text or "\n" in text or "\r" in text) else text
 
 
 BGZIP_SUFFIXES = (".gz", ".bgz")
