@@ -49,3 +49,15 @@ def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_pat
     res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
     assert "PASS  boundary counts per stage" in res.stdout and "FAIL" not in res.stdout
+
+
+def test_damaged_reference_values_are_a_one_line_error(tmp_path):
+    """A truncated or incomplete check.json once ended `dnahnet check` in a traceback."""
+    torch.manual_seed(0)
+    model_dir = tmp_path / "m"
+    save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    for text, detail in (('{"total_loglik": -26', "Expecting"), ('{"total_loglik": -2606.6}', "missing 'bits_per_nt'")):
+        (model_dir / "check.json").write_text(text)
+        res = run("check", "--model", str(model_dir), "--device", "cpu")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert f"{model_dir / 'check.json'}: not valid reference values" in res.stderr and detail in res.stderr

@@ -33,7 +33,7 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["missing_dir", "no_weights", "garbage_weights", "pickle_weights",
-                                    "bad_json", "wrong_format", "shape_mismatch", "unknown_key"])
+                                    "bad_json", "wrong_format", "shape_mismatch", "unknown_key", "heads_misfit"])
 def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
     ckpt = tmp_path / "m"
     save_checkpoint(ckpt, DNAHNet(get_preset("tiny")), {})
@@ -55,6 +55,9 @@ def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
         (ckpt / "config.json").write_text(json.dumps(cfg))
     elif damage == "unknown_key":
         cfg["config"]["bogus"] = 1
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    elif damage == "heads_misfit":  # the layers' own asserts once surfaced as a traceback
+        cfg["config"]["d_model"][-1] += 1
         (ckpt / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(DnahnetError) as err:
         load_checkpoint(ckpt)

@@ -131,6 +131,14 @@ def test_read_dms_table(tmp_path):
     t.write_text("mutant,score\nA2G,1\nfoo,2\n")
     with pytest.raises(DnahnetError, match=r"d.tsv: line 3: malformed mutant 'foo'"):
         read_dms(str(t))
+    t.write_text("mutant,fitness\nA2G,1\n")  # the message once said "no score column None"
+    with pytest.raises(DnahnetError, match=r"no score column DMS_score or score \(columns: mutant, fitness\); name yours with --score-col"):
+        read_dms(str(t))
+    t.write_bytes(b"\xef\xbb\xbfmutant,score\r\nA2G,0.1\r\n")  # Excel's CSV: a byte-order mark and CRLF
+    assert [(r.mutant, r.score) for r in read_dms(str(t))] == [("A2G", 0.1)]
+    t.write_bytes(b"mutant,score,note\nA2G,0.1,\xb5M\n")  # Latin-1, once a traceback
+    with pytest.raises(DnahnetError, match=r"d.tsv: not UTF-8 text"):
+        read_dms(str(t))
 
 
 class FakeScorer:

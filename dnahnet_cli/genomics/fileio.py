@@ -64,11 +64,12 @@ def check_one_stdin(inputs: dict[str, str | os.PathLike | None]) -> None:
 
 @contextlib.contextmanager
 def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]:
-    """Open a text input, '-' meaning stdin; gzip/bgzip is detected from the magic bytes."""
+    """Open a text input, '-' meaning stdin; gzip/bgzip is detected from the magic bytes, and a UTF-8 byte-order
+    mark (Excel writes one into CSV files) is dropped."""
     if str(path) == "-":
         buf = sys.stdin.buffer
         head = buf.peek(2)[:2] if hasattr(buf, "peek") else b""
-        wrapper = io.TextIOWrapper(gzip.GzipFile(fileobj=buf) if head == GZIP_MAGIC else buf, encoding="utf-8")
+        wrapper = io.TextIOWrapper(gzip.GzipFile(fileobj=buf) if head == GZIP_MAGIC else buf, encoding="utf-8-sig")
         try:
             yield wrapper
         finally:
@@ -77,10 +78,10 @@ def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]
         return
     p = require_file(path, what)
     if is_gzip(p):
-        with gzip.open(p, "rt", encoding="utf-8") as fh:
+        with gzip.open(p, "rt", encoding="utf-8-sig") as fh:
             yield fh
     else:
-        with open(p, "rt", encoding="utf-8") as fh:
+        with open(p, "rt", encoding="utf-8-sig") as fh:
             yield fh
 
 

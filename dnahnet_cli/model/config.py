@@ -71,6 +71,17 @@ class ModelConfig:
             raise ValueError("ratio targets must be > 1 (the ratio loss diverges at N = 1)")
         if self.lr_multipliers and len(self.lr_multipliers) != s + 1:
             raise ValueError(f"config.lr_multipliers needs {s + 1} entries")
+        for stage, d in enumerate(self.d_model):  # what the layers would otherwise assert
+            heads, rotary = self.num_heads[stage], self.rotary_emb_dim[stage]
+            if heads < 1 or d % heads:
+                raise ValueError(f"config.d_model[{stage}] = {d} is not divisible by config.num_heads[{stage}] = {heads}")
+            if rotary % 2 or rotary > d // heads:
+                raise ValueError(f"config.rotary_emb_dim[{stage}] = {rotary} must be even and at most the head "
+                                 f"width d_model/num_heads = {d // heads}")
+            headdim = per_stage(self.headdim, stage)
+            if (self.expand * d) % headdim:
+                raise ValueError(f"config.expand x d_model[{stage}] = {self.expand * d} is not divisible by "
+                                 f"config.headdim = {headdim}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -106,6 +106,13 @@ def parse_mutant(text: str, where: str) -> tuple[Substitution, ...]:
 
 def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = None) -> list[DmsRecord]:
     """DMS table (CSV or TSV, sniffed from the header) -> records; score column defaults to DMS_score or score."""
+    try:
+        return _read_dms(path, mutant_col, score_col)
+    except UnicodeDecodeError as exc:
+        raise DnahnetError(f"{path}: not UTF-8 text ({exc.reason}); save the table as UTF-8") from None
+
+
+def _read_dms(path: str, mutant_col: str, score_col: Optional[str]) -> list[DmsRecord]:
     with open_text(path, "DMS table") as fh:
         header = fh.readline()
         if not header.strip():
@@ -113,8 +120,11 @@ def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = N
         delim = "\t" if header.count("\t") > header.count(",") else ","
         reader = csv.reader(itertools.chain([header], fh), delimiter=delim)
         cols = [c.strip() for c in next(reader)]
-        if score_col is None:
+        if mutant_col in cols and score_col is None:
             score_col = next((c for c in ("DMS_score", "score") if c in cols), None)
+            if score_col is None:
+                raise DnahnetError(f"{path}: no score column DMS_score or score (columns: {', '.join(cols)}); "
+                                   f"name yours with --score-col")
         for want, what in ((mutant_col, "mutant"), (score_col, "score")):
             if want not in cols:
                 raise DnahnetError(f"{path}: no {what} column {want!r} (columns: {', '.join(cols)})")

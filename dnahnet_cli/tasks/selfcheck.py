@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.alphabet import BOS, encode
 from dnahnet_cli.tasks.engine import LikelihoodEngine
 from dnahnet_cli.genomics.fasta import iter_fasta
@@ -63,6 +64,18 @@ def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
     return path
 
 
+def _read_reference(path: Path) -> dict:
+    """The shipped reference values; a damaged file is a one-line error naming it, not a traceback."""
+    try:
+        ref = json.loads(path.read_text(encoding="utf-8"))
+        float(ref["total_loglik"]), float(ref["bits_per_nt"]), [float(x) for x in ref["boundaries_per_stage"]]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise DnahnetError(f"{path}: not valid reference values ({detail}); restore it from the model's release, "
+                           f"or remove it to skip this check") from None
+    return ref
+
+
 def run_checks(engine: LikelihoodEngine, model_dir: Path) -> list[Check]:
     seq = check_sequence()
     tol = TOLERANCE[engine.dtype]
@@ -73,7 +86,7 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path) -> list[Check]:
         checks.append(_skipped("shipped reference values", f"no {REFERENCE_FILE} next to the weights "
                                "(dnahnet check --write-reference records them)"))
     else:
-        ref = json.loads(ref_path.read_text())
+        ref = _read_reference(ref_path)
         rel = abs(now["total_loglik"] - ref["total_loglik"]) / abs(ref["total_loglik"])
         checks.append(Check("log-likelihood of the check sequence vs shipped value", rel <= tol, rel, tol,
                             f"{now['bits_per_nt']:.5f} vs {ref['bits_per_nt']:.5f} bits/nt"))
