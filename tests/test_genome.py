@@ -61,6 +61,30 @@ def test_plain_fasta_is_indexed_and_upper_cased(tmp_path):
     assert genome.fetch("b", 3, 5) == "GC"
 
 
+def test_index_older_than_the_fasta_is_rebuilt(tmp_path, capsys):
+    """A .fai left from an earlier file of the same name once served the old offsets: truncated records and
+    bases read from the wrong record, exit 0."""
+    import os
+
+    fa = write(tmp_path / "g.fa", ">c1\n" + "A" * 60 + "\n>c2\n" + "C" * 60 + "\n")
+    Genome.open(fa).close()
+    fai = tmp_path / "g.fa.fai"
+    old = fa.stat().st_mtime - 60
+    write(fa, ">c1\n" + "G" * 60 + "\n" + "T" * 60 + "\n>c2\n" + "C" * 60 + "\n")
+    os.utime(fai, (old, old))
+    genome = Genome.open(fa)
+    assert genome.lengths == {"c1": 120, "c2": 60} and genome.fetch("c2", 0, 5) == "CCCCC"
+    assert "g.fa.fai older than g.fa: rebuilt" in capsys.readouterr().err
+    genome.close()
+
+
+def test_header_without_a_name_is_an_error_on_the_indexed_path(tmp_path):
+    """htslib indexes a bare '>' line as a record named ''; it once gave BED rows with an empty chrom."""
+    fa = write(tmp_path / "noname.fa", ">\nACGTACGT\n")
+    with pytest.raises(DnahnetError, match=r"noname.fa: record 1: FASTA header without a name"):
+        Genome.open(fa)
+
+
 def test_circular_wrap_and_linear_bounds(tmp_path):
     genome = Genome.open(write(tmp_path / "g.fa", ">c\nAACCGGTTAC\n>l\nACGT\n"))
     with pytest.raises(DnahnetError, match=r"outside the linear contig of length 10"):

@@ -77,7 +77,7 @@ class Genome:
                      "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
             return genome
         try:
-            fasta = _open_indexed(p)
+            fasta = _open_indexed(p, quiet)
         except (OSError, ValueError) as exc:
             if not quiet:
                 note(f"cannot index {p} ({exc}); loading it into memory instead")
@@ -86,6 +86,9 @@ class Genome:
         if not names:
             fasta.close()
             raise DnahnetError(f"{p}: empty FASTA (no records)")
+        if "" in names:  # htslib indexes a bare '>' line; the stream reader rejects it, and so must this path
+            fasta.close()
+            raise DnahnetError(f"{p}: record {names.index('') + 1}: FASTA header without a name")
         genome = cls(spath, names, dict(zip(names, fasta.lengths)),
                      lambda name, start, end: fasta.fetch(name, start, end), fasta.close)
         for name in names:  # cheap early check for protein / non-nucleotide files
@@ -197,13 +200,14 @@ def sniff_fasta(path: Path) -> None:
     raise DnahnetError(f"{path}: empty FASTA (no records)")
 
 
-def _open_indexed(p: Path) -> pysam.FastaFile:
+def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     """pysam.FastaFile, but a duplicated record name is an error, not an htslib warning.
 
     When htslib builds the .fai it keeps the first of two same-named records and only warns; the warning is
     caught (stderr redirected while indexing) and the fresh index removed, so the next run fails the same way.
     """
     fai = Path(f"{p}.fai")
+    _drop_stale_index(p, [fai, Path(f"{p}.gzi")], quiet)
     fresh = not fai.exists()
     with tempfile.TemporaryFile() as capture:
         sys.stderr.flush()
@@ -225,6 +229,23 @@ def _open_indexed(p: Path) -> pysam.FastaFile:
     if messages.strip():
         sys.stderr.write(messages)
     return fasta
+
+
+def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
+    """An index older than its FASTA may describe another file (htslib would read the wrong bases without a
+    word): remove it so that it is rebuilt, as `samtools faidx` would (OSError when it cannot be removed)."""
+    mtime = p.stat().st_mtime
+    present = [i for i in indexes if i.exists()]
+    if not any(i.stat().st_mtime < mtime for i in present):
+        return
+    stale = present  # the .fai and .gzi are built together: rebuild both
+    for index in stale:
+        try:
+            index.unlink()
+        except OSError as exc:  # Genome.open then reads the FASTA into memory, with a note
+            raise OSError(f"{index.name} is older than the FASTA and cannot be rebuilt here: {exc.strerror}") from None
+    if not quiet:
+        note(f"{', '.join(i.name for i in stale)} older than {p.name}: rebuilt")
 
 
 def _preview(names: list[str], n: int = 5) -> str:
