@@ -179,6 +179,8 @@ def test_option_parsing_errors():
         parse_region("chr1:10..20", lengths)
     with pytest.raises(DnahnetError, match="'chr2' is not in the FASTA"):
         parse_region("chr2:1-10", lengths)
+    with pytest.raises(DnahnetError, match=r"--region 'chrZ': contig 'chrZ' is not in the FASTA \(have: chr1, odd:name\)"):
+        parse_region("chrZ", lengths)  # once "expected CHROM or CHROM:START-END", though that is what it was
     with pytest.raises(DnahnetError, match="past the end of chr1"):
         parse_region("chr1:900-1001", lengths)
     with pytest.raises(DnahnetError, match="START <= END"):

@@ -113,6 +113,8 @@ def test_bad_inputs_are_one_line_errors(app, ckpt, tmp_path):
     gff.write_text("##gff-version 3\nchrX\tt\tgene\t1\t30\t.\t+\t.\tID=g1\nchrX\tt\tCDS\t1\t30\t.\t+\t0\tID=c1;Parent=g1\n")
     fail(app, "seqid 'chrX' is not in", *base, "--gff", gff)
     fail(app, "model directory not found", fa, "--model", tmp_path / "nope")
+    # a bedGraph named like another output once overwrote it (or was overwritten) silently
+    fail(app, "the same file as --output", *base, "--bedgraph", tmp_path / "bg", "-o", tmp_path / "bg.stage1.bedgraph")
     assert not list(tmp_path.glob("*.tsv")) and not list(tmp_path.glob(".*tmp"))
 
 

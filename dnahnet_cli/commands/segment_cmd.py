@@ -57,8 +57,9 @@ def run_segment(
     if report == "-" or plot == "-":
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
     check_one_stdin({"GENOME": genome_path, "--gff": gff})
-    check_outputs({"--output": output, "--report": report,
-                   "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot})
+    outputs = {"--output": output, "--report": report,
+               "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot}
+    check_outputs(outputs)
     if bedgraph:
         _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage
     genome = Genome.open(genome_path, quiet=quiet)
@@ -78,6 +79,10 @@ def run_segment(
 
         engine = LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
     stages = parse_stages(stage, engine.model.config.n_stages)
+    if bedgraph:  # its file names depend on the model's stages: checked against the other outputs now
+        check_outputs({**outputs,
+                       **{f"--bedgraph (stage {s}, {st})": path
+                          for (st, s), path in bedgraph_paths(bedgraph, stages, strands).items()}})
     tile = tile or int(engine.window)
     opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
                           permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))

@@ -59,10 +59,12 @@ def parse_region(text: str, lengths: Mapping[str, int]) -> Region:
         return Region(text, 0, lengths[text])
     chrom, sep, coords = text.rpartition(":")
     match = _COORDS.match(coords) if sep else None
+    have = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
+    if not sep and text and not any(c in text for c in " \t"):  # a bare name that is not a contig
+        raise DnahnetError(f"--region {text!r}: contig {text!r} is not in the FASTA (have: {have})")
     if not match or not chrom:
         raise DnahnetError(f"--region {text!r}: expected CHROM or CHROM:START-END (1-based, inclusive)")
     if chrom not in lengths:
-        have = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
         raise DnahnetError(f"--region {text!r}: contig {chrom!r} is not in the FASTA (have: {have})")
     start, end = (int(g.replace(",", "")) for g in match.groups())
     n = lengths[chrom]
