@@ -98,6 +98,17 @@ def flop_table(lengths=(8192, 131072, 1048576)) -> str:
             cells = [f"{flops_per_nt(cfg, n) / 1e9:.4f} ({flops_per_nt(tpp, n) / flops_per_nt(cfg, n):.1f})" for n in lengths]
             chin = [f"{flops_per_nt(cfg, n, convention='chinchilla') / 1e9:.4f}" for n in lengths[:2]]
             out.append(f"| {name} | {params:.1f}M | " + " | ".join(cells) + f" | {' / '.join(chin)} |")
+    out.append("")
+    for size in FAMILIES:  # where the Mamba2-only model's flat cost drops below the 2-stage dnaHNet's
+        hnet, mamba = get_preset(size), get_preset(f"{size}-mamba2")
+        lo, hi = lengths[0], 1 << 26
+        if flops_per_nt(hnet, hi) <= flops_per_nt(mamba, hi):
+            out.append(f"- {size}: dnaHNet needs fewer FLOPs/nt than {size}-mamba2 up to at least {hi:,} nt")
+            continue
+        while hi - lo > 1024:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if flops_per_nt(hnet, mid) <= flops_per_nt(mamba, mid) else (lo, mid)
+        out.append(f"- {size}: {size}-mamba2 needs fewer FLOPs/nt than dnaHNet beyond ~{hi / 1000:,.0f}K nt")
     return "\n".join(out)
 
 
