@@ -72,6 +72,10 @@ def test_insertion_offsets_are_inner_codon_starts(awkward):
     assert insertion_offsets(g, EssentialityConfig(positions=(0.1,))) == [3]
     assert insertion_offsets(g, EssentialityConfig(positions=(0.5, 0.99))) == [12, 21]
     assert insertion_offsets(g, EssentialityConfig(tile=6)) == [6, 12, 18]
+    assert insertion_offsets(g, EssentialityConfig(positions=(7, 23))) == [6, 21]  # nt offsets, nearest codon
+    # an nt offset at or past the stop codon once became the last codon, reported OK; now it is left out
+    assert insertion_offsets(g, EssentialityConfig(positions=(5000,))) == []
+    assert insertion_offsets(g, EssentialityConfig(positions=(7, 24))) == [6]
     tiny = _gene(ann, "AWK_0007")  # ATG TTT TAA: only codon 3 is inner
     assert insertion_offsets(tiny, EssentialityConfig()) == [3]
 

@@ -164,7 +164,8 @@ def insertion_offsets(gene: Gene, cfg: EssentialityConfig) -> list[int]:
     if cfg.tile:
         targets: Iterable[float] = range(cfg.tile, n - 3, cfg.tile)
     else:
-        targets = [p * n if p < 1 else p for p in cfg.positions]
+        # an nt offset at or past the stop codon names no codon of this gene (as --tile stops before it)
+        targets = [p * n if p < 1 else p for p in cfg.positions if p < 1 or p < n - 3]
     out: list[int] = []
     for t in targets:
         j = bisect.bisect_left(inner, t)
