@@ -150,6 +150,22 @@ def test_labels_table_and_list(tmp_path, awkward):
         read_labels(str(bad))
 
 
+def test_list_label_naming_two_genes_leaves_both_out(tmp_path):
+    """An essential-gene list names genes; a name that fits two genes once made both count as non-essential."""
+    gff = tmp_path / "dup.gff"
+    gff.write_text("##gff-version 3\n" + "".join(
+        f"c1\tt\tgene\t{s}\t{s + 8}\t.\t+\t.\tID=g{k};Name={name};locus_tag=L{k}\n"
+        f"c1\tt\tCDS\t{s}\t{s + 8}\t.\t+\t0\tParent=g{k}\n"
+        for k, (s, name) in enumerate([(1, "dup"), (20, "dup"), (40, "one"), (60, "two")])))
+    ann = parse_gff(gff)
+    listed = tmp_path / "ess.txt"
+    listed.write_text("dup\ntwo\n")
+    labels, fmt = read_labels(str(listed))
+    y, info = match_labels(labels, fmt, ann, range(4))
+    tags = {ann.genes[i].locus_tag: v for i, v in y.items()}
+    assert tags == {"L2": 0, "L3": 1} and info["ambiguous"] == ["dup"]
+
+
 @pytest.mark.skipif(not (ECOLI_GFF.exists() and KEIO.exists()), reason=MISSING_DATA)
 def test_keio_list_maps_onto_ecoli_annotation():
     ann = parse_gff(ECOLI_GFF)

@@ -396,11 +396,13 @@ def match_labels(
 
     Names are matched by locus_tag, Name, ID, then gene_synonym (protein-coding genes preferred); a name
     matching several genes is ambiguous and dropped; one matching a gene that was not scored (pseudogene,
-    RNA gene) is counted as not scored. With a plain list every unlisted candidate is 0.
+    RNA gene) is counted as not scored. With a plain list every unlisted candidate is 0, except the genes an
+    ambiguous listed name may mean, which are left out rather than counted as non-essential.
     """
     cand = set(candidates)
     matched: dict[int, int] = {}
     unmatched, ambiguous, not_scored = [], [], 0
+    uncertain: set[int] = set()  # genes an ambiguous name may mean
     for name, y in labels.items():
         every = annotation.lookup(name)
         hits = [i for i in every if annotation.genes[i].is_protein_coding] or every
@@ -408,12 +410,13 @@ def match_labels(
             unmatched.append(name)
         elif len(hits) > 1:
             ambiguous.append(name)
+            uncertain.update(hits)
         elif hits[0] not in cand:
             not_scored += 1
         else:
             matched[hits[0]] = max(y, matched.get(hits[0], 0))
-    if fmt == "list":
-        matched = {i: matched.get(i, 0) for i in sorted(cand)}
+    if fmt == "list":  # unlisted genes are 0, except those an ambiguous listed name may mean: left out
+        matched = {i: matched.get(i, 0) for i in sorted(cand) if i in matched or i not in uncertain}
     info = {
         "label_format": fmt,
         "n_labels": len(labels),
