@@ -450,6 +450,9 @@ def test_cli_bed_track_and_plots(tmp_path, tiny_model):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = _run(base + ["--plot", str(png2)])
     assert res.exit_code == 0 and png2.read_bytes()[:4] == b"\x89PNG"
+    pdf, svg = tmp_path / "dist.pdf", tmp_path / "dist.svg"  # once a PNG inside a file named .pdf
+    assert _run(base + ["--plot", str(pdf)]).exit_code == 0 and pdf.read_bytes()[:5] == b"%PDF-"
+    assert _run(base + ["--plot", str(svg)]).exit_code == 0 and b"<svg" in svg.read_bytes()[:2000]
     res = _run(base + ["--plot", "-"])
     assert isinstance(res.exception, DnahnetError) and "--plot needs a file name" in str(res.exception)
 

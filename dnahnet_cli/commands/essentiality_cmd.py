@@ -28,7 +28,7 @@ from dnahnet_cli.tasks.essentiality import (
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
 from dnahnet_cli.genomics.gff import OK, Annotation, load_annotated_genome
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
-from dnahnet_cli.tasks.plots import plot_essentiality_curves, plot_score_distribution, require_matplotlib
+from dnahnet_cli.tasks.plots import image_format, plot_essentiality_curves, plot_score_distribution, require_matplotlib
 from dnahnet_cli.commands.reporting import Progress, write_json_to
 
 
@@ -139,7 +139,7 @@ def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, gen
             plot_score_distribution(str(outputs.enter_context(atomic_path(plot))),
                                     [r.essentiality_score for r in results if r.status == OK],
                                     f"dnahnet essentiality ({cfg.protocol} protocol)",
-                                    "essentiality_score (higher = more essential)")
+                                    "essentiality_score (higher = more essential)", image_format(plot))
         return {}
     candidates = [r.index for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
     gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates)
@@ -162,7 +162,7 @@ def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, gen
             {"dnahnet essentiality_score": np.array([r.essentiality_score for r in rows]),
              "gene length": np.array([r.gene.cds_len for r in rows], dtype=np.float64),
              "GC content": np.array([r.gc_content for r in rows])},
-            f"Essentiality vs {Path(labels).name} ({cfg.protocol} protocol)")
+            f"Essentiality vs {Path(labels).name} ({cfg.protocol} protocol)", image_format(plot))
     if metrics_out:
         write_json_to(outputs.enter_context(atomic_output(metrics_out, "w")), payload)
     return payload
@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
         circular: list[str] = typer.Option([], "--circular", help="Circular sequence name(s) besides GFF Is_circular=true."),
         bed: Optional[str] = typer.Option(None, "--bed", help="Also write a track of the scored genes: BED6+2, score 0-1000 = rank (1000 = most essential), then the raw score and its percentile."),
         track_line: bool = typer.Option(False, "--track-line", help="--bed for genome browsers: a UCSC track line, then plain BED6 (browsers read columns 7-8 as thickStart/thickEnd; tabix and bedtools do not accept the track line)."),
-        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: ROC and precision-recall curves against the gene-length and GC baselines (with --labels), else the score distribution; needs matplotlib."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="Figure (PNG; PDF or SVG by the name's extension): ROC and precision-recall curves against the gene-length and GC baselines (with --labels), else the score distribution; needs matplotlib."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         device: str = DEVICE,
         dtype: str = DTYPE,

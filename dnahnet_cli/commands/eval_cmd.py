@@ -28,7 +28,7 @@ from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.common import announce, load_engine
 from dnahnet_cli.commands.reporting import Progress, write_json_to
-from dnahnet_cli.tasks.plots import plot_dms_scatter, require_matplotlib
+from dnahnet_cli.tasks.plots import image_format, plot_dms_scatter, require_matplotlib
 
 eval_app = typer.Typer(
     help="Zero-shot evaluations against experimental data (protein DMS, ...).\n\n"
@@ -103,7 +103,8 @@ def run_dms(
             writer.write(plan_record(p))
         if plot:
             plot_dms_scatter(str(outputs.enter_context(atomic_path(plot))), delta, measured,
-                             f"{Path(dms).parent.name or Path(dms).name} ({g.name or g.label})", baselines)
+                             f"{Path(dms).parent.name or Path(dms).name} ({g.name or g.label})", baselines,
+                             image_format(plot))
         if metrics_out:
             write_json_to(outputs.enter_context(atomic_output(metrics_out, "w")), payload)
     if not quiet:
@@ -134,7 +135,7 @@ def dms_cmd(
     flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS (default: fill the window)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N mutants (quick runs)."),
     metrics_out: Optional[str] = typer.Option(None, "--metrics", help="Write Spearman rho and counts as JSON."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="PNG: model score against measured fitness, with Spearman rho and the baselines'; needs matplotlib."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Figure (PNG; PDF or SVG by the name's extension): model score against measured fitness, with Spearman rho and the baselines'; needs matplotlib."),
     no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
     device: str = DEVICE,
     dtype: str = DTYPE,

@@ -22,6 +22,7 @@ from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
 )
+from dnahnet_cli.tasks.plots import image_format
 
 
 def _output_dir_ok(path: str, what: str) -> None:
@@ -115,7 +116,7 @@ def run_segment(
         # Every output is a temporary file until the stack closes without an error: a failing plot must not
         # leave a report (or a BED) behind that looks like a finished run.
         if plot:
-            plot_report(str(stack.enter_context(atomic_path(plot))), rows, profile, pooled)
+            plot_report(str(stack.enter_context(atomic_path(plot))), rows, profile, pooled, image_format(plot))
         if report:
             writer = TsvWriter(stack.enter_context(open_output(report)), REPORT_COLUMNS, meta)
             for row in rows:
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
         bedgraph: Optional[str] = typer.Option(None, "--bedgraph", help="Write per-base boundary probabilities to PREFIX.stageN[.plus|.minus].bedgraph."),
         merge_equal: bool = typer.Option(False, "--merge-equal", help="--bedgraph: join neighbouring rows whose printed values are equal (smaller browser tracks)."),
         report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
-        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: boundary rate by codon position and around CDS starts; needs --gff."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="Figure (PNG; PDF or SVG by the name's extension): boundary rate by codon position and around CDS starts; needs --gff."),
         output: str = typer.Option("-", "--output", "-o", help="Chunk BED; - = stdout."),
         track_line: bool = typer.Option(False, "--track-line", help="Start the BED with a UCSC track line and write plain BED6 (for genome browsers; a BED with a track line cannot be tabix-indexed)."),
         permutations: int = typer.Option(200, "--permutations", help="Circular shifts for the null of the report."),

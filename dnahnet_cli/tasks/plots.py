@@ -1,7 +1,8 @@
-"""PNG figures of task results (matplotlib, the optional `plot` extra; Agg backend, no display needed).
+"""Figures of task results (matplotlib, the optional `plot` extra; Agg backend, no display needed): PNG, or PDF
+or SVG when the output name ends so (`image_format`).
 
 Each function writes one finished figure to the path it is given; the commands hand it a temporary path and
-rename it into place, so an interrupted run leaves no PNG behind.
+rename it into place, so an interrupted run leaves no figure behind.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ def require_matplotlib(option: str = "--plot") -> None:
         raise DnahnetError(f"{option} needs matplotlib: pip install 'dnahnet[plot]' (or pip install matplotlib)") from None
 
 
+IMAGE_FORMATS = ("png", "pdf", "svg")
+
+
+def image_format(name: str) -> str:
+    """The figure format an output name asks for: its extension when PDF or SVG, else PNG (the documented
+    default). The commands pass it on because they write to a temporary name first."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return ext if ext in IMAGE_FORMATS else "png"
+
+
 def _pyplot():
     import matplotlib
 
@@ -36,7 +47,8 @@ def _fmt(v: float) -> str:
     return "NA" if not math.isfinite(v) else f"{v:.3f}"
 
 
-def plot_essentiality_curves(path: str, labels: np.ndarray, predictors: Mapping[str, np.ndarray], title: str) -> None:
+def plot_essentiality_curves(path: str, labels: np.ndarray, predictors: Mapping[str, np.ndarray], title: str,
+                             fmt: str = "png") -> None:
     """ROC and precision-recall curves of each predictor (higher = predicted essential) on the same genes,
     with the chance lines (AUROC 0.5; AUPRC = the essential fraction)."""
     plt = _pyplot()
@@ -56,11 +68,11 @@ def plot_essentiality_curves(path: str, labels: np.ndarray, predictors: Mapping[
     pr_ax.legend(loc="upper right", fontsize=8)
     fig.suptitle(f"{title}: {int((y > 0.5).sum())} essential of {y.size} genes")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    fig.savefig(path, format=fmt, dpi=120)
     plt.close(fig)
 
 
-def plot_score_distribution(path: str, scores: Sequence[float], title: str, xlabel: str) -> None:
+def plot_score_distribution(path: str, scores: Sequence[float], title: str, xlabel: str, fmt: str = "png") -> None:
     """Histogram of per-gene scores (no labels to evaluate against)."""
     plt = _pyplot()
     s = np.asarray([v for v in scores if math.isfinite(v)], dtype=np.float64)
@@ -71,12 +83,12 @@ def plot_score_distribution(path: str, scores: Sequence[float], title: str, xlab
         ax.legend()
     ax.set(xlabel=xlabel, ylabel="genes", title=f"{title} ({s.size} genes)")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    fig.savefig(path, format=fmt, dpi=120)
     plt.close(fig)
 
 
 def plot_dms_scatter(path: str, predicted: np.ndarray, measured: np.ndarray, title: str,
-                     baselines: Mapping[str, float]) -> None:
+                     baselines: Mapping[str, float], fmt: str = "png") -> None:
     """Model score against measured fitness, one point per mutant, with Spearman's rho (and the baselines')."""
     plt = _pyplot()
     x, y = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
@@ -89,5 +101,5 @@ def plot_dms_scatter(path: str, predicted: np.ndarray, measured: np.ndarray, tit
     if note:
         ax.text(0.01, 0.01, f"baselines: {note}", transform=ax.transAxes, fontsize=8, va="bottom")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    fig.savefig(path, format=fmt, dpi=120)
     plt.close(fig)

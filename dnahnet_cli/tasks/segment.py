@@ -638,7 +638,7 @@ def headline(rows: Sequence[dict], strand: str) -> list[str]:
     return lines
 
 
-def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: str) -> None:
+def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: str, fmt: str = "png") -> None:
     """Boundary rate by codon position per stage (bars) and around CDS starts (lines), Agg backend."""
     import matplotlib
 
@@ -666,7 +666,7 @@ def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: s
     ax2.legend()
     fig.suptitle(f"dnaHNet segmentation vs annotation (strand: {strand})")
     fig.tight_layout()
-    fig.savefig(path_tmp, format="png", dpi=120)
+    fig.savefig(path_tmp, format=fmt, dpi=120)
     plt.close(fig)
 
 
