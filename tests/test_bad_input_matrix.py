@@ -265,6 +265,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-plot-stdout", [*ES, "--gff", "{d}/a.gff3", "--plot", "-", *M, *O], ["--plot needs a file name"]),  # not "the same stream as -o -"
     ("es-two-stdin", ["essentiality", "-", "--gff", "-", *M, *O], ["GENOME and --gff cannot all be -"]),  # once a traceback
     ("sg-two-stdin", ["segment", "-", "--gff", "-", *M, *O], ["GENOME and --gff cannot all be -"]),
+    ("dms-region-start-0", [*DMS_OK, "--region-start", "0", *M, *O], ["--region-start"]),  # once "protein too short"
     ("dms-two-stdin", [*DMS[:2], "--gff", "-", "--gene", "thrA", "--dms", "-", *M, *O], ["--gff and --dms cannot all be -"]),
     ("es-bed-missing-dir", [*ES, "--gff", "{d}/a.gff3", "--bed", "{d}/out/no/x.bed", *M, *O], ["--bed", "does not exist"]),
     ("es-plot-is-dir", [*ES, "--gff", "{d}/a.gff3", "--plot", "{d}/out", *M, *O], ["--plot", "is a directory"]),

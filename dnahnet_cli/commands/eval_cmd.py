@@ -127,7 +127,7 @@ def dms_cmd(
     genome: Optional[str] = typer.Option(None, "--genome", help="Genome FASTA; omit if the GFF embeds ##FASTA."),
     output: str = typer.Option("-", "--output", "-o", help="Per-mutant TSV; - = stdout."),
     protein: Optional[str] = typer.Option(None, "--protein", help="FASTA of the assayed protein (default: the translated CDS)."),
-    region_start: Optional[int] = typer.Option(None, "--region-start", help="Residue of the gene's protein where the assayed protein starts (default: found automatically)."),
+    region_start: Optional[int] = typer.Option(None, "--region-start", min=1, help="Residue of the gene's protein where the assayed protein starts (default: found automatically)."),
     codons: str = typer.Option("best", "--codons", help="best: fewest nt changes, ties by genome codon usage; all: log-mean-exp over every codon."),
     mutant_col: str = typer.Option("mutant", "--mutant-col", help="Mutant column name."),
     score_col: Optional[str] = typer.Option(None, "--score-col", help="Measured score column [DMS_score or score]."),
