@@ -91,7 +91,11 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert dying.returncode == -9
     names = [p.name for p in (tmp_path / "c" / "checkpoints").iterdir()]
     assert "step-0000002" in names and "step-0000004" not in names
+    (tmp_path / "c" / ".tmp-final-99999999").mkdir()  # a final model's staging left by a crash
     assert _cli(_small(tmp_path / "c", *args, "--resume")).returncode == 0
+    leftovers = [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".")]
+    leftovers += [p.name for p in (tmp_path / "c" / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # the staging directories of the killed run are gone
 
     # SIGTERM after step 5 (a scheduler's notice): the step finishes, a step-5 checkpoint is written, exit 143
     term = _cli(_small(tmp_path / "d", *args), env={"DNAHNET_TERM_AT_STEP": "5"})

@@ -374,10 +374,15 @@ def prune_checkpoints(ckpt_root: Path, keep: int) -> None:
 
 
 def clean_stale(ckpt_root: Path) -> None:
+    """Remove what a crashed run left half-written: staging or half-deleted checkpoint directories, and the
+    staging directory of the final model next to checkpoints/."""
     if ckpt_root.is_dir():
         for p in ckpt_root.iterdir():
-            if p.name.startswith("."):  # staging or half-deleted directories of a crashed run
+            if p.name.startswith("."):
                 shutil.rmtree(p, ignore_errors=True)
+    if ckpt_root.parent.is_dir():
+        for p in ckpt_root.parent.glob(".tmp-final-*"):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------- metrics/UI
