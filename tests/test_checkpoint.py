@@ -33,7 +33,8 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["missing_dir", "no_weights", "garbage_weights", "pickle_weights",
-                                    "bad_json", "wrong_format", "shape_mismatch", "unknown_key", "heads_misfit"])
+                                    "bad_json", "wrong_format", "shape_mismatch", "unknown_key", "heads_misfit", "metadata_list",
+                                    "seq_len_text", "other_layout"])
 def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
     ckpt = tmp_path / "m"
     save_checkpoint(ckpt, DNAHNet(get_preset("tiny")), {})
@@ -59,7 +60,17 @@ def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
     elif damage == "heads_misfit":  # the layers' own asserts once surfaced as a traceback
         cfg["config"]["d_model"][-1] += 1
         (ckpt / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(DnahnetError) as err:
-        load_checkpoint(ckpt)
-    message = str(err.value)
-    assert "\n" not in message and (str(ckpt) in message)
+    elif damage == "metadata_list":  # `info` once died on metadata.get
+        cfg["metadata"] = [1]
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    elif damage == "seq_len_text":  # `info` once printed "training length big nt"; loading died in int()
+        cfg["config"]["max_seq_len"] = "big"
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    elif damage == "other_layout":  # another preset's config next to these weights: `info` once accepted it
+        cfg["config"] = get_preset("tiny-1stage").to_dict()
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    for reader in (read_checkpoint_info, load_checkpoint):  # `info` must refuse what loading refuses
+        with pytest.raises(DnahnetError) as err:
+            reader(ckpt)
+        message = str(err.value)
+        assert "\n" not in message and (str(ckpt) in message)

@@ -67,6 +67,32 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     assert res.returncode == 2 and "already exists" in res.stderr
 
 
+def test_init_force_replaces_checkpoints_only(tmp_path):
+    """`init --force` once emptied any directory it was pointed at, and `-o .` ended in a traceback."""
+    user = tmp_path / "results"
+    user.mkdir()
+    (user / "keep.tsv").write_text("precious\n")
+    res = run("init", "--preset", "tiny", "-o", str(user), "--force")
+    assert res.returncode == 2 and "holds no dnahnet checkpoint" in res.stderr and (user / "keep.tsv").exists()
+    ckpt = tmp_path / "m"
+    assert run("init", "--preset", "tiny", "-o", str(ckpt)).returncode == 0
+    assert run("init", "--preset", "tiny", "-o", str(ckpt), "--force", "--seed", "5").returncode == 0
+    assert json.loads((ckpt / "config.json").read_text())["metadata"]["seed"] == 5
+    here = tmp_path / "here"
+    here.mkdir()
+    res = subprocess.run([sys.executable, "-m", "dnahnet_cli.cli", "init", "--preset", "tiny", "-o", ".", "--force"],
+                         capture_output=True, text=True, cwd=here)  # swapping out the cwd would strand the shell
+    assert res.returncode == 2 and "current directory" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_info_prints_paths_with_brackets_verbatim(tmp_path):
+    """rich read `[v2]` in a path as markup (dropped it) and `[/bold]` as a bad tag (traceback)."""
+    for name in ("ck[v2]", "ck[/bold]x"):
+        assert run("init", "--preset", "tiny", "-o", str(tmp_path / name)).returncode == 0
+        res = run("info", str(tmp_path / name))
+        assert res.returncode == 0 and res.stdout.splitlines()[0].startswith(str(tmp_path / name)), res.stderr
+
+
 def test_bad_root_options_are_one_line_errors():
     res = run("--kernels", "bogus", "presets")
     assert res.returncode == 2 and "invalid --kernels 'bogus'" in res.stderr and "Traceback" not in res.stderr

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(..., "--preset", "-p", help="Preset name (see `dnahnet presets`)."),
         out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to create."),
         seed: int = typer.Option(0, "--seed", help="Random seed for the initial weights."),
-        force: bool = typer.Option(False, "--force", help="Overwrite an existing directory."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing checkpoint directory (an empty one too; never a directory holding anything else)."),
     ) -> None:
         """Write a freshly initialised checkpoint (safetensors + config.json).
 
@@ -47,15 +47,22 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from dnahnet_cli.errors import DnahnetError
-        from dnahnet_cli.model.checkpoint import save_checkpoint
+        from dnahnet_cli.model.checkpoint import is_checkpoint_dir, save_checkpoint
         from dnahnet_cli.model.lm import DNAHNet
         from dnahnet_cli.model.presets import get_preset
 
         cfg = get_preset(preset)
+        out = Path(os.path.abspath(out))  # "." and "" have no name to swap a new directory in under
+        if out.exists() and Path.cwd().resolve().is_relative_to(out.resolve()):
+            raise DnahnetError(f"--out {out}: the current directory (or one above it) cannot be replaced; "
+                               f"give the checkpoint a directory of its own, e.g. -o models/{out.name or 'tiny'}")
         if out.exists() and not force:
             raise DnahnetError(f"{out} already exists (use --force to overwrite)")
         if out.exists() and not out.is_dir():
             raise DnahnetError(f"{out} is a file, not a checkpoint directory (--force replaces directories only)")
+        if out.exists() and any(out.iterdir()) and not is_checkpoint_dir(out):
+            raise DnahnetError(f"{out} is a directory that holds no dnahnet checkpoint; --force replaces checkpoints "
+                               f"only, so choose a new or empty directory")
         base = next((p for p in out.absolute().parents if p.exists()), None)  # missing folders above are created
         if base is None:
             raise DnahnetError(f"--out {out}: not a directory a checkpoint can be written to")
@@ -88,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(json.dumps(facts, indent=2))
             else:
                 for key, value in facts.items():
-                    stdout.print(f"{key:<16}{value if value is not None else '-'}", highlight=False)
+                    stdout.print(f"{key:<16}{value if value is not None else '-'}", highlight=False, markup=False)
             return
 
         from dnahnet_cli.model.checkpoint import read_checkpoint_info
@@ -103,16 +110,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(payload, indent=2))
             return
         meta = info.get("metadata", {})
-        stdout.print(f"[bold]{model_dir}[/bold]  (dnahnet {info.get('dnahnet_version')}, preset {meta.get('preset', cfg.name)})")
-        stdout.print(f"arch_layout     {json.dumps(cfg.arch_layout)}")
-        stdout.print(f"stages          {cfg.n_stages}   target ratios {tuple(cfg.ratio_targets) or '-'}"
-                     f"   total compression {_prod(cfg.ratio_targets):g}")
-        stdout.print(f"d_model         {cfg.d_model}   d_intermediate {cfg.d_intermediate}")
-        stdout.print(f"attention       heads {cfg.num_heads}  rotary {cfg.rotary_emb_dim}  window {cfg.window_size}")
-        stdout.print(f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}")
-        stdout.print(f"training length {cfg.max_seq_len} nt   lr multipliers {cfg.lr_multipliers}")
-        if meta.get("training"):
-            stdout.print(f"training        {json.dumps(meta['training'])}")
+        title = f"{model_dir}  (dnahnet {info.get('dnahnet_version')}, preset {meta.get('preset', cfg.name)})"
+        lines = [
+            f"arch_layout     {json.dumps(cfg.arch_layout)}",
+            f"stages          {cfg.n_stages}   target ratios {tuple(cfg.ratio_targets) or '-'}"
+            f"   total compression {_prod(cfg.ratio_targets):g}",
+            f"d_model         {cfg.d_model}   d_intermediate {cfg.d_intermediate}",
+            f"attention       heads {cfg.num_heads}  rotary {cfg.rotary_emb_dim}  window {cfg.window_size}",
+            f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}",
+            f"training length {cfg.max_seq_len} nt   lr multipliers {cfg.lr_multipliers}",
+        ] + ([f"training        {json.dumps(meta['training'])}"] if meta.get("training") else [])
+        stdout.print(title, style="bold", markup=False)  # paths and commands may hold [brackets]: never markup
+        for line in lines:
+            stdout.print(line, markup=False)
         table = Table(title="parameters", show_edge=False)
         table.add_column("component")
         table.add_column("parameters", justify="right")

@@ -82,6 +82,14 @@ def save_checkpoint(out_dir: str | os.PathLike, model: DNAHNet, metadata: dict[s
     return out_dir
 
 
+def is_checkpoint_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a dnahnet checkpoint's config.json (what `init --force` may replace)."""
+    try:
+        return json.loads((Path(path) / CONFIG).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     """Parse and check config.json; DnahnetError names the directory and the problem."""
     ckpt_dir = Path(ckpt_dir)
@@ -96,18 +104,37 @@ def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
         raise DnahnetError(f"{cfg_path}: invalid JSON ({exc})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT or "config" not in info:
         raise DnahnetError(f"{cfg_path}: not a dnahnet checkpoint config (format {FORMAT!r} expected)")
+    if not isinstance(info.get("metadata", {}), dict):
+        raise DnahnetError(f"{cfg_path}: 'metadata' must be a JSON object")
     try:
         info["model_config"] = ModelConfig.from_dict(info["config"])
         info["model_config"].validate()
     except (TypeError, ValueError) as exc:
         raise DnahnetError(f"{cfg_path}: invalid model config ({exc})") from None
-    info["weights"] = check_safetensors(weights)
+    header = _safetensors_header(weights)
+    info["weights"] = {"tensors": sum(k != "__metadata__" for k in header), "bytes": weights.stat().st_size}
+    with torch.device("meta"):  # names and shapes only: no memory, no initialisation work
+        expected = {k: tuple(v.shape) for k, v in DNAHNet(info["model_config"]).state_dict().items()}
+    stored = {k: tuple(v.get("shape", ())) for k, v in header.items() if k != "__metadata__"}
+    mismatch = _state_mismatch(expected, stored)
+    if mismatch:
+        raise DnahnetError(f"{weights}: weights do not match config.json ({mismatch})")
     return info
 
 
-def check_safetensors(path: Path) -> dict[str, int]:
-    """Check a safetensors file's header and that its size matches what the header describes (without reading
-    the tensors): a truncated or corrupt weights file is caught by `info` too, not only at load time."""
+def _state_mismatch(expected: dict[str, tuple], stored: dict[str, tuple]) -> str:
+    """What differs between the tensors a config builds and those a file holds ('' when nothing does)."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    bad_shape = sorted(k for k in set(stored) & set(expected) if tuple(stored[k]) != tuple(expected[k]))
+    return "; ".join(f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape))
+                     if keys)
+
+
+def _safetensors_header(path: Path) -> dict:
+    """The parsed header of a safetensors file, checked against the file's size without reading the tensors:
+    a truncated or corrupt weights file is caught by `info` too, not only at load time."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as fh:
@@ -121,7 +148,7 @@ def check_safetensors(path: Path) -> dict[str, int]:
     expected = 8 + n + max(ends, default=0)
     if size != expected:
         raise DnahnetError(f"{path}: truncated or corrupt ({size:,} bytes, the header describes {expected:,})")
-    return {"tensors": len(ends), "bytes": size}
+    return header
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DNAHNet, dict]:
@@ -134,17 +161,10 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
     except (SafetensorError, OSError, ValueError) as exc:
         raise DnahnetError(f"{weights}: cannot read weights ({exc})") from None
     model = DNAHNet(info["model_config"])
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    bad_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or bad_shape:
-        detail = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape))
-            if keys
-        )
-        raise DnahnetError(f"{weights}: weights do not match config.json ({detail})")
+    mismatch = _state_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                               {k: tuple(v.shape) for k, v in state.items()})
+    if mismatch:  # read_checkpoint_info compared the header; the tensors themselves must agree too
+        raise DnahnetError(f"{weights}: weights do not match config.json ({mismatch})")
     model.load_state_dict(state, strict=True)
     metadata = dict(info.get("metadata", {}))
     metadata.setdefault("dnahnet_version", info.get("dnahnet_version"))

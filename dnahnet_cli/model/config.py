@@ -59,6 +59,14 @@ class ModelConfig:
                     window=self.window_size[stage])
 
     def validate(self) -> None:
+        for key in ("d_conv", "expand", "chunk_size", "vocab_size", "max_seq_len"):  # JSON may hold anything
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"config.{key} must be a positive integer, not {value!r}")
+        for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
+            values = getattr(self, key)
+            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise ValueError(f"config.{key} must be a list of integers, not {values!r}")
         s = self.n_stages
         for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
             if len(getattr(self, key)) != s + 1:
