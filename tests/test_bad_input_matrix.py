@@ -132,6 +132,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-max-tokens-1", [*SV, "{d}/v.vcf", "--max-tokens", "1", *M, *O], ["--max-tokens"]),
     ("sv-device", [*SV, "{d}/v.vcf", "--device", "tpu9", *M, *O], ["--device"]),
     ("sv-device-cuda", [*SV, "{d}/v.vcf", "--device", "cuda", *M, *O], ["cuda"]),
+    ("sv-device-meta", [*SV, "{d}/v.vcf", "--device", "meta", *M, *O], ["invalid --device 'meta'"]),  # once a traceback
+    ("sv-device-xpu", [*SV, "{d}/v.vcf", "--device", "xpu", *M, *O], ["invalid --device 'xpu'"]),
     ("sv-dtype", [*SV, "{d}/v.vcf", "--dtype", "fp8", *M, *O], ["--dtype"]),
     ("sv-unknown-option", [*SV, "{d}/v.vcf", "--frobnicate", *M, *O], ["--frobnicate"]),
     ("sv-missing-arg", ["score-variants", "{d}/g.fa"], ["Missing argument"]),
