@@ -39,7 +39,8 @@ def _pairs(n_refs: int = 6, length: int = 300, seed: int = 0) -> tuple[list[str]
                     ref[:mid] + "GATTACA" + ref[mid:],  # insertion: ALT longer
                     ref[:mid] + ref[mid + 9:],  # deletion: ALT shorter
                     ref[:mid] + CASSETTE + ref[mid + len(CASSETTE):],  # replacement, as essentiality does
-                    ref, ref[: length - 50]):  # identical; a prefix of REF
+                    ref, ref[: length - 50],  # identical; a prefix of REF
+                    ref + "ACGTA"):  # REF a prefix of ALT: once a KeyError (no REF phase ends there)
             refs.append(ref)
             alts.append(alt)
     order = rng.permutation(len(refs))  # pairs of one REF need not be adjacent

@@ -9,8 +9,9 @@ Score semantics (used by `score-variants`):
     windows have exactly `window` bases: a deletion takes extra flanking bases on the right, an
     insertion fewer. Equal lengths mean an indel's score carries no length bias;
   * on a circular replicon the windows wrap across the origin; on a linear contig they are moved
-    off-centre to stay inside it (window_placement=off_centre), and a contig (or, for a deletion, its ALT
-    haplotype) shorter than the window is used whole (whole_contig);
+    off-centre to stay inside it (window_placement=off_centre; a length-changing allele at the very end
+    of the contig then gives REF and ALT windows that start at different bases: see make_windows), and a
+    contig (or, for a deletion, its ALT haplotype) shorter than the window is used whole (whole_contig);
   * N/IUPAC bases in the flanks are read as context and never scored; an allele holding them is skipped.
 Unscorable ALTs keep their row with a status code (see STATUSES) and no score.
 """
@@ -123,9 +124,10 @@ def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, 
     """Windows for replacing reference [start0, end0) by `alt` (trimmed); None when it cannot fit.
 
     The ALT window is the stretch of the ALT haplotype that starts at the REF window's first base, so
-    both have the same length (see the module docstring). Only for a deletion within its own length of
-    the end of a linear contig, where no common start fits, does it start earlier, to stay inside the
-    haplotype.
+    both have the same length (see the module docstring). Only for a length-changing allele within its own
+    length of the end of a linear contig, where no common start fits, do the two start at different bases:
+    each is placed as far in as its own sequence allows (a deletion's ALT window starts earlier, an
+    insertion's later), so that both stay inside their sequence.
     """
     length = genome.length(contig)
     reflen, altlen = end0 - start0, len(alt)

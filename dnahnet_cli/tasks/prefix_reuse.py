@@ -3,8 +3,8 @@
 An autoregressive model gives REF and ALT identical log-probabilities before the first differing base. So
 each unique REF window runs once, in pieces split at the first differing base of its ALTs; the model state
 at each split is kept, and every ALT runs only its own suffix from there. In fp32 the totals equal scoring both
-windows in full to rounding (~1e-6 nats; tests/test_prefix_reuse.py compares them for every model family and kind
-of ALT); under a bf16 autocast they agree only to bf16 rounding, since the two orders of arithmetic round
+windows in full to rounding (a few 1e-6 nats per 300-nt window, up to ~2e-5 over 8,192 nt; tests/test_prefix_reuse.py
+compares them for every model family and kind of ALT; an ALT that extends REF at its end is scored whole); under a bf16 autocast they agree only to bf16 rounding, since the two orders of arithmetic round
 differently in the bf16 layers.
 """
 
@@ -63,6 +63,7 @@ class PrefixReuseScorer:
         unique: dict[str, int] = {}
         ref_of = [unique.setdefault(r, len(unique)) for r in refs]
         self.ref_enc = [eng.encode(r) for r in unique]
+        self.alts = list(alts)
         self.alt_enc = [eng.encode(a) for a in alts]
         self.first_diff = [first_difference(self.ref_enc[ref_of[i]], a) for i, a in enumerate(self.alt_enc)]
         self.ll_ref, self.ll_alt = np.zeros(len(refs)), np.zeros(len(refs))
@@ -126,13 +127,19 @@ class PrefixReuseScorer:
     def _continue_alts(self, batch: list[int], ref_lp: list[np.ndarray],
                        snapshots: dict[tuple[int, int], _Snapshot]) -> None:
         jobs: dict[int, list[tuple[int, int]]] = {}  # id(snapshot state) -> [(row, pair)], batched per phase
+        extends: list[int] = []  # ALT = REF + more bases: no REF phase ends where it diverges; scored whole
         for k, u in enumerate(batch):
             for i in self.pairs_of_ref[u]:
                 f, alt = self.first_diff[i], self.alt_enc[i]
                 if f >= len(alt):  # ALT is a prefix of REF
                     self.ll_alt[i] = np.nansum(ref_lp[k][: len(alt)])
                     continue
+                if f >= len(self.ref_enc[u]):
+                    extends.append(i)
+                    continue
                 jobs.setdefault(id(snapshots[(k, f + 1)].state), []).append((k, i))
+        if extends:
+            self.ll_alt[extends] = self.engine.loglik([self.alts[i] for i in extends])
         size = self.engine.batch_size
         for job in jobs.values():
             for start in range(0, len(job), size):
