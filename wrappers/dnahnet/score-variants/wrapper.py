@@ -7,7 +7,8 @@ from shlex import quote
 
 from snakemake.shell import shell
 
-log = snakemake.log_fmt_shell(stdout=False, stderr=True)
+# snakemake.log_fmt_shell does not quote the path: a log name with a space split the command
+log = f"2> {quote(str(snakemake.log[0]))}" if snakemake.log else ""
 extra = snakemake.params.get("extra", "")
 model = snakemake.params.get("model", "")
 model = f"--model {quote(str(model))}" if model else ""  # empty: the reference model shipped with dnahnet
