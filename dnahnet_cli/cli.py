@@ -138,10 +138,9 @@ def err(message: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    # `dnahnet ... | head`: die quietly by SIGPIPE like other Unix tools (shell status 141); SIGTERM
-    # (e.g. a Snakemake/SLURM cancel) unwinds normally so atomic outputs remove their temporary files.
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # `dnahnet ... | head`: SIGPIPE stays ignored (Python's default), so the write raises BrokenPipeError, which
+    # unwinds like SIGTERM (e.g. a Snakemake/SLURM cancel) does: atomic outputs being written to files remove
+    # their temporary files, and the process then exits quietly with the shell's SIGPIPE status, 141.
     signal.signal(signal.SIGTERM, _terminated)
     # Ctrl-C even when started with SIGINT ignored (a background job of a script, some workflow engines)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -151,6 +150,12 @@ def main() -> None:
             _interrupted(130)
         if isinstance(code, int) and code:
             sys.exit(code)
+    except SystemExit as exc:
+        # click answers a closed stdout (EPIPE) with a quiet exit 1 after wrapping stdout in its
+        # PacifyFlushWrapper; `| head` is not a failure: exit with the status SIGPIPE would give
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(141)
+        raise
     except DnahnetError as exc:
         err(str(exc))
         sys.exit(exc.exit_code)
@@ -176,7 +181,8 @@ def main() -> None:
             ctx = getattr(exc, "ctx", None)
             where = f"{ctx.command_path}: " if ctx is not None else ""
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
+            if exc.format_message():  # `dnahnet` alone printed its help already: no empty error line after it
+                err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
             sys.exit(exc.exit_code)
         if isinstance(exc, (MemoryError,)) or type(exc).__name__ == "OutOfMemoryError":
             err(f"out of memory: {exc}; try a smaller --batch-size or --max-tokens")

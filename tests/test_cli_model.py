@@ -93,6 +93,11 @@ def test_info_prints_paths_with_brackets_verbatim(tmp_path):
         assert res.returncode == 0 and res.stdout.splitlines()[0].startswith(str(tmp_path / name)), res.stderr
 
 
+def test_no_arguments_prints_help_without_an_empty_error_line():
+    res = run()
+    assert res.returncode == 2 and "Usage" in res.stdout and res.stderr == "", res.stderr
+
+
 def test_bad_root_options_are_one_line_errors():
     res = run("--kernels", "bogus", "presets")
     assert res.returncode == 2 and "invalid --kernels 'bogus'" in res.stderr and "Traceback" not in res.stderr

@@ -78,6 +78,17 @@ def test_signals_leave_no_output(tmp_path, sig, code):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_closed_pipe_leaves_no_temporary_file(tmp_path):
+    """`... -o out.tsv --per-base - | head -1`: SIGPIPE once killed the process before the atomic output could
+    remove its temporary file; now the closed pipe unwinds it, and the exit status is still 141, quietly."""
+    cmd = " ".join([sys.executable, "-m", "dnahnet_cli", "score-seqs", str(EXAMPLES / "ecoli_k12_20kb.fa"),
+                    "--window", "256", "-q", "-o", str(tmp_path / "out.tsv"), "--per-base", "-"])
+    res = subprocess.run(["bash", "-c", f"{cmd} | head -n 1; exit ${{PIPESTATUS[0]}}"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert res.returncode == 141 and res.stderr == "" and len(res.stdout.splitlines()) == 1, res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_truncated_gzip_gff_and_a_fasta_as_gff(tmp_path):
     import gzip
 

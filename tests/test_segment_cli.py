@@ -160,7 +160,7 @@ def test_cli_exit_code_and_head_safe(ckpt):
                                                "CHROM:START-END (1-based, inclusive)"]
     res = _cli(GENOME, "--model", ckpt, "--region", f"{CHROM}:1-3000", "--device", "cpu", "--batch-size", "2",
                "--tile", "256", "--strand", "both", pipe=" | head -n 3; exit ${PIPESTATUS[0]}")
-    assert res.returncode in (0, 1, 141), res.stderr  # click itself exits 1 quietly on EPIPE
+    assert res.returncode in (0, 141), res.stderr  # 141 as for SIGPIPE (click's own answer would be 1); 0 if it finished first
     assert "Traceback" not in res.stderr and len(res.stdout.splitlines()) == 3
     assert all(len(line.split("\t")) == 9 for line in res.stdout.splitlines())
 
