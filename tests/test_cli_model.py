@@ -98,6 +98,12 @@ def test_no_arguments_prints_help_without_an_empty_error_line():
     assert res.returncode == 2 and "Usage" in res.stdout and res.stderr == "", res.stderr
 
 
+def test_info_device_honours_kernels_torch():
+    """`info --device` once said the compiled kernels were in use under --kernels torch, which turns them off."""
+    res = run("--kernels", "torch", "info", "--device")
+    assert res.returncode == 0 and "cpu_kernels     off (--kernels torch)" in res.stdout, res.stdout
+
+
 def test_bad_root_options_are_one_line_errors():
     res = run("--kernels", "bogus", "presets")
     assert res.returncode == 2 and "invalid --kernels 'bogus'" in res.stderr and "Traceback" not in res.stderr

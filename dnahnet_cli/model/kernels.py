@@ -124,6 +124,11 @@ def set_kernels(mode: str) -> None:
     _mode = mode
 
 
+def kernel_mode() -> str:
+    """The --kernels mode in force ("auto", "torch" or "fast")."""
+    return _mode
+
+
 def active_kernels() -> dict[str, str]:
     """The mode and, per component, the implementation CUDA tensors would take (CPU is always "torch")."""
     out = {"mode": _mode}

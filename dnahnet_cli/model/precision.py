@@ -96,13 +96,21 @@ def choose_dtype(requested: str, device: torch.device) -> tuple[str, str]:
     return "float32", f"auto: fp32 on {device.type}"
 
 
+def cpu_kernels_status() -> str:
+    """The compiled CPU kernels as this process would use them: off under --kernels torch (or
+    DNAHNET_KERNELS=torch), else where they live or why they are unavailable."""
+    from dnahnet_cli.model.cpu_mixer import status
+    from dnahnet_cli.model.kernels import kernel_mode
+
+    return "off (--kernels torch)" if kernel_mode() == "torch" else status()
+
+
 def describe_compute() -> dict:
     """What this machine offers the model (for `dnahnet info --device`): devices, threads, bf16 support and
     what --dtype auto would choose on each device, and why."""
     import platform
 
     from dnahnet_cli.model.allocator import host_memory_policy
-    from dnahnet_cli.model.cpu_mixer import status as cpu_mixer_status
     from dnahnet_cli.model.openmp import openmp_policy
 
     cpu = torch.device("cpu")
@@ -112,7 +120,7 @@ def describe_compute() -> dict:
            "cpu_auto_dtype": "{} ({})".format(*choose_dtype("auto", cpu)),
            "host_memory": host_memory_policy(),
            "openmp_wait": openmp_policy(),
-           "cpu_kernels": cpu_mixer_status(),
+           "cpu_kernels": cpu_kernels_status(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     if torch.cuda.is_available():
         out["cuda_auto_dtype"] = "{} ({})".format(*choose_dtype("auto", torch.device("cuda")))
