@@ -126,3 +126,15 @@ def test_the_background_cache_key_knows_which_contigs_are_circular():
     genome.set_circular(genome.names)
     circular = background_params(genome, engine, 512, "both", 100, 0)
     assert linear != circular and circular["circular"] == genome.names[0] and linear["circular"] == "none"
+
+
+def test_an_unusable_cache_from_the_environment_is_named_as_such(tmp_path, monkeypatch):
+    """A bad DNAHNET_CACHE_DIR was reported as a bad --calibrate-cache, an option the user had not given."""
+    from dnahnet_cli.errors import DnahnetError
+    from dnahnet_cli.tasks.calibration import default_cache_dir, default_cache_source, prepare_cache_dir
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    monkeypatch.setenv("DNAHNET_CACHE_DIR", str(blocker))
+    with pytest.raises(DnahnetError, match=r"^DNAHNET_CACHE_DIR .*a file: cannot create"):
+        prepare_cache_dir(default_cache_dir(), default_cache_source())

@@ -26,7 +26,7 @@ from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
-from dnahnet_cli.tasks.calibration import Background, default_cache_dir, load_or_build, prepare_cache_dir
+from dnahnet_cli.tasks.calibration import Background, default_cache_dir, default_cache_source, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
     ref_status, resolve_contig,
@@ -152,7 +152,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
     check_one_stdin({"REF": ref, "VCF": vcf, "--gff": gff})
     if calibrate is not None:
-        calibrate_cache = prepare_cache_dir(calibrate_cache or default_cache_dir())
+        calibrate_cache = (prepare_cache_dir(calibrate_cache) if calibrate_cache else
+                           prepare_cache_dir(default_cache_dir(), default_cache_source()))
     genome = Genome.open(ref, quiet=quiet)
     rename = load_chrom_map(chrom_map) if chrom_map else {}
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))

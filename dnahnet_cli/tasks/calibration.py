@@ -46,6 +46,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "dnahnet"
 
 
+def default_cache_source() -> str:
+    """Where default_cache_dir() came from, for an error message that names what the user set."""
+    if os.environ.get("DNAHNET_CACHE_DIR"):
+        return "DNAHNET_CACHE_DIR"
+    return "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "the default cache folder"
+
+
 def prepare_cache_dir(cache_dir: Path, option: str = "--calibrate-cache") -> Path:
     """The folder backgrounds are cached in, created now (before any work) or a one-line error."""
     folder = cache_dir / "calibration"
