@@ -323,3 +323,19 @@ def test_default_dtype_is_auto_and_the_header_says_why(app, ckpt):
     info = CliRunner().invoke(cli_app, ["info", "--device"])
     assert info.exit_code == 0, info.output
     assert f"{dtype} ({reason})" in " ".join(info.output.split())  # rich may wrap the row
+
+
+def test_tiles_cover_every_base_once_with_at_least_the_context():
+    """The second window once re-scored the first window's last `context` bases with less context than the
+    first had given them (wasted work, and fewer context bases than available)."""
+    from dnahnet_cli.tasks.tiling import tiles
+
+    for window in range(2, 40):
+        for context in range(window):
+            for length in range(0, 130):
+                plan = tiles(length, window, context)
+                kept = [i for _, keep, hi in plan for i in range(keep, hi)]
+                assert kept == list(range(length)), (window, context, length)
+                assert all(hi - lo <= window for lo, _, hi in plan)
+                assert all(keep - lo >= min(keep, context) for lo, keep, _ in plan)
+                assert all(keep == 0 or keep >= window for _, keep, _ in plan)  # first window's bases kept once

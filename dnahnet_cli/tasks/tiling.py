@@ -1,7 +1,8 @@
 """Sequences longer than the model's window, scored through overlapping windows.
 
-Window k scores bases [s_k, s_k + window - context) and starts `context` bases earlier, so every base
-after the first window is predicted from at least `context` bases of left context.
+The first window keeps all of its bases; each later window k keeps [s_k, s_k + window - context) and starts
+`context` bases earlier, so every base after the first window is predicted from at least `context` bases of left
+context, and each base is scored exactly once.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ def tiles(length: int, window: int, context: int) -> list[tuple[int, int, int]]:
     if length <= window:
         return [(0, 0, length)]
     step = window - context
-    out = []
-    for s in range(0, length, step):
-        if s == 0:
-            out.append((0, 0, window))
-        else:
-            out.append((max(0, s - context), s, min(length, s + step)))
+    out = [(0, 0, window)]  # the first window keeps all its bases: each already has all the context there is
+    for s in range(window, length, step):
+        out.append((s - context, s, min(length, s + step)))
     return out
 
 
