@@ -68,6 +68,22 @@ def test_codon_choice_rule():
     assert synonymous_codons("*", 11) == ["TAA", "TAG", "TGA"] and synonymous_codons("W", 4) == ["TGA", "TGG"]
 
 
+def test_alternative_start_codon_mutants_change_the_codon(tmp_path):
+    """M1V on a GTG start once kept GTG (it encodes V inside genes): a "mutant" equal to the wild type, delta 0."""
+    gff = tmp_path / "gtg.gff"
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t11\t25\t.\t+\t.\tID=g1;locus_tag=G1\n"
+                   "c1\tt\tCDS\t11\t25\t.\t+\t0\tParent=g1\n##FASTA\n>c1\nACGTACGTACGTGAAATTTCCCTAAACGTACGT\n")
+    ann = parse_gff(gff)
+    genome, _ = load_genome(None, ann)
+    target = prepare_target(ann, genome, "G1")
+    assert target.protein == "MKFP"  # GTG read as M at the start
+    for mutant, codon in (("M1V", "GTA"), ("M1L", "CTG")):
+        plan = plan_mutant(target, _rec(mutant), "best", codon_usage(ann, genome))
+        assert plan.codon_changes == f"M1:GTG>{codon}" and plan.n_nt_changes == 1
+        every = plan_mutant(target, _rec(mutant), "all", {})
+        assert all(v for v in every.variants)  # no codon combination leaves the sequence as it was
+
+
 def test_minus_strand_multi_mutant_windows(awkward):
     ann, genome, usage = awkward
     target = prepare_target(ann, genome, "bbbB")  # MADRKPF, minus strand

@@ -166,9 +166,9 @@ def codon_usage(annotation: Annotation, genome: Mapping[str, str], table: int = 
     return counts
 
 
-def choose_codon(wt_codon: str, aa: str, table: int, usage: Mapping[str, int]) -> str:
+def choose_codon(wt_codon: str, aa: str, table: int, usage: Mapping[str, int], exclude: tuple[str, ...] = ()) -> str:
     """Codon of `aa` with the fewest changes from `wt_codon`; ties: most used in the genome, then A<C<G<T."""
-    cands = [c for c, a in codon_table(table).items() if a == aa]
+    cands = [c for c, a in codon_table(table).items() if a == aa and c not in exclude]
     return min(cands, key=lambda c: (sum(x != y for x, y in zip(c, wt_codon)), -usage.get(c, 0), c))
 
 
@@ -241,9 +241,12 @@ def plan_mutant(
         wt_codon = target.cds[off : off + 3]
         if code.get(wt_codon) != s.wt and not (s.pos == 1 and target.region_start == 1 and s.wt == "M"):
             raise DnahnetError(f"{where}: mutant {record.mutant}: codon {wt_codon} at residue {s.pos} does not encode {s.wt}")
-        chosen = choose_codon(wt_codon, s.mt, table, usage)
+        # A residue change must change the codon: at an alternative start (GTG, TTG read as M) the wild-type
+        # codon itself encodes V or L elsewhere in the table, and would give a "mutant" equal to the wild type.
+        keep_wt = s.wt == s.mt
+        chosen = choose_codon(wt_codon, s.mt, table, usage, exclude=() if keep_wt else (wt_codon,))
         best.append((off, wt_codon, chosen))
-        cands = [chosen] if codons == "best" else synonymous_codons(s.mt, table)
+        cands = [chosen] if codons == "best" else [c for c in synonymous_codons(s.mt, table) if keep_wt or c != wt_codon]
         options.append([(off, c) for c in cands])
     n_comb = math.prod(len(o) for o in options)
     if n_comb > MAX_COMBINATIONS:
