@@ -161,6 +161,16 @@ def test_window_cache_key_keeps_close_n_thresholds_apart(tmp_path):
         open_corpus([f], tmp_path / "c", seq_len=11, min_length=4, max_n_frac=0.09999999)
 
 
+def test_windows_exactly_at_the_n_threshold_are_kept(tmp_path):
+    """Windows with more than max_n_frac N are dropped; one exactly at it is kept. 0.57 * 100 is
+    56.99999999999999 in floats, so a 100-nt window with 57 N was once dropped at max_n_frac=0.57."""
+    f = _write(tmp_path / "g.fa", ">a\n" + "N" * 57 + "A" * 43 + "\n>b\n" + "N" * 29 + "C" * 71 + "\n"
+               ">c\n" + "N" * 58 + "A" * 42 + "\n")
+    for frac, kept in ((0.57, 2), (0.58, 3), (0.29, 1)):
+        corpus = open_corpus([f], tmp_path / "c", seq_len=101, min_length=64, max_n_frac=frac)
+        assert len(corpus.windows) == kept, frac
+
+
 def test_sampler_is_deterministic_epochwise_and_resumable():
     s = WindowSampler(50, seed=3)
     idx, rc = s.take(0, 120)
