@@ -5,6 +5,7 @@ it applies the checkout's host-memory policy when the checkout has one."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -65,11 +66,24 @@ def autocast_for(dtype: str):
 _models: dict = {}
 
 
-def model_for(preset: str, train: bool):
-    key = (preset, train)
+def config_for(job: dict):
+    """The job's model: its `config` (a ModelConfig dict, the same for every checkout: like-for-like) when
+    given, else this checkout's own preset of that name (which may be an older layout)."""
+    if "config" not in job:
+        return get_preset(job["preset"])
+    base = get_preset("tiny")  # only for the ModelConfig class: every checkout has `tiny`, not every one `cpu`
+    known = set(type(base).__dataclass_fields__)
+    extra = {k: v for k, v in job["config"].items() if k not in known}
+    if any(v not in (None, {}, [], "") for v in extra.values()):
+        raise ValueError(f"this checkout's ModelConfig has no {', '.join(sorted(extra))}")
+    return type(base)(**{k: v for k, v in job["config"].items() if k in known})
+
+
+def model_for(job: dict, train: bool):
+    key = (job["preset"], json.dumps(job.get("config"), sort_keys=True), train)
     if key not in _models:
         torch.manual_seed(0)
-        model = DNAHNet(get_preset(preset))
+        model = DNAHNet(config_for(job))
         fixed_routers(model)
         model.train(train)
         opt = adamw(model) if train else None
@@ -79,7 +93,7 @@ def model_for(preset: str, train: bool):
 
 def run(job: dict) -> float:
     torch.set_num_threads(job["threads"])
-    model, opt = model_for(job["preset"], job["kind"] == "train")
+    model, opt = model_for(job, job["kind"] == "train")
     ids = torch.randint(2, 6, (job["batch"], job["length"]), generator=torch.Generator().manual_seed(1))
     t = time.perf_counter()
     if job["kind"] == "score":
@@ -97,8 +111,9 @@ def run(job: dict) -> float:
 for line in sys.stdin:
     job = json.loads(line)
     try:
-        model_for(job["preset"], job["kind"] == "train")
+        model, _ = model_for(job, job["kind"] == "train")
     except Exception as exc:  # e.g. a preset this checkout does not have: the case is skipped, not the run
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         continue
-    print(json.dumps({"seconds": run(job)}), flush=True)
+    config = dataclasses.asdict(model.config)  # what this checkout built: the parent counts FLOPs from it
+    print(json.dumps({"seconds": run(job), "config": config, "threads": torch.get_num_threads()}), flush=True)

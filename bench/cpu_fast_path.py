@@ -9,6 +9,7 @@ positions). Reports medians, paired ratios (median over repetitions of t_before 
 achieved GFLOP/s against fp32 and bf16 GEMM probes taken in the same run.
 
     python bench/cpu_fast_path.py --reps 5 --out docs/results/cpu-fast-path.json
+    python bench/cpu_fast_path.py --same-model --reps 5 ...   # both build today's presets: the code's ratio
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Worker:
     def __init__(self, root: Path):
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_fastpath_worker.py"), str(root)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.config: dict | None = None  # the model config the last job ran (this checkout's, or the job's)
+        self.threads: int | None = None  # the thread count the worker timed with
 
     def time(self, job: dict) -> float:
         self.proc.stdin.write(json.dumps(job) + "\n")
@@ -82,6 +85,7 @@ class Worker:
         reply = json.loads(line)
         if "error" in reply:
             raise JobUnsupported(reply["error"])
+        self.config, self.threads = reply.get("config"), reply.get("threads")
         return reply["seconds"]
 
     def close(self) -> None:
@@ -89,9 +93,13 @@ class Worker:
         self.proc.wait()
 
 
-def flops_of(job: dict) -> float:
-    """Analytic FLOPs of the job at the fixed target ratios (training step = 3x forward)."""
+def flops_of(job: dict, config: dict | None) -> float:
+    """Analytic FLOPs of the job at the fixed target ratios (training step = 3x forward), of the model the worker
+    actually built (`config`, as it reported it: an older checkout's preset may be another layout)."""
     cfg = get_preset(job["preset"])
+    if config is not None:
+        known = set(type(cfg).__dataclass_fields__)
+        cfg = type(cfg)(**{**cfg.to_dict(), **{k: v for k, v in config.items() if k in known}})
     report = forward_flops(cfg, job["length"])
     return report.total * job["batch"] * (3 if job["kind"] == "train" else 1)
 
@@ -104,10 +112,15 @@ def main() -> None:
     ap.add_argument("--before-dtype", choices=["case", "auto"], default="case",
                     help="case: 'before' runs the precision its case names (fp32); auto: 'before' runs --dtype auto "
                     "too, to compare two versions of the fast path")
+    ap.add_argument("--same-model", action="store_true",
+                    help="both workers build today's preset (its config is sent with each job), so a ratio is the "
+                         "code's alone; by default each checkout builds its own preset of that name, and 18b10ff's "
+                         "small and tiny are the older layout with attention at stage 0")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     auto, why = choose_dtype("auto", torch.device("cpu"))
     before_root = unpack(args.before, Path("/tmp") / f"dnahnet-before-{args.before}")
+    env_at_start = environment()  # load average before the run, not after it
     workers = {"before": Worker(before_root), "after": Worker(ROOT)}
     cases = {k: v for k, v in CASES.items() if not args.cases or any(s in k for s in args.cases)}
     results = {}
@@ -117,10 +130,14 @@ def main() -> None:
             if args.before_dtype == "auto":
                 variants = [(label.replace("fp32", "auto") if w == "before" else label, w,
                              {**job, "dtype": "auto"} if w == "before" else job) for label, w, job in variants]
-            jobs = [(label, w, {**job, "dtype": auto if job["dtype"] == "auto" else job["dtype"]}) for label, w, job in variants]
+            jobs = [(label, w, {**job, "dtype": auto if job["dtype"] == "auto" else job["dtype"],
+                                **({"config": get_preset(job["preset"]).to_dict()} if args.same_model else {})})
+                    for label, w, job in variants]
+            built: dict[str, dict] = {}  # label -> the config its worker built, and the threads it timed with
             try:
-                for _, w, job in jobs:
+                for label, w, job in jobs:
                     workers[w].time(job)  # warm-up
+                    built[label] = {"config": workers[w].config, "threads": workers[w].threads}
             except JobUnsupported as exc:
                 results[case] = {"skipped": f"{w} checkout: {exc}"}
                 print(f"{case}: skipped ({w} checkout: {exc})", file=sys.stderr)
@@ -138,7 +155,9 @@ def main() -> None:
             results[case] = {
                 "jobs": {label: job for label, _, job in jobs}, "samples": samples, "median_s": med,
                 "nt_per_s": {label: job["length"] * job["batch"] / med[label] for label, _, job in jobs},
-                "achieved_gflops": {label: flops_of(job) / med[label] / 1e9 for label, _, job in jobs},
+                "achieved_gflops": {label: flops_of(job, built[label]["config"]) / med[label] / 1e9
+                                    for label, _, job in jobs},
+                "built": built,
                 "speedup_vs_first": {label: statistics.median(a / b for a, b in zip(samples[base], samples[label]))
                                      for label, _, _ in jobs},
             }
@@ -149,9 +168,12 @@ def main() -> None:
         for w in workers.values():
             w.close()
     payload = {"command": " ".join([Path(sys.executable).name] + sys.argv), "auto_dtype": f"{auto} ({why})",
-               "before_commit": args.before, "environment": environment(), "reps": args.reps,
+               "before_commit": args.before, "same_model": args.same_model,
+               "environment": {**env_at_start, "note": "the parent's; each case's 'built' has the threads and "
+                                                       "model config of the worker that timed it"},
+               "reps": args.reps,
                "gemm_probe_gflops_1thread": {k: statistics.median(v) for k, v in probes.items() if v},
-               "cases": results}
+               "gemm_probes_per_rep": probes, "cases": results}
     emit(payload, args.out)
 
 
