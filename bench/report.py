@@ -19,7 +19,8 @@ def render(results: dict) -> str:
     env = results["environment"]
     out = [f"Run {results.get('started', '?')} – {results.get('finished', '?')}: "
            f"{env.get('cuda') or env['processor']}, torch {env['torch']}, {env['threads']} thread(s), "
-           f"dtype {results['args']['dtype']}, kernels `{env['kernels']}`, load average at start "
+           f"dtype {results['args']['dtype']}, kernels `{env['kernels']}` (CUDA paths), CPU kernels "
+           f"`{env.get('cpu_kernels', 'torch')}`, load average at start "
            f"{', '.join(f'{x:.1f}' for x in env.get('load_average', []))}.",
            f"Command: `{results['command']}`", ""]
     for size, res in results["sizes"].items():

@@ -143,7 +143,8 @@ def summary(results: dict) -> str:
     """Plain-text tables: scoring nt/s (paired x vs T++), FLOPs and achieved/floor, training, generation."""
     lines = [f"\n=== dnahnet benchmark summary: {results['environment'].get('cuda') or results['environment']['processor']}"
              f", threads {results['environment']['threads']}, dtype {results['args']['dtype']},"
-             f" kernels {results['environment']['kernels']} ==="]
+             f" kernels {results['environment']['kernels']}, CPU kernels "
+             f"{results['environment'].get('cpu_kernels', 'torch')} ==="]
     for size, res in results["sizes"].items():
         params = res["parameters"]
         rows = res.get("scoring", [])
