@@ -44,7 +44,8 @@ CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 
 
 def sized(preset: str, scale: float) -> dict:
-    """ModelConfig of `preset` with every width times `scale` (multiples of 16; 16-wide heads)."""
+    """ModelConfig of `preset` with every width times `scale`: d_model to multiples of 16 (16-wide heads),
+    d_intermediate with a floor of 128."""
     cfg = get_preset(preset).to_dict()
     d = [max(16, 16 * round(w * scale / 16)) for w in cfg["d_model"]]
     cfg["d_model"] = d

@@ -36,7 +36,8 @@ dn score-seqs "$out/heldout_300kb.fa" --model "$model" --strand forward "${win[@
 fi
 
 # 2. IF1 (infA) deep mutational scan, all 1,367 substitutions: Spearman rho (and the BLOSUM62 / substitution-count
-#    baselines), the genomic window of the model's training length centred on the mutated codon
+#    baselines), the CDS plus flanks filling a window of the model's training length (cropped around the mutated
+#    codon only where the gene is longer)
 if want dms; then
 dn eval dms --genome $genome --gff $gff --gene infA --dms $data/dms/IF1_ECOLI_Kelsic_2016/dms.csv --model "$model" \
    "${win[@]}" --device cpu -q -o "$out/$name.dms.tsv" --metrics "$out/$name.dms.json"
@@ -57,7 +58,8 @@ echo "wall_s=$(echo "$(date +%s.%N) - $start" | bc) threads=${THREADS:-1} window
 fi
 
 # 4. Keio essentiality, evo2 protocol (the stop inserted every 12 nt of the CDS, 4,096-nt flanks) on every 16th
-#    annotated gene (EVO2_EVERY; each gene costs ~4x the paper protocol's 2,048-nt window here)
+#    annotated gene (EVO2_EVERY; each gene's sequence is its CDS plus 8,192 nt of flank, longer than the paper
+#    protocol's window)
 if want evo2; then
 dn essentiality $genome --gff $gff --model "$model" --protocol evo2 --genes "$(every "${EVO2_EVERY:-16}")" \
    --labels $labels --device cpu -q \
