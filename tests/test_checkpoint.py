@@ -74,3 +74,18 @@ def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
             reader(ckpt)
         message = str(err.value)
         assert "\n" not in message and (str(ckpt) in message)
+
+
+def test_config_checks_apply_only_to_the_layers_a_stage_has():
+    """The heads/rotary rule concerns attention stages and the headdim rule Mamba2 stages; applied everywhere, they
+    once refused working models (a Transformer++ with d_model 100, a Mamba2-only model with 5 heads) and their
+    existing checkpoints."""
+    from dnahnet_cli.model.config import ModelConfig
+
+    for preset, change in (("tiny-tpp", {"headdim": 40}), ("tiny-tpp", {"d_model": [100]}),
+                           ("tiny-mamba2", {"num_heads": [5]}), ("tiny-sh2", {"headdim": 40})):
+        ModelConfig.from_dict({**get_preset(preset).to_dict(), **change}).validate()
+    for preset, change, message in (("tiny", {"headdim": 0}, "headdim"), ("tiny", {"num_heads": [4, 5, 4]}, "num_heads"),
+                                    ("tiny-tpp", {"rotary_emb_dim": [3]}, "rotary")):
+        with pytest.raises(ValueError, match=message):
+            ModelConfig.from_dict({**get_preset(preset).to_dict(), **change}).validate()

@@ -6,6 +6,8 @@ start without importing it.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -79,17 +81,29 @@ class ModelConfig:
             raise ValueError("ratio targets must be > 1 (the ratio loss diverges at N = 1)")
         if self.lr_multipliers and len(self.lr_multipliers) != s + 1:
             raise ValueError(f"config.lr_multipliers needs {s + 1} entries")
-        for stage, d in enumerate(self.d_model):  # what the layers would otherwise assert
-            heads, rotary = self.num_heads[stage], self.rotary_emb_dim[stage]
-            if heads < 1 or d % heads:
-                raise ValueError(f"config.d_model[{stage}] = {d} is not divisible by config.num_heads[{stage}] = {heads}")
-            if rotary % 2 or rotary > d // heads:
-                raise ValueError(f"config.rotary_emb_dim[{stage}] = {rotary} must be even and at most the head "
-                                 f"width d_model/num_heads = {d // heads}")
-            headdim = per_stage(self.headdim, stage)
-            if (self.expand * d) % headdim:
-                raise ValueError(f"config.expand x d_model[{stage}] = {self.expand * d} is not divisible by "
-                                 f"config.headdim = {headdim}")
+        for stage, (d, kinds) in enumerate(zip(self.d_model, self._stage_kinds())):  # what the layers would assert
+            if "t" in kinds:  # attention layers at this stage
+                heads, rotary = self.num_heads[stage], self.rotary_emb_dim[stage]
+                if heads < 1 or d % heads:
+                    raise ValueError(f"config.d_model[{stage}] = {d} is not divisible by config.num_heads[{stage}] "
+                                     f"= {heads}")
+                if rotary % 2 or rotary > d // heads:
+                    raise ValueError(f"config.rotary_emb_dim[{stage}] = {rotary} must be even and at most the head "
+                                     f"width d_model/num_heads = {d // heads}")
+            if "m" in kinds:  # Mamba2 layers at this stage
+                headdim = per_stage(self.headdim, stage)
+                if not isinstance(headdim, int) or headdim < 1 or (self.expand * d) % headdim:
+                    raise ValueError(f"config.expand x d_model[{stage}] = {self.expand * d} is not divisible by "
+                                     f"config.headdim = {headdim!r}")
+
+    def _stage_kinds(self) -> list[set[str]]:
+        """The layer kinds (lowercase layout letters: m Mamba2, t attention, ...) of each stage, outer first."""
+        kinds, node = [], self.arch_layout
+        while isinstance(node, list) and len(node) == 3:
+            kinds.append({c.lower() for c in re.findall(r"[A-Za-z]", f"{node[0]}{node[2]}")})
+            node = node[1]
+        kinds.append({c.lower() for c in re.findall(r"[A-Za-z]", "".join(map(str, node)))})
+        return kinds
 
     def to_dict(self) -> dict:
         return asdict(self)
