@@ -248,3 +248,19 @@ def test_tab_in_an_attribute_cannot_split_a_tsv_row():
 
     assert format_value("thr\tL") == "thr%09L" and format_value("a\nb\r") == "a%0Ab%0D"
     assert format_value("thrL") == "thrL"
+
+
+def test_genes_sharing_an_id_are_joined_only_across_the_origin(tmp_path):
+    """Two tRNA genes given one ID by mistake (other strands, other locus tags) were once joined into one gene
+    spanning both; only the two sides of one gene across a circular origin are joined."""
+    gff = tmp_path / "dup_id.gff"
+    gff.write_text("##gff-version 3\n##sequence-region chr 1 1000\n"
+                   "chr\tt\tgene\t101\t175\t.\t+\t.\tID=trna;locus_tag=T1;gene_biotype=tRNA\n"
+                   "chr\tt\tgene\t801\t875\t.\t-\t.\tID=trna;locus_tag=T2;gene_biotype=tRNA\n"
+                   "chr\tt\tgene\t1\t30\t.\t+\t.\tID=p;locus_tag=P1\nchr\tt\tgene\t970\t1000\t.\t+\t.\tID=p;locus_tag=P1\n")
+    ann = parse_gff(gff)  # linear: nothing joined
+    assert sorted((g.locus_tag, g.start0, g.end, g.strand) for g in ann.genes) == [
+        ("P1", 0, 30, "+"), ("P1", 969, 1000, "+"), ("T1", 100, 175, "+"), ("T2", 800, 875, "-")]
+    ann = parse_gff(gff, circular=["chr"])  # circular: P1's two sides become one gene across the origin
+    assert sorted((g.locus_tag, g.start0, g.end, g.strand) for g in ann.genes) == [
+        ("P1", 969, 1030, "+"), ("T1", 100, 175, "+"), ("T2", 800, 875, "-")]

@@ -467,9 +467,20 @@ def _unwrap(parts: list[Feature], length: Optional[int], circular: bool) -> list
     return spans
 
 
+def _origin_parts(lines: list[Feature], length: Optional[int], circular: bool) -> bool:
+    """Whether gene lines sharing an ID are the two sides of one gene across the origin of a circular replicon:
+    same strand and names, one part starting at the first base, one ending at the last. Anything else sharing an ID
+    (two tRNAs given one ID by mistake, say) stays as separate genes, as before this joining existed."""
+    first = lines[0]
+    same = all(f.strand == first.strand and f.attr("locus_tag") == first.attr("locus_tag")
+               and f.attr("Name") == first.attr("Name") for f in lines)
+    return (same and circular and bool(length) and any(f.start0 == 0 for f in lines)
+            and any(f.end == length for f in lines))
+
+
 def _join_gene_lines(lines: list[Feature], length: Optional[int], circular: bool) -> Feature:
-    """One gene from the lines of a discontinuous gene feature (e.g. one line each side of the origin of a
-    circular replicon): the first line, spanning all of them (unwrapped across the origin as CDS parts are)."""
+    """One gene from its lines on each side of the origin: the first line, spanning all of them (unwrapped
+    across the origin as CDS parts are)."""
     spans = _unwrap(lines, length, circular)
     return replace(lines[0], start0=spans[0][0], end=max(e for _, e, _ in spans))
 
@@ -543,18 +554,20 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
         for p in f.attrs.get("Parent", []):
             child_types[p].add(f.type)
 
-    gene_lines: dict[str, list[Feature]] = defaultdict(list)  # a gene written as several lines sharing its ID
+    gene_lines: dict[str, list[Feature]] = defaultdict(list)  # a gene written as one line each side of the origin
     for f in features:
         if f.type in GENE_TYPES and f.attr("ID"):
             gene_lines[f.attr("ID")].append(f)
+    joined = {fid: lines for fid, lines in gene_lines.items()
+              if len(lines) > 1 and _origin_parts(lines, all_lengths.get(lines[0].seqid), lines[0].seqid in circular)}
 
     genes: list[Gene] = []
     for f in features:
         if f.type in GENE_TYPES:
-            lines = gene_lines.get(f.attr("ID"), [f]) if f.attr("ID") else [f]
-            if f is not lines[0]:
-                continue  # joined into its first line, which its children's Parent resolves to
-            if len(lines) > 1:
+            lines = joined.get(f.attr("ID"))
+            if lines is not None:
+                if f is not lines[0]:
+                    continue  # joined into its first line, which its children's Parent resolves to
                 f = _join_gene_lines(lines, all_lengths.get(f.seqid), f.seqid in circular)
             genes.append(_make_gene(f, gene_cds.get(f.line, []), all_lengths, circular, child_types, path_s))
     for group in orphan_cds:
