@@ -98,3 +98,21 @@ def test_batches_group_equal_lengths_by_split_point():
     assert list(length_batches(lengths, 2, 10_000)) == [[4, 0], [1, 2], [3, 5]]  # no tiebreak: stable by length
     assert sorted(i for b in length_batches(lengths, 3, 250, splits) for i in b) == list(range(6))
     assert all(len(b) * max(lengths[i] for i in b) <= 250 for b in length_batches(lengths, 3, 250, splits))
+
+
+def test_alt_extending_ref_keeps_the_shared_part_exact_under_bf16():
+    """An ALT that is REF plus more bases is scored whole; its REF part once came from that other pass too, so
+    under bf16 it no longer cancelled against REF (1.6e-3 nats of error instead of ~1e-4)."""
+    from dnahnet_cli.model.precision import cpu_bf16_features
+
+    if not cpu_bf16_features():
+        pytest.skip("this CPU has no native bf16 matmul")
+    refs, _ = _pairs(n_refs=4, length=2000)
+    refs = sorted(set(refs))
+    alts = [r + "ACGTA" for r in refs]
+    reuse = LikelihoodEngine.load(None, device="cpu", dtype="bfloat16", batch_size=4)
+    ref_ll, alt_ll = reuse.loglik_pairs(refs, alts)
+    exact = LikelihoodEngine(reuse.model, device="cpu", dtype="float32", batch_size=4)
+    extra = np.array([np.nansum(lp[len(r):]) for r, lp in zip(refs, exact.logprobs(alts))])
+    print(f"max |error| {np.abs(alt_ll - ref_ll - extra).max():.2e} nats")
+    np.testing.assert_allclose(alt_ll - ref_ll, extra, rtol=0, atol=5e-4)

@@ -3,10 +3,10 @@
 An autoregressive model gives REF and ALT identical log-probabilities before the first differing base. So
 each unique REF window runs once, in pieces split at the first differing base of its ALTs; the model state
 at each split is kept, and every ALT runs only its own suffix from there (an ALT that extends REF at its end
-is scored whole). In fp32 the totals equal scoring both windows in full to rounding: a few 1e-6 nats per
-300-nt window, up to ~2e-5 over 8,192 nt (tests/test_prefix_reuse.py compares them for every model family
-and kind of ALT). Under a bf16 autocast they agree only to bf16 rounding, since the two orders of arithmetic
-round differently in the bf16 layers.
+is scored whole, and only its extra bases are taken from that pass). In fp32 the totals equal scoring both
+windows in full to rounding: a few 1e-6 nats per 300-nt window, up to ~2e-5 over 8,192 nt
+(tests/test_prefix_reuse.py compares them for every model family and kind of ALT). Under a bf16 autocast they
+agree only to bf16 rounding, since the two orders of arithmetic round differently in the bf16 layers.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class PrefixReuseScorer:
     def _continue_alts(self, batch: list[int], ref_lp: list[np.ndarray],
                        snapshots: dict[tuple[int, int], _Snapshot]) -> None:
         jobs: dict[int, list[tuple[int, int]]] = {}  # id(snapshot state) -> [(row, pair)], batched per phase
-        extends: list[int] = []  # ALT = REF + more bases: no REF phase ends where it diverges; scored whole
+        extends: list[tuple[int, int]] = []  # ALT = REF + more bases: no REF phase ends where it diverges
         for k, u in enumerate(batch):
             for i in self.pairs_of_ref[u]:
                 f, alt = self.first_diff[i], self.alt_enc[i]
@@ -136,11 +136,13 @@ class PrefixReuseScorer:
                     self.ll_alt[i] = np.nansum(ref_lp[k][: len(alt)])
                     continue
                 if f >= len(self.ref_enc[u]):
-                    extends.append(i)
+                    extends.append((k, i))
                     continue
                 jobs.setdefault(id(snapshots[(k, f + 1)].state), []).append((k, i))
-        if extends:
-            self.ll_alt[extends] = self.engine.loglik([self.alts[i] for i in extends])
+        if extends:  # scored whole, but the shared part is REF's own numbers, so it cancels in ALT - REF
+            whole = self.engine.logprobs([self.alts[i] for _, i in extends])
+            for (k, i), lp in zip(extends, whole):
+                self.ll_alt[i] = np.nansum(ref_lp[k]) + np.nansum(lp[len(ref_lp[k]):])
         size = self.engine.batch_size
         for job in jobs.values():
             for start in range(0, len(job), size):
