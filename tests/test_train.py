@@ -91,7 +91,8 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert dying.returncode == -9
     names = [p.name for p in (tmp_path / "c" / "checkpoints").iterdir()]
     assert "step-0000002" in names and "step-0000004" not in names
-    (tmp_path / "c" / ".tmp-final-99999999").mkdir()  # a final model's staging left by a crash
+    for stale in (".final.k2j3ab", "..tmp-final-99999999.x1y2"):  # a final model's staging left by a crash
+        (tmp_path / "c" / stale).mkdir()
     assert _cli(_small(tmp_path / "c", *args, "--resume")).returncode == 0
     leftovers = [p.name for p in (tmp_path / "c").iterdir() if p.name.startswith(".")]
     leftovers += [p.name for p in (tmp_path / "c" / "checkpoints").iterdir() if p.name.startswith(".")]

@@ -380,9 +380,10 @@ def clean_stale(ckpt_root: Path) -> None:
         for p in ckpt_root.iterdir():
             if p.name.startswith("."):
                 shutil.rmtree(p, ignore_errors=True)
-    if ckpt_root.parent.is_dir():
-        for p in ckpt_root.parent.glob(".tmp-final-*"):
-            shutil.rmtree(p, ignore_errors=True)
+    if ckpt_root.parent.is_dir():  # atomic_directory's staging (.final.XXXX) and swap (.final.old) names
+        for pattern in (".final.*", ".tmp-final-*", "..tmp-final-*"):  # the last two: earlier versions' names
+            for p in ckpt_root.parent.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------------- metrics/UI
@@ -871,15 +872,9 @@ def _finish(run: _Run, log_fn) -> dict:
     if run.d.main:
         from dnahnet_cli.model.checkpoint import save_checkpoint
 
-        final = out / "final"
-        tmp = out / f".tmp-final-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_checkpoint(tmp, run.model, {"step": run.step, "train_config": dataclasses.asdict(cfg),
-                                         "precision": _precision(run), "val_bpn": summary["val_bpn"]})
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        final = out / "final"  # save_checkpoint swaps it in whole (atomic_directory): never half a model
+        save_checkpoint(final, run.model, {"step": run.step, "train_config": dataclasses.asdict(cfg),
+                                           "precision": _precision(run), "val_bpn": summary["val_bpn"]})
         summary["final"] = str(final)
         with atomic_output(out / "summary.json") as fh:
             json.dump(summary, fh, indent=1)
