@@ -131,6 +131,13 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except OSError:
+        return False
+
+
 def err(message: str) -> None:
     """One-line error on stderr."""
     sys.stderr.write(f"dnahnet: error: {message}\n")
@@ -144,6 +151,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
     # Ctrl-C even when started with SIGINT ignored (a background job of a script, some workflow engines)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    stdout_was_null = _stdout_is_devnull()
     try:
         code = app(standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130) and returns it in this mode
@@ -151,9 +159,11 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except SystemExit as exc:
-        # click answers a closed stdout (EPIPE) with a quiet exit 1 after wrapping stdout in its
-        # PacifyFlushWrapper; `| head` is not a failure: exit with the status SIGPIPE would give
-        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        # A closed stdout (EPIPE) is answered with a quiet exit 1 by click (which wraps stdout in its
+        # PacifyFlushWrapper) and by rich (help, `presets`, `info`: it points fd 1 at /dev/null first).
+        # `| head` is not a failure: exit with the status SIGPIPE would give.
+        if exc.code == 1 and (type(sys.stdout).__name__ == "PacifyFlushWrapper"
+                              or (not stdout_was_null and _stdout_is_devnull())):
             sys.exit(141)
         raise
     except DnahnetError as exc:

@@ -104,6 +104,15 @@ def test_info_device_honours_kernels_torch():
     assert res.returncode == 0 and "cpu_kernels     off (--kernels torch)" in res.stdout, res.stdout
 
 
+def test_closed_stdout_exits_141_for_rich_output_too():
+    """rich (help, info, presets) answers a closed pipe with exit 1 after pointing stdout at /dev/null; click's own
+    answer is mapped to 141 and so must rich's be, or `| head` fails a `set -o pipefail` pipeline."""
+    for args in ("--help", "info --device"):
+        cmd = f"{sys.executable} -m dnahnet_cli.cli {args} | true; exit ${{PIPESTATUS[0]}}"
+        res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+        assert res.returncode == 141 and res.stderr == "", (args, res.returncode, res.stderr)
+
+
 def test_bad_root_options_are_one_line_errors():
     res = run("--kernels", "bogus", "presets")
     assert res.returncode == 2 and "invalid --kernels 'bogus'" in res.stderr and "Traceback" not in res.stderr
