@@ -47,6 +47,8 @@ CASES = {
         ("small", "after", dict(kind="score", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step small 8192 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="float32")),
                                            ("after auto", "after", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
+    "train step small 8192 nt, 2 threads": [("before fp32, 2 threads", "before", dict(kind="train", preset="small", length=8192, batch=1, threads=2, dtype="float32")),
+                                            ("after auto, 2 threads", "after", dict(kind="train", preset="small", length=8192, batch=1, threads=2, dtype="auto"))],
     "train step cpu 4 x 2048 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="float32")),
                                              ("after auto", "after", dict(kind="train", preset="cpu", length=2048, batch=4, threads=1, dtype="auto"))],
     "train step cpu 1 x 8192 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="cpu", length=8192, batch=1, threads=1, dtype="float32")),
