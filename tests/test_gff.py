@@ -264,3 +264,18 @@ def test_genes_sharing_an_id_are_joined_only_across_the_origin(tmp_path):
     ann = parse_gff(gff, circular=["chr"])  # circular: P1's two sides become one gene across the origin
     assert sorted((g.locus_tag, g.start0, g.end, g.strand) for g in ann.genes) == [
         ("P1", 969, 1030, "+"), ("T1", 100, 175, "+"), ("T2", 800, 875, "-")]
+
+
+def test_cds_of_genes_sharing_an_id_stay_with_their_own_gene(tmp_path):
+    """Two protein-coding genes given one ID by mistake, each with its CDS (Parent=g): both CDS once went to the
+    first gene, spliced into one made-up CDS, and the second gene became non-coding (or, on opposite strands,
+    parsing failed)."""
+    for strand2 in ("+", "-"):
+        gff = tmp_path / f"shared{strand2}.gff"
+        gff.write_text("##gff-version 3\n##sequence-region chr 1 1000\n"
+                       "chr\tt\tgene\t101\t400\t.\t+\t.\tID=g;locus_tag=A1\nchr\tt\tCDS\t101\t400\t.\t+\t0\tParent=g\n"
+                       f"chr\tt\tgene\t601\t900\t.\t{strand2}\t.\tID=g;locus_tag=A2\n"
+                       f"chr\tt\tCDS\t601\t900\t.\t{strand2}\t0\tParent=g\n")
+        genes = {g.locus_tag: g for g in parse_gff(gff).genes}
+        assert [(s.start0, s.end) for s in genes["A1"].cds] == [(100, 400)]
+        assert [(s.start0, s.end) for s in genes["A2"].cds] == [(600, 900)] and genes["A2"].strand == strand2

@@ -478,6 +478,16 @@ def _origin_parts(lines: list[Feature], length: Optional[int], circular: bool) -
             and any(f.end == length for f in lines))
 
 
+def _by_containing_gene(parts: list[Feature], genes: list[Feature]) -> dict[int, list[Feature]]:
+    """CDS parts grouped by the line of the gene feature that contains them (the first gene when none does)."""
+    out: dict[int, list[Feature]] = defaultdict(list)
+    for part in parts:
+        home = next((g for g in genes if g.strand == part.strand and g.start0 <= part.start0 and part.end <= g.end),
+                    genes[0])
+        out[home.line].append(part)
+    return out
+
+
 def _join_gene_lines(lines: list[Feature], length: Optional[int], circular: bool) -> Feature:
     """One gene from its lines on each side of the origin: the first line, spanning all of them (unwrapped
     across the origin as CDS parts are)."""
@@ -540,26 +550,33 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
             key = ("id", f.attr("ID")) if f.attr("ID") else ("parent", f.attr("Parent")) if f.attr("Parent") else ("line", f.line)
             cds_groups[key].append(f)
 
-    gene_cds: dict[int, list[list[Feature]]] = defaultdict(list)  # gene line -> CDS groups
-    orphan_cds: list[list[Feature]] = []
-    for group in cds_groups.values():
-        g = top_gene(group[0])
-        if g is None:
-            orphan_cds.append(group)
-        else:
-            gene_cds[g.line].append(group)
-
-    child_types: dict[str, set[str]] = defaultdict(set)
-    for f in features:
-        for p in f.attrs.get("Parent", []):
-            child_types[p].add(f.type)
-
     gene_lines: dict[str, list[Feature]] = defaultdict(list)  # a gene written as one line each side of the origin
     for f in features:
         if f.type in GENE_TYPES and f.attr("ID"):
             gene_lines[f.attr("ID")].append(f)
     joined = {fid: lines for fid, lines in gene_lines.items()
               if len(lines) > 1 and _origin_parts(lines, all_lengths.get(lines[0].seqid), lines[0].seqid in circular)}
+
+    gene_cds: dict[int, list[list[Feature]]] = defaultdict(list)  # gene line -> CDS groups
+    orphan_cds: list[list[Feature]] = []
+    for group in cds_groups.values():
+        g = top_gene(group[0])
+        if g is None:
+            orphan_cds.append(group)
+            continue
+        shared = gene_lines.get(g.attr("ID"), []) if g.attr("ID") not in joined else []
+        if len(shared) < 2:
+            gene_cds[g.line].append(group)
+            continue
+        # distinct genes given one ID by mistake: each CDS part goes to the gene line that contains it, not all
+        # of them to the first (which would splice one gene's CDS onto another's)
+        for line, parts in _by_containing_gene(group, shared).items():
+            gene_cds[line].append(parts)
+
+    child_types: dict[str, set[str]] = defaultdict(set)
+    for f in features:
+        for p in f.attrs.get("Parent", []):
+            child_types[p].add(f.type)
 
     genes: list[Gene] = []
     for f in features:

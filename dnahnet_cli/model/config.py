@@ -98,11 +98,14 @@ class ModelConfig:
 
     def _stage_kinds(self) -> list[set[str]]:
         """The layer kinds (lowercase layout letters: m Mamba2, t attention, ...) of each stage, outer first."""
+        def letters(text: str) -> set[str]:  # groups such as "T1m4"; a zero count ("T0") builds no layer
+            return {c.lower() for c, n in re.findall(r"([A-Za-z])(\d+)", text) if int(n) > 0}
+
         kinds, node = [], self.arch_layout
         while isinstance(node, list) and len(node) == 3:
-            kinds.append({c.lower() for c in re.findall(r"[A-Za-z]", f"{node[0]}{node[2]}")})
+            kinds.append(letters(f"{node[0]}{node[2]}"))
             node = node[1]
-        kinds.append({c.lower() for c in re.findall(r"[A-Za-z]", "".join(map(str, node)))})
+        kinds.append(letters("".join(map(str, node))))
         return kinds
 
     def to_dict(self) -> dict:
