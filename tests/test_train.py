@@ -301,3 +301,22 @@ def test_toml_config_and_cli_precedence(tmp_path):
     assert final["metadata"]["precision"] == expected
     ckpt = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "config.json").read_text())
     assert ckpt["metadata"]["precision"] == expected
+
+
+def test_gpu_process_group_also_reduces_cpu_tensors():
+    """Token counts and validation sums are all-reduced as CPU tensors; a plain "nccl" group has no CPU backend
+    and fails there, so GPU runs get gloo for CPU tensors. Checked on a one-rank gloo group with the same
+    device-mapped syntax (no GPU here): a CPU all-reduce goes through."""
+    import torch.distributed as dist
+
+    from dnahnet_cli.train.trainer import process_group_backend
+
+    assert process_group_backend(True) == "cpu:gloo,cuda:nccl" and process_group_backend(False) == "gloo"
+    store = dist.HashStore()
+    dist.init_process_group(backend="cpu:gloo", store=store, rank=0, world_size=1)
+    try:
+        t = torch.tensor([2.0], dtype=torch.float64)
+        dist.all_reduce(t)
+        assert t.item() == 2.0
+    finally:
+        dist.destroy_process_group()

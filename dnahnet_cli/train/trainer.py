@@ -191,7 +191,7 @@ def _as_list(value: Any) -> list:
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_ratio at the last step."""
+    """Linear warmup to 1, then cosine decay that would reach min_ratio at step `total` (one past the last)."""
     warmup = int(round(warmup_frac * total))
     if step < warmup:
         return (step + 1) / warmup
@@ -233,8 +233,15 @@ class Dist:
         return t
 
 
+def process_group_backend(use_cuda: bool) -> str:
+    """NCCL for the GPU tensors (DDP's gradients), gloo for the CPU ones: the token counts and validation sums
+    are reduced as CPU tensors, which a plain "nccl" group refuses ("No backend type associated with device
+    type cpu")."""
+    return "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+
+
 def init_distributed(device: str) -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs (with gloo for CPU tensors), gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
@@ -243,7 +250,7 @@ def init_distributed(device: str) -> Dist:
         use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if use_cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend=process_group_backend(use_cuda))
     return Dist(rank, local, world)
 
 
