@@ -27,3 +27,22 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{MISSING_DATA}: {'/'.join(parts)}")
     return path
+
+
+class kernel_mode:
+    """Within the block, the process runs the given --kernels mode ("torch": the plain-PyTorch reference path,
+    which the compiled CPU kernels would otherwise replace wherever a C compiler exists)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __enter__(self):
+        from dnahnet_cli.model import kernels
+
+        self.previous = kernels.kernel_mode()
+        kernels.set_kernels(self.mode)
+
+    def __exit__(self, *exc):
+        from dnahnet_cli.model import kernels
+
+        kernels.set_kernels(self.previous)

@@ -9,11 +9,13 @@ import torch
 
 from dnahnet_cli.genomics.alphabet import BOS
 from dnahnet_cli.model import kernels
-from dnahnet_cli.model.hnet import RoutingModule
+from dnahnet_cli.model.hnet import HNetStage, RoutingModule
 from dnahnet_cli.model.layers import AlignedLinear, CausalSelfAttention, Mamba2, layout_height
 from dnahnet_cli.model.lm import DNAHNet, ratio_loss
 from dnahnet_cli.model.hnet import StageRouting
 from dnahnet_cli.model.presets import PRESETS, get_preset
+
+from conftest import kernel_mode
 
 ALL_TINY = ["tiny", "tiny-1stage", "tiny-tpp", "tiny-mamba2"]
 
@@ -25,6 +27,11 @@ def make_model(preset: str, perturb: float = 0.5, seed: int = 0) -> DNAHNet:
     for module in model.modules():
         if isinstance(module, RoutingModule):
             module.q_proj.weight.data += perturb * torch.randn_like(module.q_proj.weight)
+        if isinstance(module, HNetStage):  # off their zero init, so a leak through the skip path or the pad shows
+            if hasattr(module, "residual_proj"):
+                module.residual_proj.weight.data.normal_(0, 0.05)
+            if module.pad_dimension is not None:
+                module.pad_dimension.data.normal_(0, 0.1)
     return model
 
 
@@ -41,11 +48,12 @@ def min_margin(out) -> float:
 
 # -- layers ---------------------------------------------------------------------------------------
 
-def test_mamba2_prefill_then_steps_equals_forward():
+@pytest.mark.parametrize("mode", ["auto", "torch"])  # under no_grad "auto" takes the compiled kernels for both
+def test_mamba2_prefill_then_steps_equals_forward(mode):
     layer = Mamba2(32, d_state=16, headdim=16, chunk_size=16).eval()
     x = torch.randn(2, 50, 32)
     mask = torch.ones(2, 50, dtype=torch.bool)
-    with torch.no_grad():
+    with torch.no_grad(), kernel_mode(mode):
         full = layer(x, mask)
         state: dict = {}
         parts = [layer(x[:, :20], mask[:, :20], state)]
@@ -83,15 +91,17 @@ def test_sliding_window_limits_what_a_query_sees():
 def test_incremental_inference_equals_full_forward(preset):
     ids = random_ids(3, 160)
     with torch.no_grad():
+        def rows_differ(out) -> bool:  # rows must differ in how much they compress
+            rates = [stage.boundary_mask.float().mean(1) for stage in out.stages]
+            return all(float(r.max() - r.min()) > 0.005 for r in rates)
+
         for seed in range(20):  # a perturbed router whose p stay clear of 0.5 (fp noise cannot flip them)
             model = make_model(preset, seed=seed)
             full = model(ids)
-            if min_margin(full) > 1e-4:
+            if min_margin(full) > 1e-4 and rows_differ(full):
                 break
         assert min_margin(full) > 1e-4, "no router perturbation kept p away from 0.5"
-        for stage in full.stages:  # rows must differ in how much they compress
-            rates = stage.boundary_mask.float().mean(1)
-            assert rates.max() - rates.min() > 0.005
+        assert rows_differ(full), "no router perturbation made the rows compress differently"
         state: dict = {}
         parts = [model(ids[:, :40], state=state).logits]
         parts += [model(ids[:, t: t + 1], state=state).logits for t in range(40, 160)]
