@@ -279,3 +279,29 @@ def test_cds_of_genes_sharing_an_id_stay_with_their_own_gene(tmp_path):
         genes = {g.locus_tag: g for g in parse_gff(gff).genes}
         assert [(s.start0, s.end) for s in genes["A1"].cds] == [(100, 400)]
         assert [(s.start0, s.end) for s in genes["A2"].cds] == [(600, 900)] and genes["A2"].strand == strand2
+
+
+def test_trans_spliced_gene_and_overhanging_cds(tmp_path):
+    """NCBI writes a trans-spliced gene (chloroplast rps12) as two gene lines sharing ID and locus tag, its one CDS
+    with parts under both: one gene with the whole CDS. Two distinct genes sharing an ID keep their own CDS even
+    when a CDS overhangs its gene line by a base; an origin-crossing gene may name only one of its lines."""
+    gff = tmp_path / "rps12.gff"
+    gff.write_text(
+        "##gff-version 3\n##sequence-region c 1 154478\n"
+        "c\tR\tgene\t69611\t69724\t.\t-\t.\tID=gene-r;Name=rps12;locus_tag=Cp047;part=1/2\n"
+        "c\tR\tCDS\t69611\t69724\t.\t-\t0\tID=cds-r;Parent=gene-r\n"
+        "c\tR\tgene\t97999\t98793\t.\t-\t.\tID=gene-r;Name=rps12;locus_tag=Cp047;part=2/2\n"
+        "c\tR\tCDS\t98768\t98793\t.\t-\t0\tID=cds-r;Parent=gene-r\nc\tR\tCDS\t97999\t98230\t.\t-\t1\tID=cds-r;Parent=gene-r\n")
+    (gene,) = parse_gff(gff).genes
+    assert (gene.locus_tag, gene.start0, gene.end) == ("Cp047", 69610, 98793)
+    assert [(s.start0, s.end) for s in gene.cds] == [(98767, 98793), (97998, 98230), (69610, 69724)]
+    gff.write_text("##gff-version 3\n##sequence-region chr 1 1000\n"
+                   "chr\tt\tgene\t101\t400\t.\t+\t.\tID=g;locus_tag=A1\nchr\tt\tCDS\t101\t400\t.\t+\t0\tParent=g\n"
+                   "chr\tt\tgene\t601\t900\t.\t-\t.\tID=g;locus_tag=A2\nchr\tt\tCDS\t601\t901\t.\t-\t0\tParent=g\n")
+    genes = {g.locus_tag: g for g in parse_gff(gff).genes}
+    assert [(s.start0, s.end) for s in genes["A2"].cds] == [(600, 901)] and len(genes["A1"].cds) == 1
+    gff.write_text("##gff-version 3\nc1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
+                   "c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;Name=orf;locus_tag=L1\nc1\tt\tgene\t1\t48\t.\t+\t.\tID=g1\n"
+                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    (gene,) = parse_gff(gff).genes
+    assert (gene.start0, gene.end) == (949, 1048) and [(s.start0, s.end) for s in gene.cds] == [(949, 1000), (1000, 1048)]

@@ -467,30 +467,32 @@ def _unwrap(parts: list[Feature], length: Optional[int], circular: bool) -> list
     return spans
 
 
-def _origin_parts(lines: list[Feature], length: Optional[int], circular: bool) -> bool:
-    """Whether gene lines sharing an ID are the two sides of one gene across the origin of a circular replicon:
-    same strand and names, one part starting at the first base, one ending at the last. Anything else sharing an ID
-    (two tRNAs given one ID by mistake, say) stays as separate genes, as before this joining existed."""
-    first = lines[0]
-    same = all(f.strand == first.strand and f.attr("locus_tag") == first.attr("locus_tag")
-               and f.attr("Name") == first.attr("Name") for f in lines)
-    return (same and circular and bool(length) and any(f.start0 == 0 for f in lines)
-            and any(f.end == length for f in lines))
+def _one_gene(lines: list[Feature]) -> bool:
+    """Whether gene lines sharing an ID describe one gene: one strand, and no two different locus tags or Names
+    (a part may leave a name out). Lines that disagree are distinct genes given one ID by mistake."""
+    names_agree = all(len({f.attr(tag) for f in lines} - {""}) <= 1 for tag in ("locus_tag", "Name"))
+    return names_agree and len({f.strand for f in lines}) == 1
 
 
-def _by_containing_gene(parts: list[Feature], genes: list[Feature]) -> dict[int, list[Feature]]:
-    """CDS parts grouped by the line of the gene feature that contains them (the first gene when none does)."""
-    out: dict[int, list[Feature]] = defaultdict(list)
-    for part in parts:
-        home = next((g for g in genes if g.strand == part.strand and g.start0 <= part.start0 and part.end <= g.end),
-                    genes[0])
-        out[home.line].append(part)
-    return out
+def _crosses_origin(lines: list[Feature], length: Optional[int], circular: bool) -> bool:
+    return circular and bool(length) and any(f.start0 == 0 for f in lines) and any(f.end == length for f in lines)
+
+
+def _overlap(a: Feature, b: Feature) -> int:
+    return min(a.end, b.end) - max(a.start0, b.start0)
+
+
+def _home_line(part: Feature, genes: list[Feature]) -> Feature:
+    """The gene line a CDS part belongs to among distinct genes sharing an ID: the one on its strand (any, for a
+    part without one) that overlaps it most, the tighter one on a tie; the first when none overlaps."""
+    fits = [g for g in genes if part.strand not in "+-" or g.strand == part.strand]
+    best = max(fits, key=lambda g: (_overlap(part, g), -(g.end - g.start0)), default=None)
+    return best if best is not None and _overlap(part, best) > 0 else genes[0]
 
 
 def _join_gene_lines(lines: list[Feature], length: Optional[int], circular: bool) -> Feature:
-    """One gene from its lines on each side of the origin: the first line, spanning all of them (unwrapped
-    across the origin as CDS parts are)."""
+    """One gene from its lines (each side of a circular origin, or the parts of a trans-spliced gene): the first
+    line, spanning all of them (unwrapped across the origin as CDS parts are)."""
     spans = _unwrap(lines, length, circular)
     return replace(lines[0], start0=spans[0][0], end=max(e for _, e, _ in spans))
 
@@ -550,27 +552,41 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
             key = ("id", f.attr("ID")) if f.attr("ID") else ("parent", f.attr("Parent")) if f.attr("Parent") else ("line", f.line)
             cds_groups[key].append(f)
 
-    gene_lines: dict[str, list[Feature]] = defaultdict(list)  # a gene written as one line each side of the origin
+    gene_lines: dict[str, list[Feature]] = defaultdict(list)  # lines of a gene-level feature, by ID
     for f in features:
         if f.type in GENE_TYPES and f.attr("ID"):
             gene_lines[f.attr("ID")].append(f)
-    joined = {fid: lines for fid, lines in gene_lines.items()
-              if len(lines) > 1 and _origin_parts(lines, all_lengths.get(lines[0].seqid), lines[0].seqid in circular)}
-
-    gene_cds: dict[int, list[list[Feature]]] = defaultdict(list)  # gene line -> CDS groups
+    tops: list[tuple[Feature, list[Feature]]] = []  # (top gene-level line, CDS group)
     orphan_cds: list[list[Feature]] = []
     for group in cds_groups.values():
         g = top_gene(group[0])
         if g is None:
             orphan_cds.append(group)
-            continue
-        shared = gene_lines.get(g.attr("ID"), []) if g.attr("ID") not in joined else []
-        if len(shared) < 2:
+        else:
+            tops.append((g, group))
+
+    def one_cds_over_lines(lines: list[Feature]) -> bool:  # a trans-spliced gene: its CDS has parts under both
+        fid = lines[0].attr("ID")
+        return any(sum(any(_overlap(p, line) > 0 for p in group) for line in lines) > 1
+                   for g, group in tops if g.attr("ID") == fid)
+
+    # One gene written as several lines (each side of a circular origin, or the parts of a trans-spliced gene)
+    # is joined into its first line, which its children's Parent resolves to.
+    joined = {fid: lines for fid, lines in gene_lines.items() if len(lines) > 1 and _one_gene(lines) and (
+        _crosses_origin(lines, all_lengths.get(lines[0].seqid), lines[0].seqid in circular) or one_cds_over_lines(lines))}
+
+    gene_cds: dict[int, list[list[Feature]]] = defaultdict(list)  # gene line -> CDS groups
+    for g, group in tops:
+        lines = gene_lines.get(g.attr("ID"), [])
+        if len(lines) < 2 or _one_gene(lines):
             gene_cds[g.line].append(group)
             continue
-        # distinct genes given one ID by mistake: each CDS part goes to the gene line that contains it, not all
-        # of them to the first (which would splice one gene's CDS onto another's)
-        for line, parts in _by_containing_gene(group, shared).items():
+        # distinct genes given one ID by mistake: each CDS part goes to its own gene line, not all of them to the
+        # first (which would splice one gene's CDS onto another's)
+        homes: dict[int, list[Feature]] = defaultdict(list)
+        for part in group:
+            homes[_home_line(part, lines).line].append(part)
+        for line, parts in homes.items():
             gene_cds[line].append(parts)
 
     child_types: dict[str, set[str]] = defaultdict(set)
