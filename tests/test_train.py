@@ -305,20 +305,23 @@ def test_toml_config_and_cli_precedence(tmp_path):
     assert ckpt["metadata"]["precision"] == expected
 
 
-def test_gpu_process_group_also_reduces_cpu_tensors():
+def test_gpu_process_group_also_reduces_cpu_tensors(monkeypatch):
     """Token counts and validation sums are all-reduced as CPU tensors; a plain "nccl" group has no CPU backend
-    and fails there, so GPU runs get gloo for CPU tensors. Checked on a one-rank gloo group with the same
-    device-mapped syntax (no GPU here): a CPU all-reduce goes through."""
+    and fails there ("No backend type associated with device type cpu"), so a GPU run's group maps CPU tensors to
+    gloo. No GPU here: init_distributed("cuda") is run against a recording init_process_group."""
     import torch.distributed as dist
 
-    from dnahnet_cli.train.trainer import process_group_backend
+    from dnahnet_cli.train import trainer
 
-    assert process_group_backend(True) == "cpu:gloo,cuda:nccl" and process_group_backend(False) == "gloo"
-    store = dist.HashStore()
-    dist.init_process_group(backend="cpu:gloo", store=store, rank=0, world_size=1)
-    try:
-        t = torch.tensor([2.0], dtype=torch.float64)
-        dist.all_reduce(t)
-        assert t.item() == 2.0
-    finally:
-        dist.destroy_process_group()
+    seen = {}
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: seen.setdefault("backend", backend))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: seen.setdefault("device", index))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    d = trainer.init_distributed("cuda")
+    assert seen == {"backend": "cpu:gloo,cuda:nccl", "device": 1} and (d.rank, d.world) == (1, 2)
+    seen.clear()
+    trainer.init_distributed("cpu")
+    assert seen == {"backend": "gloo"}
