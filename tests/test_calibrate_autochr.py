@@ -105,6 +105,10 @@ def test_calibrate_adds_percentiles_and_reuses_the_cached_background(app, ckpt, 
     assert run(app, *args).exit_code == 0 and files[0].stat().st_mtime_ns != before
     assert run(app, *args, "--calibrate-seed", "1").exit_code == 0
     assert len(list((cache / "calibration").glob("*.tsv"))) == 2
+    # a background cut short with its header intact (once reused as long as 2 scores were left) is rebuilt
+    lines = files[0].read_text().splitlines(keepends=True)
+    files[0].write_text("".join(lines[:-10]))
+    assert run(app, *args).exit_code == 0 and len(read_table(files[0])) == 30
 
 
 def _vcf_file(tmp_path, text: str) -> str:

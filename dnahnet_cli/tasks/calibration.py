@@ -162,6 +162,7 @@ def _read_cached(path: Path, params: dict[str, Any]) -> Optional[np.ndarray]:
     want = {f"dnahnet_background_{k}": str(v) for k, v in params.items()}
     seen: dict[str, str] = {}
     scores: list[float] = []
+    rows = 0
     try:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
@@ -169,12 +170,14 @@ def _read_cached(path: Path, params: dict[str, Any]) -> Optional[np.ndarray]:
                     key, _, value = line[2:].rstrip("\n").partition("=")
                     seen[key] = value
                 elif not line.startswith("#") and line.strip():
+                    rows += 1
                     cell = line.rstrip("\n").split("\t")[BACKGROUND_COLUMNS.index("score")]
                     if cell != "NA":
                         scores.append(float(cell))
     except (OSError, ValueError, IndexError, UnicodeDecodeError):
         return None
-    if any(seen.get(k) != v for k, v in want.items()) or len(scores) < 2:
+    # one row per sampled SNV: a file cut short (by hand; the cache itself is written atomically) is rebuilt
+    if any(seen.get(k) != v for k, v in want.items()) or len(scores) < 2 or rows != params["n"]:
         return None
     return np.sort(np.array(scores, dtype=np.float64))
 
