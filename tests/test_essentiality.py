@@ -422,6 +422,11 @@ def test_protocol_options_are_checked():
     with pytest.raises(DnahnetError, match="--anchor"):
         EssentialityConfig.for_protocol("paper", anchor="middle")
     assert EssentialityConfig.for_protocol("cassette").cassette == DEFAULT_CASSETTE
+    # the provenance line says what --flank does to the window (it once said "window N nt centred" regardless)
+    import dataclasses
+
+    flanked = dataclasses.replace(EssentialityConfig.for_protocol("paper", flank=100), window=8192)
+    assert flanked.describe().endswith("the CDS plus 100 nt each side (at most 8192 nt, centred on the gene)")
 
 
 def test_cli_bed_track_and_plots(tmp_path, tiny_model):

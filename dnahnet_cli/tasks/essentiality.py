@@ -94,7 +94,9 @@ class EssentialityConfig:
             off = PAPER_OFFSET[self.anchor]
             return (f"paper: {self.cassette} replaces CDS offsets {off}-{off + len(self.cassette) - 1} "
                     f"(anchor {self.anchor}: 12 nt from the {'first base' if self.anchor == 'first' else 'end'} "
-                    f"of the start codon); window {self.window} nt centred on the gene")
+                    f"of the start codon); "
+                    + (f"window {self.window} nt centred on the gene" if self.flank is None else
+                       f"the CDS plus {self.flank} nt each side (at most {self.window} nt, centred on the gene)"))
         if self.protocol == "evo2":
             return (f"evo2: {self.cassette} inserted before every {EVO2_EVERY}th CDS nucleotide; "
                     f"flank {self.flank} nt each side")
