@@ -255,19 +255,12 @@ def init_distributed(device: str) -> Dist:
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DnahnetError(f"--device {name}: CUDA is not available on this machine")
-        if name == "cuda":
-            name = f"cuda:{d.local_rank}"
-    elif name == "mps":
-        if not torch.backends.mps.is_available():
-            raise DnahnetError("--device mps: Apple's MPS backend is not available on this machine")
-    elif name != "cpu":
-        raise DnahnetError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-    return torch.device(name)
+    """The scoring commands' device checks (tasks.engine.resolve_device), with a bare "cuda" meaning this
+    process's GPU under torchrun."""
+    from dnahnet_cli.tasks.engine import resolve_device as checked_device
+
+    device = checked_device(name)
+    return torch.device("cuda", d.local_rank) if device.type == "cuda" and device.index is None else device
 
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
@@ -549,7 +542,6 @@ def _build_model(cfg: TrainConfig, resume_dir: Path | None, log: Callable[[str],
     data["max_seq_len"] = cfg.seq_len
     try:
         mc = ModelConfig.from_dict(data)
-        mc.validate()
         torch.manual_seed(cfg.seed)
         return DNAHNet(mc)
     except (ValueError, TypeError, AssertionError, RuntimeError) as exc:
