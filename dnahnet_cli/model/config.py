@@ -7,11 +7,13 @@ start without importing it.
 from __future__ import annotations
 
 import re
-
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dnahnet_cli.genomics.alphabet import VOCAB_SIZE
+
+# one group of a layout string: a layer kind (m/M Mamba2, t/T attention, e/E r/R l/L Hyena) and its count
+LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
 
 
 def per_stage(value: Any, stage: int) -> Any:
@@ -65,13 +67,12 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"config.{key} must be a positive integer, not {value!r}")
+        s = self.n_stages
         for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
             values = getattr(self, key)
             if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
                 raise ValueError(f"config.{key} must be a list of integers, not {values!r}")
-        s = self.n_stages
-        for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
-            if len(getattr(self, key)) != s + 1:
+            if len(values) != s + 1:
                 raise ValueError(f"config.{key} needs {s + 1} entries for a {s}-stage layout")
         if any(b < a for a, b in zip(self.d_model, self.d_model[1:])):
             raise ValueError("config.d_model must be non-decreasing from outer to inner stages")
@@ -99,7 +100,7 @@ class ModelConfig:
     def _stage_kinds(self) -> list[set[str]]:
         """The layer kinds (lowercase layout letters: m Mamba2, t attention, ...) of each stage, outer first."""
         def letters(text: str) -> set[str]:  # groups such as "T1m4"; a zero count ("T0") builds no layer
-            return {c.lower() for c, n in re.findall(r"([A-Za-z])(\d+)", text) if int(n) > 0}
+            return {c.lower() for c, n in LAYOUT_PATTERN.findall(text) if int(n) > 0}
 
         kinds, node = [], self.arch_layout
         while isinstance(node, list) and len(node) == 3:

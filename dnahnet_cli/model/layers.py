@@ -14,13 +14,13 @@ Parameter names and shapes follow mamba_ssm's Mamba2 and the official H-Net modu
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dnahnet_cli.model import cpu_mixer, kernels
+from dnahnet_cli.model.config import LAYOUT_PATTERN
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
 from dnahnet_cli.model.window_cache import ring_attend
@@ -330,7 +330,6 @@ class Mamba2(nn.Module):
         state["ssm"] = final
 
 
-LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
 
 
 def parse_layout(layout: str) -> list[str]:
