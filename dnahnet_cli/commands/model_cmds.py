@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         if out.exists() and any(out.iterdir()) and not is_checkpoint_dir(out):
             raise DnahnetError(f"{out} is a directory that holds no dnahnet checkpoint; --force replaces checkpoints "
                                f"only, so choose a new or empty directory")
-        base = next((p for p in out.absolute().parents if p.exists()), None)  # missing folders above are created
+        base = next((p for p in out.parents if p.exists()), None)  # missing folders above are created
         if base is None:
             raise DnahnetError(f"--out {out}: not a directory a checkpoint can be written to")
         if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):

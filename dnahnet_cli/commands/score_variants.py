@@ -155,9 +155,9 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         calibrate_cache = (prepare_cache_dir(calibrate_cache) if calibrate_cache else
                            prepare_cache_dir(default_cache_dir(), default_cache_source()))
     genome = Genome.open(ref, quiet=quiet)
-    if calibrate is not None and calibrate > sum(genome.lengths.values()):  # before the model, not after sampling
-        raise DnahnetError(f"--calibrate {calibrate:,}: {ref} has only {sum(genome.lengths.values()):,} bases to "
-                           f"place background SNVs at")
+    bases = sum(genome.lengths.values())
+    if calibrate is not None and calibrate > bases:  # refused before the model loads, not after sampling
+        raise DnahnetError(f"--calibrate {calibrate:,}: {ref} has only {bases:,} bases to place background SNVs at")
     rename = load_chrom_map(chrom_map) if chrom_map else {}
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
     with VcfInput(vcf) as vin:

@@ -238,14 +238,13 @@ def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
     present = [i for i in indexes if i.exists()]
     if not any(i.stat().st_mtime < mtime for i in present):
         return
-    stale = present  # the .fai and .gzi are built together: rebuild both
-    for index in stale:
+    for index in present:  # the .fai and .gzi are built together: rebuild both
         try:
             index.unlink()
         except OSError as exc:  # Genome.open then reads the FASTA into memory, with a note
             raise OSError(f"{index.name} is older than the FASTA and cannot be rebuilt here: {exc.strerror}") from None
     if not quiet:
-        note(f"{', '.join(i.name for i in stale)} older than {p.name}: rebuilt")
+        note(f"{', '.join(i.name for i in present)} older than {p.name}: rebuilt")
 
 
 def _preview(names: list[str], n: int = 5) -> str:

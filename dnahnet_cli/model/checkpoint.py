@@ -161,11 +161,7 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
     except (SafetensorError, OSError, ValueError) as exc:
         raise DnahnetError(f"{weights}: cannot read weights ({exc})") from None
     model = DNAHNet(info["model_config"])
-    mismatch = _state_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()},
-                               {k: tuple(v.shape) for k, v in state.items()})
-    if mismatch:  # read_checkpoint_info compared the header; the tensors themselves must agree too
-        raise DnahnetError(f"{weights}: weights do not match config.json ({mismatch})")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True)  # names and shapes were checked against the header above
     metadata = dict(info.get("metadata", {}))
     metadata.setdefault("dnahnet_version", info.get("dnahnet_version"))
     metadata["sha256"] = sha256_file(weights)
