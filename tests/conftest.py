@@ -46,3 +46,13 @@ class kernel_mode:
         from dnahnet_cli.model import kernels
 
         kernels.set_kernels(self.previous)
+
+
+def break_plotting(monkeypatch, module, function: str) -> None:
+    """Make `module.function` (a command's plotting call) fail, as a real plot can, with "plot failed"."""
+    from dnahnet_cli.errors import DnahnetError
+
+    def broken(*_args, **_kw):
+        raise DnahnetError("plot failed (simulated)")
+
+    monkeypatch.setattr(module, function, broken)

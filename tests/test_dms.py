@@ -16,7 +16,7 @@ from dnahnet_cli.tasks.dms import (
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, translate
 from dnahnet_cli.genomics.outputs import read_table
-from conftest import MISSING_DATA, SHARED_DATA
+from conftest import MISSING_DATA, SHARED_DATA, break_plotting
 
 HERE = Path(__file__).resolve().parent
 DATA = SHARED_DATA
@@ -318,10 +318,7 @@ def test_cli_dms_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatc
     """The TSV was once renamed into place before the plot was drawn and --metrics written."""
     from dnahnet_cli.commands import eval_cmd
 
-    def broken_plot(*_args, **_kw):
-        raise DnahnetError("plot failed (simulated)")
-
-    monkeypatch.setattr(eval_cmd, "plot_dms_scatter", broken_plot)
+    break_plotting(monkeypatch, eval_cmd, "plot_dms_scatter")
     dms = tmp_path / "dms.csv"
     dms.write_text("mutant,DMS_score\nA2G,0.1\nK5P,-1.0\nF7W,0.5\nD3E,1.0\n")
     out = tmp_path / "out"

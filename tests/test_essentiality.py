@@ -16,7 +16,7 @@ from dnahnet_cli.tasks.essentiality import (
 )
 from dnahnet_cli.genomics.gff import OK, load_genome, parse_gff, stop_codons, translate
 from dnahnet_cli.genomics.outputs import read_table
-from conftest import MISSING_DATA, SHARED_DATA
+from conftest import MISSING_DATA, SHARED_DATA, break_plotting
 
 HERE = Path(__file__).resolve().parent
 DATA = SHARED_DATA
@@ -483,10 +483,7 @@ def test_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatch):
     that failed left a run that looked finished but had no metrics."""
     from dnahnet_cli.commands import essentiality_cmd
 
-    def broken_plot(*_args, **_kw):
-        raise DnahnetError("plot failed (simulated)")
-
-    monkeypatch.setattr(essentiality_cmd, "plot_essentiality_curves", broken_plot)
+    break_plotting(monkeypatch, essentiality_cmd, "plot_essentiality_curves")
     labels = tmp_path / "labels.tsv"
     labels.write_text("AWK_0001\t1\nAWK_0002\t0\nAWK_0005\t1\nAWK_0008\t0\n")
     out = tmp_path / "out"

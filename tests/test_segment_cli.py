@@ -18,7 +18,7 @@ from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.commands.segment_cmd import register
 from dnahnet_cli.errors import DnahnetError
 
-from conftest import shared_data
+from conftest import shared_data, break_plotting
 from test_segment import micro_model
 from dnahnet_cli.genomics.outputs import read_table
 
@@ -134,10 +134,7 @@ def test_failing_plot_leaves_no_report_and_no_bed(app, ckpt, tmp_path, monkeypat
     plot that failed left a finished-looking run behind."""
     from dnahnet_cli.commands import segment_cmd
 
-    def broken_plot(*_args, **_kw):
-        raise DnahnetError("plot failed (simulated)")
-
-    monkeypatch.setattr(segment_cmd, "plot_report", broken_plot)
+    break_plotting(monkeypatch, segment_cmd, "plot_report")
     gff = shared_data("ecoli_k12", "annot.gff.gz")
     out, rep, png = tmp_path / "c.bed", tmp_path / "seg.tsv", tmp_path / "seg.png"
     fail(app, "plot failed", GENOME, "--model", ckpt, "--gff", gff, "--region", f"{CHROM}:101-1100", "--tile", 512,
