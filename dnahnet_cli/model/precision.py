@@ -16,6 +16,7 @@ fp32 whatever autocast says, because their error compounds or decides something 
     GEMMs are most of a training step at nucleotide resolution (docs/model.md has the gate and the speed-up).
 `full_precision(t)` is the context that switches autocast off for one of these islands.
 
+`resolve_device(name)` turns a --device value into a device this machine has (one-line errors otherwise), and
 `choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (an NVIDIA GPU of compute
 capability 8.0 or later, or a CPU with AMX-BF16 or AVX512-BF16, detected, not guessed) and fp32 elsewhere, and
 says why. Not `torch.cuda.is_bf16_supported()`: by default it also counts the emulated bf16 of a T4 or V100, slower
@@ -29,6 +30,8 @@ import functools
 from typing import Iterator
 
 import torch
+
+from dnahnet_cli.errors import DnahnetError
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -73,6 +76,27 @@ def _proc_cpuinfo_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU; a device this machine lacks (or one dnahnet does not run on,
+    such as meta or xpu) is a usage error, not a traceback from deep inside torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise DnahnetError(f"invalid --device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DnahnetError(f"--device {device}: no CUDA GPU is available (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DnahnetError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DnahnetError(f"--device {device}: Apple's MPS backend is not available on this machine (use --device cpu)")
+    return dev
 
 
 def choose_dtype(requested: str, device: torch.device) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from dnahnet_cli.genomics.alphabet import BOS, encode, target_classes
 from dnahnet_cli.model.checkpoint import load_checkpoint
 from dnahnet_cli.model.default_model import resolve_model
 from dnahnet_cli.model.lm import DNAHNet
-from dnahnet_cli.model.precision import DTYPE_NAMES, choose_dtype
+from dnahnet_cli.model.precision import DTYPE_NAMES, choose_dtype, resolve_device
 from dnahnet_cli.tasks.batching import length_batches, pad_rows
 from dnahnet_cli.tasks.boundary_tracks import stage_tracks
 from dnahnet_cli.tasks.prefix_reuse import PrefixReuseScorer
@@ -32,26 +32,6 @@ from dnahnet_cli.tasks.tiling import tiled_logprobs
 
 DTYPES = DTYPE_NAMES  # --dtype names -> torch dtypes (model/precision.py)
 
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when present, else CPU; a device this machine lacks (or one dnahnet does not run on,
-    such as meta or xpu) is a usage error, not a traceback from deep inside torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise DnahnetError(f"invalid --device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DnahnetError(f"--device {device}: no CUDA GPU is available (use --device cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DnahnetError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise DnahnetError(f"--device {device}: Apple's MPS backend is not available on this machine (use --device cpu)")
-    return dev
 
 
 def _kernel_summary(device: torch.device) -> str:

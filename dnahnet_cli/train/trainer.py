@@ -33,7 +33,7 @@ from dnahnet_cli.genomics.alphabet import PAD, A, T
 from dnahnet_cli.train.corpus import BatchPrefetcher, Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import atomic_output, share_like_outputs
-from dnahnet_cli.model.precision import choose_dtype
+from dnahnet_cli.model.precision import choose_dtype, resolve_device as checked_device
 
 CKPT_PREFIX = "step-"
 
@@ -255,10 +255,8 @@ def init_distributed(device: str) -> Dist:
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
-    """The scoring commands' device checks (tasks.engine.resolve_device), with a bare "cuda" meaning this
+    """The scoring commands' device checks (precision.resolve_device), with a bare "cuda" meaning this
     process's GPU under torchrun."""
-    from dnahnet_cli.tasks.engine import resolve_device as checked_device
-
     device = checked_device(name)
     return torch.device("cuda", d.local_rank) if device.type == "cuda" and device.index is None else device
 
