@@ -19,7 +19,7 @@ from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_na
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
 from dnahnet_cli.tasks.segment import (
-    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, check_annotation, headline,
+    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
 )
 from dnahnet_cli.tasks.plots import image_format
@@ -72,7 +72,7 @@ def run_segment(
         annotation = parse_gff(gff, genome.lengths, circular=genome.circular)
         if not annotation.genes:
             raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
-        check_annotation(annotation, genome, gff)
+        annotation.check_genome(genome.lengths, genome.path)
         genome.set_circular(annotation.circular & set(genome.names))
 
     if engine is None:

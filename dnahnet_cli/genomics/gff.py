@@ -253,22 +253,23 @@ class Annotation:
             raise DnahnetError(f"{self.path}: gene name {name!r} is ambiguous ({tags}); use a locus_tag")
         return self.genes[coding[0]]
 
-    def check_genome(self, genome: Mapping[str, str], genome_path: str) -> None:
-        """Fail clearly when a gene's seqid is absent from the FASTA or the assembly lengths disagree."""
+    def check_genome(self, lengths: Mapping[str, int], genome_path: str) -> None:
+        """Fail clearly when a gene's seqid is absent from the FASTA ({record: length}), the assembly lengths
+        disagree, or a gene runs past the end of a linear sequence."""
         for seqid, n in self.lengths.items():
-            if seqid in genome and len(genome[seqid]) != n:
+            if seqid in lengths and lengths[seqid] != n:
                 raise DnahnetError(
-                    f"{self.path}: seqid {seqid} has length {n} in the GFF but {len(genome[seqid])} in "
+                    f"{self.path}: seqid {seqid} has length {n} in the GFF but {lengths[seqid]} in "
                     f"{genome_path} (wrong assembly?)"
                 )
         for g in self.genes:
-            if g.seqid not in genome:
-                names = ", ".join(list(genome)[:5])
+            if g.seqid not in lengths:
+                names = ", ".join(list(lengths)[:5])
                 raise DnahnetError(
                     f"{self.path}: line {g.line}: seqid {g.seqid!r} of gene {g.label} is not in {genome_path} "
-                    f"(FASTA records: {names}{', ...' if len(genome) > 5 else ''})"
+                    f"(FASTA records: {names}{', ...' if len(lengths) > 5 else ''})"
                 )
-            n = len(genome[g.seqid])
+            n = lengths[g.seqid]
             if g.end > n and g.seqid not in self.circular:
                 raise DnahnetError(
                     f"{self.path}: line {g.line}: gene {g.label} ends at {g.end} beyond the end ({n}) of "
@@ -711,5 +712,5 @@ def load_genome(fasta_path: Optional[str], annotation: Annotation, sequences: Op
         source = f"{annotation.path} (##FASTA)"
     else:
         raise DnahnetError(f"{annotation.path}: no genome given and the GFF has no ##FASTA section")
-    annotation.check_genome(genome, source)
+    annotation.check_genome({k: len(v) for k, v in genome.items()}, source)
     return genome, source

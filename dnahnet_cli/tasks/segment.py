@@ -668,16 +668,3 @@ def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: s
     fig.tight_layout()
     fig.savefig(path_tmp, format=fmt, dpi=120)
     plt.close(fig)
-
-
-def check_annotation(annotation: Annotation, genome, gff_path: str) -> None:
-    """GFF seqids must name FASTA records, with matching lengths (a wrong assembly fails loudly)."""
-    for seqid, n in annotation.lengths.items():
-        if seqid in genome and genome.length(seqid) != n:
-            raise DnahnetError(f"{gff_path}: seqid {seqid} has length {n} in the GFF but {genome.length(seqid)} "
-                               f"in {genome.path} (wrong assembly?)")
-    for g in annotation.genes:
-        if g.seqid not in genome:
-            have = ", ".join(genome.names[:5]) + (", ..." if len(genome.names) > 5 else "")
-            raise DnahnetError(f"{gff_path}: line {g.line}: seqid {g.seqid!r} is not in {genome.path} "
-                               f"(FASTA records: {have})")
