@@ -85,6 +85,26 @@ def test_header_without_a_name_is_an_error_on_the_indexed_path(tmp_path):
         Genome.open(fa)
 
 
+def test_empty_records_are_left_out_whichever_way_the_file_is_read(tmp_path, monkeypatch):
+    """htslib's index drops a record without sequence; stdin and plain gzip (read into memory) once kept it as
+    a contig of length 0, so the same FASTA gave different contig lists (and segment regions)."""
+    import io
+    import sys
+
+    text = ">empty\n>c1\nACGTACGTAC\n>last_empty\n"
+    indexed = Genome.open(write(tmp_path / "e.fa", text), quiet=True)
+    with gzip.open(tmp_path / "e.fa.gz", "wt") as fh:
+        fh.write(text)
+    plain_gzip = Genome.open(tmp_path / "e.fa.gz", quiet=True)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    stdin = Genome.open("-")
+    for genome in (indexed, plain_gzip, stdin):
+        assert genome.names == ["c1"] and genome.lengths == {"c1": 10}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b">a\n>b\n")))
+    with pytest.raises(DnahnetError, match="-: empty FASTA"):
+        Genome.open("-")
+
+
 def test_circular_wrap_and_linear_bounds(tmp_path):
     genome = Genome.open(write(tmp_path / "g.fa", ">c\nAACCGGTTAC\n>l\nACGT\n"))
     with pytest.raises(DnahnetError, match=r"outside the linear contig of length 10"):

@@ -101,7 +101,10 @@ class Genome:
         for name, seq in iter_fasta(path, validate=True):
             if name in seqs:
                 raise DnahnetError(f"{path}: record {name}: duplicate sequence name")
-            seqs[name] = seq.upper()
+            if seq:  # htslib's index leaves out empty records: the same names whichever way a file is read
+                seqs[name] = seq.upper()
+        if not seqs:
+            raise DnahnetError(f"{path}: empty FASTA (no records with sequence)")
         return cls(path, list(seqs), {n: len(s) for n, s in seqs.items()},
                    lambda name, start, end: seqs[name][start:end])
 
