@@ -85,6 +85,19 @@ def test_init_force_replaces_checkpoints_only(tmp_path):
     assert res.returncode == 2 and "current directory" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
+def test_init_force_on_a_symlink_replaces_the_link_and_leaves_its_target(tmp_path):
+    """The swap renamed the link to `.name.old` and then could not rmtree a link: a dangling `.link.old` stayed."""
+    real = tmp_path / "runs" / "v1"
+    assert run("init", "--preset", "tiny", "-o", str(real), "--seed", "1").returncode == 0
+    link = tmp_path / "current"
+    link.symlink_to(real, target_is_directory=True)
+    assert run("init", "--preset", "tiny", "-o", str(link), "--force", "--seed", "2").returncode == 0
+    assert link.is_dir() and not link.is_symlink()
+    assert json.loads((link / "config.json").read_text())["metadata"]["seed"] == 2
+    assert json.loads((real / "config.json").read_text())["metadata"]["seed"] == 1  # what the link named: intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "runs"]
+
+
 def test_info_prints_paths_with_brackets_verbatim(tmp_path):
     """rich read `[v2]` in a path as markup (dropped it) and `[/bold]` as a bad tag (traceback)."""
     for name in ("ck[v2]", "ck[/bold]x"):

@@ -46,17 +46,25 @@ def atomic_directory(target: str | os.PathLike):
     try:
         yield tmp
         share_like_outputs(tmp)
-        if target.exists():
+        if target.exists() or target.is_symlink():
             old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             target.rename(old)
             tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove(path: Path) -> None:
+    """Delete a replaced entry: a symlink itself (never what it points to), else the directory tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def save_checkpoint(out_dir: str | os.PathLike, model: DNAHNet, metadata: dict[str, Any] | None = None,
