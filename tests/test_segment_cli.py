@@ -146,6 +146,29 @@ def test_failing_plot_leaves_no_report_and_no_bed(app, ckpt, tmp_path, monkeypat
     assert not list(tmp_path.iterdir())
 
 
+def test_output_failing_at_close_leaves_none_of_the_others(app, ckpt, tmp_path, monkeypatch):
+    """Outputs were renamed into place one by one as the stack unwound: when the last to close (the BED, opened
+    first) failed there, e.g. a full disk flushing late, the report and its JSON were already in place."""
+    from dnahnet_cli.genomics import outputs
+
+    class FullDisk(outputs.BGZFile):
+        failed = False
+
+        def close(self):
+            super().close()
+            if not FullDisk.failed:  # once: pysam closes again when the object is freed
+                FullDisk.failed = True
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "BGZFile", FullDisk)
+    out, rep = tmp_path / "c.bed.gz", tmp_path / "seg.tsv"
+    res = invoke(app, ROOT / "examples" / "ecoli_k12_20kb.fa", "--model", ckpt, "--gff",
+                 ROOT / "examples" / "ecoli_k12_20kb.gff3", "--region", "NC_000913.3:1-1500", "--tile", 512,
+                 "--permutations", 2, "--report", rep, "-o", out, "--device", "cpu", "-q")
+    assert isinstance(res.exception, OSError) and "No space left" in str(res.exception)
+    assert not list(tmp_path.iterdir())
+
+
 def _cli(*args: str, pipe: str = "") -> subprocess.CompletedProcess:
     """The real entry point (cli.main: exit codes, BrokenPipe) with segment registered on its app."""
     code = ("import sys; from dnahnet_cli import cli; from dnahnet_cli.commands import segment_cmd; "

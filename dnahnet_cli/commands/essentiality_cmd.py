@@ -25,7 +25,7 @@ from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
     read_labels, result_record, score_genes, validate_cassette,
 )
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.genomics.gff import OK, Annotation, load_annotated_genome
 from dnahnet_cli.genomics.outputs import TsvWriter, format_value, open_output, provenance
 from dnahnet_cli.tasks.plots import image_format, plot_essentiality_curves, plot_score_distribution, require_matplotlib
@@ -116,7 +116,7 @@ def run_essentiality(
                           "nats (natural log), delta_mean in nats per nucleotide (they can differ in sign when the "
                           "mutant is longer)"},
         engine.provenance)
-    with contextlib.ExitStack() as outputs:  # every file stays a temporary file until all of them are written
+    with output_group() as outputs:  # every file stays a temporary file until all of them are written
         return _write_outputs(outputs, results, annotation, genome, engine, cfg, params, meta, output, bed, plot,
                               labels, label_map, label_fmt, metrics_out, quiet, track_line)
 

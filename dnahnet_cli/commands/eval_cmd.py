@@ -8,7 +8,6 @@ genomic_changes (1-based, + strand) n_nt_changes n_codon_variants dms_score ll_w
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 from collections import Counter
@@ -22,7 +21,7 @@ from dnahnet_cli.tasks.dms import COLUMNS, blosum62_score, check_windows, codon_
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.genomics.gff import OK, load_annotated_genome
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
@@ -97,7 +96,7 @@ def run_dms(
         "n_used_for_rho": used, "baselines_spearman_rho": baselines, "n_skipped": len(plans) - len(ok),
         "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,
     }
-    with contextlib.ExitStack() as outputs:  # the TSV, --plot and --metrics appear together or not at all
+    with output_group() as outputs:  # the TSV, --plot and --metrics appear together or not at all
         writer = TsvWriter(outputs.enter_context(open_output(output)), COLUMNS, meta)
         for p in plans:
             writer.write(plan_record(p))

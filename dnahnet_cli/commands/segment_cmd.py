@@ -6,7 +6,6 @@ The machinery lives in dnahnet_cli/tasks/segment.py; docs/segment.md defines eve
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Optional
@@ -17,7 +16,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json_to
 from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
@@ -91,7 +90,7 @@ def run_segment(
     announce(engine, quiet, tile, "tile")
     progress = RegionProgress("segment", quiet=quiet)
     rep = Report(opts) if annotation is not None else None
-    with contextlib.ExitStack() as stack:
+    with output_group() as stack:
         bed = BedWriter(stack.enter_context(open_output(output)), track_line)
         graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")), merge_equal)
                   for key, path in (bedgraph_paths(bedgraph, stages, strands) if bedgraph else {}).items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gzip
 import io
 import os
@@ -134,7 +135,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Give a temporary path to write to (for libraries that want a filename); renamed on success."""
+    """Give a temporary path to write to (for libraries that want a filename); renamed on success (inside
+    `commit_together`, when the whole group has succeeded)."""
     check_output_path(path)
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
@@ -142,8 +144,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, _umask_mode())
-        os.replace(tmp, target)
+        group = _commit_group.get()
+        if group is None:
+            os.replace(tmp, target)
+        else:
+            group.append((tmp, target))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_commit_group: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextvars.ContextVar(
+    "dnahnet_commit_group", default=None)
+
+
+@contextlib.contextmanager
+def commit_together() -> Iterator[None]:
+    """Files written with atomic_output/atomic_path inside this block are renamed into place only when the whole
+    block has succeeded, after every one of them has been closed. A command's outputs (a TSV, its JSON, a plot)
+    then appear together or not at all, even when closing the last one fails (a full disk flushes late)."""
+    group: list[tuple[str, Path]] = []
+    token = _commit_group.set(group)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in group:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    finally:
+        _commit_group.reset(token)
+    for tmp, target in group:
+        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def output_group() -> Iterator[contextlib.ExitStack]:
+    """An ExitStack for a command's outputs under `commit_together`: enter each output on it; all are closed
+    first, then all renamed into place."""
+    with commit_together(), contextlib.ExitStack() as stack:
+        yield stack
+
