@@ -86,6 +86,7 @@ def flop_table(lengths=(8192, 131072, 1048576)) -> str:
     from dnahnet_cli.model.flops import flops_per_nt, forward_flops
     from dnahnet_cli.model.lm import DNAHNet
     from dnahnet_cli.model.presets import get_preset
+    from dnahnet_cli.model.ssd import training_chunk
     from variants import FAMILIES
 
     head = " | ".join(f"L={n:,} GFLOP/nt (x)" for n in lengths)
@@ -105,6 +106,11 @@ def flop_table(lengths=(8192, 131072, 1048576)) -> str:
         ratio = forward_flops(cfg, lengths[0]).total / forward_flops(cfg, lengths[0], inference_tiles=True).total
         out.append(f"- {name}: the chunk_size convention counts {100 * (ratio - 1):.0f} % more FLOPs at "
                    f"{lengths[0]:,} nt than the reference path's scoring tiles")
+        n = cfg.max_seq_len  # and against the shorter tiles a training step runs (ssd.training_chunk)
+        tile = training_chunk(cfg.chunk_size, cfg.headdim)  # the presets use one head width throughout
+        ratio = forward_flops(cfg, n).total / forward_flops(cfg, n, ssd_chunk=tile).total
+        out.append(f"- {name}: ... and {100 * (ratio - 1):.0f} % more at its training length {n:,} nt than a "
+                   f"training step's {tile}-nt tiles")
     for size in FAMILIES:  # where the Mamba2-only model's flat cost drops below the 2-stage dnaHNet's
         hnet, mamba = get_preset(size), get_preset(f"{size}-mamba2")
         lo, hi = lengths[0], 1 << 26
@@ -120,6 +126,9 @@ def flop_table(lengths=(8192, 131072, 1048576)) -> str:
 
 if __name__ == "__main__":
     sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+    if not sys.argv[1:] or {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__.strip())
+        sys.exit(0 if sys.argv[1:] else 2)
     if sys.argv[1:] == ["--flops"]:
         print(flop_table())
     for path in sys.argv[1:]:

@@ -344,3 +344,23 @@ def test_aligned_linear_is_nn_linear_with_a_padded_gemm(bias):
         assert aligned(x).is_contiguous()
     finally:
         kernels.set_kernels(previous)
+
+
+def test_an_empty_layer_group_is_the_norm_alone():
+    """The config accepts a zero count ("T0": no layer), as the official H-Net's Isotropic does, but the forward
+    once added a residual that no layer had made (TypeError)."""
+    from dnahnet_cli.model.config import ModelConfig
+
+    cfg = ModelConfig(arch_layout=["m2", ["T0"], "m2"], d_model=[32, 32], d_intermediate=[0, 64], num_heads=[2, 2],
+                      rotary_emb_dim=[8, 8], window_size=[-1, -1], d_state=8, headdim=16, ratio_targets=[2.0])
+    torch.manual_seed(0)
+    model = DNAHNet(cfg).eval()
+    from dnahnet_cli.model.layers import Isotropic
+
+    (empty,) = [m for m in model.modules() if isinstance(m, Isotropic) and len(m.layers) == 0]
+    ids = torch.randint(0, 4, (2, 40))
+    with torch.no_grad():
+        logits = model(ids).logits
+        x = torch.randn(1, 5, 32)
+        assert torch.equal(empty(x, torch.ones(1, 5, dtype=torch.bool)), empty.rmsnorm(x))
+    assert logits.shape[:2] == (2, 40) and torch.isfinite(logits).all()

@@ -141,10 +141,11 @@ def forward_flops(cfg: ModelConfig, length: int, ratios: Sequence[float] | None 
     """Forward FLOPs of a batch-1 sequence of `length` nucleotides.
 
     ratios: per-stage compression (defaults to cfg.ratio_targets); positions: exact positions per stage
-    (outer first, positions[0] == length) overriding ratios; ssd_chunk: the SSD tile actually used
-    (cfg.chunk_size for the reference path, 256 for the mamba_ssm kernel); inference_tiles: count the
-    reference path's shorter no-gradient tiles (ssd.inference_chunk) instead. Budgets (train_step_flops)
-    always use cfg.chunk_size.
+    (outer first, positions[0] == length) overriding ratios; ssd_chunk: the SSD tile to count (default
+    cfg.chunk_size, the configured tile; the reference path runs shorter ones, ssd.training_chunk with a gradient
+    and ssd.inference_chunk without, and the mamba_ssm kernel 256); inference_tiles: count the no-gradient tiles
+    instead. Budgets (train_step_flops) always use cfg.chunk_size, a convention that counts `tiny` 16 % and
+    `cpu` 6 % above the work a CPU training step runs at their training length (bench/report.py --flops).
     """
     s = cfg.n_stages
     if positions is None:

@@ -391,4 +391,4 @@ class Isotropic(nn.Module):
             state["layers"] = [{} for _ in self.layers]
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, mask, None if state is None else state["layers"][i])
-        return self.rmsnorm(hidden.float() + residual)
+        return self.rmsnorm(hidden.float() if residual is None else hidden.float() + residual)  # empty: the norm alone
