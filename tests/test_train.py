@@ -325,3 +325,16 @@ def test_gpu_process_group_also_reduces_cpu_tensors(monkeypatch):
     seen.clear()
     trainer.init_distributed("cpu")
     assert seen == {"backend": "gloo"}
+
+
+def test_saved_config_records_the_ratio_targets_alpha_and_multipliers_trained_with(tmp_path):
+    """--ratio-targets, --alpha and a TOML lr_multipliers steered training but the saved config kept the preset's
+    values, so `info` printed them and `train --init` continued toward them."""
+    toml = tmp_path / "t.toml"
+    toml.write_text("lr_multipliers = [3.0, 2.0, 0.5]\n")
+    res = _cli(["--config", str(toml), *_small(tmp_path / "run", "--steps", "2", "--ratio-targets", "4,2.5",
+                                               "--alpha", "0.05")])
+    assert res.returncode == 0, res.stderr
+    for path in (tmp_path / "run" / "final", tmp_path / "run" / "checkpoints" / "step-0000002"):
+        cfg = json.loads((path / "config.json").read_text())["config"]
+        assert (cfg["ratio_targets"], cfg["ratio_alpha"], cfg["lr_multipliers"]) == ([4.0, 2.5], 0.05, [3.0, 2.0, 0.5])

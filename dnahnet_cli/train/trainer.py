@@ -711,6 +711,10 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
     mults = cfg.lr_multipliers
     if mults is not None and len(mults) != mc.n_stages + 1:
         raise DnahnetError(f"lr_multipliers needs {mc.n_stages + 1} values for this model, got {mults}")
+    # the saved config says what this model was trained toward: `info`, the FLOP model and `--init` read it there
+    mc.ratio_targets, mc.ratio_alpha = [float(t) for t in targets_final], float(alpha)
+    if mults is not None:
+        mc.lr_multipliers = [float(m) for m in mults]
 
     if d.main:
         ckpt_root.mkdir(parents=True, exist_ok=True)
