@@ -339,3 +339,24 @@ def test_tiles_cover_every_base_once_with_at_least_the_context():
                 assert all(hi - lo <= window for lo, _, hi in plan)
                 assert all(keep - lo >= min(keep, context) for lo, keep, _ in plan)
                 assert all(keep == 0 or keep >= window for _, keep, _ in plan)  # first window's bases kept once
+
+
+def test_indel_moving_an_n_across_one_window_edge_is_skipped(app, ckpt, tmp_path):
+    """N is never scored. A deletion's ALT window reaches 5 bases further right; with N there, the ALT sum
+    covered 4 fewer bases than the REF sum and the score rose by ~1 nat per N (0.8 -> 4.9 nats)."""
+    clean = "TGATAGCAGCTTCTGAACTGGTTACCTGCCGTGAGTAAATTAAAATTTTATTGACTTAGGTCACTAAATACTTTAACCAA"
+    gapped = clean[:41] + "N" * 8 + clean[49:]
+    vcf = tmp_path / "v.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "c\t20\tdel5\tGGTTAC\tG\t.\t.\t.\n"
+                   "c\t55\tsnv\tC\tG\t.\t.\t.\n")
+    for seq, status in ((clean, "OK"), (gapped, "SKIP_N_IN_WINDOW")):
+        fa = tmp_path / "g.fa"
+        fa.write_text(f">c\n{seq}\n")
+        for idx in fa.parent.glob("g.fa.*"):
+            idx.unlink()
+        res = run(app, "score-variants", fa, vcf, "--model", ckpt, "--window", 32, "--dtype", "float32", "-q")
+        assert res.exit_code == 0, res.output
+        df = table(res.stdout).set_index("id")
+        assert df.loc["del5", "status"] == status
+        assert df.loc["snv", "status"] == "OK"  # an N inside both windows changes nothing
