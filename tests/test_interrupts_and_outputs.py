@@ -186,3 +186,30 @@ def test_train_bad_dtype(tmp_path):
     one_line_error(run("train", "--data", EXAMPLES / "ecoli_k12_20kb.fa", "--preset", "tiny", "--dtype", "fp8",
                        "--steps", "1", "--out", tmp_path / "run"), "dtype must be auto, fp32 or bf16")
     assert not (tmp_path / "run").exists()
+
+
+def test_outputs_go_into_a_fifo_and_through_a_symlink(tmp_path):
+    """A temporary file renamed over the target replaced a FIFO (`-o >(...)`, a named pipe: the reader got
+    nothing), a device and a symlink (the file it named kept its old content)."""
+    import stat
+    import threading
+
+    from dnahnet_cli.genomics.fileio import atomic_output, output_group
+
+    fifo = tmp_path / "pipe.tsv"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    with output_group() as stack:  # the grouped commit writes a pipe directly as well
+        stack.enter_context(atomic_output(fifo)).write("row\n")
+    reader.join(10)
+    assert got == ["row\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    real = tmp_path / "real.tsv"
+    real.write_text("old\n")
+    link = tmp_path / "link.tsv"
+    link.symlink_to(real)
+    with atomic_output(link) as fh:
+        fh.write("new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.tsv", "pipe.tsv", "real.tsv"]

@@ -360,3 +360,21 @@ def test_indel_moving_an_n_across_one_window_edge_is_skipped(app, ckpt, tmp_path
         df = table(res.stdout).set_index("id")
         assert df.loc["del5", "status"] == status
         assert df.loc["snv", "status"] == "OK"  # an N inside both windows changes nothing
+
+
+def test_output_into_a_pipe_is_tsv_and_not_indexed(app, ckpt, tmp_path):
+    """`-o >(...)` or a named pipe: written in place (a renamed temporary file once replaced the pipe), TSV by
+    default as on stdout, and no tabix index attempted on a stream."""
+    import os
+    import threading
+
+    fifo = tmp_path / "scores"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    res = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *FAST, "-o", fifo)
+    reader.join(10)
+    assert res.exit_code == 0, res.output
+    assert got and table(got[0])["status"].eq("OK").all() and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]

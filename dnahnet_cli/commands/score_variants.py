@@ -21,7 +21,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import check_one_stdin, check_output_path, check_outputs
+from dnahnet_cli.genomics.fileio import check_one_stdin, check_output_path, check_outputs, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           is_bgzip_name, tabix_index_tsv)
@@ -121,14 +121,14 @@ VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz")
 
 
 def _output_format(fmt: str, output: str) -> str:
-    """tsv, vcf or bcf: --format when given, else from the -o name (stdout: tsv); an unknown suffix is an error
-    rather than a TSV under a misleading name."""
+    """tsv, vcf or bcf: --format when given, else from the -o name (stdout, or a pipe or device such as
+    `-o >(...)` or /dev/null: tsv); an unknown suffix is an error rather than a TSV under a misleading name."""
     if fmt != "auto":
         if fmt not in ("tsv", "vcf", "bcf"):
             raise DnahnetError(f"--format must be auto, tsv, vcf or bcf, not {fmt!r}")
         return fmt
     name = output.lower()
-    if output == "-" or name.endswith(TSV_SUFFIXES):
+    if output == "-" or name.endswith(TSV_SUFFIXES) or writes_in_place(Path(output)):
         return "tsv"
     if name.endswith(VCF_SUFFIXES):
         return "vcf"
@@ -210,7 +210,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                 progress.update(done)
             if isinstance(writer, VcfWriter):
                 writer.close()
-    if fmt == "tsv" and is_bgzip_name(output):
+    if fmt == "tsv" and is_bgzip_name(output) and not writes_in_place(Path(output)):  # a pipe cannot be indexed
         index = tabix_index_tsv(output, end_col=VARIANT_COLUMNS.index("ref_end"))
         if not quiet:
             note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "

@@ -7,6 +7,7 @@ import contextvars
 import gzip
 import io
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -94,6 +95,8 @@ def check_output_path(path: str | os.PathLike | None, what: str = "output") -> N
     target = Path(path)
     if target.is_dir():
         raise DnahnetError(f"{what} {target}: is a directory (give a file name)")
+    if writes_in_place(target):
+        return
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise DnahnetError(f"{what} {target}: directory {parent} does not exist")
@@ -115,6 +118,16 @@ def check_outputs(named: dict[str, str | os.PathLike | None]) -> None:
             raise DnahnetError(f"{what} {path}: the same {'stream' if key == 'stdout' else 'file'} as {seen[key]}; "
                                "give them different names")
         seen[key] = f"{what} {path}"
+
+
+def writes_in_place(target: Path) -> bool:
+    """Whether an output path names an existing FIFO, device or socket (`-o /dev/null`, `-o >(gzip > x)`,
+    `-o /dev/stderr`): such a target is written directly; a temporary file renamed over it would replace it."""
+    try:
+        mode = os.stat(target).st_mode  # follows links: /dev/stdout -> /proc/self/fd/1 -> a pipe or terminal
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 @contextlib.contextmanager
@@ -139,6 +152,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     `commit_together`, when the whole group has succeeded)."""
     check_output_path(path)
     target = Path(path)
+    if writes_in_place(target):  # a pipe or device has no directory entry to rename into: written directly
+        yield target
+        return
+    if target.is_symlink():  # write through the link, as the shell's `>` does, instead of replacing it
+        target = Path(os.path.realpath(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
     try:

@@ -130,7 +130,8 @@ def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1, end_col: int 
     """Index a bgzipped, position-sorted TSV with tabix (`#` lines are the header; positions 1-based, `end_col`
     inclusive, default: one base at `pos_col`); None when it is not sorted (the TSV is still valid; sort it, or
     pass rows in position order, to get an index)."""
-    try:
+    verbosity = pysam.set_verbosity(0)  # an unsorted file is expected here: htslib's own "[E::hts_idx_push]" line
+    try:                                # would stand beside (or, under -q, instead of) dnahnet's note
         pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col, end_col=pos_col if end_col is None else end_col,
                           meta_char="#", force=True,
                           keep_original=True)
@@ -138,6 +139,8 @@ def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1, end_col: int 
         with contextlib.suppress(FileNotFoundError):
             Path(path + ".tbi").unlink()
         return None
+    finally:
+        pysam.set_verbosity(verbosity)
     return path + ".tbi"
 
 
