@@ -414,6 +414,25 @@ def test_knockouts_count_from_the_start_codon_when_the_first_cds_part_has_a_phas
         assert translate(ko2.mut[c2: c2 + 30])[:4] == translate(cds[:12]) and "*" in translate(ko2.mut[c2: c2 + 30])
 
 
+@pytest.mark.parametrize("protocol", ["paper", "cassette"])
+def test_flanks_too_long_for_the_window_shrink_evenly_around_the_gene(example_genes, protocol):
+    """--flank 4096 at a 1,024-nt window once kept the whole 5' flank and cut the gene's 3' end (stop codon
+    included) while the header said "centred on the gene"."""
+    genes, genome = example_genes
+    cfg = EssentialityConfig.for_protocol(protocol, window=1024, flank=4096)
+    size = cfg.window - (len(cfg.cassette) if protocol == "cassette" else 0)  # the mutant fills the window
+    checked = 0
+    for g in genes:
+        lo, hi = g.cds[0].start0, g.cds[0].end
+        if lo < size or hi + size > len(genome[g.seqid]):
+            continue  # near a linear contig's end the window is clamped, by design
+        for ko in build_insertions(g, genome[g.seqid], False, cfg):
+            left, right = lo - ko.window[0], ko.window[1] - hi
+            assert ko.window[1] - ko.window[0] == size and 0 <= right - left <= 1, (g.label, ko.window)
+            checked += 1
+    assert checked >= 5
+
+
 def test_protocol_options_are_checked():
     with pytest.raises(DnahnetError, match="--protocol"):
         EssentialityConfig.for_protocol("evo3")

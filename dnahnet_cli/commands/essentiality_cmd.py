@@ -200,7 +200,7 @@ def register(app: typer.Typer) -> None:
         cassette: Optional[str] = typer.Option(None, "--cassette", help=f"Stop sequence; must hold a stop codon in the gene's frame. Default: TAATAATAATAGTGA (paper, evo2), {DEFAULT_CASSETTE} (cassette)."),
         positions: Optional[str] = typer.Option(None, "--positions", help="cassette: insertion points, fractions of the CDS (<1) or nt offsets (>=1), comma-separated. Default: 0.1."),
         tile: Optional[int] = typer.Option(None, "--tile", help="cassette: insert every N nt of the CDS instead of --positions; scores are averaged."),
-        flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS. Default: fill the window (paper, cassette), 4096 (evo2)."),
+        flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS (paper, cassette: fewer, evenly, where the window cannot hold them). Default: fill the window (paper, cassette), 4096 (evo2)."),
         window: Optional[int] = typer.Option(None, "--window", "-w", help="Mutant window in bases for paper and cassette (default: the model's training length); evo2 scores the CDS plus --flank whole."),
         reduce: Optional[str] = typer.Option(None, "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum). Default: sum (paper), mean (evo2, cassette)."),
         rc_average: bool = typer.Option(False, "--rc-average", help="Also score the reverse complement and average."),

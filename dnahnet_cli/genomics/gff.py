@@ -311,14 +311,15 @@ def context_window(
 ) -> tuple[int, int]:
     """Unwrapped genomic [start0, end) around a gene's CDS for scoring it in genomic context.
 
-    The region is the CDS plus `flank` bases each side (default: split what the CDS leaves of `size`
-    evenly). Linear sequences clamp at their ends (the window becomes asymmetric); circular ones wrap
-    but never exceed one genome length. A region longer than `size` is cropped to `size` bases
-    centred on `focus` (genomic [lo, hi), e.g. the mutated codons), still inside the region.
+    The region is the CDS plus `flank` bases each side (default, and whenever those flanks would make it
+    longer than `size`: split what the CDS leaves of `size` evenly, so the gene stays centred). Linear
+    sequences clamp at their ends (the window becomes asymmetric); circular ones wrap but never exceed one
+    genome length. A CDS longer than `size` is cropped to `size` bases centred on `focus` (genomic [lo, hi),
+    e.g. the mutated codons), still inside the region.
     """
     lo = min(s.start0 for s in gene.cds)
     hi = max(s.end for s in gene.cds)
-    if flank is None:
+    if flank is None or hi - lo + 2 * max(0, flank) > size:
         left = max(0, size - (hi - lo)) // 2
         right = max(0, size - (hi - lo)) - left
     else:
