@@ -67,8 +67,18 @@ def test_resume_takes_runtime_options_from_the_command_line_and_reports_the_rest
     assert cfg.preset == "tiny" and cfg.lr == 1e-3 and sorted(ignored) == ["lr", "preset"]  # reported, not merged
     cfg, _, _, _ = resolve_config({"resume": True, "steps": 10}, root)
     assert cfg.steps == 10  # extending is allowed ...
-    with pytest.raises(DnahnetError, match="already at step 4"):  # ... shortening is not
+    with pytest.raises(DnahnetError, match="is at step 4"):  # ... shortening is not
         resolve_config({"resume": True, "steps": 2}, root)
+    # nor is shortening a run that has not got there yet: a config file's `steps = 6` once finished a 10-step run
+    # that was stopped at step 5 as a 6-step one, its schedule recomputed, without a word
+    root = _fake_run(tmp_path / "b", 5, steps=10)
+    with pytest.raises(DnahnetError, match=r"steps 6 \(--steps or the config file\): this run was set up for 10"):
+        resolve_config({"resume": True, "steps": 6}, root)
+    assert resolve_config({"resume": True, "steps": 10}, root)[0].steps == 10
+    # -q was saved with the run and came back on every resume (there is no --no-quiet)
+    quiet = _fake_run(tmp_path / "q", 2, steps=4, quiet=True)
+    assert resolve_config({"resume": True}, quiet)[0].quiet is False
+    assert resolve_config({"resume": True, "quiet": True}, quiet)[0].quiet is True
 
 
 def test_the_global_threads_option_is_an_explicit_choice(monkeypatch):

@@ -577,14 +577,17 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
     resume_dir = existing[-1]
     state = json.loads((resume_dir / "trainer.json").read_text())
     merged, ignored = dict(state["config"]), []
+    merged["quiet"] = False  # how much this invocation prints is its own choice, not the first run's
     for k, v in options.items():
         if k in RUNTIME_FIELDS or k == "steps":
             merged[k] = v
         elif merged.get(k) != v:
             ignored.append(k)  # e.g. a --preset: the architecture comes from the checkpoint
-    if merged.get("steps", 0) < state["step"]:
-        raise DnahnetError(f"--steps {merged['steps']}: the run is already at step {state['step']} "
-                           f"({resume_dir}); --steps can only extend a run")
+    planned = state["config"].get("steps", 0)
+    if merged.get("steps", planned) < planned:  # a config file's `steps` counts as much as --steps
+        raise DnahnetError(f"steps {merged['steps']} (--steps or the config file): this run was set up for {planned} "
+                           f"steps and is at step {state['step']} ({resume_dir}); resuming can keep or extend a run's "
+                           "length, not shorten it")
     return make_config(merged), resume_dir, state, ignored
 
 
@@ -696,6 +699,9 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
     log_fn, device, autocast = _log_and_device(cfg, d)
     if ignored:
         log_fn(f"resuming: keeping the checkpoint's values for {', '.join(ignored)}")
+    if resume_dir is not None and cfg.steps != state["config"].get("steps", cfg.steps):
+        log_fn(f"resuming: extending the run from {state['config']['steps']} to {cfg.steps} steps (the learning-rate "
+               "schedule is recomputed over the new length)")
     if cfg.resume and resume_dir is None:
         log_fn(f"--resume: no checkpoint in {ckpt_root}, starting a new run")
     if not cfg.data:
