@@ -32,9 +32,15 @@ def test_overwrite_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+# config values the model builder once met unchecked: a traceback from `info` and `train --init`
+CONFIG_DAMAGE = {"layout_string": {"arch_layout": "T8"}, "layout_letter": {"arch_layout": ["m4", ["X8"], "m4"]},
+                 "layout_no_count": {"arch_layout": ["m4", ["T"], "m4"]}, "d_state_text": {"d_state": "16"},
+                 "alpha_text": {"ratio_alpha": "x"}, "multipliers_text": {"lr_multipliers": ["2", "1.5", "1"]}}
+
+
 @pytest.mark.parametrize("damage", ["missing_dir", "no_weights", "garbage_weights", "pickle_weights",
                                     "bad_json", "wrong_format", "shape_mismatch", "unknown_key", "heads_misfit", "metadata_list",
-                                    "seq_len_text", "other_layout"])
+                                    "seq_len_text", "other_layout", *CONFIG_DAMAGE])
 def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
     ckpt = tmp_path / "m"
     save_checkpoint(ckpt, DNAHNet(get_preset("tiny")), {})
@@ -65,6 +71,9 @@ def test_invalid_checkpoints_fail_with_a_clear_message(tmp_path, damage):
         (ckpt / "config.json").write_text(json.dumps(cfg))
     elif damage == "seq_len_text":  # `info` once printed "training length big nt"; loading died in int()
         cfg["config"]["max_seq_len"] = "big"
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    elif damage in CONFIG_DAMAGE:
+        cfg["config"].update(CONFIG_DAMAGE[damage])
         (ckpt / "config.json").write_text(json.dumps(cfg))
     elif damage == "other_layout":  # another preset's config next to these weights: `info` once accepted it
         cfg["config"] = get_preset("tiny-1stage").to_dict()

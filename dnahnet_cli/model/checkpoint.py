@@ -117,12 +117,12 @@ def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         info["model_config"] = ModelConfig.from_dict(info["config"])
         info["model_config"].validate()
-    except (TypeError, ValueError) as exc:
+        with torch.device("meta"):  # names and shapes only: no memory, no initialisation work
+            expected = {k: tuple(v.shape) for k, v in DNAHNet(info["model_config"]).state_dict().items()}
+    except (TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:  # what building can still raise
         raise DnahnetError(f"{cfg_path}: invalid model config ({exc})") from None
     header = _safetensors_header(weights)
     info["weights"] = {"tensors": sum(k != "__metadata__" for k in header), "bytes": weights.stat().st_size}
-    with torch.device("meta"):  # names and shapes only: no memory, no initialisation work
-        expected = {k: tuple(v.shape) for k, v in DNAHNet(info["model_config"]).state_dict().items()}
     stored = {k: tuple(v.get("shape", ())) for k, v in header.items() if k != "__metadata__"}
     mismatch = _state_mismatch(expected, stored)
     if mismatch:

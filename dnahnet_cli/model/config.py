@@ -16,6 +16,29 @@ from dnahnet_cli.genomics.alphabet import VOCAB_SIZE
 LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_layout(node: Any, depth: int = 0) -> None:
+    """arch_layout as the official H-Net nests it: [encoder, inner, decoder] per stage, the innermost a list of
+    layer groups such as "T8" or "m4T1"."""
+    if not isinstance(node, list) or not node:
+        raise ValueError(f"config.arch_layout: expected a non-empty list at depth {depth}, not {node!r}")
+    if len(node) == 3 and isinstance(node[1], list):
+        parts = [node[0], node[2]]
+        _check_layout(node[1], depth + 1)
+    else:
+        parts = node
+    for part in parts:
+        if not isinstance(part, str) or not re.fullmatch(rf"(?:{LAYOUT_PATTERN.pattern})*", part):
+            raise ValueError(f"config.arch_layout: {part!r} is not a layer group such as 'm4', 'T8' or 'm4T1'")
+
+
 def per_stage(value: Any, stage: int) -> Any:
     return value[stage] if isinstance(value, (list, tuple)) else value
 
@@ -63,6 +86,7 @@ class ModelConfig:
                     window=self.window_size[stage])
 
     def validate(self) -> None:
+        _check_layout(self.arch_layout)
         for key in ("d_conv", "expand", "chunk_size", "vocab_size", "max_seq_len"):  # JSON may hold anything
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -76,6 +100,18 @@ class ModelConfig:
                 raise ValueError(f"config.{key} needs {s + 1} entries for a {s}-stage layout")
         if any(b < a for a, b in zip(self.d_model, self.d_model[1:])):
             raise ValueError("config.d_model must be non-decreasing from outer to inner stages")
+        for key in ("d_state", "headdim"):  # one integer, or one per stage
+            value = getattr(self, key)
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(_is_int(v) and v >= 1 for v in values) or (
+                    isinstance(value, list) and len(value) != s + 1):
+                raise ValueError(f"config.{key} must be a positive integer or a list of {s + 1}, not {value!r}")
+        if not _is_number(self.ratio_alpha) or self.ratio_alpha < 0:
+            raise ValueError(f"config.ratio_alpha must be a number >= 0, not {self.ratio_alpha!r}")
+        for key in ("ratio_targets", "lr_multipliers"):
+            values = getattr(self, key)
+            if not isinstance(values, list) or not all(_is_number(v) and v > 0 for v in values):
+                raise ValueError(f"config.{key} must be a list of positive numbers, not {values!r}")
         if len(self.ratio_targets) != s:
             raise ValueError(f"config.ratio_targets needs {s} entries (one per stage)")
         if any(n <= 1 for n in self.ratio_targets):
