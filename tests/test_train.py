@@ -338,3 +338,31 @@ def test_saved_config_records_the_ratio_targets_alpha_and_multipliers_trained_wi
     for path in (tmp_path / "run" / "final", tmp_path / "run" / "checkpoints" / "step-0000002"):
         cfg = json.loads((path / "config.json").read_text())["config"]
         assert (cfg["ratio_targets"], cfg["ratio_alpha"], cfg["lr_multipliers"]) == ([4.0, 2.5], 0.05, [3.0, 2.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("train") / "base"
+    assert _cli(_small(base, "--steps", "2", "--ckpt-every", "2")).returncode == 0
+    return base
+
+
+@pytest.mark.parametrize("damage", ["optimizer.safetensors:missing", "trainer.json:truncated", "trainer.json:empty",
+                                    "optimizer.json:garbage", "rng.safetensors:garbage"])
+def test_resume_from_a_damaged_checkpoint_is_one_line(tmp_path, two_step_run, damage):
+    """Damaged state files of the checkpoint a run resumes from gave tracebacks (FileNotFoundError,
+    JSONDecodeError, KeyError); a damaged model.safetensors already gave one line."""
+    import shutil
+
+    base = two_step_run
+    run = tmp_path / "run"
+    shutil.copytree(base, run)
+    name, how = damage.split(":")
+    target = run / "checkpoints" / "step-0000002" / name
+    if how == "missing":
+        target.unlink()
+    else:
+        target.write_text({"truncated": '{"step": 2', "empty": "{}", "garbage": "not a file"}[how])
+    res = _cli(_small(run, "--steps", "3", "--resume"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"{target}: damaged checkpoint" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

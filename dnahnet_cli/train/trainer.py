@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dnahnet_cli.genomics.alphabet import PAD, A, T
@@ -262,6 +263,22 @@ def resolve_device(name: str, d: Dist) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
+
+def _damaged(path: Path, problem: str) -> DnahnetError:
+    return DnahnetError(f"{path}: damaged checkpoint ({problem}); move {path.parent.name} out of "
+                        f"{path.parent.parent} to resume from the checkpoint before it")
+
+
+def _resume_file(path: Path, read: Callable[[Path], Any]) -> Any:
+    """read(path) for one file of the checkpoint a run resumes from: a missing or damaged file is one line
+    naming it and what to do, not a traceback."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise _damaged(path, "file missing") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, SafetensorError) as exc:
+        raise _damaged(path, f"{type(exc).__name__}: {exc}"[:200]) from None
+
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
     """Complete checkpoints, oldest first (a directory only gets its step-N name once fully written)."""
@@ -575,7 +592,10 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
     if not (resume and existing):
         return make_config(options), None, {}, []
     resume_dir = existing[-1]
-    state = json.loads((resume_dir / "trainer.json").read_text())
+    state = _resume_file(resume_dir / "trainer.json", lambda p: json.loads(p.read_text()))
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(
+            state.get("step"), int):
+        raise _damaged(resume_dir / "trainer.json", "no 'config' and 'step'")
     merged, ignored = dict(state["config"]), []
     merged["quiet"] = False  # how much this invocation prints is its own choice, not the first run's
     for k, v in options.items():
@@ -746,9 +766,11 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
                targets_final, alpha)
     if resume_dir is not None:
         # loaded on CPU: load_state_dict moves moments to each parameter's device and keeps 'step' on CPU
-        optimizer_from_safetensors(opt, load_file(str(resume_dir / "optimizer.safetensors")),
-                                   json.loads((resume_dir / "optimizer.json").read_text()))
-        restore_rng(load_file(str(resume_dir / "rng.safetensors")))
+        tensors = _resume_file(resume_dir / "optimizer.safetensors", lambda p: load_file(str(p)))
+        scalars = _resume_file(resume_dir / "optimizer.json", lambda p: json.loads(p.read_text()))
+        _resume_file(resume_dir / "optimizer.json", lambda p: optimizer_from_safetensors(opt, tensors, scalars))
+        rng = _resume_file(resume_dir / "rng.safetensors", lambda p: load_file(str(p)))
+        _resume_file(resume_dir / "rng.safetensors", lambda p: restore_rng(rng))
         run.step, run.consumed, run.nt_seen = state["step"], state["samples_consumed"], state.get("nucleotides", 0)
         run.last_val, run.first_bpn = state.get("val"), state.get("first_val_bpn")
         run.resumed = True
