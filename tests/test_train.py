@@ -4,6 +4,7 @@ bad inputs, schedules, optimiser state without pickle, baselines through the sam
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import subprocess
@@ -338,6 +339,12 @@ def test_saved_config_records_the_ratio_targets_alpha_and_multipliers_trained_wi
     for path in (tmp_path / "run" / "final", tmp_path / "run" / "checkpoints" / "step-0000002"):
         cfg = json.loads((path / "config.json").read_text())["config"]
         assert (cfg["ratio_targets"], cfg["ratio_alpha"], cfg["lr_multipliers"]) == ([4.0, 2.5], 0.05, [3.0, 2.0, 0.5])
+    # `info` shows them, and (it once showed nothing of it) the training summary of a `dnahnet train` model
+    info = subprocess.run([sys.executable, "-m", "dnahnet_cli.cli", "info", str(tmp_path / "run" / "final")],
+                          capture_output=True, text=True, cwd=ROOT).stdout
+    assert "target ratios (4.0, 2.5)" in info and "lr multipliers [3.0, 2.0, 0.5]" in info
+    assert "training length 128 tokens (127 nt + BOS" in info
+    assert re.search(r"^training +step 2 of 2 +val \d\.\d{4} bits/nt +seq_len 128 x batch 2", info, re.M), info
 
 
 @pytest.fixture(scope="module")

@@ -118,8 +118,9 @@ def register(app: typer.Typer) -> None:
             f"d_model         {cfg.d_model}   d_intermediate {cfg.d_intermediate}",
             f"attention       heads {cfg.num_heads}  rotary {cfg.rotary_emb_dim}  window {cfg.window_size}",
             f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}",
-            f"training length {cfg.max_seq_len} nt   lr multipliers {cfg.lr_multipliers}",
-        ] + ([f"training        {json.dumps(meta['training'])}"] if meta.get("training") else [])
+            f"training length {cfg.max_seq_len} tokens ({cfg.max_seq_len - 1} nt + BOS; the default scoring window "
+            f"is {cfg.max_seq_len} nt)   lr multipliers {cfg.lr_multipliers}",
+        ] + [f"training        {line}" for line in _training_summary(meta)]
         stdout.print(title, style="bold", markup=False)  # paths and commands may hold [brackets]: never markup
         for line in lines:
             stdout.print(line, markup=False)
@@ -151,6 +152,24 @@ def register(app: typer.Typer) -> None:
                           str(cfg.d_model), f"{total / 1e6:.2f}M", f"{encdec / total:.0%}",
                           DESCRIPTIONS.get(name, ""))
         stdout.print(table)
+
+
+def _training_summary(meta: dict) -> list[str]:
+    """The shipped model's `training` record, or what `dnahnet train` writes into its checkpoints."""
+    import json
+
+    if meta.get("training"):
+        return [json.dumps(meta["training"])]
+    if "step" not in meta:
+        return []  # `init`: an untrained model
+    tc = meta.get("train_config") or {}
+    val = meta.get("val_bpn")
+    parts = [f"step {meta['step']:,} of {tc.get('steps', '?'):,}" if isinstance(tc.get("steps"), int)
+             else f"step {meta['step']}",
+             f"val {val:.4f} bits/nt" if isinstance(val, (int, float)) else "no validation",
+             f"seq_len {tc.get('seq_len', '?')} x batch {tc.get('batch_size', '?')}",
+             f"precision {meta.get('precision', '?')}"]
+    return ["   ".join(parts)]
 
 
 def _prod(values) -> float:
