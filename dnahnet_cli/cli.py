@@ -119,7 +119,13 @@ def _terminated(signum, frame) -> None:
 
 def _interrupted(code: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the message
-    sys.stderr.write("dnahnet: interrupted; no output written\n")
+    commands = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    command = next((arg for arg in sys.argv[1:] if arg in commands), None)
+    if command == "train":  # its checkpoints are outputs in their own right, written as it went
+        sys.stderr.write("dnahnet: interrupted; checkpoints already written are kept (continue with --resume), "
+                         "the final model was not written\n")
+    else:
+        sys.stderr.write("dnahnet: interrupted; no output written\n")
     sys.exit(code)
 
 

@@ -188,6 +188,24 @@ def test_train_bad_dtype(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_ctrl_c_during_training_points_at_the_checkpoints_it_keeps(tmp_path):
+    """Ctrl-C in `train` said "no output written" although its checkpoints were there, meant for --resume."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*CLI, "--threads", "1", "train", "--preset", "tiny", "--data",
+                             str(EXAMPLES / "ecoli_k12_20kb.fa"), "--seq-len", "128", "--batch-size", "2",
+                             "--steps", "100000", "--ckpt-every", "1", "--out", str(out), "-q",
+                             "--cache-dir", str(tmp_path / "cache")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("checkpoints/step-*/trainer.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("dnahnet: interrupted; checkpoints already written are kept (continue "
+                                            "with --resume), the final model was not written")
+
+
 def test_outputs_go_into_a_fifo_and_through_a_symlink(tmp_path):
     """A temporary file renamed over the target replaced a FIFO (`-o >(...)`, a named pipe: the reader got
     nothing), a device and a symlink (the file it named kept its old content)."""
