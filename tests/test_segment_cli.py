@@ -116,6 +116,9 @@ def test_bad_inputs_are_one_line_errors(app, ckpt, tmp_path):
     gff.write_text("##gff-version 3\nc1\tt\tgene\t301\t420\t.\t+\t.\tID=g1\n"
                    "c1\tt\tCDS\t301\t420\t.\t+\t0\tID=c1;Parent=g1\n")
     fail(app, "line 2: gene g1 ends at 420 beyond the end (400) of linear sequence c1", *base, "--gff", gff)
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t301\t390\t.\t+\t.\tID=g1\n"  # only the CDS line runs over
+                   "c1\tt\tCDS\t301\t420\t.\t+\t0\tID=c1;Parent=g1\n")
+    fail(app, "gene g1 ends at 420 beyond the end (400) of linear sequence c1", *base, "--gff", gff)
     fail(app, "model directory not found", fa, "--model", tmp_path / "nope")
     # a bedGraph named like another output once overwrote it (or was overwritten) silently
     fail(app, "the same file as --output", *base, "--bedgraph", tmp_path / "bg", "-o", tmp_path / "bg.stage1.bedgraph")

@@ -270,9 +270,10 @@ class Annotation:
                     f"(FASTA records: {names}{', ...' if len(lengths) > 5 else ''})"
                 )
             n = lengths[g.seqid]
-            if g.end > n and g.seqid not in self.circular:
+            end = max([g.end, *(part.end for part in g.cds)])  # a CDS line may reach further than its gene line
+            if end > n and g.seqid not in self.circular:
                 raise DnahnetError(
-                    f"{self.path}: line {g.line}: gene {g.label} ends at {g.end} beyond the end ({n}) of "
+                    f"{self.path}: line {g.line}: gene {g.label} ends at {end} beyond the end ({n}) of "
                     f"linear sequence {g.seqid} (mark it Is_circular=true if it is circular)"
                 )
 
