@@ -150,6 +150,32 @@ def test_labels_table_and_list(tmp_path, awkward):
         read_labels(str(bad))
 
 
+def test_label_files_that_cannot_be_read_as_labels_are_one_line_errors(tmp_path):
+    """A name labelled twice kept the last value silently; an .xlsx, a truncated gzip and a header-only table gave
+    a traceback, a message without the file name, and NA metrics with exit 0."""
+    import gzip
+    import zipfile
+
+    cases = {"dup.tsv": ("thrA\t1\nthrB\t0\nthrA\t0\n", r"dup.tsv: line 3: thrA is labelled 0 here but 1 on line 1"),
+             "header.tsv": ("gene\tessential\n", r"header.tsv: no labels found"),
+             "labels.xlsx": (None, r"labels.xlsx: not a text labels file"),
+             "cut.txt.gz": (None, r"cut.txt.gz: truncated or corrupt gzip")}
+    for name, (text, message) in cases.items():
+        path = tmp_path / name
+        if name.endswith(".xlsx"):
+            with zipfile.ZipFile(path, "w") as z:
+                z.writestr("xl/sheet1.xml", bytes(range(256)) * 8)
+        elif name.endswith(".gz"):
+            path.write_bytes(gzip.compress(b"thrA\nthrB\n" * 50)[:30])
+        else:
+            path.write_text(text)
+        with pytest.raises(DnahnetError, match=message):
+            read_labels(str(path))
+    same = tmp_path / "same.tsv"
+    same.write_text("thrA\t1\nthrA\tyes\n")  # the same label twice is no conflict
+    assert read_labels(str(same)) == ({"thrA": 1}, "table")
+
+
 def test_list_label_naming_two_genes_leaves_both_out(tmp_path):
     """An essential-gene list names genes; a name that fits two genes once made both count as non-essential."""
     gff = tmp_path / "dup.gff"
@@ -216,6 +242,15 @@ def _run(args):
     from typer.testing import CliRunner
 
     return CliRunner().invoke(_app(), args)
+
+
+def test_labels_matching_no_gene_fail_before_scoring(tmp_path, tiny_model):
+    labels = tmp_path / "other_species.txt"
+    labels.write_text("yaaA\nyaaB\n")
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--labels",
+                str(labels), "--device", "cpu", "-q", "-o", str(tmp_path / "out.tsv")])
+    assert isinstance(res.exception, DnahnetError) and "none of its 2 names matches a gene of" in str(res.exception)
+    assert not (tmp_path / "out.tsv").exists()
 
 
 def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):

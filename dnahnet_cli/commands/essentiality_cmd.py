@@ -80,6 +80,9 @@ def run_essentiality(
             raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")
     indices = _select(annotation, genes, max_genes)
     label_map, label_fmt = read_labels(labels) if labels else ({}, "")
+    if label_map and not any(annotation.lookup(name) for name in label_map):  # before the model runs for nothing
+        raise DnahnetError(f"{labels}: none of its {len(label_map)} names matches a gene of {gff} (by locus_tag, "
+                           f"Name, ID or gene_synonym), e.g. {next(iter(label_map))!r}")
 
     def check_window(size: int) -> None:
         if size < len(cfg.cassette) + 9:

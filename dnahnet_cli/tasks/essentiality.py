@@ -28,8 +28,10 @@ Everything here except `score_genes` is model-free; `score_genes` needs only `lo
 from __future__ import annotations
 
 import bisect
+import gzip
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
@@ -369,25 +371,38 @@ def read_labels(path: str) -> tuple[dict[str, int], str]:
     A plain list names the essential genes, one per line; every other scored gene counts as non-essential.
     """
     rows: list[tuple[int, list[str]]] = []
-    with open_text(path, "labels") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if line and not line.startswith("#"):
-                rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
+    try:
+        with open_text(path, "labels") as fh:
+            for lineno, line in enumerate(fh, 1):
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
+    except UnicodeDecodeError as exc:  # e.g. an .xlsx: save it as tab-separated text
+        raise DnahnetError(f"{path}: not a text labels file ({exc.reason}); give name<TAB>0/1 lines or a list "
+                           "of names") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DnahnetError(f"{path}: truncated or corrupt gzip ({exc})") from None
     if not rows:
         raise DnahnetError(f"{path}: no labels found")
     is_table = any(len(f) >= 2 for _, f in rows)
     if not is_table:
         return {f[0]: 1 for _, f in rows}, "list"
     labels: dict[str, int] = {}
+    line_of: dict[str, int] = {}
     for n, (lineno, fields) in enumerate(rows):
         val = fields[1].lower() if len(fields) >= 2 else ""
         if val in _TRUE or val in _FALSE:
-            labels[fields[0]] = 1 if val in _TRUE else 0
+            name, y = fields[0], 1 if val in _TRUE else 0
+            if labels.get(name, y) != y:
+                raise DnahnetError(f"{path}: line {lineno}: {name} is labelled {y} here but {labels[name]} on line "
+                                   f"{line_of[name]}")
+            labels[name], line_of[name] = y, lineno
         elif n == 0:
             continue  # header line
         else:
             raise DnahnetError(f"{path}: line {lineno}: expected 'name<TAB>0/1', got {' '.join(fields)!r}")
+    if not labels:
+        raise DnahnetError(f"{path}: no labels found (only a header line)")
     return labels, "table"
 
 
