@@ -258,3 +258,13 @@ def test_track_line_output_is_plain_bed6_for_browsers(app, ckpt, tmp_path):
     assert first.startswith('track name="dnahnet_chunks"') and "useScore=1" in first
     fields = [r.split("\t") for r in rows]
     assert fields and all(len(f) == 6 and f[3][:3] in ("S1_", "S2_") and 0 <= int(f[4]) <= 1000 for f in fields)
+
+
+def test_plot_without_matplotlib_fails_before_segmenting(app, ckpt, tmp_path, monkeypatch):
+    """segment ran the whole genome and then died with ModuleNotFoundError (essentiality and eval check first)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what a missing optional dependency looks like
+    fail(app, "--plot needs matplotlib", ROOT / "examples" / "ecoli_k12_20kb.fa", "--model", ckpt, "--gff",
+         ROOT / "examples" / "ecoli_k12_20kb.gff3", "--plot", tmp_path / "seg.png", "-q")
+    assert not list(tmp_path.iterdir())

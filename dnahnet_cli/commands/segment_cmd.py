@@ -21,7 +21,7 @@ from dnahnet_cli.tasks.segment import (
     CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, headline,
     parse_region, parse_stages, parse_strands, plot_report, segment_region,
 )
-from dnahnet_cli.tasks.plots import image_format
+from dnahnet_cli.tasks.plots import image_format, require_matplotlib
 
 
 def _output_dir_ok(path: str, what: str) -> None:
@@ -56,6 +56,8 @@ def run_segment(
         raise DnahnetError("--report and --plot need --gff (the annotation to compare with)")
     if report == "-" or plot == "-":
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
+    if plot:
+        require_matplotlib()  # now, not after the whole genome has been segmented
     check_one_stdin({"GENOME": genome_path, "--gff": gff})
     outputs = {"--output": output, "--report": report,
                "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot}
