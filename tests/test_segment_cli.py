@@ -104,6 +104,7 @@ def test_bad_inputs_are_one_line_errors(app, ckpt, tmp_path):
     fa.write_text(">c1\n" + "ACGT" * 100 + "\n")
     base = [fa, "--model", ckpt, "--device", "cpu", "-q"]
     fail(app, "expected CHROM or CHROM:START-END", *base, "--region", "c1:1..20")
+    fail(app, "expected CHROM or CHROM:START-END", *base, "--region", "c1:1-,")  # once int(''): a traceback
     fail(app, "'c2' is not in the FASTA", *base, "--region", "c2:1-20")
     fail(app, "past the end of c1 (length 400)", *base, "--region", "c1:300-401")
     fail(app, "this model has 2 stage(s)", *base, "--stage", "3")

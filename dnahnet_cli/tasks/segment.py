@@ -49,7 +49,7 @@ class Region:
         return self.end - self.start0
 
 
-_COORDS = re.compile(r"^([0-9,]+)-([0-9,]+)$")
+_COORDS = re.compile(r"^([0-9][0-9,]*)-([0-9][0-9,]*)$")  # digits, with optional thousands commas
 
 
 def parse_region(text: str, lengths: Mapping[str, int]) -> Region:
