@@ -305,3 +305,20 @@ def test_trans_spliced_gene_and_overhanging_cds(tmp_path):
                    "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
     (gene,) = parse_gff(gff).genes
     assert (gene.start0, gene.end) == (949, 1048) and [(s.start0, s.end) for s in gene.cds] == [(949, 1000), (1000, 1048)]
+
+
+def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
+    """Codes other than 1, 4 and 11 (e.g. 25, SR1 bacteria: TGA = Gly) were refused late, without file or line, after
+    segment had run the whole genome; the gene's own code now decides its stops and start codons."""
+    from dnahnet_cli.genomics.gff import codon_table, parse_gff, start_codons, stop_codons, translate
+
+    assert stop_codons(25) == {"TAA", "TAG"} and codon_table(25)["TGA"] == "G" and stop_codons(11) == {"TAA", "TAG", "TGA"}
+    assert codon_table(4)["TGA"] == "W" and "TTA" in start_codons(4) and "GTG" not in start_codons(1)
+    assert translate("GTGAAATGA", 11) == "MK*" and translate("GTGAAATGA", 1) == "VK*"
+    gff = tmp_path / "a.gff3"
+    line = "c1\tt\tCDS\t1\t30\t.\t+\t0\tID=c1;transl_table={}\n"
+    gff.write_text("##gff-version 3\n" + line.format(25))
+    assert parse_gff(gff).genes[0].transl_table == 25
+    gff.write_text("##gff-version 3\n" + line.format(99))
+    with pytest.raises(DnahnetError, match=r"a.gff3: line 2: invalid transl_table '99' \(an NCBI genetic code"):
+        parse_gff(gff)

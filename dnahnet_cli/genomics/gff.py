@@ -11,11 +11,13 @@ What the parser does, and why:
   * features crossing the origin of a circular seqid (`Is_circular=true` on its `region`) are kept in
     "unwrapped" coordinates: `end` may exceed the sequence length, and `fetch` wraps around the origin;
   * an embedded `##FASTA` section (Prokka/Bakta) is read as the genome.
-Translation uses NCBI genetic codes 11 (default; same amino acids as 1) or 4 (TGA = Trp, Mycoplasma).
+Translation uses the gene's NCBI genetic code (`transl_table`, default 11; any of NCBI's tables, through
+Biopython's copy), with that code's start codons read as M at the start of a CDS.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import re
@@ -37,19 +39,27 @@ OK = "OK"
 
 
 _BASES = "TCAG"
-_STANDARD_AA = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
-_STARTS_11 = {"ATG", "GTG", "TTG", "CTG", "ATT", "ATC", "ATA"}
-
-
+@functools.lru_cache(maxsize=None)
 def codon_table(table: int = 11) -> dict[str, str]:
-    """Codon -> amino acid ('*' = stop) for NCBI translation tables 1, 11 and 4."""
-    codons = [a + b + c for a in _BASES for b in _BASES for c in _BASES]
-    code = dict(zip(codons, _STANDARD_AA))
-    if table == 4:
-        code["TGA"] = "W"
-    elif table not in (1, 11):
-        raise DnahnetError(f"genetic code {table} is not supported (use 1, 4 or 11)")
-    return code
+    """Codon -> amino acid ('*' = stop) for an NCBI translation table (Biopython's copy of NCBI's list; read-only:
+    the dict is shared)."""
+    code = _ncbi_table(table)
+    return {c: code.forward_table.get(c, "*") for c in (a + b + c for a in _BASES for b in _BASES for c in _BASES)}
+
+
+@functools.lru_cache(maxsize=None)
+def start_codons(table: int = 11) -> frozenset[str]:
+    """The initiation codons of an NCBI translation table (read as M at the start of a CDS)."""
+    return frozenset(_ncbi_table(table).start_codons)
+
+
+def _ncbi_table(table: int):
+    from Bio.Data.CodonTable import unambiguous_dna_by_id
+
+    if table not in unambiguous_dna_by_id:
+        raise DnahnetError(f"genetic code {table} is not an NCBI translation table "
+                           f"(known: {', '.join(map(str, sorted(unambiguous_dna_by_id)))})")
+    return unambiguous_dna_by_id[table]
 
 
 def stop_codons(table: int = 11) -> set[str]:
@@ -64,7 +74,7 @@ def translate(cds: str, table: int = 11, initiator: bool = True) -> str:
     code = codon_table(table)
     cds = cds.upper()
     aas = [code.get(cds[i : i + 3], "X") for i in range(0, len(cds) - 2, 3)]
-    if initiator and aas and cds[:3] in _STARTS_11:
+    if initiator and aas and cds[:3] in start_codons(table):
         aas[0] = "M"
     return "".join(aas)
 
@@ -662,8 +672,10 @@ def _make_gene(
     biotype = f.attr("gene_biotype") or ("protein_coding" if cds else ",".join(sorted(child_types.get(f.attr("ID"), ()))))
     try:
         table = int(pick("transl_table") or 11)
-    except ValueError:
-        raise DnahnetError(f"{path}: line {f.line}: invalid transl_table {pick('transl_table')!r}") from None
+        _ncbi_table(table)
+    except (ValueError, DnahnetError):
+        raise DnahnetError(f"{path}: line {f.line}: invalid transl_table {pick('transl_table')!r} (an NCBI genetic "
+                           "code number, e.g. 11 for bacteria, 4 for Mycoplasma)") from None
     gid = f.attr("ID") or f"{f.seqid}:{f.start0 + 1}-{f.end}"
     keys = tuple(k for k in (pick("gene"), pick("old_locus_tag")) if k)
     return Gene(
