@@ -61,6 +61,15 @@ def test_chrom_map(tmp_path):
     bad.write_text("chr1 NC_000913.3\nchr2\n")
     with pytest.raises(DnahnetError, match=r"bad.txt: line 2: expected two columns"):
         load_chrom_map(bad)
+    # read like every other text input: gzip and a byte-order mark (the BOM once glued itself to the first name,
+    # so that mapping silently never applied); a binary file is one line, not a UnicodeDecodeError traceback
+    (tmp_path / "map.txt.gz").write_bytes(gzip.compress(b"chr1 NC_000913.3\n"))
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfchr1 NC_000913.3\n")
+    for name in ("map.txt.gz", "bom.txt"):
+        assert load_chrom_map(tmp_path / name) == {"chr1": ECOLI}
+    (tmp_path / "latin1.txt").write_bytes(b"A\tchr\xe9A\n")
+    with pytest.raises(DnahnetError, match=r"latin1.txt: not a text chromosome map"):
+        load_chrom_map(tmp_path / "latin1.txt")
 
 
 # -- windows ----------------------------------------------------------------------------------------

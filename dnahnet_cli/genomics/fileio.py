@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -85,6 +86,18 @@ def open_text(path: str | os.PathLike, what: str = "input") -> Iterator[IO[str]]
     else:
         with open(p, "rt", encoding="utf-8-sig") as fh:
             yield fh
+
+
+@contextlib.contextmanager
+def text_input_errors(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Around reading a text input: bytes that are not UTF-8 (a spreadsheet, a binary file) and a truncated gzip
+    become one-line errors naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DnahnetError(f"{path}: not a text {what} ({exc.reason})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DnahnetError(f"{path}: truncated or corrupt gzip ({exc})") from None
 
 
 def check_output_path(path: str | os.PathLike | None, what: str = "output") -> None:

@@ -33,7 +33,7 @@ from typing import Iterator
 import pysam
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import require_file
+from dnahnet_cli.genomics.fileio import open_text, require_file, text_input_errors
 from dnahnet_cli.genomics.genome import Genome, is_bgzf
 
 OK = "OK"
@@ -178,7 +178,7 @@ def load_chrom_map(path: str | os.PathLike) -> dict[str, str]:
     """Read a bcftools --rename-chrs file: two whitespace-separated columns `old new` per line."""
     p = require_file(path, "chromosome map")
     mapping: dict[str, str] = {}
-    with open(p, encoding="utf-8") as fh:
+    with text_input_errors(p, "chromosome map"), open_text(p, "chromosome map") as fh:  # gzip, BOM: as elsewhere
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or line.startswith("#"):
                 continue

@@ -28,10 +28,8 @@ Everything here except `score_genes` is model-free; `score_genes` needs only `lo
 from __future__ import annotations
 
 import bisect
-import gzip
 import math
 import re
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
@@ -39,7 +37,7 @@ import numpy as np
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import open_text
+from dnahnet_cli.genomics.fileio import open_text, text_input_errors
 from dnahnet_cli.genomics.gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
 from dnahnet_cli.tasks.metrics import classification_summary, rankdata
 
@@ -371,17 +369,11 @@ def read_labels(path: str) -> tuple[dict[str, int], str]:
     A plain list names the essential genes, one per line; every other scored gene counts as non-essential.
     """
     rows: list[tuple[int, list[str]]] = []
-    try:
-        with open_text(path, "labels") as fh:
-            for lineno, line in enumerate(fh, 1):
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
-    except UnicodeDecodeError as exc:  # e.g. an .xlsx: save it as tab-separated text
-        raise DnahnetError(f"{path}: not a text labels file ({exc.reason}); give name<TAB>0/1 lines or a list "
-                           "of names") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DnahnetError(f"{path}: truncated or corrupt gzip ({exc})") from None
+    with text_input_errors(path, "labels file"), open_text(path, "labels") as fh:  # e.g. an .xlsx: one line
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
     if not rows:
         raise DnahnetError(f"{path}: no labels found")
     is_table = any(len(f) >= 2 for _, f in rows)
