@@ -104,7 +104,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-empty-vcf", [*SV, "{d}/empty.vcf", *M, *O], ["empty.vcf"]),
     ("sv-nohdr-vcf", [*SV, "{d}/nohdr.vcf", *M, *O], ["nohdr.vcf"]),
     ("sv-binary-vcf", [*SV, "{d}/binary.vcf", *M, *O], ["binary.vcf"]),
-    ("sv-pos0", [*SV, "{d}/pos0.vcf", *M, *O], ["pos0.vcf", "POS 0"]),
+    ("sv-pos0", [*SV, "{d}/pos0.vcf", "--strict", *M, *O], ["pos0.vcf", "POS 0"]),
     ("sv-posbig-strict", [*SV, "{d}/posbig.vcf", "--strict", *M, *O], ["posbig.vcf", "999999"]),
     ("sv-badpos", [*SV, "{d}/badpos.vcf", *M, *O], ["badpos.vcf", "line 4"]),
     ("sv-fewcols", [*SV, "{d}/fewcols.vcf", *M, *O], ["fewcols.vcf", "line 4"]),

@@ -1,5 +1,5 @@
-"""Bad outputs are refused before any work, duplicate records and POS 0 are one-line errors, and SIGINT /
-SIGTERM leave no output or temporary file behind (exit 130 / 143 with one line on stderr)."""
+"""Bad outputs are refused before any work, duplicate records (and POS 0 under --strict) are one-line errors,
+and SIGINT / SIGTERM leave no output or temporary file behind (exit 130 / 143 with one line on stderr)."""
 
 from __future__ import annotations
 
@@ -52,11 +52,19 @@ def test_duplicate_record_names_are_errors(tmp_path):
     assert not (tmp_path / "x.tsv").exists() and not (tmp_path / "y.tsv").exists()
 
 
-def test_pos_zero_names_the_vcf_line(tmp_path):
+def test_pos_zero_is_a_skipped_telomere_row_or_under_strict_names_the_vcf_line(tmp_path):
+    """VCF 4.3 allows POS 0 (and N+1) for telomeres: one such record once stopped the whole run."""
     vcf = tmp_path / "pos0.vcf"
-    vcf.write_text("##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
-                   "NC_000913.3\t0\t.\tA\tG\t.\t.\t.\n")
-    one_line_error(run("score-variants", GENOME, vcf, "-o", tmp_path / "x.tsv"), "pos0.vcf", "line 4", "POS 0")
+    vcf.write_text("##fileformat=VCFv4.3\n##contig=<ID=NC_000913.3>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "NC_000913.3\t0\ttel\tN\t.A\t.\t.\t.\n"
+                   "NC_000913.3\t0\tsnv0\tA\tG\t.\t.\t.\n"
+                   "NC_000913.3\t100\tsnv\tA\tG\t.\t.\t.\n")
+    res = run("score-variants", GENOME, vcf, "--window", "32", "-q", "-o", tmp_path / "x.tsv")
+    assert res.returncode == 0, res.stderr
+    status = read_table(tmp_path / "x.tsv").set_index("id")["status"].to_dict()
+    assert status["snv0"] == "SKIP_OUT_OF_BOUNDS" and status["tel"].startswith("SKIP_") and status["snv"] != "SKIP_OUT_OF_BOUNDS"
+    one_line_error(run("score-variants", GENOME, vcf, "--strict", "-o", tmp_path / "y.tsv"), "pos0.vcf", "line 4",
+                   "POS 0")
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

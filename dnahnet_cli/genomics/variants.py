@@ -401,9 +401,6 @@ class VcfInput:
                 except (OSError, ValueError) as exc:
                     raise DnahnetError(self._record_problem(n, exc)) from None
                 n += 1
-                if rec.pos < 1:  # VCF POS is 1-based; htslib reads POS 0 (telomere convention) as start -1
-                    raise DnahnetError(f"{self.path}: line {self.header_lines + n}: POS {rec.pos} on {rec.chrom}: "
-                                       "positions are 1-based (>= 1)")
                 yield self.header_lines + n, rec
 
     def header_text(self) -> list[str]:
@@ -527,6 +524,11 @@ def ref_status(rec: pysam.VariantRecord, line: int, contig: str, genome: Genome,
     Under strict=True a mismatch raises a DnahnetError naming the file, line and both sequences.
     """
     ref, start = (rec.ref or "").upper(), rec.pos - 1
+    if start < 0:  # POS 0: a telomere in VCF 4.3 (as is POS N+1, which the next test catches)
+        if strict:
+            raise DnahnetError(f"{vcf_path}: line {line}: POS {rec.pos} on {rec.chrom}: before the first base "
+                               "(VCF 4.3's telomere position)")
+        return SKIP_OUT_OF_BOUNDS
     if start + len(ref) > genome.length(contig):
         if strict:
             raise DnahnetError(f"{vcf_path}: line {line}: REF at {rec.chrom}:{rec.pos} runs past the end of "
