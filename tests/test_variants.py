@@ -234,6 +234,20 @@ def test_stdin_plain_gzip_and_bgzip_vcf(tmp_path, monkeypatch):
         assert not Path(tmp).exists()
 
 
+def test_a_byte_order_mark_before_the_header_is_dropped(tmp_path, monkeypatch):
+    """A VCF saved by a Windows editor starts with a UTF-8 BOM: htslib saw no '##fileformat' line and the file was
+    called "not a VCF file" (FASTA, GFF and label files were already read past it)."""
+    text = b"\xef\xbb\xbf" + (EXAMPLES / "ecoli_k12_ampR_isolate.vcf").read_bytes()
+    (tmp_path / "bom.vcf").write_bytes(text)
+    (tmp_path / "bom.vcf.gz").write_bytes(gzip.compress(text))
+    for path in (tmp_path / "bom.vcf", tmp_path / "bom.vcf.gz"):
+        with VcfInput(str(path)) as vin:
+            assert len(list(vin.records())) == 6 and vin.header_text()[0].startswith("##fileformat")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(text))))
+    with VcfInput("-") as vin:
+        assert len(list(vin.records())) == 6
+
+
 @pytest.mark.parametrize(
     "kind, message",
     [

@@ -276,6 +276,18 @@ def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int]
 
 
 # -- VCF reading ----------------------------------------------------------------------------------
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _copy_without_bom(src, dst) -> None:
+    """Copy a stream, leaving out a UTF-8 byte-order mark at its start (Windows editors and Excel write one;
+    htslib would take it for part of the first header line and find no '##fileformat')."""
+    first = src.read(len(UTF8_BOM))
+    if first != UTF8_BOM:
+        dst.write(first)
+    shutil.copyfileobj(src, dst)
+
+
 class VcfInput:
     """A VCF opened through pysam, from a file (.vcf, bgzip .vcf.gz, plain gzip) or '-' (stdin).
 
@@ -302,8 +314,8 @@ class VcfInput:
         if p.stat().st_size == 0:
             raise DnahnetError(f"{path}: empty VCF file (no header)")
         with open(p, "rb") as fh:
-            gz = fh.read(2) == b"\x1f\x8b"
-        if gz and not is_bgzf(p):
+            head = fh.read(3)
+        if (head[:2] == b"\x1f\x8b" and not is_bgzf(p)) or head == UTF8_BOM:  # htslib reads neither
             with open(p, "rb") as fh:
                 return self._spool(fh, str(p))
         return str(p)
@@ -315,9 +327,9 @@ class VcfInput:
             with os.fdopen(fd, "wb") as out:
                 if head == b"\x1f\x8b":
                     with gzip.GzipFile(fileobj=raw) as gz:
-                        shutil.copyfileobj(gz, out)
+                        _copy_without_bom(gz, out)
                 else:
-                    shutil.copyfileobj(raw, out)
+                    _copy_without_bom(raw, out)
         except (EOFError, OSError, zlib.error) as exc:
             self.close()
             raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
