@@ -18,10 +18,8 @@ Biopython's copy), with that code's start codons read as M at the start of a CDS
 from __future__ import annotations
 
 import functools
-import gzip
 import os
 import re
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Optional
@@ -29,7 +27,7 @@ from urllib.parse import unquote
 
 from dnahnet_cli.genomics.alphabet import AlphabetError, encode, reverse_complement
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import open_text
+from dnahnet_cli.genomics.fileio import open_text, text_input_errors
 
 GENE_TYPES = {"gene", "pseudogene", "ncRNA_gene", "protein_coding_gene"}
 OK = "OK"
@@ -438,31 +436,26 @@ def read_gff(path: str | os.PathLike) -> tuple[list[Feature], dict[str, int], di
     features: list[Feature] = []
     lengths: dict[str, int] = {}
     fasta: dict[str, str] = {}
-    try:
-        with open_text(path, "GFF") as fh:
-            numbered = enumerate(fh, 1)
-            for lineno, raw in numbered:
-                line = raw.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                if line.startswith("##FASTA"):
-                    fasta = _parse_fasta_lines(numbered, path_s)
-                    break
-                if line.startswith(">"):  # FASTA without the directive: tolerated, as many tools do
-                    fasta = _parse_fasta_lines([(lineno, line), *numbered], path_s)
-                    break
-                if line.startswith("##sequence-region"):
-                    parts = line.split()
-                    if len(parts) == 4 and parts[3].isdigit():
-                        lengths[parts[1]] = int(parts[3])
-                    continue
-                if line.startswith("#"):
-                    continue
-                features.append(_parse_line(line, path_s, lineno))
-    except UnicodeDecodeError as exc:
-        raise DnahnetError(f"{path_s}: not a text GFF3 file ({exc.reason})") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DnahnetError(f"{path_s}: truncated or corrupt gzip ({exc})") from None
+    with text_input_errors(path_s, "GFF3 file"), open_text(path, "GFF") as fh:
+        numbered = enumerate(fh, 1)
+        for lineno, raw in numbered:
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.startswith("##FASTA"):
+                fasta = _parse_fasta_lines(numbered, path_s)
+                break
+            if line.startswith(">"):  # FASTA without the directive: tolerated, as many tools do
+                fasta = _parse_fasta_lines([(lineno, line), *numbered], path_s)
+                break
+            if line.startswith("##sequence-region"):
+                parts = line.split()
+                if len(parts) == 4 and parts[3].isdigit():
+                    lengths[parts[1]] = int(parts[3])
+                continue
+            if line.startswith("#"):
+                continue
+            features.append(_parse_line(line, path_s, lineno))
     if not features and not fasta:
         raise DnahnetError(f"{path_s}: no GFF3 features found")
     return features, lengths, fasta
