@@ -157,6 +157,7 @@ def test_circular_from_gff(tmp_path):
     gff = write(tmp_path / "a.gff", "##gff-version 3\n"
                 "chr1\tx\tregion\t1\t100\t.\t+\t.\tID=r1;Is_circular=true\n"
                 "chr2\tx\tregion\t1\t50\t.\t+\t.\tID=r2\n"
-                "chr3\tx\tgene\t1\t50\t.\t+\t.\tID=g;Is_circular=true\n")
-    assert circular_from_gff(gff) == {"chr1"}
-    assert circular_from_gff(gff, rename={"chr1": "NC_1"}) == {"NC_1"}
+                "chr3\tx\tgene\t1\t50\t.\t+\t.\tID=g;Is_circular=true\n"  # a gene's own flag, not the sequence's
+                "chr4\tx\tchromosome\t1\t80\t.\t.\t.\tID=chromosome:chr4;Is_circular=true\n")  # Ensembl
+    assert circular_from_gff(gff) == {"chr1", "chr4"}
+    assert circular_from_gff(gff, rename={"chr1": "NC_1"}) == {"NC_1", "chr4"}

@@ -322,3 +322,61 @@ def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
     gff.write_text("##gff-version 3\n" + line.format(99))
     with pytest.raises(DnahnetError, match=r"a.gff3: line 2: invalid transl_table '99' \(an NCBI genetic code"):
         parse_gff(gff)
+
+
+def test_origin_crossing_gene_on_a_contig_not_marked_circular_is_refused(tmp_path):
+    """Two gene lines (or CDS parts) at both ends of a contig read as linear were joined into one gene spanning the
+    whole contig with its CDS spliced end to start: a garbage protein with status OK, and no intergenic bases."""
+    from dnahnet_cli.genomics.gff import load_annotated_genome
+
+    fa, orf = _circular_contig(tmp_path)
+    gff = tmp_path / "lin.gff"
+    lines = ("c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;locus_tag=L1\nc1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
+             "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    gff.write_text("##gff-version 3\n##sequence-region c1 1 1000\n" + lines)
+    with pytest.raises(DnahnetError, match=r"line 3: gene g1 has parts at both ends of c1.*Is_circular=true"):
+        load_annotated_genome(str(fa), str(gff))
+    ann, genome, _ = load_annotated_genome(str(fa), str(gff), circular=["c1"])  # as the message says
+    assert ann.genes[0].cds_sequence(genome["c1"], True) == orf
+
+
+def test_a_gene_line_after_the_origin_only_spans_its_unwrapped_cds(tmp_path):
+    """A circular gene whose gene line covers only the part after the origin kept start 0: a gene of 21,799 nt on a
+    20-kb contig, and no intergenic bases in the segment report."""
+    from dnahnet_cli.genomics.gff import load_annotated_genome
+
+    fa, orf = _circular_contig(tmp_path)
+    gff = tmp_path / "after.gff"
+    gff.write_text("##gff-version 3\nc1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
+                   "c1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
+                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    ann, genome, _ = load_annotated_genome(str(fa), str(gff))
+    g = ann.genes[0]
+    assert (g.start0, g.end) == (949, 1048) and g.cds_sequence(genome["c1"], True) == orf
+
+
+def test_prokka_rna_features_ensembl_circular_flag_and_gene_id(tmp_path):
+    """Prokka/Bakta write tRNA/rRNA without a gene parent (they vanished: counted as intergenic, absent from the
+    essentiality table); Ensembl flags circularity on its `chromosome` line and gives locus tags as gene_id."""
+    from dnahnet_cli.genomics.genome import circular_from_gff
+
+    gff = tmp_path / "mixed.gff3"
+    gff.write_text("##gff-version 3\n"
+                   "Chromosome\tENA\tchromosome\t1\t20000\t.\t.\t.\tID=chromosome:Chromosome;Is_circular=true\n"
+                   "Chromosome\tena\tgene\t190\t255\t.\t+\t.\tID=gene:b0001;Name=thrL;biotype=protein_coding;"
+                   "gene_id=b0001\n"
+                   "Chromosome\tena\tmRNA\t190\t255\t.\t+\t.\tID=transcript:t1;Parent=gene:b0001\n"
+                   "Chromosome\tena\tCDS\t190\t255\t.\t+\t0\tID=CDS:p1;Parent=transcript:t1\n"
+                   "Chromosome\tAragorn:001002\ttRNA\t16952\t17010\t.\t+\t.\tID=PROKKA_00019;locus_tag=PROKKA_00019\n")
+    ann = parse_gff(gff)
+    assert ann.circular == {"Chromosome"} and circular_from_gff(gff) == {"Chromosome"}
+    assert ann.lookup("b0001") == [0]
+    trna = ann.genes[ann.lookup("PROKKA_00019")[0]]
+    assert (trna.start0, trna.end, trna.biotype, trna.status) == (16951, 17010, "tRNA", "SKIP_NONCODING")
+
+
+def test_gtf_is_named_even_when_a_value_holds_an_equals_sign(tmp_path):
+    gtf = tmp_path / "a.gtf"
+    gtf.write_text('c1\tt\tCDS\t190\t252\t.\t+\t0\tgene_id "b0001"; transcript_id "NP_1"; note "k=v";\n')
+    with pytest.raises(DnahnetError, match="look like GTF"):
+        parse_gff(gtf)

@@ -22,6 +22,7 @@ from dnahnet_cli.genomics.alphabet import AlphabetError, encode
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import open_text, require_file
+from dnahnet_cli.genomics.gff import SEQUENCE_TYPES
 
 _SNIFF_BASES = 10_000  # bases of each record checked at open time (the rest is checked on fetch)
 
@@ -255,7 +256,7 @@ def _preview(names: list[str], n: int = 5) -> str:
 
 
 def circular_from_gff(path: str | os.PathLike, rename: dict[str, str] | None = None) -> set[str]:
-    """Seqids whose GFF3 `region` feature says Is_circular=true (NCBI's convention).
+    """Seqids whose GFF3 sequence line (NCBI's `region`, Ensembl's `chromosome`, ...) says Is_circular=true.
 
     `rename` (from --chrom-map) maps GFF seqids to FASTA names when they differ.
     """
@@ -268,7 +269,7 @@ def circular_from_gff(path: str | os.PathLike, rename: dict[str, str] | None = N
                 if line.startswith("#") or not line.strip():
                     continue
                 cols = line.rstrip("\n").split("\t")
-                if len(cols) >= 9 and cols[2] == "region":
+                if len(cols) >= 9 and cols[2] in SEQUENCE_TYPES:  # NCBI's region, Ensembl's chromosome
                     attrs = {k.strip().lower(): v.strip().lower() for k, _, v in
                              (a.partition("=") for a in cols[8].split(";"))}
                     if attrs.get("is_circular") == "true":

@@ -30,6 +30,10 @@ from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import open_text, text_input_errors
 
 GENE_TYPES = {"gene", "pseudogene", "ncRNA_gene", "protein_coding_gene"}
+# RNA features that stand for a gene when no gene line is their parent (Prokka without --addgenes, Bakta)
+RNA_TYPES = {"tRNA", "rRNA", "tmRNA", "ncRNA", "RNase_P_RNA", "SRP_RNA", "antisense_RNA", "misc_RNA", "sRNA"}
+# lines that describe a whole sequence (NCBI: region; Ensembl: chromosome; some tools: plasmid, contig)
+SEQUENCE_TYPES = {"region", "chromosome", "plasmid", "contig", "supercontig", "scaffold"}
 OK = "OK"
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,7 +367,7 @@ def _parse_attrs(text: str, path: str, lineno: int) -> dict[str, list[str]]:
     attrs: dict[str, list[str]] = {}
     if text in ("", "."):
         return attrs
-    if "=" not in text and _GTF_ATTR.match(text):
+    if _GTF_ATTR.match(text):  # `key "value"` first: GTF (a value may hold '=', e.g. note "k=v")
         raise DnahnetError(f"{path}: line {lineno}: attributes look like GTF (key \"value\"), not GFF3")
     for item in text.split(";"):
         item = item.strip()
@@ -526,9 +530,9 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
     features, seq_lengths, fasta = read_gff(path)
     circular = set(circular)
     for f in features:
-        if f.type == "region" and f.start0 == 0:
+        if f.type in SEQUENCE_TYPES and f.start0 == 0:
             seq_lengths.setdefault(f.seqid, f.end)
-        if f.type == "region" and f.flag("Is_circular"):
+        if f.type in SEQUENCE_TYPES and f.flag("Is_circular"):  # NCBI: `region` lines; Ensembl: `chromosome`
             circular.add(f.seqid)
     seq_lengths.update({k: len(v) for k, v in fasta.items()})
     all_lengths = dict(seq_lengths)
@@ -611,6 +615,9 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
             genes.append(_make_gene(f, gene_cds.get(f.line, []), all_lengths, circular, child_types, path_s))
     for group in orphan_cds:
         genes.append(_make_gene(group[0], [group], all_lengths, circular, child_types, path_s, own=True))
+    for f in features:
+        if f.type in RNA_TYPES and top_gene(f) is None:
+            genes.append(_make_gene(f, [], all_lengths, circular, child_types, path_s, own=True))
     seq_rank = {k: i for i, k in enumerate(dict.fromkeys(f.seqid for f in features))}
     genes.sort(key=lambda g: (seq_rank[g.seqid], g.start0, g.line))  # GFF seqid order, then position
     return Annotation(path_s, features, genes, seq_lengths, circular, fasta)
@@ -642,11 +649,18 @@ def _make_gene(
         spans = spans[::-1]
     cds = tuple(Segment(s, e, p) for s, e, p in spans)
     start0, end = f.start0, f.end
+    if cds and seqlen and not is_circ and len(cds) > 1 and min(c.start0 for c in cds) == 0 and max(
+            c.end for c in cds) == seqlen:  # read as linear, such a gene would be spliced end to start
+        raise DnahnetError(f"{path}: line {f.line}: gene {f.attr('ID') or f.attr('locus_tag')} has parts at both "
+                           f"ends of {f.seqid}, as a gene across the origin of a circular sequence has; mark "
+                           f"{f.seqid} Is_circular=true (or give --circular {f.seqid})")
     if own and cds:
         start0, end = min(s.start0 for s in cds), max(s.end for s in cds)
     elif cds and seqlen and is_circ and max(s.end for s in cds) > end:
-        # gene given as the part before the origin only: extend it to the unwrapped CDS end
+        # gene given as the part before the origin only (or after it only): span the unwrapped CDS
         end = max(s.end for s in cds)
+        if max(s.end for s in cds) > seqlen >= f.end:
+            start0 = min(start0 if start0 > 0 else seqlen, min(s.start0 for s in cds))
     c0 = chosen[0] if chosen else None
     pick = lambda tag: f.attr(tag) or (c0.attr(tag) if c0 else "")  # noqa: E731
     name = (f.attr("Name") if not own else "") or pick("gene") or (f.attr("Name") if own else "")
@@ -662,7 +676,8 @@ def _make_gene(
         or "pseudogene" in f.attrs
     )
     partial = any(_is_partial(x) for x in [f, *(chosen or [])])
-    biotype = f.attr("gene_biotype") or ("protein_coding" if cds else ",".join(sorted(child_types.get(f.attr("ID"), ()))))
+    biotype = f.attr("gene_biotype") or ("protein_coding" if cds else ",".join(sorted(child_types.get(f.attr("ID"), ())))
+                                         or (f.type if own else ""))
     try:
         table = int(pick("transl_table") or 11)
         _ncbi_table(table)
@@ -670,7 +685,7 @@ def _make_gene(
         raise DnahnetError(f"{path}: line {f.line}: invalid transl_table {pick('transl_table')!r} (an NCBI genetic "
                            "code number, e.g. 11 for bacteria, 4 for Mycoplasma)") from None
     gid = f.attr("ID") or f"{f.seqid}:{f.start0 + 1}-{f.end}"
-    keys = tuple(k for k in (pick("gene"), pick("old_locus_tag")) if k)
+    keys = tuple(k for k in (pick("gene"), pick("old_locus_tag"), f.attr("gene_id")) if k)  # Ensembl: gene_id
     return Gene(
         gene_id=gid, seqid=f.seqid, strand=strand, start0=start0, end=end, locus_tag=pick("locus_tag"),
         name=name, synonyms=tuple(pick_all(f, c0, "gene_synonym")), biotype=biotype, feature_type=f.type,
