@@ -22,6 +22,9 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
     res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "SKIP  shipped reference values: this run records them" in res.stdout  # not compared with themselves
+    res = run("check", "--model", str(model_dir), "--device", "cpu")
+    assert res.returncode == 0, res.stdout + res.stderr
     from dnahnet_cli.model.precision import cpu_bf16_features
 
     from dnahnet_cli.model.kernels import cpu_kernels
@@ -42,13 +45,29 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
 
 
 def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_path):
-    """A Transformer++ has no boundaries: comparing its (empty) boundary counts must not fail on max() of nothing."""
+    """A Transformer++ has no boundaries: comparing its (empty) boundary counts must not fail on max() of nothing.
+    Nor has it Mamba2 layers, so the compiled-kernel check has nothing to compare (it once claimed a PASS)."""
     torch.manual_seed(0)
     model_dir = tmp_path / "tpp"
     save_checkpoint(model_dir, DNAHNet(get_preset("tiny-tpp")), {"preset": "tiny-tpp"})
     res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    res = run("check", "--model", str(model_dir), "--device", "cpu")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
     assert "PASS  boundary counts per stage" in res.stdout and "FAIL" not in res.stdout
+    assert "SKIP  fast kernels vs plain-PyTorch reference: this model has no Mamba2 layers" in res.stdout
+
+
+def test_write_reference_needs_an_explicit_model_and_float32(tmp_path):
+    """It once overwrote the installed package's check.json when --model was left out, with bf16 values under
+    --dtype bfloat16, before the other checks had run."""
+    res = run("check", "--write-reference")
+    assert res.returncode == 2 and "--write-reference needs --model DIR" in res.stderr
+    torch.manual_seed(0)
+    model_dir = tmp_path / "m"
+    save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    res = run("check", "--model", str(model_dir), "--device", "cpu", "--dtype", "bfloat16", "--write-reference")
+    assert res.returncode == 2 and "records float32 values" in res.stderr and not (model_dir / "check.json").exists()
 
 
 def test_damaged_reference_values_are_a_one_line_error(tmp_path):

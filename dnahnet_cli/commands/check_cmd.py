@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.model.default_model import MODEL_HELP
 
 
@@ -30,11 +31,14 @@ def register(app: typer.Typer) -> None:
         from dnahnet_cli.tasks.selfcheck import run_checks
         from dnahnet_cli.tasks.selfcheck import write_reference as record
 
+        if write_reference and model is None:  # never the installed package's model by accident
+            raise DnahnetError("--write-reference needs --model DIR (it writes DIR/check.json; to record the shipped "
+                               "model's values, name its directory)")
         model_dir = resolve_model(model)
         engine = LikelihoodEngine.load(model_dir, device=device, dtype=dtype)
-        if write_reference:
-            typer.echo(f"wrote {record(engine, Path(model_dir))}", err=True)
-        checks = run_checks(engine, Path(model_dir))
+        if write_reference and engine.dtype != "float32":
+            raise DnahnetError(f"--write-reference records float32 values, not {engine.dtype}: use --dtype float32")
+        checks = run_checks(engine, Path(model_dir), writing_reference=write_reference)
         prov = engine.provenance
         typer.echo(f"dnahnet check: model {model_dir} (sha256 {prov['sha256'][:12]}…), device {prov['device']}, "
                    f"precision {prov['precision']}")
@@ -49,8 +53,11 @@ def register(app: typer.Typer) -> None:
         failed = [c for c in ran if not c.passed]
         if failed:
             typer.echo(f"dnahnet check: {len(failed)} of {len(ran)} checks FAILED: this installation is not "
-                       "numerically sound; do not trust its scores (try --dtype float32 and --device cpu)")
+                       "numerically sound; do not trust its scores (try --dtype float32 and --device cpu)"
+                       + ("; no reference values written" if write_reference else ""))
             sys.exit(1)
+        if write_reference:  # only from an installation whose other checks pass
+            typer.echo(f"wrote {record(engine, Path(model_dir))}", err=True)
         skipped = len(checks) - len(ran)
         typer.echo(f"dnahnet check: all {len(ran)} checks passed" + (f" ({skipped} skipped, see above)" if skipped else "")
                    + ": the installation is numerically sound")

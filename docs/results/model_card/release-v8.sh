@@ -6,7 +6,7 @@
 # Order: training (train-cpu-v8.toml); held-out bits/nt; the shipping rule fixed in train-cpu-v8.toml, applied
 # mechanically (v8/shipping-rule.json: lower held-out bits/nt than v6 on both genomes); then DMS, segmentation,
 # the paper protocol on every annotated gene (its wall time at THREADS threads is the whole-genome time) and evo2
-# on every 32nd gene. Shipping itself (ship.py, dnahnet check --write-reference, the card) stays a reviewed step.
+# on every 32nd gene. Shipping itself (ship.py, dnahnet check --model dnahnet_cli/data/default_model --write-reference, the card) stays a reviewed step.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 [ -x .venv/bin/dnahnet ] && export PATH="$PWD/.venv/bin:$PATH"
