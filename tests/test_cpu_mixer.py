@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -244,10 +245,14 @@ def test_state_continuation_matches_one_pass():
     assert float((torch.cat([first, second], 1) - whole).abs().max()) < 1e-4
 
 
-def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path):
+@pytest.mark.parametrize("compiler", ["failing", "none"])
+def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path, compiler):
+    """A compiler that fails, and none at all (that case once fell back silently, though the README promises a note)."""
     code = ("import torch; from dnahnet_cli.model import cpu_mixer, kernels; "
             "print(kernels.cpu_kernels()); print(cpu_mixer.status())")
     env = {**os.environ, "DNAHNET_CC": shutil.which("false") or "/bin/false", "DNAHNET_KERNEL_CACHE": str(tmp_path)}
+    if compiler == "none":  # only the interpreter's own folder on PATH: no cc, gcc or clang
+        env = {**{k: v for k, v in env.items() if k != "DNAHNET_CC"}, "PATH": str(Path(sys.executable).parent)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "torch"

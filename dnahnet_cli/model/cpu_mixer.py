@@ -161,33 +161,33 @@ def load() -> ctypes.CDLL | None:
         if _status is not None:
             return _lib
         cc = _compiler()
-        if cc is None:
+        if cc is None:  # said once on stderr below, as any other reason is
             _status = "unavailable: no C compiler (cc, gcc or clang; or set DNAHNET_CC)"
-            return None
-        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _cpu_signature().encode(), cc.encode(),
-                                         platform.python_implementation().encode()])).hexdigest()[:16]
-        target = _cache_dir() / f"mamba2_cpu-{key}.so"
-        try:
-            if not target.exists():
-                _compile(cc, target)
-            lib = ctypes.CDLL(str(target))
-            ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-            for name, args in (("ssd_scan", [ptr] * 7 + [i64] * 8), ("conv_silu", [ptr] * 4 + [i64] * 5),
-                               ("ssd_scan_backward", [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
-                               ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
-                               ("gated_rmsnorm_backward", [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
-                               ("conv_silu_backward", [ptr] * 7 + [i64] * 6)):
-                getattr(lib, name).restype = None
-                getattr(lib, name).argtypes = args
-            _lib = lib  # for the self-check's calls; withdrawn if it fails
-            err = _self_check()
-            if not err <= CHECK_TOLERANCE:
-                _lib = None
-                _status = f"unavailable: failed its numerical check (rel. error {err:.1e} > {CHECK_TOLERANCE:g})"
-            else:
-                _status = f"compiled C kernels ({target})"
-        except Exception as exc:  # any build or load failure means: use the reference path
-            _lib, _status = None, f"unavailable: {type(exc).__name__}: {exc}"[:300]
+        else:
+            key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _cpu_signature().encode(), cc.encode(),
+                                             platform.python_implementation().encode()])).hexdigest()[:16]
+            target = _cache_dir() / f"mamba2_cpu-{key}.so"
+            try:
+                if not target.exists():
+                    _compile(cc, target)
+                lib = ctypes.CDLL(str(target))
+                ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+                for name, args in (("ssd_scan", [ptr] * 7 + [i64] * 8), ("conv_silu", [ptr] * 4 + [i64] * 5),
+                                   ("ssd_scan_backward", [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
+                                   ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
+                                   ("gated_rmsnorm_backward", [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
+                                   ("conv_silu_backward", [ptr] * 7 + [i64] * 6)):
+                    getattr(lib, name).restype = None
+                    getattr(lib, name).argtypes = args
+                _lib = lib  # for the self-check's calls; withdrawn if it fails
+                err = _self_check()
+                if not err <= CHECK_TOLERANCE:
+                    _lib = None
+                    _status = f"unavailable: failed its numerical check (rel. error {err:.1e} > {CHECK_TOLERANCE:g})"
+                else:
+                    _status = f"compiled C kernels ({target})"
+            except Exception as exc:  # any build or load failure means: use the reference path
+                _lib, _status = None, f"unavailable: {type(exc).__name__}: {exc}"[:300]
         if _lib is None:
             print(f"dnahnet: note: the compiled CPU kernels are {_status}; using the PyTorch reference path",
                   file=sys.stderr)
