@@ -160,6 +160,7 @@ def main() -> None:
     stdout_was_null = _stdout_is_devnull()
     try:
         code = app(standalone_mode=False)
+        sys.stdout.flush()  # here, where a reader that went away (EPIPE) is answered below, not at interpreter exit
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130) and returns it in this mode
             _interrupted(130)
         if isinstance(code, int) and code:

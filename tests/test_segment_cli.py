@@ -191,6 +191,11 @@ def test_cli_exit_code_and_head_safe(ckpt):
     assert res.returncode in (0, 141), res.stderr  # 141 as for SIGPIPE (click's own answer would be 1); 0 if it finished first
     assert "Traceback" not in res.stderr and len(res.stdout.splitlines()) == 3
     assert all(len(line.split("\t")) == 9 for line in res.stdout.splitlines())
+    # more BED than a pipe holds (~1 MB, in one block): the reader leaves before the end, so this must be 141; one
+    # large write that the reader stopped reading midway once lost its rest without an error, and exit was 0
+    res = _cli(GENOME, "--model", ckpt, "--region", f"{CHROM}:1-20000", "--device", "cpu", "--tile", "20000",
+               "--strand", "both", "-q", pipe=" | head -n 3; exit ${PIPESTATUS[0]}")
+    assert res.returncode == 141 and "Traceback" not in res.stderr, (res.returncode, res.stderr)
 
 
 def test_merge_equal_joins_rows_with_the_same_printed_value(app, ckpt, tmp_path):

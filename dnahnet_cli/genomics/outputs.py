@@ -91,6 +91,17 @@ def open_output(path: str) -> Iterator[IO[str]]:
             fh.close()
 
 
+PIPE_PIECE = 4096  # PIPE_BUF on Linux: a pipe takes a write this small whole, or refuses it (EPIPE)
+
+
+def write_in_pieces(fh: IO[str], text: str) -> None:
+    """Write a large block of text in pieces of PIPE_PIECE characters. Python's buffered stdout loses, without
+    an error, the rest of one large write that a reader stops reading midway, so `dnahnet segment | head` exited
+    0 instead of 141; written in pieces, the next piece meets the closed pipe and raises BrokenPipeError."""
+    for i in range(0, len(text), PIPE_PIECE):
+        fh.write(text[i: i + PIPE_PIECE])
+
+
 class TsvWriter:
     """Rows of a fixed column list, written after the provenance lines and the `#`-prefixed header (so tabix,
     bedtools and `sort` treat it as a comment); `na` is the missing-value token."""

@@ -27,6 +27,7 @@ import numpy as np
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.gff import Annotation, Gene, OK, stop_codons
+from dnahnet_cli.genomics.outputs import write_in_pieces
 
 STRAND_NAMES = {"+": "plus", "-": "minus"}
 BED_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "stage", "p_start", "mean_p"]
@@ -302,7 +303,7 @@ class BedWriter:
             score = min(1000, max(0, int(math.floor(1000 * p + 0.5))))
             bed6 = f"{chrom}\t{s}\t{e}\tS{st}_{k:06d}\t{score}\t{'+-'[sd]}"
             lines.append(f"{bed6}\n" if self.browser else f"{bed6}\t{st}\t{format_probability(p)}\t{m:.4g}\n")
-        self.fh.write("".join(lines))
+        write_in_pieces(self.fh, "".join(lines))
 
 
 class BedGraphWriter:
@@ -329,7 +330,7 @@ class BedGraphWriter:
             runs[0] = (self.run[1], runs[0][1], vals[0])
         elif self.run:
             runs.insert(0, self.run[1:])
-        self.fh.write("".join(f"{chrom}\t{s}\t{e}\t{format_probability(v)}\n" for s, e, v in runs[:-1]))
+        write_in_pieces(self.fh, "".join(f"{chrom}\t{s}\t{e}\t{format_probability(v)}\n" for s, e, v in runs[:-1]))
         self.run = (chrom, *runs[-1])
 
     def close(self) -> None:
