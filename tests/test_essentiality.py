@@ -283,6 +283,10 @@ def test_cli_embedded_fasta_with_labels(tmp_path, tiny_model):
     assert set(m["baselines"]) == {"gene_length", "gc_content"}
     assert "AUROC" in res.output  # summary on stderr (mixed into the runner's output)
     assert "##dnahnet_window=96" in text
+    # -q means nothing on stderr, even without --metrics (the summary was printed then), as for eval dms
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
+                "--protocol", "cassette", "--window", "96", "--labels", str(labels), "--device", "cpu", "-q"])
+    assert res.exit_code == 0 and res.output == "", res.output
 
 
 def test_cli_circular_option_joins_origin_crossing_genes_like_is_circular(tmp_path, tiny_model):

@@ -18,8 +18,10 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-        write_reference: bool = typer.Option(False, "--write-reference", hidden=True,
-                                             help="Record this model's reference values (when shipping a model)."),
+        write_reference: bool = typer.Option(False, "--write-reference",
+                                             help="Record this model's reference values as MODEL/check.json (when "
+                                                  "shipping a model; needs --model and float32, written only when "
+                                                  "the other checks pass)."),
     ) -> None:
         """Check that this installation computes what it should: shipped reference values, incremental ==
         full forward, batch invariance, and fast kernels against the reference path. Exit 0 when all pass.

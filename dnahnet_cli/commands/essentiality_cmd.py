@@ -149,7 +149,7 @@ def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, gen
     metrics = evaluate(results, gene_labels)
     payload = {"task": "essentiality", "labels": labels, **info, **metrics, "params": params,
                "model": engine.provenance}
-    if not quiet or metrics_out is None:
+    if not quiet:  # -q: nothing on stderr, as for eval dms (--metrics keeps the numbers)
         m = metrics["essentiality_score"]
         sys.stderr.write(
             f"dnahnet: essentiality vs {labels}: {info['n_labels_matched']}/{info['n_labels']} labels matched; "

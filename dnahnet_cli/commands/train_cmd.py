@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
         if init:
             options.pop("preset", None)
         summary = train(options)
-        if summary.get("val_bpn") is not None and not options.get("quiet"):
+        main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, one line, not one per process
+        if summary.get("val_bpn") is not None and not options.get("quiet") and main_rank:
             typer.echo(f"final validation: {summary['val_bpn']:.4f} bits/nt (start {summary['first_val_bpn']:.4f})"
                        if summary.get("first_val_bpn") is not None else
                        f"final validation: {summary['val_bpn']:.4f} bits/nt", err=True)

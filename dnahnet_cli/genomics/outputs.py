@@ -122,7 +122,10 @@ def read_table(source: str | Path | IO[str], na: str = NA):
     """A dnahnet TSV as a pandas DataFrame (pandas needed): `##` provenance lines skipped, the `#` of the
     header dropped. The same by hand: `pd.read_csv(path, sep="\\t", skiprows=N_META).rename(columns=lambda c:
     c.lstrip("#"))`, with N_META the number of `##` lines (0 with --no-meta)."""
-    import pandas as pd
+    try:
+        import pandas as pd
+    except ImportError:  # not a dependency of the command-line tool itself
+        raise ImportError("read_table needs pandas: pip install pandas (or pip install 'dnahnet[test]')") from None
 
     text = source.read() if hasattr(source, "read") else Path(source).read_text() if not is_bgzip_name(source) \
         else _read_gz(source)
