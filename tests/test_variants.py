@@ -37,6 +37,8 @@ def ecoli() -> Genome:
         ("AGTG", "A", "del", OK), ("TGA", "CCTTG", "complex", OK), ("A", "<DEL>", "symbolic", SKIP_SYMBOLIC),
         ("A", "<*>", "symbolic", SKIP_SYMBOLIC), ("C", "C]chr1:100]", "breakend", SKIP_BREAKEND),
         ("G", "[chr2:5[G", "breakend", SKIP_BREAKEND), ("G", ".G", "breakend", SKIP_BREAKEND),
+        ("N", ".[13:123457[", "breakend", SKIP_BREAKEND), ("N", "]13:123456].", "breakend", SKIP_BREAKEND),  # telomeres
+        ("A", "A.C", "invalid", SKIP_INVALID_ALLELE),
         ("T", "*", "star", SKIP_STAR), ("A", None, "missing", SKIP_MISSING), ("A", ".", "missing", SKIP_MISSING),
         ("a", "A", "no_change", SKIP_NO_CHANGE), ("T", "N", "snv", SKIP_AMBIGUOUS), ("NA", "NC", "snv", OK),
         ("A", "R", "snv", SKIP_AMBIGUOUS), ("A", "X", "invalid", SKIP_INVALID_ALLELE),

@@ -148,6 +148,26 @@ def test_bcf_output_declares_the_contigs_and_format_keys_a_vcf_may_leave_out(tmp
     assert rec.samples["S1"]["DP"] == 5 and rec.samples["S1"]["XY"] == ("z",) and rec.info["DNAHNET_STATUS"] == ("OK",)
 
 
+def test_bcf_output_keeps_an_undeclared_end_and_keep_info_reads_it(tmp_path, ckpt):
+    """An undeclared INFO/END was declared as a String: BCF output then died in htslib (symbolic ALT) or dropped
+    END (a gVCF-style block became 1 bp); --keep-info END always gave NA (htslib moves END out of INFO), and Float
+    lists came out as float32 noise (0.10000000149011612)."""
+    text = ("##fileformat=VCFv4.3\n##contig=<ID=NC_000913.3,length=4641652>\n"
+            '##INFO=<ID=XF,Number=.,Type=Float,Description="x">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tEND=3050;XF=0.1,0.3\n"
+            "NC_000913.3\t4004\tblock\tT\t.\t.\t.\tEND=4050;MIN_DP=3\n")
+    out, _ = score(tmp_path, ckpt, "end.bcf", text=text)
+    with pysam.VariantFile(str(out)) as vf:
+        assert vf.header.info["END"].type == "Integer"
+        assert [(r.id, r.stop) for r in vf] == [("sv", 3050), ("block", 4050)]
+    declared = text.replace("##INFO=", '##INFO=<ID=END,Number=1,Type=Integer,Description="End">\n##INFO=', 1)
+    out, _ = score(tmp_path, ckpt, "end.tsv", text=declared, extra=("--keep-info", "END,XF"))
+    df = read_table(out).set_index("id")
+    assert df.loc["sv", "info_END"] == 3050 and df.loc["block", "info_END"] == 4050
+    assert df.loc["sv", "info_XF"] == "0.1,0.3"
+
+
 def test_rescoring_drops_stale_tags_and_keeps_foreign_bytes(tmp_path, ckpt):
     """Re-scoring an earlier run's output (here one with --calibrate tags and its own provenance) must not leave the
     old percentile next to the new score or two ##dnahnet_window lines; a Latin-1 byte and a '\\r' inside a field

@@ -24,7 +24,7 @@ from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_one_stdin, check_output_path, check_outputs, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
-                                          is_bgzip_name, tabix_index_tsv)
+                                          format_value, is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.tasks.calibration import Background, default_cache_dir, default_cache_source, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
@@ -271,6 +271,9 @@ def info_keys(spec: Optional[str], header: Any, vcf_path: str) -> list[str]:
 
 def _info_value(rec: Any, key: str, alt_index: int) -> Any:
     """INFO value for one ALT: the ALT's own entry for Number=A/R fields, the whole value otherwise."""
+    if key == "END":  # htslib moves END out of rec.info (into rec.stop): read it from the record's text
+        given = [f[4:] for f in str(rec).split("\t")[7].split(";") if f.startswith("END=")]
+        return int(given[0]) if given and given[0].lstrip("-").isdigit() else None
     if key not in rec.info:
         return 0 if rec.header.info[key].type == "Flag" else None
     value = rec.info[key]
@@ -281,7 +284,7 @@ def _info_value(rec: Any, key: str, alt_index: int) -> Any:
         elif number == "R" and len(value) > alt_index:
             value = value[alt_index]
         else:
-            return ",".join("." if v is None else str(v) for v in value)
+            return ",".join("." if v is None else format_value(v) for v in value)  # floats: 7 significant digits
     return 1 if value is True else value
 
 

@@ -197,6 +197,19 @@ RESERVED_FORMAT = {
 }
 
 
+# ... and its reserved INFO keys (sections 1.6.1 and 3, structural variants): htslib reads END as the record's end
+# and writes it as an integer, so a String declaration broke BCF output (a TypeError, or END silently dropped)
+RESERVED_INFO = {
+    **dict.fromkeys(("AA", "SVTYPE"), "Number=1,Type=String"), "CIGAR": "Number=A,Type=String",
+    **dict.fromkeys(("AC", "SVLEN"), "Number=A,Type=Integer"), "AF": "Number=A,Type=Float",
+    **dict.fromkeys(("AD", "ADF", "ADR"), "Number=R,Type=Integer"),
+    **dict.fromkeys(("AN", "DP", "END", "MQ0", "NS"), "Number=1,Type=Integer"),
+    **dict.fromkeys(("BQ", "MQ"), "Number=1,Type=Float"), "SB": "Number=4,Type=Integer",
+    **dict.fromkeys(("CIPOS", "CIEND"), "Number=2,Type=Integer"),
+    **dict.fromkeys(("DB", "H2", "H3", "SOMATIC", "VALIDATED", "1000G", "IMPRECISE"), "Number=0,Type=Flag"),
+}
+
+
 def _as_text(raw: bytes) -> str:
     """Bytes of a VCF line as text, undecodable bytes kept (as surrogates) to be written back unchanged."""
     return raw.decode("utf-8", "surrogateescape")
@@ -280,7 +293,7 @@ class VcfWriter:
     def close(self) -> None:
         """Write the header (with declarations for undeclared keys) and the buffered records."""
         why = 'Description="Not declared in the input header; declared by dnahnet">'
-        extra = [f'##INFO=<ID={key},Number={"0" if kind == "Flag" else "."},Type={kind},{why}'
+        extra = [f'##INFO=<ID={key},{RESERVED_INFO.get(key, "Number=0,Type=Flag" if kind == "Flag" else "Number=.,Type=String")},{why}'
                  for key, kind in self.undeclared.items()]
         extra += [f"##FILTER=<ID={name},{why}" for name in self.undeclared_filters]
         if extra and self.note:

@@ -53,7 +53,8 @@ STATUSES = (OK, SKIP_SYMBOLIC, SKIP_BREAKEND, SKIP_STAR, SKIP_MISSING, SKIP_NO_C
 
 _ACGT = re.compile(r"[ACGT]+")
 _IUPAC = re.compile(r"[ACGTNRYSWKMBDHV]+")
-_BREAKEND = re.compile(r"^([A-Z]*[\[\]].+[\[\]][A-Z]*|\.[A-Z]+|[A-Z]+\.)$")
+# t[p[, t]p], ]p]t, [p[t; single breakends .t / t.; and the telomere forms .[p[ / ]p]. (VCF 4.3, section 5.4)
+_BREAKEND = re.compile(r"^(\.?[A-Z]*[\[\]].+[\[\]][A-Z]*\.?|\.[A-Z]+|[A-Z]+\.)$")
 
 
 # -- alleles ------------------------------------------------------------------------------------
