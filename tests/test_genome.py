@@ -161,3 +161,35 @@ def test_circular_from_gff(tmp_path):
                 "chr4\tx\tchromosome\t1\t80\t.\t.\t.\tID=chromosome:chr4;Is_circular=true\n")  # Ensembl
     assert circular_from_gff(gff) == {"chr1", "chr4"}
     assert circular_from_gff(gff, rename={"chr1": "NC_1"}) == {"NC_1", "chr4"}
+
+
+def test_a_fresh_index_appears_whole_or_not_at_all(tmp_path):
+    """htslib wrote the .fai in place: jobs started together on a fresh reference read it half-written and got
+    'empty FASTA', a missing contig, or, silently, a genome with most records missing. A reader polling the
+    index while it is built must only ever see it complete."""
+    import threading
+
+    n = 300_000
+    fa = tmp_path / "many.fa"
+    fa.write_text("".join(f">rec{i}\nACGTACGTAC\n" for i in range(n)))
+    fai, seen, done = Path(f"{fa}.fai"), [], threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                seen.append(fai.read_bytes().count(b"\n"))
+            except FileNotFoundError:
+                pass
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        genome = Genome.open(fa, quiet=True)
+    finally:
+        done.set()
+        reader.join()
+    assert len(genome.names) == n and set(seen) <= {n}, sorted(set(seen))[:5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.fa", "many.fa.fai"]  # no temporary left
+    gz = tmp_path / "many.fa.gz"  # bgzip: the .gzi too
+    pysam.tabix_compress(str(fa), str(gz))
+    assert len(Genome.open(gz, quiet=True).names) == n and Path(f"{gz}.gzi").is_file()

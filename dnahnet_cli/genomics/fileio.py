@@ -26,7 +26,7 @@ def _umask() -> int:
     return mask
 
 
-def _umask_mode() -> int:
+def new_file_mode() -> int:
     """Permissions a plain open() would give a new file (mkstemp uses 0600, too strict for outputs)."""
     return 0o666 & ~_umask()
 
@@ -174,7 +174,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, new_file_mode())
         group = _commit_group.get()
         if group is None:
             os.replace(tmp, target)

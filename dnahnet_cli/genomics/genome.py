@@ -9,6 +9,7 @@ stray character fails with a message naming the file, the record and the positio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -21,7 +22,7 @@ import pysam
 from dnahnet_cli.genomics.alphabet import AlphabetError, encode
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import open_text, require_file
+from dnahnet_cli.genomics.fileio import new_file_mode, open_text, require_file
 from dnahnet_cli.genomics.gff import SEQUENCE_TYPES
 
 _SNIFF_BASES = 10_000  # bases of each record checked at open time (the rest is checked on fetch)
@@ -218,6 +219,8 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
         saved = os.dup(2)
         os.dup2(capture.fileno(), 2)
         try:
+            if fresh:
+                _build_index(p)
             fasta = pysam.FastaFile(str(p))
         finally:
             os.dup2(saved, 2)
@@ -233,6 +236,26 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     if messages.strip():
         sys.stderr.write(messages)
     return fasta
+
+
+def _build_index(p: Path) -> None:
+    """Write p.fai (and p.gzi for bgzip) under temporary names and rename them into place. htslib writes the .fai
+    in place, piece by piece, and parallel jobs on a fresh reference read it half-written: they failed, or saw a
+    genome with records missing and said nothing."""
+    gz = is_bgzf(p)
+    temps = {}
+    try:
+        for suffix in (".gzi", ".fai") if gz else (".fai",):
+            fd, temps[suffix] = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f"{suffix}.tmp", dir=p.parent)
+            os.close(fd)
+        pysam.faidx(str(p), "--fai-idx", temps[".fai"], *(["--gzi-idx", temps[".gzi"]] if gz else []))
+        for suffix, tmp in temps.items():  # the .gzi first: a .fai in place means the pair is complete
+            os.chmod(tmp, new_file_mode())
+            os.replace(tmp, f"{p}{suffix}")
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
