@@ -248,7 +248,10 @@ def _build_index(p: Path) -> None:
         for suffix in (".gzi", ".fai") if gz else (".fai",):
             fd, temps[suffix] = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f"{suffix}.tmp", dir=p.parent)
             os.close(fd)
-        pysam.faidx(str(p), "--fai-idx", temps[".fai"], *(["--gzi-idx", temps[".gzi"]] if gz else []))
+        try:
+            pysam.faidx(str(p), "--fai-idx", temps[".fai"], *(["--gzi-idx", temps[".gzi"]] if gz else []))
+        except pysam.utils.SamtoolsError as exc:  # the caller loads such a file into memory instead
+            raise OSError(str(exc).strip().splitlines()[-1]) from None
         for suffix, tmp in temps.items():  # the .gzi first: a .fai in place means the pair is complete
             os.chmod(tmp, new_file_mode())
             os.replace(tmp, f"{p}{suffix}")
