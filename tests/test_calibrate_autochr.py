@@ -142,3 +142,31 @@ def test_an_unusable_cache_from_the_environment_is_named_as_such(tmp_path, monke
     monkeypatch.setenv("DNAHNET_CACHE_DIR", str(blocker))
     with pytest.raises(DnahnetError, match=r"^DNAHNET_CACHE_DIR .*a file: cannot create"):
         prepare_cache_dir(default_cache_dir(), default_cache_source())
+
+
+def test_a_read_only_cache_serves_its_backgrounds_and_no_home_is_one_line(app, ckpt, tmp_path, monkeypatch):  # noqa: F811
+    """A shared cache other users can only read was refused up front although it held the background; without HOME
+    (or a passwd entry) the cache went to a folder literally named '~' in the working directory."""
+    import os
+
+    from dnahnet_cli.errors import DnahnetError
+    from dnahnet_cli.tasks import calibration
+
+    cache = tmp_path / "shared"
+    args = ["score-variants", SMALL_FA, SMALL_VCF, "--model", ckpt, *FAST, "--calibrate", "30",
+            "--calibrate-cache", cache]
+    assert run(app, *args).exit_code == 0
+    (cached,) = (cache / "calibration").glob("background-*.tsv")
+    writable = os.access
+    monkeypatch.setattr(calibration.os, "access",  # as another user sees it (root may write anywhere)
+                        lambda p, mode: writable(p, mode) and not (mode & os.W_OK and str(cache) in str(p)))
+    res = run(app, *args)
+    assert res.exit_code == 0 and "##dnahnet_calibration=30 random SNVs" in res.stdout, res.output
+    cached.unlink()  # not there: scored for this run, not cached
+    res = run(app, *args)
+    assert res.exit_code == 0 and "not cached (read-only cache folder)" in res.stdout and not cached.exists()
+    for name in ("HOME", "XDG_CACHE_HOME", "DNAHNET_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(calibration.os.path, "expanduser", lambda p: p)  # what it returns with no home at all
+    with pytest.raises(DnahnetError, match="no home directory to cache the background in; set DNAHNET_CACHE_DIR"):
+        calibration.default_cache_dir()

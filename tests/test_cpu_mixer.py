@@ -294,3 +294,24 @@ def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr
     assert "dnahnet-kernels-" in res.stdout and not res.stderr
+
+
+def test_a_damaged_or_foreign_library_in_the_cache_is_rebuilt_not_loaded(tmp_path):
+    """A truncated .so was trusted forever (SIGBUS on every run); a zero-length one meant the slow path forever;
+    and a library someone else could write (the shared /tmp fallback) was loaded as it was."""
+    code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(tmp_path)}
+
+    def status() -> str:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr  # a truncated library once ended the process with SIGBUS
+        return res.stdout.strip()
+
+    assert status().startswith("compiled C kernels")
+    (lib,) = tmp_path.glob("mamba2_cpu-*.so")
+    whole = lib.read_bytes()
+    for damage in (whole[:20000], b""):
+        lib.write_bytes(damage)
+        assert status().startswith("compiled C kernels") and lib.read_bytes() == whole
+    os.chmod(lib, 0o777)  # writable by anyone: not loaded as it is
+    assert status().startswith("compiled C kernels") and not os.stat(lib).st_mode & 0o022

@@ -42,20 +42,46 @@ _pool_size = 0
 
 
 def _cache_dir() -> Path:
-    """Where built kernels live; a per-user temporary folder when that cannot be created or written (a read-only
-    home directory on a cluster), so the build still happens once per machine boot."""
-    if os.environ.get("DNAHNET_KERNEL_CACHE"):
-        chosen = Path(os.environ["DNAHNET_KERNEL_CACHE"])
-    else:
-        chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
+    """Where built kernels live; a private temporary folder when that cannot be created or written (a read-only
+    home directory on a cluster, or no home at all in a container), so the build still happens once per boot."""
     try:
+        if os.environ.get("DNAHNET_KERNEL_CACHE"):
+            chosen = Path(os.environ["DNAHNET_KERNEL_CACHE"])
+        else:
+            chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
         chosen.mkdir(parents=True, exist_ok=True)
         if os.access(chosen, os.W_OK):
             return chosen
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: Path.home() without HOME or a passwd entry
         pass
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"dnahnet-kernels-{user}"
+    shared = Path(tempfile.gettempdir()) / f"dnahnet-kernels-{user}"
+    try:
+        shared.mkdir(mode=0o700, exist_ok=True)
+        if _private(shared):
+            return shared
+    except OSError:
+        pass
+    # someone else made that folder in the shared temporary directory (or can write to it): never load from it
+    return Path(tempfile.mkdtemp(prefix="dnahnet-kernels-"))
+
+
+def _private(path: Path) -> bool:
+    """Owned by this user (or root) and writable by no one else: safe to load code from."""
+    st = path.stat()
+    owner_ok = not hasattr(os, "getuid") or st.st_uid in (os.getuid(), 0)
+    return owner_ok and not st.st_mode & 0o022
+
+
+def _trusted_library(target: Path) -> bool:
+    """A built library this process may load: private (see _private) and whole (its SHA-256, recorded beside it
+    when it was built, matches: a truncated .so crashed every run with SIGBUS)."""
+    digest = target.with_suffix(".sha256")
+    try:
+        return (_private(target) and _private(target.parent) and digest.is_file()
+                and digest.read_text().strip() == hashlib.sha256(target.read_bytes()).hexdigest())
+    except OSError:
+        return False
 
 
 def _cpu_signature() -> str:
@@ -67,6 +93,12 @@ def _cpu_signature() -> str:
     except OSError:
         pass
     return f"{platform.machine()} {platform.processor()}"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _compiler() -> str | None:
@@ -86,7 +118,10 @@ def _compile(cc: str, target: Path) -> None:
         try:
             res = subprocess.run([cc, *extra, *base, "-o", tmp], capture_output=True, text=True, timeout=120)
             if res.returncode == 0:
+                os.chmod(tmp, 0o777 & ~_umask() & ~0o022)  # readable by the group like any output, never writable
+                digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
                 os.replace(tmp, target)
+                target.with_suffix(".sha256").write_text(digest + "\n")
                 return
             errors.append(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
         finally:
@@ -168,7 +203,9 @@ def load() -> ctypes.CDLL | None:
                                              platform.python_implementation().encode()])).hexdigest()[:16]
             target = _cache_dir() / f"mamba2_cpu-{key}.so"
             try:
-                if not target.exists():
+                if not _trusted_library(target):  # missing, damaged, or not safely ours: build it (again)
+                    if target.exists() and not os.access(target.parent, os.W_OK):
+                        target = Path(tempfile.mkdtemp(prefix="dnahnet-kernels-")) / target.name
                     _compile(cc, target)
                 lib = ctypes.CDLL(str(target))
                 ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float

@@ -42,7 +42,11 @@ def default_cache_dir() -> Path:
     """$DNAHNET_CACHE_DIR, else $XDG_CACHE_HOME/dnahnet, else ~/.cache/dnahnet."""
     if os.environ.get("DNAHNET_CACHE_DIR"):
         return Path(os.environ["DNAHNET_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.path.expanduser("~")
+    if not os.environ.get("XDG_CACHE_HOME") and home == "~":  # no HOME and no passwd entry (a container's --user)
+        raise DnahnetError("--calibrate: no home directory to cache the background in; set DNAHNET_CACHE_DIR or "
+                           "give --calibrate-cache DIR")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     return Path(base) / "dnahnet"
 
 
@@ -60,9 +64,9 @@ def prepare_cache_dir(cache_dir: Path, option: str = "--calibrate-cache") -> Pat
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DnahnetError(f"{option} {cache_dir}: cannot create {folder} ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise DnahnetError(f"{option} {cache_dir}: {folder} is not writable")
-    return cache_dir
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise DnahnetError(f"{option} {cache_dir}: {folder} is not readable")
+    return cache_dir  # a read-only cache still serves the backgrounds it holds (a shared one filled by a first job)
 
 
 def genome_digest(genome: Genome) -> str:
@@ -108,7 +112,7 @@ class Background:
         return (f"{len(self.scores)} random SNVs (seed {p['seed']}) of the reference, same model, window and "
                 f"strands; mean {self.mean:.4g}, sd {self.sd:.4g}; score_percentile = % of background scores "
                 f"<= score (low = more damaging than most random SNVs), score_z = (score - mean) / sd; "
-                f"background {self.path}")
+                f"background {self.path or 'not cached (read-only cache folder)'}")
 
 
 def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
@@ -201,13 +205,15 @@ def load_or_build(genome: Genome, engine: Any, score: Callable[[list[Allele]], l
         rows += score(alleles[start : start + _SCORE_CHUNK])
         if progress:
             progress(len(rows))
-    prepare_cache_dir(cache_dir)
+    scores = np.sort(np.array([r["score"] for r in rows if r.get("score") is not None], dtype=np.float64))
+    if len(scores) < 2:
+        raise DnahnetError(f"calibration: only {len(scores)} of {n} background SNVs could be scored")
+    if not os.access(path.parent, os.W_OK):
+        note(f"calibration: {path.parent} is read-only: the background is used for this run, not cached")
+        return Background(scores, params, None)
     meta = [(f"dnahnet_background_{k}", str(v)) for k, v in params.items()]
     with open_output(str(path)) as fh:
         writer = TsvWriter(fh, BACKGROUND_COLUMNS, meta, float_fmt=".17g")  # exact round trip
         for r in rows:
             writer.write({k: r.get(k) for k in BACKGROUND_COLUMNS})
-    scores = np.sort(np.array([r["score"] for r in rows if r.get("score") is not None], dtype=np.float64))
-    if len(scores) < 2:
-        raise DnahnetError(f"calibration: only {len(scores)} of {n} background SNVs could be scored")
     return Background(scores, params, path)
