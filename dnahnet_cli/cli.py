@@ -7,6 +7,8 @@ closed pipe (`dnahnet ... | head`) into a quiet exit.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -158,6 +160,9 @@ def main() -> None:
     # Ctrl-C even when started with SIGINT ignored (a background job of a script, some workflow engines)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     stdout_was_null = _stdout_is_devnull()
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 (or not ASCII under LC_ALL=C)
+        with contextlib.suppress(AttributeError, ValueError):  # goes out as its bytes, not as a UnicodeEncodeError
+            stream.reconfigure(errors="surrogateescape" if stream is sys.stdout else "backslashreplace")
     try:
         code = app(standalone_mode=False)
         sys.stdout.flush()  # here, where a reader that went away (EPIPE) is answered below, not at interpreter exit
@@ -201,10 +206,19 @@ def main() -> None:
             if exc.format_message():  # `dnahnet` alone printed its help already: no empty error line after it
                 err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
             sys.exit(exc.exit_code)
-        if isinstance(exc, (MemoryError,)) or type(exc).__name__ == "OutOfMemoryError":
-            err(f"out of memory: {exc}; try a smaller --batch-size or --max-tokens")
+        if (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+                or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))):  # torch's CPU allocator
+            err(f"out of memory: {str(exc).splitlines()[0][:200]}; try a smaller --batch-size or --max-tokens")
+            sys.exit(1)
+        if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:  # a full disk or quota is not a bug
+            where = f"{exc.filename}: " if exc.filename else ""
+            err(f"{where}{exc.strerror or exc} (outputs not written; free space or choose another folder)")
             sys.exit(1)
         raise
+
+
+# errors of the machine, not of dnahnet or the input: one line, exit 1 (a traceback would suggest a bug)
+_RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.EROFS}
 
 
 if __name__ == "__main__":

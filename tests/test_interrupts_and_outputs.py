@@ -239,3 +239,20 @@ def test_outputs_go_into_a_fifo_and_through_a_symlink(tmp_path):
         fh.write("new\n")
     assert link.is_symlink() and real.read_text() == "new\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.tsv", "pipe.tsv", "real.tsv"]
+
+
+def test_file_size_limit_and_undecodable_file_names_are_not_tracebacks(tmp_path):
+    """A full disk or a file-size limit (EFBIG here, ENOSPC alike) ended in a multi-line traceback; a FASTA whose name
+    is not valid UTF-8 crashed every TSV output after all the work (its name goes into the provenance lines)."""
+    out = tmp_path / "big.tsv"
+    res = subprocess.run(["bash", "-c", f"ulimit -f 1; exec {' '.join(CLI)} score-variants {GENOME} {VCF} "
+                          f"--window 64 --calibrate 200 -q -o {out}"], capture_output=True, text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1 and "File too large" in res.stderr and not list(tmp_path.glob("*.tsv"))
+    odd = os.fsencode(str(tmp_path)) + b"/g\xe9nome.fa"  # Latin-1 bytes in the name
+    with open(odd, "wb") as fh:
+        fh.write((EXAMPLES / "ecoli_k12_20kb.fa").read_bytes())
+    res = subprocess.run([*CLI, "score-variants", odd, os.fsencode(str(EXAMPLES / "ecoli_k12_20kb.vcf")), b"--window",
+                          b"64", b"-q", b"-o", os.fsencode(str(tmp_path / "latin.tsv"))], capture_output=True)
+    assert res.returncode == 0, res.stderr.decode(errors="replace")
+    assert b"g\xe9nome.fa" in (tmp_path / "latin.tsv").read_bytes()  # the name as its bytes

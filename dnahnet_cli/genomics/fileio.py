@@ -155,7 +155,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         yield stream
         stream.flush()
         return
-    with atomic_path(path) as tmp, open(tmp, mode) as fh:
+    text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape"}  # file names in provenance
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as fh:  # lines need not be valid UTF-8 (or the locale's)
         yield fh
 
 

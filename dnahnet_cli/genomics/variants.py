@@ -331,9 +331,12 @@ class VcfInput:
                         _copy_without_bom(gz, out)
                 else:
                     _copy_without_bom(raw, out)
-        except (EOFError, OSError, zlib.error) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             self.close()
             raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
+        except OSError:  # e.g. a full temporary folder: not the input's fault (the CLI says which, in one line)
+            self.close()
+            raise
         if os.path.getsize(self._tmp) == 0:
             self.close()
             raise DnahnetError(f"{self.path}: empty VCF input (no header)")
