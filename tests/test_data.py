@@ -161,6 +161,27 @@ def test_window_cache_key_keeps_close_n_thresholds_apart(tmp_path):
         open_corpus([f], tmp_path / "c", seq_len=11, min_length=4, max_n_frac=0.09999999)
 
 
+def test_damaged_or_read_only_corpus_caches(tmp_path, monkeypatch):
+    """A cut index (JSON) or window table (npz) gave a traceback instead of a rebuild; a cache folder that cannot be
+    written gave a PermissionError traceback, even when it already held everything needed."""
+    from dnahnet_cli.train import corpus as corpus_mod
+
+    f = _write(tmp_path / "g.fa", ">r\n" + "ACGT" * 50 + "\n")
+    cache = tmp_path / "c"
+    first = len(open_corpus([f], cache, seq_len=33, min_length=8).windows)
+    (idx,) = cache.glob("*.json")
+    (win,) = cache.glob("*.npz")
+    for path in (idx, win):
+        path.write_bytes(path.read_bytes()[:50])
+        assert len(open_corpus([f], cache, seq_len=33, min_length=8).windows) == first  # rebuilt
+    writable = os.access
+    monkeypatch.setattr(corpus_mod.os, "access",  # as another user sees a shared cache (root may write anywhere)
+                        lambda p, mode: writable(p, mode) and not (mode & os.W_OK and str(cache) in str(p)))
+    assert len(open_corpus([f], cache, seq_len=33, min_length=8).windows) == first  # read-only, complete: fine
+    with pytest.raises(DnahnetError, match=r"--cache-dir .*c: not writable, and the corpus is not cached there yet"):
+        open_corpus([f], cache, seq_len=65, min_length=8)  # new windows would have to be written
+
+
 def test_windows_exactly_at_the_n_threshold_are_kept(tmp_path):
     """Windows with more than max_n_frac N are dropped; one exactly at it is kept. 0.57 * 100 is
     56.99999999999999 in floats, so a 100-nt window with 57 N was once dropped at max_n_frac=0.57."""

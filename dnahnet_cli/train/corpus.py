@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import tempfile
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +103,34 @@ def _stem(path: Path) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]
 
 
+def _cache_folder(cache_dir: Path, writing: bool = False) -> None:
+    """The corpus cache folder, created, and writable when something must be written there; else a one-line error
+    naming it (not a PermissionError traceback). A read-only cache that holds everything needed is fine."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DnahnetError(f"--cache-dir {cache_dir}: cannot create it ({exc.strerror})") from None
+    if writing and not os.access(cache_dir, os.W_OK | os.X_OK):
+        raise DnahnetError(f"--cache-dir {cache_dir}: not writable, and the corpus is not cached there yet (give a "
+                           "folder of your own with --cache-dir)")
+
+
+def _read_windows(wpath: Path) -> tuple[np.ndarray, "WindowStats"] | None:
+    """A cached window table, or None when the file is damaged (it is then rebuilt)."""
+    try:
+        with np.load(wpath) as z:
+            return z["windows"], WindowStats(**json.loads(str(z["stats"])))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+        return None
+
+
 def encode_file(path: Path, cache_dir: Path, log: Callable[[str], None] | None = None) -> EncodedFile:
     """Return the cached encoding of `path`, building it (streaming, record by record) if missing."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    _cache_folder(cache_dir)
     base = f"{_stem(path)}.{cache_key(path)}"
     tok_path, idx_path = cache_dir / f"{base}.u8", cache_dir / f"{base}.json"
     if not idx_path.exists():
+        _cache_folder(cache_dir, writing=True)
         if log:
             log(f"encoding {path} -> {tok_path}")
         names, offsets, lengths = [], [], []
@@ -134,10 +157,14 @@ def encode_file(path: Path, cache_dir: Path, log: Callable[[str], None] | None =
         with atomic_output(idx_path) as fh:  # written last: its presence marks a complete cache
             json.dump(meta, fh)
         os.chmod(idx_path, 0o644)
-    meta = json.loads(idx_path.read_text())
-    n_tokens = meta["n_tokens"]
-    if not tok_path.exists() or tok_path.stat().st_size != n_tokens:
-        idx_path.unlink(missing_ok=True)  # damaged cache (e.g. deleted token file): rebuild once
+    try:
+        meta = json.loads(idx_path.read_text())
+        n_tokens = int(meta["n_tokens"])
+        damaged = not tok_path.exists() or tok_path.stat().st_size != n_tokens
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):  # a truncated or foreign index
+        damaged = True
+    if damaged:  # e.g. a deleted token file or a cut index: rebuild once
+        idx_path.unlink(missing_ok=True)
         return encode_file(path, cache_dir, log)
     tokens = np.memmap(tok_path, dtype=np.uint8, mode="r") if n_tokens else np.zeros(0, np.uint8)
     return EncodedFile(path, tokens, meta["names"], np.asarray(meta["offsets"], np.int64),
@@ -234,11 +261,12 @@ def open_corpus(paths: Sequence[str | os.PathLike], cache_dir: str | os.PathLike
         ef = encode_file(path, cache, log)
         # repr: :g would round; v2: windows at exactly max_n_frac are kept (v1 dropped some of them)
         wpath = cache / f"{_stem(path)}.{cache_key(path)}.w{seq_len}-m{min_length}-n{max_n_frac!r}.v2.npz"
-        if wpath.exists():
-            z = np.load(wpath)
-            win, st = z["windows"], WindowStats(**json.loads(str(z["stats"])))
+        cached = _read_windows(wpath) if wpath.exists() else None
+        if cached is not None:
+            win, st = cached
         else:
             win, st = file_windows(ef, seq_len, min_length, max_n_frac)
+            _cache_folder(cache, writing=True)
             with atomic_output(wpath, "wb") as fh:
                 np.savez(fh, windows=win, stats=np.array(json.dumps(st.__dict__)))
         win = win.copy()
