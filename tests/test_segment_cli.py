@@ -155,13 +155,34 @@ def test_output_failing_at_close_leaves_none_of_the_others(app, ckpt, tmp_path, 
     first) failed there, e.g. a full disk flushing late, the report and its JSON were already in place."""
     from dnahnet_cli.genomics import outputs
 
-    class FullDisk(outputs.BGZFile):
-        failed = False
+    real = outputs.BGZFile
+
+    class FullDisk:  # wraps (never subclasses) pysam's writer: a raising close inside pysam corrupted memory
+        def __init__(self, path, mode):
+            self.inner = real(path, mode)
+
+        def write(self, data):
+            return self.inner.write(data)
+
+        def flush(self):
+            self.inner.flush()
+
+        def writable(self):
+            return True
+
+        def readable(self):
+            return False
+
+        def seekable(self):
+            return False
+
+        @property
+        def closed(self):
+            return self.inner.closed
 
         def close(self):
-            super().close()
-            if not FullDisk.failed:  # once: pysam closes again when the object is freed
-                FullDisk.failed = True
+            if not self.inner.closed:
+                self.inner.close()
                 raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(outputs, "BGZFile", FullDisk)
