@@ -256,3 +256,18 @@ def test_file_size_limit_and_undecodable_file_names_are_not_tracebacks(tmp_path)
                           b"64", b"-q", b"-o", os.fsencode(str(tmp_path / "latin.tsv"))], capture_output=True)
     assert res.returncode == 0, res.stderr.decode(errors="replace")
     assert b"g\xe9nome.fa" in (tmp_path / "latin.tsv").read_bytes()  # the name as its bytes
+
+
+def test_cpu_out_of_memory_is_one_line():
+    """torch's CPU allocator raises a plain RuntimeError ("can't allocate memory"), which once printed a traceback
+    instead of the out-of-memory line that MemoryError and CUDA's OutOfMemoryError get."""
+    code = ("import sys; from dnahnet_cli import cli\n"
+            "@cli.app.command('oom')\n"
+            "def oom():\n"
+            "    raise RuntimeError('[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: '\n"
+            "                       \"can't allocate memory: you tried to allocate 123 bytes.\")\n"
+            "sys.argv = ['dnahnet', 'oom']; cli.main()")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("dnahnet: error: out of memory:") and res.stderr.count("\n") == 1, res.stderr
+    assert "--batch-size or --max-tokens" in res.stderr
