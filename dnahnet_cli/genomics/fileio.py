@@ -19,7 +19,7 @@ from dnahnet_cli.errors import DnahnetError
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -28,14 +28,14 @@ def _umask() -> int:
 
 def new_file_mode() -> int:
     """Permissions a plain open() would give a new file (mkstemp uses 0600, too strict for outputs)."""
-    return 0o666 & ~_umask()
+    return 0o666 & ~current_umask()
 
 
 def share_like_outputs(directory: str | os.PathLike) -> None:
     """Give a directory built under a temporary name (mkdtemp: 0700) and its files (safetensors writes 0600) the
     permissions the umask gives new outputs, so that a model or checkpoint is readable by the rest of a group or
     cluster like any other output."""
-    mask = _umask()
+    mask = current_umask()
     root = Path(directory)
     for path in [root, *root.rglob("*")]:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
@@ -163,7 +163,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Give a temporary path to write to (for libraries that want a filename); renamed on success (inside
-    `commit_together`, when the whole group has succeeded)."""
+    `output_group`, when the whole group has succeeded)."""
     check_output_path(path)
     target = Path(path)
     if writes_in_place(target):  # a pipe or device has no directory entry to rename into: written directly
@@ -192,14 +192,16 @@ _commit_group: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextva
 
 
 @contextlib.contextmanager
-def commit_together() -> Iterator[None]:
-    """Files written with atomic_output/atomic_path inside this block are renamed into place only when the whole
-    block has succeeded, after every one of them has been closed. A command's outputs (a TSV, its JSON, a plot)
-    then appear together or not at all, even when closing the last one fails (a full disk flushes late)."""
+def output_group() -> Iterator[contextlib.ExitStack]:
+    """An ExitStack for a command's outputs: enter each output (atomic_output / atomic_path) on it. They stay
+    temporary files until every one of them has been closed without an error, then all are renamed into place, so
+    a command's outputs (a TSV, its JSON, a plot) appear together or not at all, even when closing the last one
+    fails (a full disk flushes late)."""
     group: list[tuple[str, Path]] = []
     token = _commit_group.set(group)
     try:
-        yield
+        with contextlib.ExitStack() as stack:
+            yield stack
     except BaseException:
         for tmp, _ in group:
             with contextlib.suppress(FileNotFoundError):
@@ -209,12 +211,3 @@ def commit_together() -> Iterator[None]:
         _commit_group.reset(token)
     for tmp, target in group:
         os.replace(tmp, target)
-
-
-@contextlib.contextmanager
-def output_group() -> Iterator[contextlib.ExitStack]:
-    """An ExitStack for a command's outputs under `commit_together`: enter each output on it; all are closed
-    first, then all renamed into place."""
-    with commit_together(), contextlib.ExitStack() as stack:
-        yield stack
-

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from dnahnet_cli.genomics.fileio import current_umask
+
 SOURCE = Path(__file__).with_name("csrc") / "mamba2_cpu.c"
 CHECK_TOLERANCE = 1e-4  # relative Frobenius error against ssd_chunked on the self-check problem (seen: ~1e-7)
 
@@ -95,12 +97,6 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _compiler() -> str | None:
     return os.environ.get("DNAHNET_CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
@@ -118,7 +114,7 @@ def _compile(cc: str, target: Path) -> None:
         try:
             res = subprocess.run([cc, *extra, *base, "-o", tmp], capture_output=True, text=True, timeout=120)
             if res.returncode == 0:
-                os.chmod(tmp, 0o777 & ~_umask() & ~0o022)  # readable by the group like any output, never writable
+                os.chmod(tmp, 0o777 & ~current_umask() & ~0o022)  # readable by the group like any output, never writable
                 digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
                 os.replace(tmp, target)
                 target.with_suffix(".sha256").write_text(digest + "\n")
