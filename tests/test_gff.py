@@ -194,6 +194,13 @@ def _circular_contig(tmp_path) -> tuple[Path, str]:
     return fa, orf
 
 
+# one gene across the origin of the 1,000-nt contig above: its region line, its gene line on each side, its CDS
+CIRCULAR_REGION = "c1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
+GENE_BEFORE_ORIGIN = "c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;locus_tag=L1\n"
+GENE_AFTER_ORIGIN = "c1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
+CDS_ACROSS_ORIGIN = "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n"
+
+
 def test_gene_written_as_two_lines_across_the_origin_is_one_gene(tmp_path):
     """GFF3 lets a discontinuous feature take one line per part under one ID: the gene once became two genes,
     the second without its CDS (an empty SKIP_NONCODING row in essentiality)."""
@@ -201,9 +208,7 @@ def test_gene_written_as_two_lines_across_the_origin_is_one_gene(tmp_path):
 
     fa, orf = _circular_contig(tmp_path)
     gff = tmp_path / "two_lines.gff"
-    gff.write_text("##gff-version 3\nc1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
-                   "c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;locus_tag=L1\nc1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
-                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    gff.write_text("##gff-version 3\n" + CIRCULAR_REGION + GENE_BEFORE_ORIGIN + GENE_AFTER_ORIGIN + CDS_ACROSS_ORIGIN)
     ann, genome, _ = load_annotated_genome(str(fa), str(gff))
     assert [(g.locus_tag, g.start0, g.end) for g in ann.genes] == [("L1", 949, 1048)]
     g = ann.genes[0]
@@ -331,9 +336,8 @@ def test_origin_crossing_gene_on_a_contig_not_marked_circular_is_refused(tmp_pat
 
     fa, orf = _circular_contig(tmp_path)
     gff = tmp_path / "lin.gff"
-    lines = ("c1\tt\tgene\t950\t1000\t.\t+\t.\tID=g1;locus_tag=L1\nc1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
-             "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
-    gff.write_text("##gff-version 3\n##sequence-region c1 1 1000\n" + lines)
+    gff.write_text("##gff-version 3\n##sequence-region c1 1 1000\n" + GENE_BEFORE_ORIGIN + GENE_AFTER_ORIGIN
+                   + CDS_ACROSS_ORIGIN)
     with pytest.raises(DnahnetError, match=r"line 3: gene g1 has parts at both ends of c1.*Is_circular=true"):
         load_annotated_genome(str(fa), str(gff))
     ann, genome, _ = load_annotated_genome(str(fa), str(gff), circular=["c1"])  # as the message says
@@ -347,9 +351,7 @@ def test_a_gene_line_after_the_origin_only_spans_its_unwrapped_cds(tmp_path):
 
     fa, orf = _circular_contig(tmp_path)
     gff = tmp_path / "after.gff"
-    gff.write_text("##gff-version 3\nc1\tt\tregion\t1\t1000\t.\t+\t.\tID=c1;Is_circular=true\n"
-                   "c1\tt\tgene\t1\t48\t.\t+\t.\tID=g1;locus_tag=L1\n"
-                   "c1\tt\tCDS\t950\t1000\t.\t+\t0\tID=cds1;Parent=g1\nc1\tt\tCDS\t1\t48\t.\t+\t0\tID=cds1;Parent=g1\n")
+    gff.write_text("##gff-version 3\n" + CIRCULAR_REGION + GENE_AFTER_ORIGIN + CDS_ACROSS_ORIGIN)
     ann, genome, _ = load_annotated_genome(str(fa), str(gff))
     g = ann.genes[0]
     assert (g.start0, g.end) == (949, 1048) and g.cds_sequence(genome["c1"], True) == orf
