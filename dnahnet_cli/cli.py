@@ -153,6 +153,16 @@ def err(message: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    try:
+        _main()
+    finally:
+        # Outputs are committed (or removed) by now; a signal during interpreter exit (atexit joins of worker
+        # threads) must end the process like the signal would, not print "Exception ignored in atexit".
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _main() -> None:
     # `dnahnet ... | head`: SIGPIPE stays ignored (Python's default), so the write raises BrokenPipeError, which
     # unwinds like SIGTERM (e.g. a Snakemake/SLURM cancel) does: atomic outputs being written to files remove
     # their temporary files, and the process then exits quietly with the shell's SIGPIPE status, 141.

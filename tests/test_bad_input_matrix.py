@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -290,7 +291,7 @@ def listing(d: Path) -> tuple[list[str], list[str]]:
 
 
 def run_main(argv: list[str], capsys) -> tuple[int, str]:
-    old = sys.argv
+    old, handlers = sys.argv, {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     sys.argv = ["dnahnet", *argv]  # click takes the program name from here
     try:
         main()
@@ -299,6 +300,8 @@ def run_main(argv: list[str], capsys) -> tuple[int, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.argv = old
+        for sig, handler in handlers.items():  # main leaves the defaults for interpreter exit: pytest keeps its own
+            signal.signal(sig, handler)
     return code, capsys.readouterr().err
 
 

@@ -271,3 +271,16 @@ def test_cpu_out_of_memory_is_one_line():
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith("dnahnet: error: out of memory:") and res.stderr.count("\n") == 1, res.stderr
     assert "--batch-size or --max-tokens" in res.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_interpreter_exit_ends_the_process_quietly(sig):
+    """A cancel that lands after the outputs are committed, while atexit joins worker threads, once printed
+    "Exception ignored in atexit callback" and a traceback, and the process still exited 0."""
+    code = ("import atexit, os, signal, sys, time\n"
+            f"atexit.register(lambda: (os.kill(os.getpid(), {int(sig)}), time.sleep(5)))\n"
+            "from dnahnet_cli import cli\n"
+            "sys.argv = ['dnahnet', 'presets']\n"
+            "cli.main()\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == -sig and res.stderr == "", res.stderr
