@@ -284,3 +284,22 @@ def test_a_signal_during_interpreter_exit_ends_the_process_quietly(sig):
             "cli.main()\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == -sig and res.stderr == "", res.stderr
+
+
+def test_a_full_temporary_folder_while_spooling_stdin_is_one_line_and_leaves_no_spool(tmp_path):
+    """A VCF on stdin is copied to a temporary file first; a full temporary folder there is the machine's problem,
+    not a "truncated or corrupt" input, and the partial copy must not stay behind."""
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    code = ("import errno, os, sys; from dnahnet_cli import cli; from dnahnet_cli.genomics import variants\n"
+            "def full(src, dst):\n"
+            "    dst.write(src.read(100))\n"
+            "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+            "variants._copy_without_bom = full\n"
+            f"sys.argv = ['dnahnet', 'score-variants', {str(EXAMPLES / 'ecoli_k12_20kb.fa')!r}, '-', '--window', '64',"
+            f" '-q', '-o', {str(tmp_path / 'x.tsv')!r}]; cli.main()")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         stdin=open(EXAMPLES / "ecoli_k12_20kb.vcf"), env={**os.environ, "TMPDIR": str(spool_dir)})
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "No space left on device" in res.stderr and "corrupt" not in res.stderr
+    assert list(spool_dir.iterdir()) == [] and not (tmp_path / "x.tsv").exists()
