@@ -149,8 +149,9 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     common = ["--steps", "3", "--log-every", "1", "--eval-every", "3", "--ckpt-every", "3"]
     single = _cli(_small(tmp_path / "one", *common, "--grad-accum", "2"))
     assert single.returncode == 0, single.stderr
-    ddp = _cli(_small(tmp_path / "two", *common), torchrun=2)
+    ddp = _cli([a for a in _small(tmp_path / "two", *common) if a != "--quiet"], torchrun=2)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stderr.count("final validation:") == 1, ddp.stderr[-3000:]  # rank 0's, not one per process
     a, b = _weights(tmp_path / "one" / "final"), _weights(tmp_path / "two" / "final")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=2e-5, msg=k)
