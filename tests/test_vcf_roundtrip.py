@@ -156,15 +156,16 @@ def test_bcf_output_keeps_an_undeclared_end_and_keep_info_reads_it(tmp_path, ckp
             '##INFO=<ID=XF,Number=.,Type=Float,Description="x">\n'
             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
             "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tEND=3050;XF=0.1,0.3\n"
-            "NC_000913.3\t4004\tblock\tT\t.\t.\t.\tEND=4050;MIN_DP=3\n")
+            "NC_000913.3\t4004\tblock\tT\t.\t.\t.\tEND=4050;MIN_DP=3\n"
+            "NC_000913.3\t5005\tlast\tA\t<DEL>\t.\t.\tMIN_DP=3;END=5040\n")  # END last in a sites-only line
     out, _ = score(tmp_path, ckpt, "end.bcf", text=text)
     with pysam.VariantFile(str(out)) as vf:
         assert vf.header.info["END"].type == "Integer"
-        assert [(r.id, r.stop) for r in vf] == [("sv", 3050), ("block", 4050)]
+        assert [(r.id, r.stop) for r in vf] == [("sv", 3050), ("block", 4050), ("last", 5040)]
     declared = text.replace("##INFO=", '##INFO=<ID=END,Number=1,Type=Integer,Description="End">\n##INFO=', 1)
     out, _ = score(tmp_path, ckpt, "end.tsv", text=declared, extra=("--keep-info", "END,XF"))
     df = read_table(out).set_index("id")
-    assert df.loc["sv", "info_END"] == 3050 and df.loc["block", "info_END"] == 4050
+    assert df.loc["sv", "info_END"] == 3050 and df.loc["block", "info_END"] == 4050 and df.loc["last", "info_END"] == 5040
     assert df.loc["sv", "info_XF"] == "0.1,0.3"
 
 

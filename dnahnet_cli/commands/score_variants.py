@@ -272,7 +272,7 @@ def info_keys(spec: Optional[str], header: Any, vcf_path: str) -> list[str]:
 def _info_value(rec: Any, key: str, alt_index: int) -> Any:
     """INFO value for one ALT: the ALT's own entry for Number=A/R fields, the whole value otherwise."""
     if key == "END":  # htslib moves END out of rec.info (into rec.stop): read it from the record's text
-        given = [f[4:] for f in str(rec).split("\t")[7].split(";") if f.startswith("END=")]
+        given = [f[4:] for f in str(rec).rstrip("\r\n").split("\t")[7].split(";") if f.startswith("END=")]
         return int(given[0]) if given and given[0].lstrip("-").isdigit() else None
     if key not in rec.info:
         return 0 if rec.header.info[key].type == "Flag" else None
