@@ -58,11 +58,14 @@ def test_pos_zero_is_a_skipped_telomere_row_or_under_strict_names_the_vcf_line(t
     vcf.write_text("##fileformat=VCFv4.3\n##contig=<ID=NC_000913.3>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    "NC_000913.3\t0\ttel\tN\t.A\t.\t.\t.\n"
                    "NC_000913.3\t0\tsnv0\tA\tG\t.\t.\t.\n"
-                   "NC_000913.3\t100\tsnv\tA\tG\t.\t.\t.\n")
+                   "NC_000913.3\t100\tsnv\tA\tG\t.\t.\t.\n"
+                   "NC_000913.3\t0\ttelN\tN\tA\t.\t.\t.\n"            # REF N: out of bounds before ambiguous
+                   "NC_000913.3\t4641653\ttelEnd\tN\tA\t.\t.\t.\n")  # contig length + 1
     res = run("score-variants", GENOME, vcf, "--window", "32", "-q", "-o", tmp_path / "x.tsv")
     assert res.returncode == 0, res.stderr
     status = read_table(tmp_path / "x.tsv").set_index("id")["status"].to_dict()
     assert status["snv0"] == "SKIP_OUT_OF_BOUNDS" and status["tel"].startswith("SKIP_") and status["snv"] != "SKIP_OUT_OF_BOUNDS"
+    assert status["telN"] == status["telEnd"] == "SKIP_OUT_OF_BOUNDS"
     one_line_error(run("score-variants", GENOME, vcf, "--strict", "-o", tmp_path / "y.tsv"), "pos0.vcf", "line 4",
                    "POS 0")
 

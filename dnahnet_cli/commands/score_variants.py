@@ -440,7 +440,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("auto", "--format", help="auto (from the -o name: .tsv[.gz], .vcf[.gz], .bcf; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
-        strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch."),
+        strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch or REF outside its contig (POS 0 included)."),
         chrom_map: Optional[Path] = typer.Option(None, "--chrom-map", help=HELP["chrom_map"]),
         gff: Optional[Path] = typer.Option(None, "--gff", help=HELP["gff"]),
         circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),

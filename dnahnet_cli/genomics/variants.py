@@ -513,8 +513,8 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
         vclass, allele_status = classify(ref, alt)
         a = Allele(line, rec.chrom, rec.pos, rec.id or ".", ref, alt if alt is not None else ".", i,
                    vclass, allele_status, contig)
-        if a.status == OK and status is not None:
-            a.status = status
+        if status == SKIP_OUT_OF_BOUNDS or (a.status == OK and status is not None):  # a REF N at POS 0 is a
+            a.status = status                                                          # telomere, not an ambiguity
         if a.status == OK:
             off, r_core, a.alt_core = trim(ref.upper(), alt.upper())
             a.start0, a.end0 = start + off, start + off + len(r_core)
