@@ -16,7 +16,7 @@ from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_AMBIGUOUS, SKIP_BREAKEND, SKIP_INVALID_ALLELE, SKIP_MISSING, SKIP_NO_CHANGE, SKIP_REF_MISMATCH,
     SKIP_STAR, SKIP_SYMBOLIC, SKIP_TOO_LONG, VcfInput, check_contigs, classify, expand_record, load_chrom_map,
-    make_windows, trim,
+    left_align, make_windows, trim,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,20 +122,49 @@ def test_windows_match_the_alt_haplotype_everywhere(circular):
         if w is None:
             assert min(window, 120, len(hap)) < max(end - start, len(alt))
             continue
-        assert len(w.ref) == len(w.alt) == w.n == min(window, 120, len(hap))
+        assert len(w.ref) == len(w.alt) == len(w.alt_rev) == w.n == min(window, 120, len(hap))
         ref_src = seq * 2 if circular else seq
         assert w.ref == ref_src[w.start0:w.start0 + w.n]
-        hap_src = hap * 2 if circular else hap
-        assert w.alt in hap_src
-        if circular:  # the ALT window starts at the REF window's first base, unwrapped ws <= start
-            ws = w.start0 if w.start0 <= start else w.start0 - 120
-            assert w.alt == (hap * 3)[len(hap) + ws:len(hap) + ws + w.n]
-            assert w.circular_wrap == (ws < 0 or ws + w.n > 120 or end + (ws + w.n - start - len(alt)) > 120)
-        if not circular:
+        delta, core = len(alt) - (end - start), max(end - start, len(alt))
+        ws = w.start0 if w.start0 <= start else w.start0 - 120  # unwrapped: ws <= start
+        assert ws + w.n >= end
+        hap3, h0 = hap * 3, len(hap)  # haplotype slices at any start within a turn of the origin
+        starts = {}
+        for name, got in (("alt", w.alt), ("alt_rev", w.alt_rev)):  # each ALT window holds the new bases
+            starts[name] = [h for h in range(-len(hap), len(hap)) if hap3[h0 + h:h0 + h + w.n] == got
+                            and h <= start and h + w.n >= start + len(alt) and (circular or 0 <= h <= len(hap) - w.n)]
+            assert starts[name], (name, start, end, alt, window)
+        fits = w.n >= core + max(delta, 0)  # both ALT windows can hold the new bases and share an end with REF
+        if not circular:  # ... and stay inside the contig
+            fits = fits and max(0, start + core - w.n, -delta) <= min(start - max(delta, 0), 120 - w.n + min(delta, 0))
+        if fits:  # forward: both windows start at the same base,
+            assert ws in starts["alt"] and ws + delta in starts["alt_rev"]  # reverse: both end at the same base
+        if circular:
+            assert ws in starts["alt"]
+            rs = ws + delta if fits else min(starts["alt_rev"], key=lambda h: abs(h - ws - delta))
+            fs = ws
+            assert w.circular_wrap == (ws < 0 or ws + w.n > 120 or min(fs, rs) < 0 or max(fs, rs) + w.n - delta > 120)
+        else:
             assert w.placement in ("centred", "off_centre", "whole_contig") and 0 <= w.start0 and w.end <= 120
-            core = max(end - start, len(alt))
-            if max(0, start + core - w.n) <= min(start, 120 - w.n, len(hap) - w.n):  # a common start fits:
-                assert w.alt == hap[w.start0:w.start0 + w.n]  # both windows start at the same base
+            if w.placement == "centred":
+                assert ws == start - (w.n - (end - start)) // 2  # centred on the replaced reference bases
+
+
+def test_left_align_moves_indels_to_the_start_of_their_repeat_and_leaves_other_alleles():
+    g = Genome.from_dict({"c": "GTCAAAAGCACACAG"})  # A4 at [3, 7), (CA)3 at [8, 14)... preceded by G
+    assert left_align(g, "c", 6, 7, "") == (3, 4, "")  # the last A deleted -> the first
+    assert left_align(g, "c", 4, 6, "") == (3, 5, "")  # AA
+    assert left_align(g, "c", 7, 7, "A") == (3, 3, "A")  # A inserted after the run -> before it
+    assert left_align(g, "c", 14, 14, "CA") == (8, 8, "CA")  # (CA) after the repeat -> before its first C
+    assert left_align(g, "c", 13, 13, "AC") == (8, 8, "CA")  # the same insertion spelled AC
+    assert left_align(g, "c", 11, 13, "") == (8, 10, "")  # a CA deleted
+    assert left_align(g, "c", 1, 2, "") == (1, 2, "")  # no repeat: unchanged
+    assert left_align(g, "c", 3, 4, "G") == (3, 4, "G")  # an SNV, an MNV, a delins are never moved
+    assert left_align(g, "c", 3, 5, "GG") == (3, 5, "GG") and left_align(g, "c", 3, 5, "G") == (3, 5, "G")
+    long = Genome.from_dict({"c": "C" + "T" * 150})  # a run longer than one block of the scan
+    assert left_align(long, "c", 151, 151, "T") == (1, 1, "T") and left_align(long, "c", 150, 151, "") == (1, 2, "")
+    edge = Genome.from_dict({"c": "AAAC"})
+    assert left_align(edge, "c", 2, 3, "") == (0, 1, "")  # stops at the first base
 
 
 def test_contig_ends_linear_off_centre_and_circular_wrap():

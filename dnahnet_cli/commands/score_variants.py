@@ -2,8 +2,10 @@
 
 Variant score = mean over strands of dll, where dll = LL(ALT window) - LL(REF window): natural log, summed
 over equal-length windows (see dnahnet_cli/genomics/variants.py for how windows are built). Negative means the
-model finds the ALT less likely than the REF. dll_fwd scores the windows as given; dll_rev scores their
-reverse complements, so strand averaging equals scoring the reverse-complemented genome and VCF.
+model finds the ALT less likely than the REF. dll_fwd scores the REF window and the ALT window that starts where it
+starts; dll_rev the reverse complements of the REF window and of the ALT window that ends where it ends, so on
+each strand the pair agrees up to the change (docs/score-variants.md says when this equals scoring the
+reverse-complemented genome and VCF exactly).
 """
 
 from __future__ import annotations
@@ -67,12 +69,14 @@ def _check_strand(strand: str) -> None:
         raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
 
 
-def _strand_pairs(strand: str, refs: list[str], alts: list[str]) -> tuple[list[str], list[str], int]:
-    """Windows to score for the chosen strands: forward, then reverse complements."""
+def _strand_pairs(strand: str, refs: list[str], alts: list[str],
+                  alts_rev: list[str]) -> tuple[list[str], list[str], int]:
+    """Windows to score for the chosen strands: forward, then reverse complements (REF with the ALT window that
+    ends where it ends, so that read on that strand, too, both start at the same base)."""
     fwd = strand in ("both", "forward")
     rev = strand in ("both", "reverse")
     r = (refs if fwd else []) + ([reverse_complement(s) for s in refs] if rev else [])
-    a = (alts if fwd else []) + ([reverse_complement(s) for s in alts] if rev else [])
+    a = (alts if fwd else []) + ([reverse_complement(s) for s in alts_rev] if rev else [])
     return r, a, len(refs)
 
 
@@ -81,7 +85,8 @@ def score_alleles(engine: Any, alleles: list[Allele], strand: str) -> list[dict[
     jobs = [a for a in alleles if a.status == OK]
     values: dict[int, dict[str, Any]] = {}
     if jobs:
-        refs, alts, m = _strand_pairs(strand, [a.windows.ref for a in jobs], [a.windows.alt for a in jobs])
+        refs, alts, m = _strand_pairs(strand, [a.windows.ref for a in jobs], [a.windows.alt for a in jobs],
+                                      [a.windows.alt_rev for a in jobs])
         ll_ref, ll_alt = (np.asarray(x, dtype=np.float64) for x in engine.loglik_pairs(refs, alts))
         for i, a in enumerate(jobs):
             idx = {"both": (i, m + i), "forward": (i,), "reverse": (i,)}[strand]

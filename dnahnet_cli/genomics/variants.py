@@ -2,15 +2,17 @@
 
 Score semantics (used by `score-variants`):
   * every ALT of a record is scored on its own against REF (never ALTs in combination);
-  * the shared suffix, then the shared prefix, of REF and ALT are trimmed internally (the output echoes
-    the original POS/REF/ALT), giving the changed reference span [start0, end0) and the new bases;
-  * the REF window is `window` bases of the reference centred on the change; the ALT window is the same
-    stretch of the ALT haplotype (reference with the change applied) starting at the same base, so both
-    windows have exactly `window` bases: a deletion takes extra flanking bases on the right, an
-    insertion fewer. Equal lengths mean an indel's score carries no length bias;
+  * the shared suffix, then the shared prefix, of REF and ALT are trimmed internally, and an indel in a repeat
+    is left-aligned against the reference (as `bcftools norm`), giving the changed reference span
+    [start0, end0) and the new bases (the output echoes the original POS/REF/ALT);
+  * the REF window is `window` bases of the reference centred on [start0, end0); the ALT windows are stretches
+    of the ALT haplotype (reference with the change applied) of the same length: read forward, the one that
+    starts at the REF window's first base, read reverse-complemented, the one that ends at its last base. On
+    either strand both windows then start at the same base, and a deletion takes extra flanking bases at the
+    far end, an insertion fewer. Equal lengths mean an indel's score carries no length bias;
   * on a circular replicon the windows wrap across the origin; on a linear contig they are moved
     off-centre to stay inside it (window_placement=off_centre; a length-changing allele at the very end
-    of the contig then gives REF and ALT windows that start at different bases: see make_windows), and a
+    of the contig then gives REF and ALT windows that do not share their first base: see make_windows), and a
     contig (or, for a deletion, its ALT haplotype) shorter than the window is used whole (whole_contig);
   * N/IUPAC bases in the flanks are read as context and never scored; an allele holding them is skipped.
 Unscorable ALTs keep their row with a status code (see STATUSES) and no score.
@@ -101,17 +103,38 @@ def trim(ref: str, alt: str) -> tuple[int, str, str]:
     return k, ref[k:], alt[k:]
 
 
+def left_align(genome: Genome, contig: str, start0: int, end0: int, alt: str) -> tuple[int, int, str]:
+    """Move a trimmed insertion or deletion left while the base before it equals its last base, as `bcftools norm`
+    does: (start0, end0, alt). Every spelling of an indel in a repeat then gets the same windows, hence the same
+    score (the ALT haplotype is the same; only the centring differed). Other alleles are returned unchanged."""
+    if (end0 > start0) == bool(alt):  # SNV, MNV or complex
+        return start0, end0, alt
+    moving = genome.fetch(contig, start0, end0) if end0 > start0 else alt  # the deleted or inserted bases
+    while start0 > 0:
+        block = genome.fetch(contig, max(0, start0 - 64), start0)
+        for base in reversed(block):
+            if base != moving[-1]:
+                return start0, end0, "" if end0 > start0 else moving
+            moving = base + moving[:-1]
+            start0, end0 = start0 - 1, end0 - 1
+    return start0, end0, "" if end0 > start0 else moving
+
+
 # -- windows ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WindowPair:
-    """Equal-length REF and ALT windows (forward strand) and where the REF window lies.
+    """Equal-length REF and ALT windows (forward-strand bases) and where the REF window lies.
 
+    `alt` starts at the REF window's first base, for reading both forward; `alt_rev` ends at its last base (in the
+    ALT haplotype), for reading both reverse-complemented: on either strand the two windows then start at the
+    same base and agree up to the change. They differ only for a length-changing allele.
     start0 is in [0, contig length); end = start0 + n may exceed the contig length, which means the
     window wraps across the origin of a circular replicon (circular_wrap=True).
     """
 
     ref: str
     alt: str
+    alt_rev: str
     start0: int
     end: int
     circular_wrap: bool
@@ -122,43 +145,56 @@ class WindowPair:
         return len(self.ref)
 
 
+def _clamp(x: int, lo: int, hi: int) -> int:
+    return min(max(x, lo), hi)
+
+
 def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, window: int) -> WindowPair | None:
     """Windows for replacing reference [start0, end0) by `alt` (trimmed); None when it cannot fit.
 
-    The ALT window is the stretch of the ALT haplotype that starts at the REF window's first base, so
-    both have the same length (see the module docstring). Only for a length-changing allele within its own
-    length of the end of a linear contig, where no common start fits, do the two start at different bases:
-    each is placed as far in as its own sequence allows (a deletion's ALT window starts earlier, an
-    insertion's later), so that both stay inside their sequence.
+    The REF window is centred on the replaced reference bases (an insertion's point), so that it is centred the
+    same way read on either strand. The forward ALT window is the stretch of the ALT haplotype that starts at the
+    REF window's first base, the reverse one the stretch that ends at its last base, all three of one length
+    (see the module docstring). The REF window moves off centre only as far as it must for both ALT windows to
+    hold the new bases and, on a linear contig, for all three to stay inside. Where no such place exists (an
+    insertion longer than about half the window, a length-changing allele within its own length of a contig
+    end, a window as long as the contig), the reverse ALT window, and at a contig end the forward one too, is
+    placed on its own: as close as it can be while holding the new bases inside its sequence.
     """
     length = genome.length(contig)
     reflen, altlen = end0 - start0, len(alt)
-    hap_len = length - reflen + altlen  # length of the ALT haplotype
+    delta = altlen - reflen
+    hap_len = length + delta  # length of the ALT haplotype
     n = min(window, length, hap_len)
     core = max(reflen, altlen)
     if n < core or n < 1:
         return None
-    left = (n - core) // 2
-    ws = start0 - left
+    centred = start0 - (n - reflen) // 2
     placement = "centred" if n == window else "whole_contig"
     circular = genome.is_circular(contig)
-    if circular:
-        hs = ws
+    # starts (REF: reference coordinates, ALT: haplotype coordinates) of windows holding the change
+    ref_lo, ref_hi = end0 - n, start0
+    alt_lo, alt_hi = start0 + altlen - n, start0
+    if not circular:  # ... and inside their sequence
+        ref_lo, ref_hi = max(ref_lo, 0), min(ref_hi, length - n)
+        alt_lo, alt_hi = max(alt_lo, 0), min(alt_hi, hap_len - n)
+    lo, hi = max(ref_lo, alt_lo, alt_lo - delta), min(ref_hi, alt_hi, alt_hi - delta)
+    if lo <= hi:  # one REF window that both ALT windows share an end with: every base keeps its context
+        ws = _clamp(centred, lo, hi)
+    elif max(ref_lo, alt_lo) <= min(ref_hi, alt_hi):  # the forward pair still shares its first base
+        ws = _clamp(centred, max(ref_lo, alt_lo), min(ref_hi, alt_hi))
     else:
-        # first bases a window may start at that hold the whole change and stay inside the contig and the haplotype
-        lo, hi = max(0, start0 + core - n), min(start0, length - n, hap_len - n)
-        if lo <= hi:  # one start for both windows: every base keeps its context up to the change
-            ws = hs = min(max(ws, lo), hi)
-        else:  # a deletion within its own length of the contig end: the ALT window must start earlier
-            ws = min(max(ws, 0), length - n)
-            hs = min(max(ws, start0 + altlen - n, 0), start0, hap_len - n)
-        if placement == "centred" and (ws != start0 - left or hs != ws):
-            placement = "off_centre"
+        ws = _clamp(centred, ref_lo, ref_hi)
+    fs, rs = _clamp(ws, alt_lo, alt_hi), _clamp(ws + delta, alt_lo, alt_hi)  # forward, reverse ALT window starts
+    if placement == "centred" and (ws != centred or fs != ws or rs != ws + delta):
+        placement = "off_centre"
     ref_seq = genome.fetch(contig, ws, ws + n)
-    alt_seq = _haplotype(genome, contig, start0, end0, alt, hs, hs + n)
-    wrap = circular and (ws < 0 or ws + n > length or end0 + (hs + n - start0 - altlen) > length)
+    alt_seq = _haplotype(genome, contig, start0, end0, alt, fs, fs + n)
+    alt_rev = _haplotype(genome, contig, start0, end0, alt, rs, rs + n)
+    # an ALT window reaching past the new bases ends at reference coordinate (its haplotype end - delta)
+    wrap = circular and (ws < 0 or ws + n > length or min(fs, rs) < 0 or max(fs, rs) + n - delta > length)
     s0 = ws % length
-    return WindowPair(ref_seq, alt_seq, s0, s0 + n, bool(wrap), placement)
+    return WindowPair(ref_seq, alt_seq, alt_rev, s0, s0 + n, bool(wrap), placement)
 
 
 def _haplotype(genome: Genome, contig: str, start0: int, end0: int, alt: str, hs: int, he: int) -> str:
@@ -516,12 +552,12 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
         if status == SKIP_OUT_OF_BOUNDS or (a.status == OK and status is not None):  # a REF N at POS 0 is a
             a.status = status                                                          # telomere, not an ambiguity
         if a.status == OK:
-            off, r_core, a.alt_core = trim(ref.upper(), alt.upper())
-            a.start0, a.end0 = start + off, start + off + len(r_core)
+            off, r_core, alt_core = trim(ref.upper(), alt.upper())
+            a.start0, a.end0, a.alt_core = left_align(genome, contig, start + off, start + off + len(r_core), alt_core)
             a.windows = make_windows(genome, contig, a.start0, a.end0, a.alt_core, window)
             if a.windows is None:
                 a.status = SKIP_TOO_LONG
-            elif _n_scored(a.windows.ref) != _n_scored(a.windows.alt):
+            elif not _n_scored(a.windows.ref) == _n_scored(a.windows.alt) == _n_scored(a.windows.alt_rev):
                 # N is context, never scored: when an indel shifts an N run across one window's edge, the REF and
                 # ALT sums cover different numbers of bases and the difference is mostly that count (~1 nat each)
                 a.status = SKIP_N_IN_WINDOW
