@@ -328,3 +328,21 @@ def test_cli_dms_failing_plot_leaves_no_outputs(tmp_path, tiny_model, monkeypatc
                 "--metrics", str(out / "m.json"), "--device", "cpu", "-q"])
     assert isinstance(res.exception, DnahnetError) and "plot failed" in str(res.exception)
     assert not list(out.iterdir())
+
+
+def test_cli_dms_header_records_the_flanks_used(tmp_path, tiny_model):
+    """A --flank that does not fit the window was replaced by an even split, silently, while the header still
+    recorded the requested flank."""
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nA2G,0.1\nK5P,-1.0\n")
+    common = ["eval", "dms", "--gff", str(HERE / "data" / "awkward.gff3"), "--gene", "AWK_0002", "--dms", str(dms),
+              "-m", tiny_model, "--window", "64", "--device", "cpu"]
+    flanks = {}
+    for flank in ("5", "100", None):  # the CDS is 24 nt: 40 bases of flank fit a 64-nt window
+        out = tmp_path / f"f{flank}.tsv"
+        res = _run([*common, "-o", str(out), *(["--flank", flank] if flank else [])])
+        assert res.exit_code == 0, res.output
+        flanks[flank] = next(ln for ln in out.read_text().splitlines() if ln.startswith("##dnahnet_flank="))
+        assert ("does not fit the 64-nt window" in res.output) == (flank == "100"), res.output
+    assert flanks == {"5": "##dnahnet_flank=5; used 5 and 5", "100": "##dnahnet_flank=100; used 20 and 20",
+                      None: "##dnahnet_flank=auto; used 20 and 20"}

@@ -22,7 +22,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
-from dnahnet_cli.genomics.gff import OK, load_annotated_genome
+from dnahnet_cli.genomics.gff import OK, context_window, load_annotated_genome
 from dnahnet_cli.tasks.metrics import spearman
 from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 from dnahnet_cli.commands.common import announce, load_engine
@@ -35,6 +35,17 @@ eval_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def flanks_used(target, size: int, flank: Optional[int]) -> str:
+    """The genomic bases scored before and after the CDS (forward strand): --flank, or less where the CDS and
+    those flanks would not fit the window or a linear contig ends; a CDS longer than the window has none."""
+    g = target.gene
+    lo, hi = min(s.start0 for s in g.cds), max(s.end for s in g.cds)
+    r0, r1 = context_window(g, len(target.seq), target.circular, size, flank)
+    if r0 > lo or r1 < hi:
+        return "none (the CDS is longer than the window: cropped around the mutated codons)"
+    return f"{lo - r0} and {r1 - hi}"
 
 
 def run_dms(
@@ -69,6 +80,9 @@ def run_dms(
     if not window:
         check_windows(target, plans, size, flank, dms)
     announce(engine, quiet, size)
+    flanks = flanks_used(target, size, flank)
+    if flank is not None and not quiet and flanks != f"{flank} and {flank}":
+        sys.stderr.write(f"dnahnet: note: --flank {flank} does not fit the {size}-nt window; flanks used: {flanks}\n")
     score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet), source=dms)
 
     g = target.gene
@@ -76,7 +90,7 @@ def run_dms(
         {"dnahnet_genome": genome_source, "dnahnet_gff": gff, "dnahnet_dms": dms,
          "dnahnet_gene": f"{g.label} {g.name} {g.seqid}:{g.start0 + 1}-{g.end}({g.strand})",
          "dnahnet_region_start": target.region_start, "dnahnet_codons": codons, "dnahnet_window": size,
-         "dnahnet_flank": "auto" if flank is None else flank,
+         "dnahnet_flank": f"{'auto' if flank is None else flank}; used {flanks}",
          "dnahnet_score": "delta = LL(mutant) - LL(wild type), natural log; higher = fitter"},
         engine.provenance)
     ok = [p for p in plans if p.status == OK]
