@@ -185,6 +185,22 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, case):
         assert data.name in lines[0]
 
 
+@pytest.mark.parametrize("bad", ["empty", "not_fasta"])
+def test_a_bad_fasta_inside_a_data_directory_fails_before_anything_is_written(tmp_path, bad):
+    """Files named directly were checked up front; a directory's members only when encoded, after the cache and
+    the run directory had been created."""
+    data = tmp_path / "genomes"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.fa.gz").symlink_to(PLASMIDS)
+    (data / "sub" / "b.fa").write_text("" if bad == "empty" else "chrom\tstart\tend\nchr1\t1\t100\n")
+    res = _cli(["--data", str(data), "--preset", "tiny", "--steps", "1", "--out", str(tmp_path / "run"),
+                "--cache-dir", str(tmp_path / "cache")])
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("dnahnet: error: --data: "), res.stderr
+    assert "b.fa" in res.stderr and ("empty FASTA" if bad == "empty" else "not a FASTA") in res.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
 def test_config_validation_errors(tmp_path):
     with pytest.raises(DnahnetError, match="batch-size"):
         make_config({"batch_size": 0})

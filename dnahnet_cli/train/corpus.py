@@ -66,14 +66,18 @@ def discover_fasta(paths: Sequence[str | os.PathLike], what: str = "--data") -> 
             found = sorted(f for f in p.rglob("*") if f.is_file() and _is_fasta_name(f))
             if not found:
                 raise DnahnetError(f"{what}: no FASTA files (*.fa, *.fasta, *.fna, optionally .gz) in directory {p}")
-            out.extend(found)
         elif p.is_file():
-            if p.stat().st_size == 0:
-                raise DnahnetError(f"{what}: {p}: empty FASTA (no records)")
-            sniff_fasta(p)  # not FASTA at all: one line now, before any cache or run directory is written
-            out.append(p)
+            found = [p]
         else:
             raise DnahnetError(f"{what}: not a file or directory: {p}")
+        for f in found:  # empty or not FASTA at all: one line now, before any cache or run directory is written
+            if f.stat().st_size == 0:
+                raise DnahnetError(f"{what}: {f}: empty FASTA (no records)")
+            try:
+                sniff_fasta(f)
+            except DnahnetError as exc:
+                raise DnahnetError(f"{what}: {exc}") from None
+            out.append(f)
     seen: set[Path] = set()
     return [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]
 
