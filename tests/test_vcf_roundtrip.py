@@ -93,6 +93,20 @@ def test_vcf_output_keeps_every_input_byte_but_the_dnahnet_tags(tmp_path, ckpt):
         assert len(recs[1].info["DNAHNET_STATUS"]) == 2
 
 
+def test_undeclared_reserved_keys_are_declared_as_htslib_would_so_the_header_holds_their_values(tmp_path, ckpt):
+    """AF, SVLEN, DP... were declared with the spec's Number/Type: one AF on a two-ALT record then broke Number=A,
+    and DP=abc under Type=Integer read back as missing. END alone keeps its Integer type (htslib needs it)."""
+    text = ("##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3,length=4641652>\n"
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            "NC_000913.3\t2002\tm\tC\tT,A\t.\t.\tAF=0.5;SVLEN=abc;DP=x\n")
+    out, _ = score(tmp_path, ckpt, "reserved.vcf", text=text)
+    with pysam.VariantFile(str(out)) as vf:
+        assert {k: (vf.header.info[k].number, vf.header.info[k].type) for k in ("AF", "SVLEN", "DP")} == dict.fromkeys(
+            ("AF", "SVLEN", "DP"), (".", "String"))
+        (rec,) = list(vf)
+        assert (rec.info["AF"], rec.info["SVLEN"], rec.info["DP"]) == (("0.5",), ("abc",), ("x",))
+
+
 def test_rescoring_replaces_the_tags_and_bcf_reads_back(tmp_path, ckpt):
     out, _ = score(tmp_path, ckpt, "out.vcf")
     first = out.read_text()

@@ -197,17 +197,11 @@ RESERVED_FORMAT = {
 }
 
 
-# ... and its reserved INFO keys (sections 1.6.1 and 3, structural variants): htslib reads END as the record's end
-# and writes it as an integer, so a String declaration broke BCF output (a TypeError, or END silently dropped)
-RESERVED_INFO = {
-    **dict.fromkeys(("AA", "SVTYPE"), "Number=1,Type=String"), "CIGAR": "Number=A,Type=String",
-    **dict.fromkeys(("AC", "SVLEN"), "Number=A,Type=Integer"), "AF": "Number=A,Type=Float",
-    **dict.fromkeys(("AD", "ADF", "ADR"), "Number=R,Type=Integer"),
-    **dict.fromkeys(("AN", "DP", "END", "MQ0", "NS"), "Number=1,Type=Integer"),
-    **dict.fromkeys(("BQ", "MQ"), "Number=1,Type=Float"), "SB": "Number=4,Type=Integer",
-    **dict.fromkeys(("CIPOS", "CIEND"), "Number=2,Type=Integer"),
-    **dict.fromkeys(("DB", "H2", "H3", "SOMATIC", "VALIDATED", "1000G", "IMPRECISE"), "Number=0,Type=Flag"),
-}
+# An undeclared INFO key is declared as htslib declares it (String, Number=.), which holds whatever its values are;
+# only END is an Integer: htslib reads it as the record's end and writes it as an integer, so a String declaration
+# broke BCF output (a TypeError, or END silently dropped). The spec's types for the other reserved keys (AF Number=A,
+# DP Integer, ...) would contradict records that do not follow them (DP=abc, one AF on a two-ALT record).
+RESERVED_INFO = {"END": "Number=1,Type=Integer"}
 
 
 def _as_text(raw: bytes) -> str:
