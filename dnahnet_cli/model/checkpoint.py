@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -101,15 +102,22 @@ def is_checkpoint_dir(path: str | os.PathLike) -> bool:
 def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
     """Parse and check config.json; DnahnetError names the directory and the problem."""
     ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        raise DnahnetError(f"model directory not found: {ckpt_dir}")
-    cfg_path, weights = ckpt_dir / CONFIG, ckpt_dir / WEIGHTS
-    if not cfg_path.is_file() or not weights.is_file():
-        raise DnahnetError(f"{ckpt_dir}: not a dnahnet checkpoint (needs {CONFIG} and {WEIGHTS})")
     try:
+        if ckpt_dir.is_file():
+            raise DnahnetError(f"{ckpt_dir}: a file; --model takes the model's directory (the folder holding "
+                               f"{CONFIG} and {WEIGHTS})")
+        if not ckpt_dir.is_dir():
+            raise DnahnetError(f"model directory not found: {ckpt_dir}")
+        cfg_path, weights = ckpt_dir / CONFIG, ckpt_dir / WEIGHTS
+        if not cfg_path.is_file() or not weights.is_file():
+            final = ckpt_dir / "final"
+            hint = f"; a train run's model is in {final}" if (final / CONFIG).is_file() else ""
+            raise DnahnetError(f"{ckpt_dir}: not a dnahnet checkpoint (needs {CONFIG} and {WEIGHTS}){hint}")
         info = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DnahnetError(f"{cfg_path}: invalid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DnahnetError(f"{cfg_path}: invalid JSON ({str(exc) or type(exc).__name__})") from None
+    except OSError as exc:  # unreadable: permissions, a damaged disk
+        raise DnahnetError(f"{exc.filename or ckpt_dir}: cannot read the model ({exc.strerror or exc})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT or "config" not in info:
         raise DnahnetError(f"{cfg_path}: not a dnahnet checkpoint config (format {FORMAT!r} expected)")
     if not isinstance(info.get("metadata", {}), dict):
@@ -119,8 +127,10 @@ def read_checkpoint_info(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
         info["model_config"].validate()
         with torch.device("meta"):  # names and shapes only: no memory, no initialisation work
             expected = {k: tuple(v.shape) for k, v in DNAHNet(info["model_config"]).state_dict().items()}
-    except (TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:  # what building can still raise
-        raise DnahnetError(f"{cfg_path}: invalid model config ({exc})") from None
+    except (TypeError, ValueError, KeyError, IndexError, AssertionError, ArithmeticError, RuntimeError,
+            RecursionError) as exc:  # what building can still raise
+        why = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise DnahnetError(f"{cfg_path}: invalid model config ({why})") from None
     header = _safetensors_header(weights)
     info["weights"] = {"tensors": sum(k != "__metadata__" for k in header), "bytes": weights.stat().st_size}
     stored = {k: tuple(v.get("shape", ())) for k, v in header.items() if k != "__metadata__"}
@@ -143,20 +153,42 @@ def _state_mismatch(expected: dict[str, tuple], stored: dict[str, tuple]) -> str
 def _safetensors_header(path: Path) -> dict:
     """The parsed header of a safetensors file, checked against the file's size without reading the tensors:
     a truncated or corrupt weights file is caught by `info` too, not only at load time."""
-    size = path.stat().st_size
     try:
+        size = path.stat().st_size
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
             if size < 8 or n <= 0 or 8 + n > size:
                 raise ValueError(f"header length {n} does not fit a {size}-byte file")
             header = json.loads(fh.read(n))
-        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        spans = []
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = (int(x) for x in entry["data_offsets"])
+            width = FLOAT_BYTES.get(entry["dtype"])
+            if width is None:
+                raise ValueError(f"tensor {name} has dtype {entry['dtype']}; dnahnet weights are floating point "
+                                 f"({', '.join(FLOAT_BYTES)})")
+            if end - begin != width * math.prod(int(d) for d in entry["shape"]):
+                raise ValueError(f"tensor {name}: {end - begin} bytes for shape {entry['shape']} of {entry['dtype']}")
+            spans.append((begin, end))
+        spans.sort()
+        if any(a[1] > b[0] for a, b in zip(spans, spans[1:])) or (spans and spans[0][0] != 0):
+            raise ValueError("tensor byte ranges overlap or leave a gap at the start")
+    except OSError as exc:
+        raise DnahnetError(f"{path}: cannot read the weights ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, UnicodeDecodeError, RecursionError) as exc:
         raise DnahnetError(f"{path}: not a valid safetensors file ({exc})") from None
-    expected = 8 + n + max(ends, default=0)
+    expected = 8 + n + max((end for _, end in spans), default=0)
     if size != expected:
         raise DnahnetError(f"{path}: truncated or corrupt ({size:,} bytes, the header describes {expected:,})")
     return header
+
+
+# the tensor types a dnahnet checkpoint may hold (as safetensors names them), with their widths in bytes
+FLOAT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 
 
 def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DNAHNet, dict]:
@@ -168,8 +200,12 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise DnahnetError(f"{weights}: cannot read weights ({exc})") from None
+    broken = [k for k, v in state.items() if not torch.isfinite(v).all()]
+    if broken:  # a NaN weight makes every likelihood NaN, which scoring would read as N bases: say so now
+        raise DnahnetError(f"{weights}: NaN or infinite values in {len(broken)} tensor(s) ({', '.join(broken[:3])}"
+                           f"{' …' if len(broken) > 3 else ''}); the model is damaged")
     model = DNAHNet(info["model_config"])
-    model.load_state_dict(state, strict=True)  # names and shapes were checked against the header above
+    model.load_state_dict(state, strict=True)  # names, shapes and float types were checked against the header
     metadata = dict(info.get("metadata", {}))
     metadata.setdefault("dnahnet_version", info.get("dnahnet_version"))
     metadata["sha256"] = sha256_file(weights)

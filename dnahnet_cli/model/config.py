@@ -6,6 +6,7 @@ start without importing it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,6 +15,15 @@ from dnahnet_cli.genomics.alphabet import VOCAB_SIZE
 
 # one group of a layout string: a layer kind (m/M Mamba2, t/T attention, e/E r/R l/L Hyena) and its count
 LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
+
+
+# Bounds far above any model this tool can run, so that a damaged or hostile config.json is refused in one line
+# instead of building 10^8 layers or allocating exabytes.
+MAX_STAGES, MAX_LAYERS = 8, 1024
+SIZE_LIMITS = {"d_conv": 64, "expand": 16, "chunk_size": 1 << 16, "vocab_size": 1 << 16, "max_seq_len": 1 << 24,
+               "d_model": 1 << 16, "d_intermediate": 1 << 18, "num_heads": 1024, "rotary_emb_dim": 1 << 16,
+               "window_size": 1 << 24, "d_state": 4096, "headdim": 4096}
+HYENA_LIMITS = {"short_len": 64, "se_len": 1 << 12, "mr_len": 1 << 16, "li_modes": 1024}
 
 
 def _is_int(v: Any) -> bool:
@@ -86,11 +96,18 @@ class ModelConfig:
                     window=self.window_size[stage])
 
     def validate(self) -> None:
+        """Every value a config.json may hold checked before a model is built: a wrong one is a one-line error, not a
+        traceback from deep inside torch, and no size may ask for more than any real model could use."""
         _check_layout(self.arch_layout)
+        if self.n_stages > MAX_STAGES or self.n_layers() > MAX_LAYERS:
+            raise ValueError(f"config.arch_layout: {self.n_stages} stages and {self.n_layers()} layers; at most "
+                             f"{MAX_STAGES} stages and {MAX_LAYERS} layers")
         for key in ("d_conv", "expand", "chunk_size", "vocab_size", "max_seq_len"):  # JSON may hold anything
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"config.{key} must be a positive integer, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= SIZE_LIMITS[key]:
+                raise ValueError(f"config.{key} must be an integer from 1 to {SIZE_LIMITS[key]:,}, not {value!r}")
+        if self.max_seq_len < 2:
+            raise ValueError(f"config.max_seq_len must be at least 2 (BOS + 1 nucleotide), not {self.max_seq_len}")
         s = self.n_stages
         for key in ("d_model", "d_intermediate", "num_heads", "rotary_emb_dim", "window_size"):
             values = getattr(self, key)
@@ -98,20 +115,26 @@ class ModelConfig:
                 raise ValueError(f"config.{key} must be a list of integers, not {values!r}")
             if len(values) != s + 1:
                 raise ValueError(f"config.{key} needs {s + 1} entries for a {s}-stage layout")
+            lowest = {"d_model": 1, "window_size": -1}.get(key, 0)
+            bad = [v for v in values if not lowest <= v <= SIZE_LIMITS[key]]
+            if bad:
+                raise ValueError(f"config.{key} = {values}: each must be from {lowest} to {SIZE_LIMITS[key]:,}"
+                                 + (" (-1: global attention)" if key == "window_size" else ""))
         if any(b < a for a, b in zip(self.d_model, self.d_model[1:])):
             raise ValueError("config.d_model must be non-decreasing from outer to inner stages")
         for key in ("d_state", "headdim"):  # one integer, or one per stage
             value = getattr(self, key)
             values = value if isinstance(value, list) else [value]
-            if not values or not all(_is_int(v) and v >= 1 for v in values) or (
+            if not values or not all(_is_int(v) and 1 <= v <= SIZE_LIMITS[key] for v in values) or (
                     isinstance(value, list) and len(value) != s + 1):
                 raise ValueError(f"config.{key} must be a positive integer or a list of {s + 1}, not {value!r}")
-        if not _is_number(self.ratio_alpha) or self.ratio_alpha < 0:
-            raise ValueError(f"config.ratio_alpha must be a number >= 0, not {self.ratio_alpha!r}")
+        if not _is_number(self.ratio_alpha) or not 0 <= self.ratio_alpha < math.inf:
+            raise ValueError(f"config.ratio_alpha must be a finite number >= 0, not {self.ratio_alpha!r}")
         for key in ("ratio_targets", "lr_multipliers"):
             values = getattr(self, key)
-            if not isinstance(values, list) or not all(_is_number(v) and v > 0 for v in values):
-                raise ValueError(f"config.{key} must be a list of positive numbers, not {values!r}")
+            if not isinstance(values, list) or not all(_is_number(v) and 0 < v < math.inf for v in values):
+                raise ValueError(f"config.{key} must be a list of finite positive numbers, not {values!r}")
+        self._check_hyena()
         if len(self.ratio_targets) != s:
             raise ValueError(f"config.ratio_targets needs {s} entries (one per stage)")
         if any(n <= 1 for n in self.ratio_targets):
@@ -132,6 +155,25 @@ class ModelConfig:
                 if not isinstance(headdim, int) or headdim < 1 or (self.expand * d) % headdim:
                     raise ValueError(f"config.expand x d_model[{stage}] = {self.expand * d} is not divisible by "
                                      f"config.headdim = {headdim!r}")
+
+    def n_layers(self) -> int:
+        """Layers the layout builds, all stages together."""
+        def count(node: Any) -> int:
+            if isinstance(node, str):
+                return sum(int(n) for _, n in LAYOUT_PATTERN.findall(node))
+            return sum(count(part) for part in node) if isinstance(node, list) else 0
+        return count(self.arch_layout)
+
+    def _check_hyena(self) -> None:
+        if not isinstance(self.hyena, dict):
+            raise ValueError(f"config.hyena must be an object of Hyena options, not {self.hyena!r}")
+        unknown = sorted(set(self.hyena) - set(HYENA_LIMITS))
+        if unknown:
+            raise ValueError(f"config.hyena: unknown option(s) {', '.join(unknown)} (known: {', '.join(HYENA_LIMITS)})")
+        for key, value in self.hyena.items():
+            if not _is_int(value) or not 1 <= value <= HYENA_LIMITS[key]:
+                raise ValueError(f"config.hyena.{key} must be an integer from 1 to {HYENA_LIMITS[key]:,}, "
+                                 f"not {value!r}")
 
     def _stage_kinds(self) -> list[set[str]]:
         """The layer kinds (lowercase layout letters: m Mamba2, t attention, ...) of each stage, outer first."""

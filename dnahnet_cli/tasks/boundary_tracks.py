@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dnahnet_cli.errors import DnahnetRuntimeError
 from dnahnet_cli.model.hnet import StageRouting
 
 
@@ -20,6 +21,9 @@ def stage_tracks(stages: list[StageRouting], row: int, n_tokens: int, device: to
     for routing in stages:
         valid = routing.mask[row]
         p = routing.boundary_prob[row][valid].float()
+        if not torch.isfinite(p).all():  # NaN compares False with 0.5: an empty segmentation, not an error
+            raise DnahnetRuntimeError("the model produced NaN boundary probabilities (damaged weights, or an "
+                                      "overflow at this precision: try --dtype float32)")
         track = torch.zeros(n_tokens, device=device)
         track[position[: p.shape[0]]] = p
         tracks.append(track[1:].cpu().numpy())

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dnahnet_cli import __version__
-from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.alphabet import BOS, encode, target_classes
 from dnahnet_cli.model.checkpoint import load_checkpoint
 from dnahnet_cli.model.default_model import resolve_model
@@ -114,7 +114,11 @@ class LikelihoodEngine:
         logp = torch.log_softmax(logits.double(), dim=-1)
         classes = target_classes(next_ids)
         picked = logp.gather(-1, classes.clamp(min=0)[..., None])[..., 0]
-        return torch.where(classes >= 0, picked, torch.full_like(picked, float("nan")))
+        scored = classes >= 0
+        if not torch.isfinite(picked[scored]).all():  # NaN here means N to every caller: a model failure must not
+            raise DnahnetRuntimeError("the model produced NaN or infinite log-probabilities (damaged weights, or an "
+                                      "overflow at this precision: try --dtype float32)")
+        return torch.where(scored, picked, torch.full_like(picked, float("nan")))
 
     def _with_bos(self, seqs: Sequence[str]) -> list[np.ndarray]:
         return [np.concatenate([[BOS], self.encode(s)]).astype(np.int64) for s in seqs]
