@@ -1,10 +1,12 @@
 """`dnahnet check`: passes on a sound install, fails loudly when outputs drift from the shipped values."""
 
+import hashlib
 import json
 import subprocess
 import sys
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.model.lm import DNAHNet
@@ -31,17 +33,30 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
 
     bf16 = bool(cpu_bf16_features())  # the --dtype auto check runs where auto means bf16, else is skipped
     scan = cpu_kernels() != "torch"  # the kernel check runs where the compiled CPU scan builds (a C compiler)
-    assert res.stdout.count("PASS") == 4 + bf16 + scan and "FAIL" not in res.stdout
+    assert res.stdout.count("PASS") == 5 + bf16 + scan and "FAIL" not in res.stdout
+    assert "PASS  weights are those the reference values were recorded for  [sha256 " in res.stdout
     assert res.stdout.count("SKIP") == 2 - bf16 - scan
     assert ("PASS  fast kernels vs plain-PyTorch reference" if scan else "SKIP  fast kernels") in res.stdout
     assert (f"{2 - bf16 - scan} skipped" in res.stdout) if bf16 + scan < 2 else "skipped" not in res.stdout
     ref = json.loads((model_dir / "check.json").read_text())
     assert ref["sequence_length"] == 2000 and 1.5 < ref["bits_per_nt"] < 2.5
-    ref["total_loglik"] *= 1.001  # a 0.1% drift must be caught
+    assert ref["weights_sha256"] == hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
+    for change, failed in (({"total_loglik": ref["total_loglik"] * 1.001}, "log-likelihood of the check sequence"),
+                           ({"boundaries_per_stage": ref["boundaries_per_stage"][:1]}, "boundary counts per stage")):
+        (model_dir / "check.json").write_text(json.dumps({**ref, **change}))  # a 0.1% drift; a stage missing
+        res = run("check", "--model", str(model_dir), "--device", "cpu")
+        assert res.returncode == 1
+        assert f"FAIL  {failed}" in res.stdout and "not numerically sound" in res.stdout
+        assert res.stdout.count("  FAIL  ") == 1, res.stdout
+    # weights changed next to their reference values: a 5% change of the largest tensor moves the check sequence's
+    # log-likelihood by ~1e-6 (it once passed every check); the recorded hash does not match
     (model_dir / "check.json").write_text(json.dumps(ref))
+    state = load_file(str(model_dir / "model.safetensors"))
+    big = max(state, key=lambda k: state[k].numel())
+    state[big] *= 1.05
+    save_file(state, str(model_dir / "model.safetensors"))
     res = run("check", "--model", str(model_dir), "--device", "cpu")
-    assert res.returncode == 1
-    assert "FAIL  log-likelihood of the check sequence" in res.stdout and "not numerically sound" in res.stdout
+    assert res.returncode == 1 and "FAIL  weights are those the reference values were recorded for" in res.stdout
 
 
 def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_path):
@@ -75,7 +90,10 @@ def test_damaged_reference_values_are_a_one_line_error(tmp_path):
     torch.manual_seed(0)
     model_dir = tmp_path / "m"
     save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
-    for text, detail in (('{"total_loglik": -26', "Expecting"), ('{"total_loglik": -2606.6}', "missing 'bits_per_nt'")):
+    for text, detail in (('{"total_loglik": -26', "Expecting"), ('{"total_loglik": -2606.6}', "missing 'bits_per_nt'"),
+                         ('{"total_loglik": 0, "bits_per_nt": 1, "boundaries_per_stage": [1, 2]}', "finite negative"),
+                         ('{"total_loglik": -9, "bits_per_nt": 1, "boundaries_per_stage": "691"}', "list of counts"),
+                         ("[1]", "not a JSON object")):  # the middle two: a ZeroDivisionError, a TypeError
         (model_dir / "check.json").write_text(text)
         res = run("check", "--model", str(model_dir), "--device", "cpu")
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr

@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  SKIP  {c.name}: {c.skipped}")
                 continue
             status = "PASS" if c.passed else "FAIL"
-            typer.echo(f"  {status}  {c.name}: deviation {c.value:.2e} (tolerance {c.tolerance:.0e})"
-                       + (f"  [{c.detail}]" if c.detail else ""))
+            measured = "" if c.exact else f": deviation {c.value:.2e} (tolerance {c.tolerance:.0e})"
+            typer.echo(f"  {status}  {c.name}{measured}" + (f"  [{c.detail}]" if c.detail else ""))
         ran = [c for c in checks if not c.skipped]
         failed = [c for c in ran if not c.passed]
         if failed:

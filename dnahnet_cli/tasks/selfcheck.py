@@ -13,6 +13,7 @@ A silent precision or kernel fallback shows up as a FAIL instead of as quietly w
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Check:
     tolerance: float
     detail: str = ""
     skipped: str = ""  # why the check did not run ("" = it ran); a skipped check counts as passed
+    exact: bool = False  # an identity (hashes), not a measured deviation: reported without one
 
 
 def check_sequence() -> str:
@@ -59,10 +61,12 @@ def reference_values(engine: LikelihoodEngine, seq: str) -> dict:
 
 
 def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
-    """Record the reference values next to the weights (done when a model is shipped)."""
+    """Record the reference values next to the weights (done when a model is shipped), with the weights' sha256:
+    the values of a fixed 2-kb sequence hardly move when one tensor is changed by a few percent, the hash does."""
     path = Path(model_dir) / REFERENCE_FILE
+    values = {**reference_values(engine, check_sequence()), "weights_sha256": engine.provenance.get("sha256")}
     with atomic_output(path) as fh:
-        fh.write(json.dumps(reference_values(engine, check_sequence()), indent=2) + "\n")
+        fh.write(json.dumps(values, indent=2) + "\n")
     return path
 
 
@@ -70,8 +74,20 @@ def _read_reference(path: Path) -> dict:
     """The shipped reference values; a damaged file is a one-line error naming it, not a traceback."""
     try:
         ref = json.loads(path.read_text(encoding="utf-8"))
-        float(ref["total_loglik"]), float(ref["bits_per_nt"]), [float(x) for x in ref["boundaries_per_stage"]]
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        if not isinstance(ref, dict):
+            raise ValueError("not a JSON object")
+        total, _, stages = ref["total_loglik"], ref["bits_per_nt"], ref["boundaries_per_stage"]
+        length = ref.get("sequence_length")
+        if isinstance(total, bool) or not isinstance(total, (int, float)) or not -math.inf < total < 0:
+            raise ValueError(f"total_loglik must be a finite negative number, not {total!r}")
+        if not isinstance(stages, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                   for x in stages):
+            raise ValueError(f"boundaries_per_stage must be a list of counts, not {stages!r}")
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
+            raise ValueError(f"sequence_length must be an integer, not {length!r}")
+        if not isinstance(ref.get("weights_sha256", ""), (str, type(None))):
+            raise ValueError("weights_sha256 must be a string")
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise DnahnetError(f"{path}: not valid reference values ({detail}); restore it from the model's release, "
                            f"or remove it to skip this check") from None
@@ -92,13 +108,22 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path, writing_reference: boo
                                "(dnahnet check --model DIR --write-reference records them)"))
     else:
         ref = _read_reference(ref_path)
+        recorded, have = ref.get("weights_sha256"), engine.provenance.get("sha256")
+        if recorded:  # reference values recorded before the hash was: the value checks alone
+            checks.append(Check("weights are those the reference values were recorded for", recorded == have,
+                                float(recorded != have), 0.0, f"sha256 {str(have)[:12]} vs {recorded[:12]}",
+                                exact=True))
+        if ref.get("sequence_length", len(seq)) != len(seq):
+            raise DnahnetError(f"{ref_path}: recorded for a {ref['sequence_length']}-nt check sequence, this "
+                               f"installation's is {len(seq)} nt; record it again with --write-reference")
         rel = abs(now["total_loglik"] - ref["total_loglik"]) / abs(ref["total_loglik"])
         checks.append(Check("log-likelihood of the check sequence vs shipped value", rel <= tol, rel, tol,
-                            f"{now['bits_per_nt']:.5f} vs {ref['bits_per_nt']:.5f} bits/nt"))
-        moved = max((abs(a - b) / max(b, 1) for a, b in zip(now["boundaries_per_stage"], ref["boundaries_per_stage"])),
-                    default=0.0)  # a model without stages (Transformer++, Mamba2, StripedHyena2) has no boundaries
-        checks.append(Check("boundary counts per stage vs shipped values", moved <= 0.01, moved, 0.01,
-                            f"{now['boundaries_per_stage']} vs {ref['boundaries_per_stage']}"))
+                            f"{now['total_loglik'] / len(seq) / -math.log(2):.5f} vs "
+                            f"{ref['total_loglik'] / len(seq) / -math.log(2):.5f} bits/nt"))
+        a, b = now["boundaries_per_stage"], ref["boundaries_per_stage"]
+        # a model without stages (Transformer++, Mamba2, StripedHyena2) has no boundaries; other stage counts fail
+        moved = max((abs(x - y) / max(y, 1) for x, y in zip(a, b)), default=0.0) if len(a) == len(b) else math.inf
+        checks.append(Check("boundary counts per stage vs shipped values", moved <= 0.01, moved, 0.01, f"{a} vs {b}"))
     checks.append(_incremental_check(engine, seq[:300], tol))
     checks.append(_batch_check(engine, seq, tol))
     checks.extend(_kernel_checks(engine, seq[:1024]))
