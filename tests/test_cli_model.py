@@ -134,3 +134,17 @@ def test_bad_root_options_are_one_line_errors():
         assert res.returncode == 2 and "--kernels fast needs CUDA" in res.stderr and res.stderr.count("\n") == 1
     res = run("--threads", "0", "presets")
     assert res.returncode == 2
+
+
+def test_info_reads_odd_training_metadata_without_a_traceback(tmp_path):
+    """config.json's metadata is free JSON: a step that is text, or a train_config that is a list, crashed `info`."""
+    assert run("init", "--preset", "tiny", "-o", str(tmp_path / "m")).returncode == 0
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for metadata, shown in (({"step": "abc", "train_config": {"steps": 5}}, "step abc"),
+                            ({"step": 3, "train_config": [1]}, "step 3"),
+                            ({"step": 3, "train_config": {"steps": 10}, "val_bpn": 1.9}, "step 3 of 10")):
+        cfg_path.write_text(json.dumps({**cfg, "metadata": metadata}))
+        res = run("info", str(tmp_path / "m"))
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert shown in res.stdout

@@ -162,10 +162,10 @@ def _training_summary(meta: dict) -> list[str]:
         return [json.dumps(meta["training"])]
     if "step" not in meta:
         return []  # `init`: an untrained model
-    tc = meta.get("train_config") or {}
-    val = meta.get("val_bpn")
-    parts = [f"step {meta['step']:,} of {tc.get('steps', '?'):,}" if isinstance(tc.get("steps"), int)
-             else f"step {meta['step']}",
+    tc = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}  # JSON may hold anything
+    val, step = meta.get("val_bpn"), meta["step"]
+    parts = [f"step {step:,} of {tc['steps']:,}" if isinstance(step, int) and isinstance(tc.get("steps"), int)
+             else f"step {step}",
              f"val {val:.4f} bits/nt" if isinstance(val, (int, float)) else "no validation",
              f"seq_len {tc.get('seq_len', '?')} x batch {tc.get('batch_size', '?')}",
              f"precision {meta.get('precision', '?')}"]
