@@ -143,7 +143,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-model-emptydir", [*SV, "{d}/v.vcf", "--model", "{d}/emptydir", *O], ["emptydir"]),
     ("sv-model-badcfg", [*SV, "{d}/v.vcf", "--model", "{d}/badcfg", *O], ["badcfg"]),
     ("sv-model-truncw", [*SV, "{d}/v.vcf", "--model", "{d}/truncw", *O], ["truncw"]),
-    ("sv-model-is-file", [*SV, "{d}/v.vcf", "--model", "{d}/existing.txt", *O], ["existing.txt"]),
+    ("sv-model-is-file", [*SV, "{d}/v.vcf", "--model", "{d}/existing.txt", *O], ["existing.txt", "directory"]),
+    ("sv-model-empty", [*SV, "{d}/v.vcf", "--model", "", *O], ["--model is empty"]),  # an unset $MODEL: was "."
     ("info-missing", ["info", "{d}/nomodel"], ["nomodel"]),
     ("info-emptydir", ["info", "{d}/emptydir"], ["emptydir"]),
     ("info-badcfg", ["info", "{d}/badcfg"], ["badcfg"]),

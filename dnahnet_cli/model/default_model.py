@@ -13,6 +13,8 @@ MODEL_HELP = "Checkpoint directory (default: the reference model shipped with dn
 def resolve_model(model: str | Path | None) -> Path:
     """The checkpoint to use: the one given, else the shipped default (an error if it is not installed)."""
     if model is not None:
+        if not str(model).strip():  # Path("") is ".": an unset shell variable must not load the current folder
+            raise DnahnetError("--model is empty: give a model directory (or leave --model out for the default)")
         return Path(model)
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         raise DnahnetError(
