@@ -389,21 +389,25 @@ def test_indel_moving_an_n_across_one_window_edge_is_skipped(app, ckpt, tmp_path
     """N is never scored. A deletion's ALT window reaches 5 bases further right; with N there, the ALT sum
     covered 4 fewer bases than the REF sum and the score rose by ~1 nat per N (0.8 -> 4.9 nats)."""
     clean = "TGATAGCAGCTTCTGAACTGGTTACCTGCCGTGAGTAAATTAAAATTTTATTGACTTAGGTCACTAAATACTTTAACCAA"
-    gapped = clean[:41] + "N" * 8 + clean[49:]
+    right = clean[:41] + "N" * 8 + clean[49:]  # reached by the forward ALT window only (REF window [7, 39))
+    left = clean[:4] + "N" + clean[5:]  # reached by the reverse ALT window only: it starts 5 bases earlier
     vcf = tmp_path / "v.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    "c\t20\tdel5\tGGTTAC\tG\t.\t.\t.\n"
                    "c\t55\tsnv\tC\tG\t.\t.\t.\n")
-    for seq, status in ((clean, "OK"), (gapped, "SKIP_N_IN_WINDOW")):
+    skip = "SKIP_N_IN_WINDOW"
+    for seq, expect in ((clean, ("OK", "OK", "OK")), (right, (skip, skip, "OK")), (left, (skip, "OK", skip))):
         fa = tmp_path / "g.fa"
         fa.write_text(f">c\n{seq}\n")
         for idx in fa.parent.glob("g.fa.*"):
             idx.unlink()
-        res = run(app, "score-variants", fa, vcf, "--model", ckpt, "--window", 32, "--dtype", "float32", "-q")
-        assert res.exit_code == 0, res.output
-        df = table(res.stdout).set_index("id")
-        assert df.loc["del5", "status"] == status
-        assert df.loc["snv", "status"] == "OK"  # an N inside both windows changes nothing
+        for strand, status in zip(("both", "forward", "reverse"), expect):  # only the windows scored count
+            res = run(app, "score-variants", fa, vcf, "--model", ckpt, "--window", 32, "--dtype", "float32", "-q",
+                      "--strand", strand)
+            assert res.exit_code == 0, res.output
+            df = table(res.stdout).set_index("id")
+            assert df.loc["del5", "status"] == status, (seq, strand)
+            assert df.loc["snv", "status"] == "OK"  # an N inside both windows changes nothing
 
 
 def test_output_into_a_pipe_is_tsv_and_not_indexed(app, ckpt, tmp_path):
@@ -422,3 +426,23 @@ def test_output_into_a_pipe_is_tsv_and_not_indexed(app, ckpt, tmp_path):
     assert res.exit_code == 0, res.output
     assert got and table(got[0])["status"].eq("OK").all() and fifo.is_fifo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]
+
+
+def test_the_circular_hint_is_given_for_windows_moved_by_a_linear_end_only(app, ckpt, tmp_path):
+    """A long insertion gets off-centre ALT windows anywhere; on a contig already circular the hint to declare
+    contigs circular was wrong."""
+    seq = Genome.open(GENOME).fetch(ECOLI, 30_000, 30_300)
+    fa = tmp_path / "g.fa"
+    fa.write_text(f">c\n{seq}\n")
+    vcf = tmp_path / "v.vcf"
+    ins = "GATTACAGA"  # longer than half the 16-nt window
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   f"c\t150\tins9\t{seq[149]}\t{seq[149]}{ins}\t.\t.\t.\n")
+    end = f"c\t2\tsnv\t{seq[1]}\t{'A' if seq[1] != 'A' else 'C'}\t.\t.\t.\n"  # 2nd base: the window must move
+    for extra, records, hinted in ((["--all-circular"], "", False), ([], "", False), ([], end, True)):
+        if records:
+            vcf.write_text(vcf.read_text() + records)
+        res = run(app, "score-variants", fa, vcf, "--model", ckpt, "--window", 16, "--dtype", "float32", *extra)
+        assert res.exit_code == 0, res.output
+        assert table(res.stdout).set_index("id").loc["ins9", "window_placement"] == "off_centre"
+        assert ("1 ALT alleles near the ends of linear contigs" in res.stderr) == hinted, res.stderr

@@ -167,6 +167,54 @@ def test_left_align_moves_indels_to_the_start_of_their_repeat_and_leaves_other_a
     assert left_align(edge, "c", 2, 3, "") == (0, 1, "")  # stops at the first base
 
 
+@pytest.mark.parametrize("circular", [False, True])
+def test_windows_on_the_reverse_complemented_genome_are_the_mirror_image(circular):
+    """Scoring the reverse-complemented genome and VCF must give the same strand-averaged score: its REF window is
+    the reverse complement of this one, its forward ALT window that of this reverse one and vice versa, wherever
+    window - len(REF span) is even and left-aligning moves the allele on neither strand. The fallback for
+    alleles no single REF window can pair on both strands once preferred the forward pair, which broke this."""
+    from dnahnet_cli.genomics.alphabet import reverse_complement as rc
+
+    rng = random.Random(11)
+    checked = 0
+    for trial in range(3000):
+        length = rng.randrange(20, 90)
+        seq = "".join(rng.choice("ACGT") for _ in range(length))
+        g, g_rc = Genome.from_dict({"c": seq}), Genome.from_dict({"c": rc(seq)})
+        if circular:
+            g.set_circular(["c"]), g_rc.set_circular(["c"])
+        start = rng.randrange(0, length + 1)
+        end = min(length, start + rng.choice([0, 0, 1, 1, 2, 3, 7]))
+        k = rng.choice([0, 1, 2, 5, 11]) if end > start else rng.choice([1, 3, 9])
+        alt = "".join(rng.choice("ACGT") for _ in range(k))
+        window = rng.randrange(1, length + 12)
+        n = min(window, length, length - (end - start) + len(alt))
+        if (n - (end - start)) % 2 or trim(seq[start:end], alt) != (0, seq[start:end], alt):  # parity; trimmed
+            continue
+        if left_align(g, "c", start, end, alt) != (start, end, alt):
+            continue
+        s_rc, e_rc = length - end, length - start
+        if left_align(g_rc, "c", s_rc, e_rc, rc(alt)) != (s_rc, e_rc, rc(alt)):
+            continue
+        w, w_rc = make_windows(g, "c", start, end, alt, window), make_windows(g_rc, "c", s_rc, e_rc, rc(alt), window)
+        assert (w is None) == (w_rc is None)
+        if w is None:
+            continue
+        assert (w_rc.ref, w_rc.alt, w_rc.alt_rev) == (rc(w.ref), rc(w.alt_rev), rc(w.alt)), (seq, start, alt, window)
+        assert w_rc.placement == w.placement and w_rc.circular_wrap == w.circular_wrap
+        checked += 1
+    assert checked > 500
+
+
+def test_an_insertion_after_the_last_base_of_a_circular_contig_is_not_a_wrap_unless_a_window_crosses():
+    g = Genome.from_dict({"c": "ACGTTGCAAGCTTCGATCGA"})
+    g.set_circular(["c"])
+    w = make_windows(g, "c", 20, 20, "G", 1)  # a 1-nt window holding only the inserted base: [20, 21) is [0, 1)
+    assert (w.start0, w.end, w.ref, w.alt, w.circular_wrap) == (0, 1, "A", "G", False)
+    w = make_windows(g, "c", 20, 20, "GGGG", 8)  # centred on the origin: it does cross
+    assert w.circular_wrap and w.start0 == 16
+
+
 def test_contig_ends_linear_off_centre_and_circular_wrap():
     g = _genome(5, 100)
     seq = g.fetch("c", 0, 100)

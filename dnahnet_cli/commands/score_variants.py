@@ -99,7 +99,8 @@ def score_alleles(engine: Any, alleles: list[Allele], strand: str) -> list[dict[
             }
     rows = []
     for a in alleles:
-        row = {"chrom": a.chrom, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt, "alt_index": a.alt_index,
+        row = {"chrom": a.chrom, "contig": a.contig, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt,
+               "alt_index": a.alt_index,
                "variant_class": a.variant_class, "status": a.status,
                "ref_end": a.pos + max(len(a.ref), 1) - 1}  # the tabix index spans REF, as `tabix -p vcf` does
         if a.windows is not None:
@@ -207,10 +208,10 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
             declared = info_lines(strand) + (CALIBRATION_INFO_LINES if background else [])
             writer = (VcfWriter(fh, vin.header_text(), declared, meta, note=None if quiet else note)
                       if fmt in ("vcf", "bcf") else TsvWriter(fh, columns, meta, na=na))
-            for chunk in _chunked_records(vin, genome, rename, window, strict):
+            for chunk in _chunked_records(vin, genome, rename, window, strict, strand):
                 for row in _write_chunk(writer, engine, chunk, strand, keep, background):
                     counts[row["status"]] += 1
-                    off_centre += row.get("window_placement") == "off_centre"
+                    off_centre += _moved_by_a_linear_end(row, genome)
                 done += len(chunk)
                 progress.update(done)
             if isinstance(writer, VcfWriter):
@@ -233,6 +234,15 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     return counts
 
 
+def _moved_by_a_linear_end(row: dict[str, Any], genome: Genome) -> bool:
+    """An off-centre window that a linear contig's end pushed inwards (what the circular hint is about); windows
+    off centre for a long insertion, anywhere on any contig, are not."""
+    if row.get("window_placement") != "off_centre":
+        return False
+    contig = row["contig"]  # the FASTA's name (after --chrom-map)
+    return not genome.is_circular(contig) and (row["window_start0"] == 0 or row["window_end"] == genome.length(contig))
+
+
 def _auto_chr(vin: VcfInput, used: list[str], genome: Genome, rename: dict[str, str],
               quiet: bool) -> dict[str, str]:
     """--chrom-map plus the renames --auto-chr infers, each said on stderr."""
@@ -243,13 +253,13 @@ def _auto_chr(vin: VcfInput, used: list[str], genome: Genome, rename: dict[str, 
     return {**rename, **{old: new for old, (new, _) in inferred.items()}}
 
 
-def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], window: int,
-                     strict: bool) -> Iterable[list[tuple[Any, list[Allele], str]]]:
+def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], window: int, strict: bool,
+                     strand: str) -> Iterable[list[tuple[Any, list[Allele], str]]]:
     """(record, its alleles, its line as written) in input order, in chunks of about CHUNK_ALLELES alleles."""
     chunk: list[tuple[Any, list[Allele], str]] = []
     n = 0
     for line, rec, text in vin.records_with_text():
-        alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict)
+        alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict, strand=strand)
         chunk.append((rec, alleles, text))
         n += len(alleles)
         if n >= CHUNK_ALLELES:

@@ -157,9 +157,10 @@ def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, 
     REF window's first base, the reverse one the stretch that ends at its last base, all three of one length
     (see the module docstring). The REF window moves off centre only as far as it must for both ALT windows to
     hold the new bases and, on a linear contig, for all three to stay inside. Where no such place exists (an
-    insertion longer than about half the window, a length-changing allele within its own length of a contig
-    end, a window as long as the contig), the reverse ALT window, and at a contig end the forward one too, is
-    placed on its own: as close as it can be while holding the new bases inside its sequence.
+    insertion longer than about half the window; on a linear contig, a deletion of k bases when the contig is
+    less than 2k longer than the window, or a length-changing allele within its own length of an end), the REF
+    window stays nearest the centre and each ALT window is placed on its own, as close as it can be while
+    holding the new bases inside its sequence.
     """
     length = genome.length(contig)
     reflen, altlen = end0 - start0, len(alt)
@@ -179,21 +180,20 @@ def make_windows(genome: Genome, contig: str, start0: int, end0: int, alt: str, 
         ref_lo, ref_hi = max(ref_lo, 0), min(ref_hi, length - n)
         alt_lo, alt_hi = max(alt_lo, 0), min(alt_hi, hap_len - n)
     lo, hi = max(ref_lo, alt_lo, alt_lo - delta), min(ref_hi, alt_hi, alt_hi - delta)
-    if lo <= hi:  # one REF window that both ALT windows share an end with: every base keeps its context
-        ws = _clamp(centred, lo, hi)
-    elif max(ref_lo, alt_lo) <= min(ref_hi, alt_hi):  # the forward pair still shares its first base
-        ws = _clamp(centred, max(ref_lo, alt_lo), min(ref_hi, alt_hi))
-    else:
-        ws = _clamp(centred, ref_lo, ref_hi)
+    # one REF window that both ALT windows share an end with: every base keeps its context; else the REF window
+    # nearest the centre, each ALT window clamped on its own (the same rule on both strands, so that scoring the
+    # reverse-complemented genome places every window as the mirror image of this one)
+    ws = _clamp(centred, lo, hi) if lo <= hi else _clamp(centred, ref_lo, ref_hi)
     fs, rs = _clamp(ws, alt_lo, alt_hi), _clamp(ws + delta, alt_lo, alt_hi)  # forward, reverse ALT window starts
     if placement == "centred" and (ws != centred or fs != ws or rs != ws + delta):
         placement = "off_centre"
     ref_seq = genome.fetch(contig, ws, ws + n)
     alt_seq = _haplotype(genome, contig, start0, end0, alt, fs, fs + n)
     alt_rev = _haplotype(genome, contig, start0, end0, alt, rs, rs + n)
-    # an ALT window reaching past the new bases ends at reference coordinate (its haplotype end - delta)
-    wrap = circular and (ws < 0 or ws + n > length or min(fs, rs) < 0 or max(fs, rs) + n - delta > length)
     s0 = ws % length
+    turn = ws - s0  # a whole turn when the window starts at the contig's end (an insertion after its last base)
+    # an ALT window reaching past the new bases ends at reference coordinate (its haplotype end - delta)
+    wrap = circular and (s0 + n > length or min(fs, rs) - turn < 0 or max(fs, rs) - turn + n - delta > length)
     return WindowPair(ref_seq, alt_seq, alt_rev, s0, s0 + n, bool(wrap), placement)
 
 
@@ -532,10 +532,11 @@ class Allele:
 
 
 def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: dict[str, str],
-                  window: int, vcf_path: str = "VCF", strict: bool = False) -> list[Allele]:
+                  window: int, vcf_path: str = "VCF", strict: bool = False, strand: str = "both") -> list[Allele]:
     """Alleles of a record with statuses and, for scorable ones, their windows.
 
-    A REF that differs from the FASTA gives SKIP_REF_MISMATCH, or a DnahnetError under strict=True.
+    A REF that differs from the FASTA gives SKIP_REF_MISMATCH, or a DnahnetError under strict=True. `strand`
+    (both, forward, reverse) names the ALT windows that will be scored, which the N check looks at.
     """
     ref = rec.ref or ""
     alts = list(rec.alts) if rec.alts else [None]
@@ -557,7 +558,8 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
             a.windows = make_windows(genome, contig, a.start0, a.end0, a.alt_core, window)
             if a.windows is None:
                 a.status = SKIP_TOO_LONG
-            elif not _n_scored(a.windows.ref) == _n_scored(a.windows.alt) == _n_scored(a.windows.alt_rev):
+            elif any(_n_scored(a.windows.ref) != _n_scored(alt_window) for alt_window in
+                     [a.windows.alt] * (strand != "reverse") + [a.windows.alt_rev] * (strand != "forward")):
                 # N is context, never scored: when an indel shifts an N run across one window's edge, the REF and
                 # ALT sums cover different numbers of bases and the difference is mostly that count (~1 nat each)
                 a.status = SKIP_N_IN_WINDOW
