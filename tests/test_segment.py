@@ -20,7 +20,7 @@ from dnahnet_cli.model.hnet import chunk_indices
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 from dnahnet_cli.tasks.segment import (
     BIT, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, class_codes, parse_region, parse_stages, parse_strands,
-    segment_region, tile_windows,
+    fetch_span, segment_region, tile_windows,
 )
 
 from conftest import shared_data
@@ -70,9 +70,12 @@ def motif_engine():
     return LikelihoodEngine(install_motif_routers(micro_model()), {"model": "motif"}, device="cpu")
 
 
-def run_bed(engine, seqs: dict, strand="+", tile=256, overlap=64, region=None, stages=(1, 2), bedgraph=False, block=8):
+def run_bed(engine, seqs: dict, strand="+", tile=256, overlap=64, region=None, stages=(1, 2), bedgraph=False, block=8,
+            circular=False):
     """Segment every contig (or one region) to a BED string (and bedGraph strings)."""
     genome = Genome.from_dict(seqs)
+    if circular:
+        genome.set_circular(seqs)
     opts = SegmentOptions(list(stages), parse_strands(strand), tile, overlap, tiles_per_block=block)
     out = io.StringIO()
     bed = BedWriter(out)
@@ -80,7 +83,7 @@ def run_bed(engine, seqs: dict, strand="+", tile=256, overlap=64, region=None, s
     graphs = {k: BedGraphWriter(v) for k, v in buffers.items()}
     regions = [region] if region else [Region(n, 0, len(s)) for n, s in sorted(seqs.items())]
     for reg in regions:
-        segment_region(engine, genome, reg, opts, bed, graphs, circular=False)
+        segment_region(engine, genome, reg, opts, bed, graphs, circular=circular)
     return out.getvalue(), {k: v.getvalue() for k, v in buffers.items()}
 
 
@@ -157,6 +160,24 @@ def test_tile_size_invariance_and_oracle(motif_engine):
     assert all(int(x[2]) == int(y[1]) for x, y in zip(lines, lines[1:]))
     high = {p for f in lines if float(f[3]) > 0.5 for p in range(int(f[1]), int(f[2]))}
     assert high == {s for s, _, st, stage in rows if st == "+" and stage == 1}
+
+
+@pytest.mark.parametrize("length", [60, 240])  # shorter than the kept part of a tile (192 nt), and between it and a tile
+def test_a_small_circular_contig_is_read_with_its_wrap_around_context(motif_engine, length):
+    """A circular contig that fits in one tile once got no 5' context across the origin (or less than --overlap),
+    so it was segmented as if linear: here the 'CAG' across the origin must cut at base 0 on both stages."""
+    rng = np.random.default_rng(1)
+    body = "".join(rng.choice(list("TC"), length - 3))  # no A: the only AG is the one across the origin
+    seq = "G" + body + "CA"
+    bed, graphs = run_bed(motif_engine, {"p": seq}, tile=256, overlap=64, bedgraph=True, circular=True)
+    first = [line.split("\t")[:4] for line in graphs[("+", 1)].splitlines() if line.split("\t")[1] == "0"]
+    assert first == [["p", "0", "1", "0.9"]], graphs[("+", 1)][:200]
+    assert {stage for start, _, strand, stage in parse(bed) if start == 0} == {1, 2}  # a chunk starts at 0
+    linear, _ = run_bed(motif_engine, {"p": seq}, tile=256, overlap=64)
+    assert not any(start == 0 for start, *_ in parse(linear))  # read as linear, base 0 follows BOS: no cut there
+    kept = min(length, 192)  # the full --overlap of context, not what one turn of the contig leaves of it
+    assert fetch_span(0, kept, "+", 64, length, True) == (-64, kept)
+    assert fetch_span(0, kept, "-", 64, length, True) == (0, kept + 64)
 
 
 def test_region_coordinates_are_genomic(motif_engine):

@@ -130,11 +130,17 @@ def tile_windows(region: Region, tile: int, overlap: int) -> list[tuple[int, int
 
 
 def fetch_span(k0: int, k1: int, strand: str, overlap: int, n: int, circular: bool) -> tuple[int, int]:
-    """Genome interval to read for a kept part: `overlap` bases of 5' context (wrapping on circular contigs)."""
+    """Genome interval to read for a kept part: `overlap` bases of 5' context (wrapping on circular contigs, as
+    many turns as it takes: a plasmid shorter than the overlap is read as the circle it is)."""
     if circular:
-        ctx = min(overlap, n - (k1 - k0))
-        return (k0 - ctx, k1) if strand == "+" else (k0, k1 + ctx)
+        return (k0 - overlap, k1) if strand == "+" else (k0, k1 + overlap)
     return (max(0, k0 - overlap), k1) if strand == "+" else (k0, min(n, k1 + overlap))
+
+
+def fetch_circular(genome, chrom: str, f0: int, f1: int) -> str:
+    """Bases [f0, f1) of a contig, wrapping across its origin any number of times (Genome.fetch: one turn)."""
+    n = genome.length(chrom)
+    return "".join(genome.fetch(chrom, pos, min(pos + n, f1)) for pos in range(f0, f1, n))
 
 
 def boundary_mask(tracks: Sequence[np.ndarray], stage: int, lo: int, hi: int) -> np.ndarray:
@@ -157,7 +163,7 @@ def iter_track_blocks(engine, genome, region: Region, strands: Sequence[str], op
         for k0, k1 in windows[i: i + opts.tiles_per_block]:
             for strand in strands:
                 f0, f1 = fetch_span(k0, k1, strand, opts.overlap, n, circular)
-                seq = genome.fetch(region.chrom, f0, f1)
+                seq = fetch_circular(genome, region.chrom, f0, f1) if circular else genome.fetch(region.chrom, f0, f1)
                 jobs.append((strand, k0, k1, f0, f1))
                 seqs.append(seq if strand == "+" else reverse_complement(seq))
         for (strand, k0, k1, f0, f1), per_stage in zip(jobs, engine.boundaries(seqs)):
