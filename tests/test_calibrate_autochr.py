@@ -164,9 +164,18 @@ def test_a_read_only_cache_serves_its_backgrounds_and_no_home_is_one_line(app, c
     assert res.exit_code == 0 and "##dnahnet_calibration=30 random SNVs" in res.stdout, res.output
     cached.unlink()  # not there: scored for this run, not cached
     res = run(app, *args)
-    assert res.exit_code == 0 and "not cached (read-only cache folder)" in res.stdout and not cached.exists()
+    assert res.exit_code == 0 and "not cached (read-only or no cache folder)" in res.stdout and not cached.exists()
     for name in ("HOME", "XDG_CACHE_HOME", "DNAHNET_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(calibration.os.path, "expanduser", lambda p: p)  # what it returns with no home at all
     with pytest.raises(DnahnetError, match="no home directory to cache the background in; set DNAHNET_CACHE_DIR"):
         calibration.default_cache_dir()
+    # ... and the default folder unusable (no home, a read-only home): scored for this run, not an error as it was
+    notes = []
+    assert calibration.default_cache_or_none(notes.append) is None and "not cached" in notes[0]
+    res = run(app, *args[:-2])  # no --calibrate-cache
+    assert res.exit_code == 0 and "not cached (read-only or no cache folder)" in res.stdout, res.output
+    monkeypatch.setenv("DNAHNET_CACHE_DIR", str(tmp_path / "blocker" / "x"))  # asked for, unusable: still an error
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(DnahnetError, match="DNAHNET_CACHE_DIR"):
+        calibration.default_cache_or_none(notes.append)

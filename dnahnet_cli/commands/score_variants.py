@@ -28,7 +28,7 @@ from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           format_value, is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
-from dnahnet_cli.tasks.calibration import Background, default_cache_dir, default_cache_source, load_or_build, prepare_cache_dir
+from dnahnet_cli.tasks.calibration import Background, default_cache_or_none, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
     ref_status, resolve_contig,
@@ -159,7 +159,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
     check_one_stdin({"REF": ref, "VCF": vcf, "--gff": gff})
     if calibrate is not None:
         calibrate_cache = (prepare_cache_dir(calibrate_cache) if calibrate_cache else
-                           prepare_cache_dir(default_cache_dir(), default_cache_source()))
+                           default_cache_or_none((lambda _: None) if quiet else note))
     genome = Genome.open(ref, quiet=quiet)
     bases = sum(genome.lengths.values())
     if calibrate is not None and calibrate > bases:  # refused before the model loads, not after sampling

@@ -69,6 +69,20 @@ def prepare_cache_dir(cache_dir: Path, option: str = "--calibrate-cache") -> Pat
     return cache_dir  # a read-only cache still serves the backgrounds it holds (a shared one filled by a first job)
 
 
+def default_cache_or_none(note: Callable[[str], None]) -> Optional[Path]:
+    """The default cache folder, ready; None when the user chose none and the default cannot be used (no home, a
+    read-only home on a cluster): the background is then scored for this run and not cached, as with a read-only
+    cache. A DNAHNET_CACHE_DIR that cannot be used is an error: the user asked for it."""
+    if os.environ.get("DNAHNET_CACHE_DIR"):
+        return prepare_cache_dir(default_cache_dir(), "DNAHNET_CACHE_DIR")
+    try:
+        return prepare_cache_dir(default_cache_dir(), default_cache_source())
+    except DnahnetError as exc:
+        note(f"calibration: {exc}; the background is scored for this run, not cached (DNAHNET_CACHE_DIR or "
+             "--calibrate-cache keeps it)")
+        return None
+
+
 def genome_digest(genome: Genome) -> str:
     """sha256 of every record's name, length and upper-cased bases: the same sequences give the same key
     whatever the file is called or how it is compressed."""
@@ -112,7 +126,7 @@ class Background:
         return (f"{len(self.scores)} random SNVs (seed {p['seed']}) of the reference, same model, window and "
                 f"strands; mean {self.mean:.4g}, sd {self.sd:.4g}; score_percentile = % of background scores "
                 f"<= score (low = more damaging than most random SNVs), score_z = (score - mean) / sd; "
-                f"background {self.path or 'not cached (read-only cache folder)'}")
+                f"background {self.path or 'not cached (read-only or no cache folder)'}")
 
 
 def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
@@ -187,19 +201,20 @@ def _read_cached(path: Path, params: dict[str, Any]) -> Optional[np.ndarray]:
 
 
 def load_or_build(genome: Genome, engine: Any, score: Callable[[list[Allele]], list[dict]], window: int,
-                  strand: str, n: int, seed: int, cache_dir: Path,
+                  strand: str, n: int, seed: int, cache_dir: Optional[Path],
                   note: Callable[[str], None] = lambda _: None,
                   progress: Optional[Callable[[int], None]] = None) -> Background:
-    """The cached background for these settings, or a new one scored with `score` (and cached)."""
+    """The cached background for these settings, or a new one scored with `score` (and cached, when cache_dir is
+    a folder that can be written)."""
     if n < 2:
         raise DnahnetError(f"--calibrate must be >= 2 background SNVs, not {n}")
     params = background_params(genome, engine, window, strand, n, seed)
-    path = _cache_path(cache_dir, params)
-    cached = _read_cached(path, params) if path.exists() else None
+    path = _cache_path(cache_dir, params) if cache_dir is not None else None
+    cached = _read_cached(path, params) if path is not None and path.exists() else None
     if cached is not None:
         note(f"calibration: reusing the background of {len(cached)} SNVs in {path}")
         return Background(cached, params, path)
-    note(f"calibration: scoring {n} background SNVs (cached in {path} for later runs)")
+    note(f"calibration: scoring {n} background SNVs" + (f" (cached in {path} for later runs)" if path else ""))
     alleles, rows = sample_snvs(genome, n, seed, window), []
     for start in range(0, n, _SCORE_CHUNK):
         rows += score(alleles[start : start + _SCORE_CHUNK])
@@ -208,6 +223,8 @@ def load_or_build(genome: Genome, engine: Any, score: Callable[[list[Allele]], l
     scores = np.sort(np.array([r["score"] for r in rows if r.get("score") is not None], dtype=np.float64))
     if len(scores) < 2:
         raise DnahnetError(f"calibration: only {len(scores)} of {n} background SNVs could be scored")
+    if path is None:
+        return Background(scores, params, None)
     if not os.access(path.parent, os.W_OK):
         note(f"calibration: {path.parent} is read-only: the background is used for this run, not cached")
         return Background(scores, params, None)
