@@ -315,3 +315,28 @@ def test_a_damaged_or_foreign_library_in_the_cache_is_rebuilt_not_loaded(tmp_pat
         assert status().startswith("compiled C kernels") and lib.read_bytes() == whole
     os.chmod(lib, 0o777)  # writable by anyone: not loaded as it is
     assert status().startswith("compiled C kernels") and not os.stat(lib).st_mode & 0o022
+
+
+@pytest.mark.parametrize("where", ["default", "DNAHNET_KERNEL_CACHE"])
+def test_the_kernel_cache_is_reused_under_umask_002(tmp_path, where):
+    """Under umask 002 (common on clusters) the cache folder came out group-writable, so the library in it was
+    never trusted: every job of an array recompiled it and replaced it under the others."""
+    code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
+    env = {k: v for k, v in os.environ.items() if k != "DNAHNET_KERNEL_CACHE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    folder = tmp_path / "xdg" / "dnahnet" / "kernels"
+    if where != "default":
+        folder = tmp_path / "mine" / "kernels"
+        env["DNAHNET_KERNEL_CACHE"] = str(folder)
+    if where == "default":  # left group-writable by an earlier version: made private again
+        folder.mkdir(parents=True)
+        folder.chmod(0o775)
+    seen = []
+    for _ in range(2):
+        res = subprocess.run(["bash", "-c", f"umask 002; exec {sys.executable} -c '{code}'"], capture_output=True,
+                             text=True, env=env, timeout=300)
+        assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr
+        (lib,) = folder.glob("mamba2_cpu-*.so")
+        seen.append((lib.stat().st_ino, lib.stat().st_mtime_ns))
+    assert seen[0] == seen[1]  # built once, then loaded
+    assert not folder.stat().st_mode & 0o022

@@ -193,3 +193,44 @@ def test_a_fresh_index_appears_whole_or_not_at_all(tmp_path):
     gz = tmp_path / "many.fa.gz"  # bgzip: the .gzi too
     pysam.tabix_compress(str(fa), str(gz))
     assert len(Genome.open(gz, quiet=True).names) == n and Path(f"{gz}.gzi").is_file()
+
+
+@pytest.mark.parametrize("bgzip", [False, True])
+def test_a_duplicate_record_name_is_refused_whoever_built_the_index(tmp_path, bgzip):
+    """The duplicate check ran only when this job built the .fai, after putting it in place: a parallel job (or a
+    .fai from `samtools faidx`) found the index and silently lost the second record of that name."""
+    text = ">chrA\n" + "A" * 50 + "\n>chrB\n" + "C" * 30 + "\n>chrA x\n" + "G" * 40 + "\n"
+    fa = write(tmp_path / "dup.fa", text)
+    if bgzip:
+        pysam.tabix_compress(str(fa), str(tmp_path / "dup.fa.gz"))
+        fa = tmp_path / "dup.fa.gz"
+    with pytest.raises(DnahnetError, match="record chrA: duplicate sequence name"):
+        Genome.open(fa, quiet=True)
+    assert not Path(f"{fa}.fai").exists()  # never put in place for another job to trust
+    pysam.faidx(str(fa))  # as `samtools faidx` leaves it (with a warning)
+    assert Path(f"{fa}.fai").exists()
+    with pytest.raises(DnahnetError, match="record chrA: duplicate sequence name"):
+        Genome.open(fa, quiet=True)
+
+
+def test_a_stale_index_another_job_removes_first_is_rebuilt_not_a_fallback(tmp_path, capsys, monkeypatch):
+    """Jobs started together on a reference with an out-of-date .fai: one removed it, the others' unlink then
+    failed and they read the whole genome into memory (with a note), which can break a cluster job's memory."""
+    import os
+
+    fa = write(tmp_path / "g.fa", ">c1\n" + "A" * 60 + "\n")
+    Genome.open(fa, quiet=True).close()
+    fai = Path(f"{fa}.fai")
+    old = fa.stat().st_mtime - 60
+    os.utime(fai, (old, old))
+    real_unlink = Path.unlink
+
+    def raced(self, missing_ok=False):  # the other job got there first
+        if self == fai and self.exists():
+            real_unlink(self)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", raced)
+    genome = Genome.open(fa)
+    err = capsys.readouterr().err
+    assert "into memory" not in err and fai.exists() and genome.fetch("c1", 0, 3) == "AAA", err

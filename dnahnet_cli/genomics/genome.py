@@ -10,12 +10,13 @@ stray character fails with a message naming the file, the record and the positio
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pysam
 
@@ -208,50 +209,82 @@ def sniff_fasta(path: Path) -> None:
 def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     """pysam.FastaFile, but a duplicated record name is an error, not an htslib warning.
 
-    When htslib builds the .fai it keeps the first of two same-named records and only warns; the warning is
-    caught (stderr redirected while indexing) and the fresh index removed, so the next run fails the same way.
+    htslib keeps the first of two same-named records and only warns. dnahnet builds the .fai under a temporary
+    name and puts it in place only when htslib had no such warning, so a parallel job never finds an index that
+    hides a record; an index found in place (e.g. from `samtools faidx`) is checked against the FASTA's header
+    lines.
     """
     fai = Path(f"{p}.fai")
     _drop_stale_index(p, [fai, Path(f"{p}.gzi")], quiet)
-    fresh = not fai.exists()
-    with tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(capture.fileno(), 2)
-        try:
-            if fresh:
-                _build_index(p)
-            fasta = pysam.FastaFile(str(p))
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        messages = capture.read().decode("utf-8", "replace")
-    dup = re.search(r'Ignoring duplicate sequence "([^"]*)"', messages)
-    if dup:
+    built = "" if fai.exists() else _build_index(p)
+    with _captured_stderr() as captured:
+        fasta = pysam.FastaFile(str(p))
+    messages = built + captured()
+    if len(fasta.references) < _count_headers(p):  # an index that dropped a same-named record
         fasta.close()
-        if fresh:
-            fai.unlink(missing_ok=True)
-        raise DnahnetError(f"{p}: record {dup.group(1)}: duplicate sequence name")
+        seen: set[str] = set()
+        dup = next((name for name in _header_names(p) if name in seen or seen.add(name)), "?")
+        raise DnahnetError(f"{p}: record {dup}: duplicate sequence name")
     if messages.strip():
         sys.stderr.write(messages)
     return fasta
 
 
-def _build_index(p: Path) -> None:
-    """Write p.fai (and p.gzi for bgzip) under temporary names and rename them into place. htslib writes the .fai
-    in place, piece by piece, and parallel jobs on a fresh reference read it half-written: they failed, or saw a
-    genome with records missing and said nothing."""
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[Callable[[], str]]:
+    """What htslib writes to fd 2 meanwhile (a callable returning it once the block ends), off the terminal."""
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        text: list[str] = []
+        try:
+            yield lambda: "".join(text)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text.append(capture.read().decode("utf-8", "replace"))
+
+
+def _count_headers(p: Path) -> int:
+    """Header lines of a FASTA, read at disk (or gunzip) speed: bytes.count over blocks, no per-line work."""
+    count, last = 0, b"\n"
+    with (gzip.open if _is_gzip(p) else open)(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            count += block.count(b"\n>") + (block[:1] == b">" and last == b"\n")
+            last = block[-1:]
+    return count
+
+
+def _header_names(p: Path) -> Iterator[str]:
+    with (gzip.open if _is_gzip(p) else open)(p, "rb") as fh:
+        for line in fh:
+            if line.startswith(b">"):
+                words = line[1:].decode("utf-8", "replace").split(None, 1)
+                yield words[0] if words else ""
+
+
+def _build_index(p: Path) -> str:
+    """Write p.fai (and p.gzi for bgzip) under temporary names and rename them into place; returns what htslib
+    said. htslib writes the .fai in place, piece by piece, and parallel jobs on a fresh reference read it
+    half-written: they failed, or saw a genome with records missing and said nothing. The index of a FASTA with a
+    duplicated name is never put in place (a DnahnetError instead), so no other job can find and trust it."""
     gz = is_bgzf(p)
     temps = {}
     try:
         for suffix in (".gzi", ".fai") if gz else (".fai",):
             fd, temps[suffix] = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f"{suffix}.tmp", dir=p.parent)
             os.close(fd)
-        try:
-            pysam.faidx(str(p), "--fai-idx", temps[".fai"], *(["--gzi-idx", temps[".gzi"]] if gz else []))
-        except pysam.utils.SamtoolsError as exc:  # the caller loads such a file into memory instead
-            raise OSError(str(exc).strip().splitlines()[-1]) from None
+        with _captured_stderr() as captured:
+            try:
+                pysam.faidx(str(p), "--fai-idx", temps[".fai"], *(["--gzi-idx", temps[".gzi"]] if gz else []))
+            except pysam.utils.SamtoolsError as exc:  # the caller loads such a file into memory instead
+                raise OSError(str(exc).strip().splitlines()[-1]) from None
+        messages = captured()
+        dup = re.search(r'Ignoring duplicate sequence "([^"]*)"', messages)
+        if dup:
+            raise DnahnetError(f"{p}: record {dup.group(1)}: duplicate sequence name")
         for suffix, tmp in temps.items():  # the .gzi first: a .fai in place means the pair is complete
             os.chmod(tmp, new_file_mode())
             os.replace(tmp, f"{p}{suffix}")
@@ -259,18 +292,23 @@ def _build_index(p: Path) -> None:
         for tmp in temps.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    return messages
 
 
 def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
     """An index older than its FASTA may describe another file (htslib would read the wrong bases without a
     word): remove it so that it is rebuilt, as `samtools faidx` would (OSError when it cannot be removed)."""
     mtime = p.stat().st_mtime
-    present = [i for i in indexes if i.exists()]
-    if not any(i.stat().st_mtime < mtime for i in present):
+    ages = {}
+    for index in indexes:  # a parallel job may be removing a stale index right now: gone is as good as removed
+        with contextlib.suppress(FileNotFoundError):
+            ages[index] = index.stat().st_mtime
+    present = list(ages)
+    if not any(age < mtime for age in ages.values()):
         return
     for index in present:  # the .fai and .gzi are built together: rebuild both
         try:
-            index.unlink()
+            index.unlink(missing_ok=True)
         except OSError as exc:  # Genome.open then reads the FASTA into memory, with a note
             raise OSError(f"{index.name} is older than the FASTA and cannot be rebuilt here: {exc.strerror}") from None
     if not quiet:

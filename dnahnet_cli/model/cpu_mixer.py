@@ -51,7 +51,11 @@ def _cache_dir() -> Path:
             chosen = Path(os.environ["DNAHNET_KERNEL_CACHE"])
         else:
             chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
-        chosen.mkdir(parents=True, exist_ok=True)
+            if chosen.is_dir() and not _private(chosen) and chosen.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+                os.chmod(chosen, chosen.stat().st_mode & ~0o022)  # made group-writable under umask 002 before
+        # never group- or world-writable, whatever the umask (002 on many clusters): a library is only loaded from
+        # a private folder, and a folder that is not would rebuild it on every run
+        chosen.mkdir(parents=True, exist_ok=True, mode=0o755)
         if os.access(chosen, os.W_OK):
             return chosen
     except (OSError, RuntimeError):  # RuntimeError: Path.home() without HOME or a passwd entry
