@@ -220,11 +220,12 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     with _captured_stderr() as captured:
         fasta = pysam.FastaFile(str(p))
     messages = built + captured()
-    if len(fasta.references) < _count_headers(p):  # an index that dropped a same-named record
-        fasta.close()
+    if len(fasta.references) < _count_headers(p):  # an index that dropped a same-named (or an empty) record
         seen: set[str] = set()
-        dup = next((name for name in _header_names(p) if name in seen or seen.add(name)), "?")
-        raise DnahnetError(f"{p}: record {dup}: duplicate sequence name")
+        dup = next((name for name in _header_names(p) if name in seen or seen.add(name)), None)
+        if dup is not None:
+            fasta.close()
+            raise DnahnetError(f"{p}: record {dup}: duplicate sequence name")
     if messages.strip():
         sys.stderr.write(messages)
     return fasta
