@@ -144,8 +144,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-model-badcfg", [*SV, "{d}/v.vcf", "--model", "{d}/badcfg", *O], ["badcfg"]),
     ("sv-model-truncw", [*SV, "{d}/v.vcf", "--model", "{d}/truncw", *O], ["truncw"]),
     ("sv-model-is-file", [*SV, "{d}/v.vcf", "--model", "{d}/existing.txt", *O], ["existing.txt", "directory"]),
-    ("sv-model-empty", [*SV, "{d}/v.vcf", "--model", "", *O], ["--model is empty"]),  # an unset $MODEL: was "."
+    ("sv-model-empty", [*SV, "{d}/v.vcf", "--model", "", *O], ["model directory given is empty"]),  # unset $MODEL: was "."
     ("info-missing", ["info", "{d}/nomodel"], ["nomodel"]),
+    ("info-empty", ["info", ""], ["model directory given is empty"]),  # a path argument: typer made it "."
+    ("train-init-empty", ["train", "--data", "{d}/g.fa", "--init", "", "--out", "{d}/out/run"], ["--init is empty"]),
     ("info-emptydir", ["info", "{d}/emptydir"], ["emptydir"]),
     ("info-badcfg", ["info", "{d}/badcfg"], ["badcfg"]),
     ("info-truncw", ["info", "{d}/truncw"], ["truncw"]),

@@ -346,3 +346,16 @@ def test_cli_dms_header_records_the_flanks_used(tmp_path, tiny_model):
         assert ("does not fit the 64-nt window" in res.output) == (flank == "100"), res.output
     assert flanks == {"5": "##dnahnet_flank=5; used 5 and 5", "100": "##dnahnet_flank=100; used 20 and 20",
                       None: "##dnahnet_flank=auto; used 20 and 20"}
+
+
+def test_cli_dms_flank_clipped_by_a_contig_end_is_not_called_a_window_misfit(tmp_path, tiny_model):
+    """CDS 26 nt + 2 x 16 fits a 64-nt window; the 70-nt linear contig clips one flank to 14, which the note once
+    blamed on the window."""
+    dms = tmp_path / "dms.csv"
+    dms.write_text("mutant,DMS_score\nS2G,0.1\n")
+    out = tmp_path / "o.tsv"
+    res = _run(["eval", "dms", "--gff", str(HERE / "data" / "awkward.gff3"), "--gene", "AWK_0008", "--dms", str(dms),
+                "-m", tiny_model, "--window", "64", "--flank", "16", "--device", "cpu", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "does not fit" not in res.output
+    assert "##dnahnet_flank=16; used 16 and 14" in out.read_text()

@@ -81,8 +81,10 @@ def run_dms(
         check_windows(target, plans, size, flank, dms)
     announce(engine, quiet, size)
     flanks = flanks_used(target, size, flank)
-    if flank is not None and not quiet and flanks != f"{flank} and {flank}":
-        sys.stderr.write(f"dnahnet: note: --flank {flank} does not fit the {size}-nt window; flanks used: {flanks}\n")
+    cds = max(s.end for s in target.gene.cds) - min(s.start0 for s in target.gene.cds)
+    if flank is not None and not quiet and cds + 2 * flank > size:  # (a linear contig's end may clip it too)
+        sys.stderr.write(f"dnahnet: note: --flank {flank} does not fit the {size}-nt window with the {cds}-nt CDS; "
+                         f"flanks used: {flanks}\n")
     score_plans(target, plans, engine, size, flank, Progress("eval dms mutants", quiet=quiet), source=dms)
 
     g = target.gene

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("info")
     def info_cmd(
-        model_dir: Optional[Path] = typer.Argument(None, help="Checkpoint directory (default: the shipped reference model)."),
+        model_dir: Optional[str] = typer.Argument(None, help="Checkpoint directory (default: the shipped reference model)."),
         json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
         device: bool = typer.Option(False, "--device", help="Describe this machine instead: threads, bf16 support, what --dtype auto picks and why."),
     ) -> None:

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[List[Path]] = typer.Option(None, "--data", help="Training FASTA/FASTA.gz file or directory (repeat for more)."),
         val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation FASTA file or directory (repeat for more)."),
         preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Model preset (see `dnahnet presets`), e.g. tiny, small, base, base-tpp."),
-        init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint directory instead of a preset."),
+        init: Optional[str] = typer.Option(None, "--init", help="Start from this checkpoint directory instead of a preset."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with any training option (see examples/train.toml)."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory: checkpoints/, final/, metrics.jsonl, cache/. Default: run."),
         seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window length in tokens incl. BOS (paper: 8192). Default: 8192."),
@@ -63,9 +63,11 @@ def register(app: typer.Typer) -> None:
         from dnahnet_cli.train.trainer import load_toml, train
 
         options = load_toml(config) if config is not None else {}
+        if init is not None and not init.strip():  # Path('') would be '.', the current folder
+            raise DnahnetError("--init is empty ('': an unset shell variable?); give a checkpoint directory")
         cli = {
             "data": [str(p) for p in data] if data else None, "val": [str(p) for p in val] if val else None,
-            "preset": preset, "init": str(init) if init else None, "out": str(out) if out else None,
+            "preset": preset, "init": init, "out": str(out) if out else None,
             "seq_len": seq_len, "batch_size": batch_size, "grad_accum": grad_accum, "steps": steps, "lr": lr,
             "alpha": alpha, "ratio_targets": _floats(ratio_targets, "--ratio-targets"), "resume": resume,
             "seed": seed, "device": device, "threads": threads or explicit_threads(), "dtype": dtype,

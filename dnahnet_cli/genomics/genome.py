@@ -216,11 +216,14 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     """
     fai = Path(f"{p}.fai")
     _drop_stale_index(p, [fai, Path(f"{p}.gzi")], quiet)
-    built = "" if fai.exists() else _build_index(p)
+    found = fai.exists()
+    built = "" if found else _build_index(p)
     with _captured_stderr() as captured:
         fasta = pysam.FastaFile(str(p))
     messages = built + captured()
-    if len(fasta.references) < _count_headers(p):  # an index that dropped a same-named (or an empty) record
+    # an index found in place may have dropped a same-named (or an empty) record; reading the headers costs a pass
+    # over the file, so only files up to _VERIFY_BYTES on disk are checked (every bacterial genome, and then some)
+    if found and p.stat().st_size <= _VERIFY_BYTES and len(fasta.references) < _count_headers(p):
         seen: set[str] = set()
         dup = next((name for name in _header_names(p) if name in seen or seen.add(name)), None)
         if dup is not None:
@@ -229,6 +232,9 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     if messages.strip():
         sys.stderr.write(messages)
     return fasta
+
+
+_VERIFY_BYTES = 32 << 20
 
 
 @contextlib.contextmanager
@@ -309,6 +315,9 @@ def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
         return
     for index in present:  # the .fai and .gzi are built together: rebuild both
         try:
+            with contextlib.suppress(FileNotFoundError):
+                if index.stat().st_mtime >= mtime:  # another job has just rebuilt it: keep theirs
+                    continue
             index.unlink(missing_ok=True)
         except OSError as exc:  # Genome.open then reads the FASTA into memory, with a note
             raise OSError(f"{index.name} is older than the FASTA and cannot be rebuilt here: {exc.strerror}") from None

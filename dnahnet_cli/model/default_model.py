@@ -14,7 +14,8 @@ def resolve_model(model: str | Path | None) -> Path:
     """The checkpoint to use: the one given, else the shipped default (an error if it is not installed)."""
     if model is not None:
         if not str(model).strip():  # Path("") is ".": an unset shell variable must not load the current folder
-            raise DnahnetError("--model is empty: give a model directory (or leave --model out for the default)")
+            raise DnahnetError("the model directory given is empty ('': an unset shell variable?); give a directory, "
+                               "or leave it out for the default model")
         return Path(model)
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         raise DnahnetError(
