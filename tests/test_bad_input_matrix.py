@@ -31,6 +31,8 @@ def d(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bad")
     shutil.copy(EX / "ecoli_k12_20kb.fa", d / "g.fa")
     shutil.copy(EX / "ecoli_k12_20kb.gff3", d / "a.gff3")
+    (d / "a.gff3.gz").write_bytes(gzip.compress((EX / "ecoli_k12_20kb.gff3").read_bytes()))  # plain gzip
+    (d / "dms_as_labels.csv").write_text("mutant,DMS_score\nM1H,0.1475\n")  # a DMS table given as --labels
     shutil.copy(EX / "ecoli_k12_20kb.vcf", d / "v.vcf")
     torch.manual_seed(0)
     save_checkpoint(d / "m", DNAHNet(get_preset("tiny")), {"preset": "tiny"})
@@ -109,7 +111,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-posbig-strict", [*SV, "{d}/posbig.vcf", "--strict", *M, *O], ["posbig.vcf", "999999"]),
     ("sv-badpos", [*SV, "{d}/badpos.vcf", *M, *O], ["badpos.vcf", "line 4"]),
     ("sv-fewcols", [*SV, "{d}/fewcols.vcf", *M, *O], ["fewcols.vcf", "line 4"]),
-    ("sv-unknown-contig", [*SV, "{d}/unkcontig.vcf", *M, *O], ["chrZ"]),
+    ("sv-unknown-contig", [*SV, "{d}/unkcontig.vcf", *M, *O], ["chrZ", "--auto-chr", "--chrom-map"]),
+    ("sv-gff-as-vcf", [*SV, "{d}/a.gff3.gz", *M, *O], ["a.gff3.gz"]),  # spooled: the message named the spool
     ("sv-contig-length", [*SV, "{d}/lenmm.vcf", *M, *O], ["lenmm.vcf", "length"]),
     ("sv-ref-mismatch-strict", [*SV, "{d}/refmm.vcf", "--strict", *M, *O], ["refmm.vcf", "REF"]),
     ("sv-trunc-vcf", [*SV, "{d}/trunc.vcf.gz", *M, *O], ["trunc.vcf.gz"]),
@@ -195,6 +198,9 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("es-nogenes-gff", [*ES, "--gff", "{d}/nogenes.gff3", *M, *O], ["nogenes.gff3"]),
     ("es-wrongseq-gff", [*ES, "--gff", "{d}/wrongseq.gff3", *M, *O], ["chrZ"]),
     ("es-protocol", [*ES, "--gff", "{d}/a.gff3", "--protocol", "crispr", *M, *O], ["--protocol"]),
+    ("es-labels-not-labels", [*ES, "--gff", "{d}/a.gff3", *M, *O, "--labels", "{d}/dms_as_labels.csv"],
+     ["line 2", "'M1H,0.1475'"]),  # the line as written: it was shown as 'M1H 0.1475'
+    ("es-plot-jpg", [*ES, "--gff", "{d}/a.gff3", *M, *O, "--plot", "{d}/out/p.jpg"], ["unknown image type .jpg"]),
     ("es-anchor", [*ES, "--gff", "{d}/a.gff3", "--anchor", "middle", *M, *O], ["--anchor"]),
     ("es-positions-paper", [*ES, "--gff", "{d}/a.gff3", "--positions", "0.5", *M, *O], ["--positions"]),
     ("es-positions-text", [*ES, "--gff", "{d}/a.gff3", "--protocol", "cassette", "--positions", "abc", *M, *O], ["--positions"]),

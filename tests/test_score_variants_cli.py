@@ -446,3 +446,23 @@ def test_the_circular_hint_is_given_for_windows_moved_by_a_linear_end_only(app, 
         assert res.exit_code == 0, res.output
         assert table(res.stdout).set_index("id").loc["ins9", "window_placement"] == "off_centre"
         assert ("1 ALT alleles near the ends of linear contigs" in res.stderr) == hinted, res.stderr
+
+
+def test_vcf_gz_output_is_indexed_all_skipped_warns_and_a_gff_as_vcf_names_no_spool(app, ckpt, tmp_path):
+    """-o x.vcf.gz got no tabix index while -o x.tsv.gz did; a run that scored nothing exited 0 without a word;
+    a gzipped GFF given as the VCF got an error naming dnahnet's temporary spool file."""
+    out = tmp_path / "s.vcf.gz"
+    res = run(app, "score-variants", GENOME, REAL_VCF, "--model", ckpt, *FAST, "-o", out)
+    assert res.exit_code == 0, res.output
+    with pysam.VariantFile(str(out)) as vf:
+        assert len(list(vf.fetch(ECOLI, 93_000, 93_100))) == 1  # needs the .tbi
+    skipped = tmp_path / "skip.vcf"
+    skipped.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                       f"{ECOLI}\t100\ta\tA\t<DEL>\t.\t.\t.\n")
+    res = run(app, "score-variants", GENOME, skipped, "--model", ckpt, "--window", W, "--dtype", "float32")
+    assert res.exit_code == 0 and "warning: no ALT allele was scored" in res.stderr, res.stderr
+    gff = tmp_path / "annot.gff.gz"
+    gff.write_bytes(gzip.compress((EX / "ecoli_k12_20kb.gff3").read_bytes()))
+    res = run(app, "score-variants", GENOME, gff, "--model", ckpt, *FAST)
+    message = str(res.exception)
+    assert isinstance(res.exception, DnahnetError) and "annot.gff.gz" in message and "dnahnet-vcf-" not in message

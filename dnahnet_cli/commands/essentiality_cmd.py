@@ -72,6 +72,7 @@ def run_essentiality(
     check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
     if plot:
         require_matplotlib()
+        image_format(plot)  # a bad extension: refused before any work
     check_one_stdin({"GENOME": genome_path, "--gff": gff, "--labels": labels})
     circular_names = split_names(circular)
     annotation, genome, genome_source = load_annotated_genome(genome_path, gff, circular_names)

@@ -64,6 +64,7 @@ def run_dms(
     check_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
     if plot:
         require_matplotlib()
+        image_format(plot)  # a bad extension: refused before any work
     check_one_stdin({"GENOME": genome_path, "--gff": gff, "--dms": dms, "--protein": protein_path})
     annotation, genome, genome_source = load_annotated_genome(genome_path, gff)
     protein = read_protein(protein_path) if protein_path else None

@@ -216,8 +216,9 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                 progress.update(done)
             if isinstance(writer, VcfWriter):
                 writer.close()
-    if fmt == "tsv" and is_bgzip_name(output) and not writes_in_place(Path(output)):  # a pipe cannot be indexed
-        index = tabix_index_tsv(output, end_col=VARIANT_COLUMNS.index("ref_end"))
+    if fmt in ("tsv", "vcf") and is_bgzip_name(output) and not writes_in_place(Path(output)):  # not a pipe
+        index = (tabix_index_tsv(output, end_col=VARIANT_COLUMNS.index("ref_end")) if fmt == "tsv" else
+                 tabix_index_tsv(output, preset="vcf"))
         if not quiet:
             note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "
                  "so no tabix index was written")
@@ -225,6 +226,8 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         note(f"score-variants: {n_records} records, {sum(counts.values())} ALT alleles ({summary or 'none'}) "
              f"in {progress.elapsed():.1f} s")
+        if counts and not counts.get(OK):
+            note(f"warning: no ALT allele was scored: every one was skipped ({summary}; the status column says why)")
         if counts.get(SKIP_REF_MISMATCH):
             note(f"{counts[SKIP_REF_MISMATCH]} ALT alleles skipped: REF differs from {ref} "
                  "(--strict makes this an error)")

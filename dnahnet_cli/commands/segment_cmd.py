@@ -58,6 +58,7 @@ def run_segment(
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
     if plot:
         require_matplotlib()  # now, not after the whole genome has been segmented
+        image_format(plot)  # a bad extension: refused before any work
     check_one_stdin({"GENOME": genome_path, "--gff": gff})
     outputs = {"--output": output, "--report": report,
                "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot}

@@ -140,15 +140,19 @@ def _read_gz(path: str | Path) -> str:
         return fh.read()
 
 
-def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1, end_col: int | None = None) -> str | None:
+def tabix_index_tsv(path: str, seq_col: int = 0, pos_col: int = 1, end_col: int | None = None,
+                    preset: str | None = None) -> str | None:
     """Index a bgzipped, position-sorted TSV with tabix (`#` lines are the header; positions 1-based, `end_col`
-    inclusive, default: one base at `pos_col`); None when it is not sorted (the TSV is still valid; sort it, or
-    pass rows in position order, to get an index)."""
+    inclusive, default: one base at `pos_col`), or with `preset` ("vcf") a bgzipped VCF; None when it is not sorted
+    (the file is still valid; sort it, or pass rows in position order, to get an index)."""
     verbosity = pysam.set_verbosity(0)  # an unsorted file is expected here: htslib's own "[E::hts_idx_push]" line
     try:                                # would stand beside (or, under -q, instead of) dnahnet's note
-        pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col, end_col=pos_col if end_col is None else end_col,
-                          meta_char="#", force=True,
-                          keep_original=True)
+        if preset:
+            pysam.tabix_index(path, preset=preset, force=True, keep_original=True)
+        else:
+            pysam.tabix_index(path, seq_col=seq_col, start_col=pos_col,
+                              end_col=pos_col if end_col is None else end_col, meta_char="#", force=True,
+                              keep_original=True)
     except (OSError, ValueError):
         with contextlib.suppress(FileNotFoundError):
             Path(path + ".tbi").unlink()

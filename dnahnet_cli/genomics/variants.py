@@ -304,7 +304,8 @@ def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int]
         shown = ", ".join(missing[:10]) + (f", … ({len(missing)} in all)" if len(missing) > 10 else "")
         raise DnahnetError(f"{vcf_path}: contig(s) not in the reference {genome.path}: {shown}; FASTA has: "
                            f"{', '.join(genome.names[:5])}{' …' if len(genome.names) > 5 else ''} "
-                           "(use --chrom-map FILE with 'old new' lines to rename)")
+                           "(--auto-chr renames chr1/NC_... style differences it can prove from lengths and "
+                           "sequence; --chrom-map FILE with 'old new' lines renames any)")
     for chrom, vlen in header_lengths.items():
         contig = resolve_contig(chrom, genome, rename)
         if contig is not None and vlen is not None and genome.lengths[contig] != vlen:
@@ -434,7 +435,8 @@ class VcfInput:
             return f"{self.path}: truncated bgzip file ({exc})"
         if self.header_lines == 0:
             return f"{self.path}: not a VCF file (no '##fileformat'/'#CHROM' header lines)"
-        return f"{self.path}: not a valid VCF header ({exc})"
+        detail = str(exc).replace(str(self._file), str(self.path)) if self._tmp else str(exc)  # not our spool's name
+        return f"{self.path}: not a valid VCF header ({detail})"
 
     def contig_lengths(self) -> dict[str, int | None]:
         """##contig lengths from the header (None where the header gives none)."""

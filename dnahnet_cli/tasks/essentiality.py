@@ -368,20 +368,20 @@ def read_labels(path: str) -> tuple[dict[str, int], str]:
 
     A plain list names the essential genes, one per line; every other scored gene counts as non-essential.
     """
-    rows: list[tuple[int, list[str]]] = []
+    rows: list[tuple[int, list[str], str]] = []
     with text_input_errors(path, "labels file"), open_text(path, "labels") as fh:  # e.g. an .xlsx: one line
         for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if line and not line.startswith("#"):
-                rows.append((lineno, re.split(r"[\t,;]+|\s+", line)))
+                rows.append((lineno, re.split(r"[\t,;]+|\s+", line), line))
     if not rows:
         raise DnahnetError(f"{path}: no labels found")
-    is_table = any(len(f) >= 2 for _, f in rows)
+    is_table = any(len(f) >= 2 for _, f, _ in rows)
     if not is_table:
-        return {f[0]: 1 for _, f in rows}, "list"
+        return {f[0]: 1 for _, f, _ in rows}, "list"
     labels: dict[str, int] = {}
     line_of: dict[str, int] = {}
-    for n, (lineno, fields) in enumerate(rows):
+    for n, (lineno, fields, text) in enumerate(rows):
         val = fields[1].lower() if len(fields) >= 2 else ""
         if val in _TRUE or val in _FALSE:
             name, y = fields[0], 1 if val in _TRUE else 0
@@ -392,7 +392,7 @@ def read_labels(path: str) -> tuple[dict[str, int], str]:
         elif n == 0:
             continue  # header line
         else:
-            raise DnahnetError(f"{path}: line {lineno}: expected 'name<TAB>0/1', got {' '.join(fields)!r}")
+            raise DnahnetError(f"{path}: line {lineno}: expected 'name<TAB>0/1', got {text!r}")
     if not labels:
         raise DnahnetError(f"{path}: no labels found (only a header line)")
     return labels, "table"

@@ -8,6 +8,7 @@ rename it into place, so an interrupted run leaves no figure behind.
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -28,10 +29,14 @@ IMAGE_FORMATS = ("png", "pdf", "svg")
 
 
 def image_format(name: str) -> str:
-    """The figure format an output name asks for: its extension when PDF or SVG, else PNG (the documented
-    default). The commands pass it on because they write to a temporary name first."""
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext if ext in IMAGE_FORMATS else "png"
+    """The figure format an output name asks for: its extension (.png, .pdf, .svg), PNG for a name without one.
+    The commands pass it on because they write to a temporary name first; another extension (a .jpg, which got
+    a PNG under that name) is a DnahnetError, raised by the commands before any work."""
+    base = os.path.basename(name)
+    ext = base.rsplit(".", 1)[-1].lower() if "." in base else "png"
+    if ext not in IMAGE_FORMATS:
+        raise DnahnetError(f"--plot {name}: unknown image type .{ext}; name it .png, .pdf or .svg")
+    return ext
 
 
 def _pyplot():
