@@ -564,3 +564,26 @@ def test_bed_rows_split_a_gene_across_the_origin():
     rows = bed_rows(res, {"c": 100})
     assert [(r["name"], r["start"], r["end"], r["score"]) for r in rows] == [
         ("W1", 0, 10, 1000), ("I1", 10, 40, 500), ("W1", 90, 100, 1000)]
+
+
+def test_a_gff_with_another_assemblys_coordinates_is_warned_about(tmp_path, tiny_model):
+    """Same seqid, same length, coordinates from another assembly: every gene was scored at bases that are not
+    genes, without a word (a wrong seqid or length is an error already)."""
+    ex = HERE.parent / "examples"
+    lines = []
+    for line in (ex / "ecoli_k12_20kb.gff3").read_text().splitlines():
+        f = line.split("\t")
+        if len(f) == 9 and int(f[4]) + 700 <= 20_000:
+            f[3], f[4] = str(int(f[3]) + 700), str(int(f[4]) + 700)
+            line = "\t".join(f)
+        elif len(f) == 9:
+            continue
+        lines.append(line)
+    shifted = tmp_path / "shifted.gff3"
+    shifted.write_text("\n".join(lines) + "\n")
+    common = [str(ex / "ecoli_k12_20kb.fa"), "-m", tiny_model, "--window", "64", "--max-genes", "1", "--device", "cpu"]
+    warned = "do not begin with a start codon"
+    res = _run(["essentiality", *common, "--gff", str(shifted), "-o", str(tmp_path / "a.tsv")])
+    assert res.exit_code == 0 and warned in res.stderr and "another assembly" in res.stderr, res.stderr
+    res = _run(["essentiality", *common, "--gff", str(ex / "ecoli_k12_20kb.gff3"), "-o", str(tmp_path / "b.tsv")])
+    assert res.exit_code == 0 and warned not in res.stderr, res.stderr

@@ -39,3 +39,14 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress or summary on std
 def split_names(values: Iterable[str]) -> list[str]:
     """Names from a repeatable, comma-separable option (e.g. --circular chr1,pA --circular pB), blanks dropped."""
     return [n for raw in values for n in (part.strip() for part in raw.split(",")) if n]
+
+
+def warn_if_annotation_mismatch(annotation, sequence, gff, genome_name: str, quiet: bool) -> None:
+    """A stderr warning when most CDSs of `gff` do not begin with a start codon in the genome (see
+    genomics.gff.start_codon_mismatches): a GFF for another assembly with the same sequence names."""
+    from dnahnet_cli.genomics.gff import start_codon_mismatches
+
+    bad, checked = start_codon_mismatches(annotation, sequence)
+    if not quiet and checked >= 10 and bad > checked // 2:
+        sys.stderr.write(f"dnahnet: warning: {bad} of {checked} CDSs checked in {gff} do not begin with a start codon "
+                         f"in {genome_name}: is the GFF for another assembly (same names, other coordinates)?\n")

@@ -19,7 +19,8 @@ import numpy as np
 import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
+from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine,
+                                         split_names, warn_if_annotation_mismatch)
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.tasks.essentiality import (
     BED_COLUMNS, COLUMNS, DEFAULT_CASSETTE, EVO2_EVERY, EssentialityConfig, bed_rows, evaluate, match_labels, parse_positions,
@@ -79,6 +80,7 @@ def run_essentiality(
     for name in circular_names:
         if name not in genome:
             raise DnahnetError(f"--circular {name}: not a sequence of {genome_source}")
+    warn_if_annotation_mismatch(annotation, genome.__getitem__, gff or genome_source, genome_source, quiet)
     indices = _select(annotation, genes, max_genes)
     label_map, label_fmt = read_labels(labels) if labels else ({}, "")
     if label_map and not any(annotation.lookup(name) for name in label_map):  # before the model runs for nothing

@@ -14,7 +14,7 @@ import typer
 
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.reporting import RegionProgress, write_json_to
-from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names
+from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_names, warn_if_annotation_mismatch
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.tasks.segment import (
@@ -76,6 +76,8 @@ def run_segment(
             raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
         annotation.check_genome(genome.lengths, genome.path)
         genome.set_circular(annotation.circular & set(genome.names))
+        warn_if_annotation_mismatch(annotation, lambda name: genome.fetch(name, 0, genome.lengths[name]), gff,
+                                    genome.path, quiet)
 
     if engine is None:
         from dnahnet_cli.tasks.engine import LikelihoodEngine
