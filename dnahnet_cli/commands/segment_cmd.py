@@ -58,11 +58,12 @@ def run_segment(
         raise DnahnetError("--report/--plot need a file name (stdout carries the BED)")
     if plot:
         require_matplotlib()  # now, not after the whole genome has been segmented
-        image_format(plot)  # a bad extension: refused before any work
     check_one_stdin({"GENOME": genome_path, "--gff": gff})
     outputs = {"--output": output, "--report": report,
                "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot}
     check_outputs(outputs)
+    if plot:
+        image_format(plot)  # a bad extension: refused before any work
     if bedgraph:
         _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage
     genome = Genome.open(genome_path, quiet=quiet)

@@ -738,7 +738,8 @@ def load_genome(fasta_path: Optional[str], annotation: Annotation, sequences: Op
     return genome, source
 
 
-def start_codon_mismatches(annotation: "Annotation", sequence: Callable[[str], str], sample: int = 200) -> tuple[int, int]:
+def start_codon_mismatches(annotation: "Annotation", sequence: Callable[[str], str],
+                           sample: int = 200) -> tuple[int, int]:
     """(genes whose CDS does not begin with a start codon of its table, genes checked), over up to `sample` scorable
     protein-coding genes spread along the annotation. Seqids and lengths can match while the coordinates come from
     another assembly: then most CDSs begin anywhere (7 of 64 codons start one in table 11), and every score built on
