@@ -306,3 +306,12 @@ def test_a_full_temporary_folder_while_spooling_stdin_is_one_line_and_leaves_no_
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "No space left on device" in res.stderr and "corrupt" not in res.stderr
     assert list(spool_dir.iterdir()) == [] and not (tmp_path / "x.tsv").exists()
+
+
+def test_an_input_given_as_a_pipe_says_how_to_give_it(tmp_path):
+    """`<(zcat x.gz)` was refused as 'not a file': true, but no help; inputs are read more than once."""
+    cmd = (f"{' '.join(CLI)} score-variants {EXAMPLES / 'ecoli_k12_20kb.fa'} <(cat {EXAMPLES / 'ecoli_k12_20kb.vcf'}) "
+           f"-o {tmp_path / 'x.tsv'}")
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "VCF is a pipe" in res.stderr and "'-' (stdin)" in res.stderr and not (tmp_path / "x.tsv").exists()

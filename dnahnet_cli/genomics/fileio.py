@@ -53,6 +53,9 @@ def require_file(path: str | os.PathLike, what: str = "input") -> Path:
     if not p.exists():
         raise DnahnetError(f"{what} file not found: {p}")
     if not p.is_file():
+        if stat.S_ISFIFO(p.stat().st_mode):  # `<(zcat x.gz)`: inputs are read more than once, which a pipe cannot
+            raise DnahnetError(f"{what} is a pipe ({p}), which dnahnet cannot read twice: give a file (gzip and bgzip "
+                               "are read directly), or pipe it to '-' (stdin)")
         raise DnahnetError(f"{what} is not a file: {p}")
     return p
 
