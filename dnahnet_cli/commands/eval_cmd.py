@@ -41,7 +41,7 @@ def flanks_used(target, size: int, flank: Optional[int]) -> str:
     """The genomic bases scored before and after the CDS (forward strand): --flank, or less where the CDS and
     those flanks would not fit the window or a linear contig ends; a CDS longer than the window has none."""
     g = target.gene
-    lo, hi = min(s.start0 for s in g.cds), max(s.end for s in g.cds)
+    lo, hi = g.cds_extent
     r0, r1 = context_window(g, len(target.seq), target.circular, size, flank)
     if r0 > lo or r1 < hi:
         return "none (the CDS is longer than the window: cropped around the mutated codons)"
@@ -82,7 +82,8 @@ def run_dms(
         check_windows(target, plans, size, flank, dms)
     announce(engine, quiet, size)
     flanks = flanks_used(target, size, flank)
-    cds = max(s.end for s in target.gene.cds) - min(s.start0 for s in target.gene.cds)
+    lo, hi = target.gene.cds_extent
+    cds = hi - lo
     if flank is not None and not quiet and cds + 2 * flank > size:  # (a linear contig's end may clip it too)
         sys.stderr.write(f"dnahnet: note: --flank {flank} does not fit the {size}-nt window with the {cds}-nt CDS; "
                          f"flanks used: {flanks}\n")

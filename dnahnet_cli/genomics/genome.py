@@ -254,10 +254,14 @@ def _captured_stderr() -> Iterator[Callable[[], str]]:
             text.append(capture.read().decode("utf-8", "replace"))
 
 
+def _open_bytes(p: Path):
+    return (gzip.open if _is_gzip(p) else open)(p, "rb")
+
+
 def _count_headers(p: Path) -> int:
     """Header lines of a FASTA, read at disk (or gunzip) speed: bytes.count over blocks, no per-line work."""
     count, last = 0, b"\n"
-    with (gzip.open if _is_gzip(p) else open)(p, "rb") as fh:
+    with _open_bytes(p) as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             count += block.count(b"\n>") + (block[:1] == b">" and last == b"\n")
             last = block[-1:]
@@ -265,7 +269,7 @@ def _count_headers(p: Path) -> int:
 
 
 def _header_names(p: Path) -> Iterator[str]:
-    with (gzip.open if _is_gzip(p) else open)(p, "rb") as fh:
+    with _open_bytes(p) as fh:
         for line in fh:
             if line.startswith(b">"):
                 words = line[1:].decode("utf-8", "replace").split(None, 1)
@@ -310,10 +314,9 @@ def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
     for index in indexes:  # a parallel job may be removing a stale index right now: gone is as good as removed
         with contextlib.suppress(FileNotFoundError):
             ages[index] = index.stat().st_mtime
-    present = list(ages)
     if not any(age < mtime for age in ages.values()):
         return
-    for index in present:  # the .fai and .gzi are built together: rebuild both
+    for index in ages:  # the .fai and .gzi are built together: rebuild both
         try:
             with contextlib.suppress(FileNotFoundError):
                 if index.stat().st_mtime >= mtime:  # another job has just rebuilt it: keep theirs
@@ -322,7 +325,7 @@ def _drop_stale_index(p: Path, indexes: list[Path], quiet: bool) -> None:
         except OSError as exc:  # Genome.open then reads the FASTA into memory, with a note
             raise OSError(f"{index.name} is older than the FASTA and cannot be rebuilt here: {exc.strerror}") from None
     if not quiet:
-        note(f"{', '.join(i.name for i in present)} older than {p.name}: rebuilt")
+        note(f"{', '.join(i.name for i in ages)} older than {p.name}: rebuilt")
 
 
 def _preview(names: list[str], n: int = 5) -> str:

@@ -164,6 +164,11 @@ class Gene:
         return sum(len(s) for s in self.cds)
 
     @property
+    def cds_extent(self) -> tuple[int, int]:
+        """Genomic [lo, hi) from the CDS's first to its last base (unwrapped), introns and slippage gaps included."""
+        return min(s.start0 for s in self.cds), max(s.end for s in self.cds)
+
+    @property
     def label(self) -> str:
         return self.locus_tag or self.name or self.gene_id
 
@@ -330,8 +335,7 @@ def context_window(
     genome length. A CDS longer than `size` is cropped to `size` bases centred on `focus` (genomic [lo, hi),
     e.g. the mutated codons), still inside the region.
     """
-    lo = min(s.start0 for s in gene.cds)
-    hi = max(s.end for s in gene.cds)
+    lo, hi = gene.cds_extent
     if flank is None or hi - lo + 2 * max(0, flank) > size:
         left = max(0, size - (hi - lo)) // 2
         right = max(0, size - (hi - lo)) - left

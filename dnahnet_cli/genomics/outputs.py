@@ -208,6 +208,11 @@ RESERVED_FORMAT = {
 RESERVED_INFO = {"END": "Number=1,Type=Integer"}
 
 
+def _undeclared_info_type(key: str, kind: str) -> str:
+    """Number and Type for an INFO key the input header does not declare (`kind`: Flag for a bare key)."""
+    return RESERVED_INFO.get(key) or ("Number=0,Type=Flag" if kind == "Flag" else "Number=.,Type=String")
+
+
 def _as_text(raw: bytes) -> str:
     """Bytes of a VCF line as text, undecodable bytes kept (as surrogates) to be written back unchanged."""
     return raw.decode("utf-8", "surrogateescape")
@@ -291,8 +296,7 @@ class VcfWriter:
     def close(self) -> None:
         """Write the header (with declarations for undeclared keys) and the buffered records."""
         why = 'Description="Not declared in the input header; declared by dnahnet">'
-        extra = [f'##INFO=<ID={key},{RESERVED_INFO.get(key, "Number=0,Type=Flag" if kind == "Flag" else "Number=.,Type=String")},{why}'
-                 for key, kind in self.undeclared.items()]
+        extra = [f"##INFO=<ID={key},{_undeclared_info_type(key, kind)},{why}" for key, kind in self.undeclared.items()]
         extra += [f"##FILTER=<ID={name},{why}" for name in self.undeclared_filters]
         if extra and self.note:
             names = [*self.undeclared, *(f"FILTER {f}" for f in self.undeclared_filters)]

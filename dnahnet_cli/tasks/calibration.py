@@ -73,11 +73,12 @@ def default_cache_or_none(note: Callable[[str], None]) -> Optional[Path]:
     """The default cache folder, ready; None when the user chose none and the default cannot be used (no home, a
     read-only home on a cluster): the background is then scored for this run and not cached, as with a read-only
     cache. A DNAHNET_CACHE_DIR that cannot be used is an error: the user asked for it."""
-    if os.environ.get("DNAHNET_CACHE_DIR"):
-        return prepare_cache_dir(default_cache_dir(), "DNAHNET_CACHE_DIR")
+    source = default_cache_source()
     try:
-        return prepare_cache_dir(default_cache_dir(), default_cache_source())
+        return prepare_cache_dir(default_cache_dir(), source)
     except DnahnetError as exc:
+        if source == "DNAHNET_CACHE_DIR":
+            raise
         note(f"calibration: {exc}; the background is scored for this run, not cached (DNAHNET_CACHE_DIR or "
              "--calibrate-cache keeps it)")
         return None

@@ -221,7 +221,8 @@ def _evo2_insertions(gene: Gene, seq: str, circular: bool, cfg: EssentialityConf
     if not offsets:
         return []
     flank = EVO2_FLANK if cfg.flank is None else cfg.flank
-    span = max(s.end for s in gene.cds) - min(s.start0 for s in gene.cds)
+    lo, hi = gene.cds_extent
+    span = hi - lo
     win = context_window(gene, len(seq), circular, span + 2 * flank, flank)
     wt = orient(fetch(seq, win[0], win[1], circular), gene.strand)
     cuts = [oriented_index(gene.cds_to_genome(o), win, gene.strand) for o in offsets]

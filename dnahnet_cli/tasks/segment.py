@@ -137,8 +137,9 @@ def fetch_span(k0: int, k1: int, strand: str, overlap: int, n: int, circular: bo
     return (max(0, k0 - overlap), k1) if strand == "+" else (k0, min(n, k1 + overlap))
 
 
-def fetch_circular(genome, chrom: str, f0: int, f1: int) -> str:
-    """Bases [f0, f1) of a contig, wrapping across its origin any number of times (Genome.fetch: one turn)."""
+def fetch_span_bases(genome, chrom: str, f0: int, f1: int) -> str:
+    """Bases [f0, f1) from fetch_span: on a circular contig they may wrap across the origin more than once, which
+    Genome.fetch (one turn at most) is asked for piece by piece; a linear span is one piece."""
     n = genome.length(chrom)
     return "".join(genome.fetch(chrom, pos, min(pos + n, f1)) for pos in range(f0, f1, n))
 
@@ -163,7 +164,7 @@ def iter_track_blocks(engine, genome, region: Region, strands: Sequence[str], op
         for k0, k1 in windows[i: i + opts.tiles_per_block]:
             for strand in strands:
                 f0, f1 = fetch_span(k0, k1, strand, opts.overlap, n, circular)
-                seq = fetch_circular(genome, region.chrom, f0, f1) if circular else genome.fetch(region.chrom, f0, f1)
+                seq = fetch_span_bases(genome, region.chrom, f0, f1)
                 jobs.append((strand, k0, k1, f0, f1))
                 seqs.append(seq if strand == "+" else reverse_complement(seq))
         for (strand, k0, k1, f0, f1), per_stage in zip(jobs, engine.boundaries(seqs)):
