@@ -57,6 +57,7 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     save_file(state, str(model_dir / "model.safetensors"))
     res = run("check", "--model", str(model_dir), "--device", "cpu")
     assert res.returncode == 1 and "FAIL  weights are those the reference values were recorded for" in res.stdout
+    assert "PASS  log-likelihood of the check sequence" in res.stdout  # the values alone would not have noticed
 
 
 def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_path):
