@@ -81,6 +81,10 @@ def d(tmp_path_factory) -> Path:
     w.write_bytes(w.read_bytes()[:1000])
     (d / "existing.txt").write_text("x")
     (d / "out").mkdir()
+    (d / "both.toml").write_text(f'preset = "tiny"\ninit = "{d / "m"}"\n')
+    b = bytearray(fa_gz)  # damaged inside the deflate stream: zlib.error, not the OSError of a bad CRC
+    b[30:94] = bytes((i * 97 + 13) % 256 for i in range(64))
+    (d / "corrupt.fa.gz").write_bytes(bytes(b))
     return d
 
 
@@ -150,6 +154,18 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-model-empty", [*SV, "{d}/v.vcf", "--model", "", *O], ["model directory given is empty"]),  # unset $MODEL: was "."
     ("info-missing", ["info", "{d}/nomodel"], ["nomodel"]),
     ("info-empty", ["info", ""], ["model directory given is empty"]),  # a path argument: typer made it "."
+    # an unset $RUN trained into the current folder (one short step, should that come back)
+    ("train-out-empty", [*TR[:-1], "", "--steps", "1", "--seq-len", "64"], ["--out is empty"]),
+    ("train-cache-dir-empty", [*TR, "--cache-dir", "", "--steps", "1", "--seq-len", "64"], ["--cache-dir is empty"]),
+    ("train-seed-huge", [*TR, "--seed", "99999999999999999999"], ["--seed must be between"]),  # was a traceback
+    ("init-seed-huge", ["init", "--preset", "tiny", "-o", "{d}/out/i", "--seed", "99999999999999999999"], ["--seed"]),
+    ("train-preset-and-init-in-config", ["train", "-c", "{d}/both.toml", "--data", "{d}/g.fa", "--out", "{d}/out/run",
+                                         "--steps", "1", "--seq-len", "64"],
+     ["either preset or init"]),  # the preset was silently ignored
+    ("train-corrupt-gz", ["train", "--data", "{d}/corrupt.fa.gz", "--preset", "tiny", "--out", "{d}/out/run"],
+     ["corrupt.fa.gz", "cannot read FASTA"]),  # zlib.error was a traceback
+    ("ss-corrupt-gz", [*SS, "{d}/corrupt.fa.gz", *M, *O], ["corrupt.fa.gz"]),
+    ("sv-corrupt-gz", ["score-variants", "{d}/corrupt.fa.gz", "{d}/v.vcf", *M, *O], ["corrupt.fa.gz"]),
     ("train-init-empty", ["train", "--data", "{d}/g.fa", "--init", "", "--out", "{d}/out/run"], ["--init is empty"]),
     ("info-emptydir", ["info", "{d}/emptydir"], ["emptydir"]),
     ("info-badcfg", ["info", "{d}/badcfg"], ["badcfg"]),

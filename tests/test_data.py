@@ -53,6 +53,19 @@ def test_discover_files_and_directories(tmp_path):
         discover_fasta([tmp_path / "empty"])
 
 
+def test_symlinked_folders_in_a_data_directory_are_searched_once(tmp_path):
+    """A corpus assembled from links to other folders: Path.rglob skipped them (silently less data); a link back up
+    the tree must not loop or count a file twice."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.fa").write_text(">a\nACGT\n")
+    (tmp_path / "real" / "sub" / "b.fa").write_text(">b\nACGT\n")
+    (tmp_path / "corpus" / "linked").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / "real" / "sub" / "loop").symlink_to(tmp_path / "corpus")
+    found = discover_fasta([tmp_path / "corpus"])
+    assert [f.name for f in found] == ["a.fa", "b.fa"]
+
+
 @needs_data
 def test_cache_is_one_byte_per_base_and_matches_the_fasta(tmp_path, real_records):
     calls = []

@@ -36,7 +36,8 @@ def test_a_config_value_of_the_wrong_type_names_the_file_and_key(tmp_path, line)
 @pytest.mark.parametrize("options, needle", [
     ({"lr": math.inf}, "finite"), ({"ratio_targets": [math.nan, 2.0]}, "finite"), ({"beta1": 1.5}, "beta1"),
     ({"eps": -1.0}, "eps"), ({"weight_decay": -0.1}, "weight_decay"), ({"alpha": -5.0}, "--alpha"),
-    ({"seed": -1}, "--seed"), ({"threads": -1}, "threads"), ({"lr_multipliers": [1.0, 0.0]}, "lr_multipliers"),
+    ({"seed": -1}, "--seed"), ({"seed": 10**20}, "--seed must be between"),
+    ({"preset": "tiny", "init": "m"}, "either preset or init"), ({"threads": -1}, "threads"), ({"lr_multipliers": [1.0, 0.0]}, "lr_multipliers"),
     ({"steps": "3"}, "option steps must be an integer"),
 ])
 def test_values_that_would_fail_inside_training_are_option_errors(options, needle):
@@ -112,3 +113,29 @@ def test_every_option_has_a_checked_kind():
 
     assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(_FIELD_KINDS.values()) <= set(_KINDS)
+
+
+def test_a_finished_run_is_not_restarted_over(tmp_path):
+    """A run whose checkpoints were deleted to save space keeps its final model and metrics: a new run (or --resume,
+    which finds no checkpoint) in the same --out used to delete metrics.jsonl at once and then replace final/."""
+    (tmp_path / "final").mkdir()
+    (tmp_path / "summary.json").write_text("{}")
+    for resume in (False, True):
+        with pytest.raises(DnahnetError, match="holds a finished run"):
+            resolve_config({"resume": resume}, tmp_path / "checkpoints")
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    """--out under a folder this user cannot write: was a PermissionError traceback from mkdir (root, which runs the
+    tests, can write anywhere, so os.access is made to answer as it would for a user)."""
+    from dnahnet_cli.train import trainer
+
+    data = tmp_path / "g.fa"
+    data.write_text(">a\n" + "ACGT" * 100 + "\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(trainer.os, "access", lambda p, mode: Path(p) != locked)
+    with pytest.raises(DnahnetError, match="is not a writable directory") as exc:
+        trainer.train({"data": [str(data)], "preset": "tiny", "out": str(locked / "run"), "steps": 1})
+    assert str(locked) in str(exc.value)
+    assert not (locked / "run").exists()

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Model preset (see `dnahnet presets`), e.g. tiny, small, base, base-tpp."),
         init: Optional[str] = typer.Option(None, "--init", help="Start from this checkpoint directory instead of a preset."),
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file with any training option (see examples/train.toml)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory: checkpoints/, final/, metrics.jsonl, cache/. Default: run."),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory: checkpoints/, final/, metrics.jsonl, cache/. Default: run."),
         seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Window length in tokens incl. BOS (paper: 8192). Default: 8192."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Windows per micro-batch per process. Default: 8."),
         grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-batches per optimiser step. Default: 1."),
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N. Default: auto."),
         threads: Optional[int] = typer.Option(None, "--threads", hidden=True, help="Deprecated spelling of the global option: dnahnet --threads N train ..."),
         dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 autocast where matmuls are native bf16: AMX/AVX512-BF16 CPUs, bf16 GPUs; else fp32), fp32 or bf16. Default: auto."),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Token cache directory. Default: <out>/cache."),
+        cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Token cache directory. Default: <out>/cache."),
         val_windows: Optional[int] = typer.Option(None, "--val-windows", help="Validation windows, spread evenly (0: all). Default: 64."),
         eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Validate every N steps. Default: 100."),
         log_every: Optional[int] = typer.Option(None, "--log-every", help="Log training metrics every N steps. Default: 10."),
@@ -67,11 +67,11 @@ def register(app: typer.Typer) -> None:
             raise DnahnetError("--init is empty ('': an unset shell variable?); give a checkpoint directory")
         cli = {
             "data": [str(p) for p in data] if data else None, "val": [str(p) for p in val] if val else None,
-            "preset": preset, "init": init, "out": str(out) if out else None,
+            "preset": preset, "init": init, "out": out,
             "seq_len": seq_len, "batch_size": batch_size, "grad_accum": grad_accum, "steps": steps, "lr": lr,
             "alpha": alpha, "ratio_targets": _floats(ratio_targets, "--ratio-targets"), "resume": resume,
             "seed": seed, "device": device, "threads": threads or explicit_threads(), "dtype": dtype,
-            "cache_dir": str(cache_dir) if cache_dir else None, "val_windows": val_windows, "eval_every": eval_every, "log_every": log_every,
+            "cache_dir": cache_dir, "val_windows": val_windows, "eval_every": eval_every, "log_every": log_every,
             "ckpt_every": ckpt_every, "keep_last": keep_last, "quiet": quiet,
         }
         if preset and init:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Iterator
 
 from dnahnet_cli.genomics.alphabet import AlphabetError, encode
@@ -49,7 +50,7 @@ def iter_fasta(path: str | os.PathLike, validate: bool = True) -> Iterator[tuple
                 n_records += 1
     except UnicodeDecodeError as exc:
         raise DnahnetError(f"{path}: not a text FASTA file ({exc.reason})") from None
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream is not an OSError
         if isinstance(exc, DnahnetError):
             raise
         raise DnahnetError(f"{path}: cannot read FASTA ({exc})") from None

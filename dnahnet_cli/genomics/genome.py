@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import zlib
 import re
 import sys
 import tempfile
@@ -199,7 +200,7 @@ def sniff_fasta(path: Path) -> None:
                     return
     except UnicodeDecodeError:
         raise DnahnetError(f"{path}: not a text FASTA file") from None
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream is not an OSError
         if isinstance(exc, DnahnetError):
             raise
         raise DnahnetError(f"{path}: cannot read FASTA ({exc})") from None
@@ -353,7 +354,7 @@ def circular_from_gff(path: str | os.PathLike, rename: dict[str, str] | None = N
                         found.add((rename or {}).get(cols[0], cols[0]))
     except UnicodeDecodeError:
         raise DnahnetError(f"{path}: not a text GFF file") from None
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream is not an OSError
         if isinstance(exc, DnahnetError):
             raise
         raise DnahnetError(f"{path}: cannot read GFF ({exc})") from None

@@ -29,7 +29,7 @@ import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,23 @@ def _is_fasta_name(p: Path) -> bool:
     return name.endswith(FASTA_SUFFIXES)
 
 
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Files under `root`, following symlinked folders (a corpus assembled from links) but never one twice,
+    so a link back up the tree cannot loop. Path.rglob skips symlinked folders in Python 3.11."""
+    seen: set[Path] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in files:
+            f = Path(folder) / name
+            if f.is_file():
+                yield f
+
+
 def discover_fasta(paths: Sequence[str | os.PathLike], what: str = "--data") -> list[Path]:
     """Expand files and directories into a sorted, de-duplicated list of FASTA files."""
     if not paths:
@@ -63,7 +80,7 @@ def discover_fasta(paths: Sequence[str | os.PathLike], what: str = "--data") -> 
         if not p.exists():
             raise DnahnetError(f"{what}: file not found: {p}")
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_fasta_name(f))
+            found = sorted(f for f in _walk_files(p) if _is_fasta_name(f))
             if not found:
                 raise DnahnetError(f"{what}: no FASTA files (*.fa, *.fasta, *.fna, optionally .gz) in directory {p}")
         elif p.is_file():

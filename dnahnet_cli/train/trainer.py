@@ -154,7 +154,8 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
         (cfg.alpha is None or cfg.alpha >= 0, f"--alpha must be >= 0, got {cfg.alpha}"),
         (cfg.lr_multipliers is None or all(m > 0 for m in cfg.lr_multipliers),
          f"lr_multipliers must be > 0, got {cfg.lr_multipliers}"),
-        (cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}"),
+        (0 <= cfg.seed <= MAX_SEED, f"--seed must be between 0 and {MAX_SEED}, got {cfg.seed}"),
+        (not (cfg.preset and cfg.init), "give either preset or init, not both (a config file sets both?)"),
         (cfg.threads is None or cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}"),
         (cfg.seq_len >= 2, f"--seq-len must be at least 2 (BOS + 1 nucleotide), got {cfg.seq_len}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
@@ -189,6 +190,9 @@ def _plain(value: Any) -> Any:
 def _as_list(value: Any) -> list:
     """An option's value(s) as a list: None -> [], a list as is, a scalar -> [scalar]."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
+MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes it too, with room for the per-rank offset
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
@@ -589,6 +593,10 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
     if existing and not resume:
         raise DnahnetError(f"{ckpt_root.parent} already holds checkpoints (latest {existing[-1].name}); "
                            "pass --resume to continue it or choose another --out")
+    finished = [n for n in ("final", "summary.json") if (ckpt_root.parent / n).exists()]
+    if finished and not existing:  # a new run would delete its metrics, then replace its model
+        raise DnahnetError(f"{ckpt_root.parent} holds a finished run ({', '.join(finished)}) and no checkpoint to "
+                           "resume from; choose another --out (or move that run away)")
     if not (resume and existing):
         return make_config(options), None, {}, []
     resume_dir = existing[-1]
@@ -702,12 +710,17 @@ def _open_corpora(cfg: TrainConfig, out: Path, d: Dist, log_fn) -> tuple[Corpus,
 def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None]]:
     """Configuration, model, data, optimiser and (when resuming) the saved state, in that order."""
     out = Path(options.get("out", TrainConfig.out))
-    for path, what in ((out, "--out"), (options.get("cache_dir"), "--cache-dir")):
+    for path, what in ((options.get("out", TrainConfig.out), "--out"), (options.get("cache_dir"), "--cache-dir")):
         if path is None:
             continue
+        if not str(path).strip():  # Path('') is the current folder
+            raise DnahnetError(f"{what} is empty ('': an unset shell variable?); give a directory")
         blocker = next((p for p in (Path(path), *Path(path).parents) if p.exists() and not p.is_dir()), None)
         if blocker is not None:
             raise DnahnetError(f"{what} {path}: {blocker} exists and is not a directory (a directory is needed)")
+        writable = next((p for p in (Path(path), *Path(path).parents) if p.exists()), Path("."))
+        if what == "--out" and not os.access(writable, os.W_OK | os.X_OK):
+            raise DnahnetError(f"--out {path}: {writable} is not a writable directory")
     for key, what in (("data", "--data"), ("val", "--val")):
         if options.get(key):
             discover_fasta(options[key], what)  # missing, empty or non-FASTA inputs fail before anything is written
