@@ -64,6 +64,11 @@ def test_default_cassette_stops_in_every_frame():
     assert parse_positions("0.1,0.5,30") == (0.1, 0.5, 30.0)
     with pytest.raises(DnahnetError):
         parse_positions("a,b")
+    for text in ("nan", "0.5,inf"):  # accepted before: every gene became SKIP_TOO_SHORT, exit 0
+        with pytest.raises(DnahnetError, match="values must be > 0"):
+            parse_positions(text)
+    with pytest.raises(DnahnetError, match="either --positions or --tile"):  # --tile won silently
+        EssentialityConfig.for_protocol("cassette", positions=(0.5,), tile=1200)
 
 
 def test_insertion_offsets_are_inner_codon_starts(awkward):
@@ -174,6 +179,20 @@ def test_label_files_that_cannot_be_read_as_labels_are_one_line_errors(tmp_path)
     same = tmp_path / "same.tsv"
     same.write_text("thrA\t1\nthrA\tyes\n")  # the same label twice is no conflict
     assert read_labels(str(same)) == ({"thrA": 1}, "table")
+
+
+def test_two_names_of_one_gene_labelled_differently_are_an_error(tmp_path):
+    """A locus tag and a gene name (or two cases of one name) with different labels: the gene silently counted as
+    essential (the larger label won)."""
+    gff = tmp_path / "g.gff"
+    gff.write_text("##gff-version 3\n" + "".join(
+        f"c1\tt\tgene\t{s}\t{s + 8}\t.\t+\t.\tID=g{k};Name={name};locus_tag=L{k}\n"
+        f"c1\tt\tCDS\t{s}\t{s + 8}\t.\t+\t0\tParent=g{k}\n" for k, (s, name) in enumerate([(1, "thrA"), (20, "thrB")])))
+    ann = parse_gff(gff)
+    with pytest.raises(DnahnetError, match=r"lab.tsv: L0 \(labelled 0\) and thrA \(labelled 1\) name the same gene"):
+        match_labels({"L0": 0, "thrA": 1}, "table", ann, range(2), source="lab.tsv")
+    y, _ = match_labels({"L0": 1, "thrA": 1, "L1": 0}, "table", ann, range(2))  # agreeing names are fine
+    assert y == {0: 1, 1: 0}
 
 
 def test_list_label_naming_two_genes_leaves_both_out(tmp_path):

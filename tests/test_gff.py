@@ -327,6 +327,28 @@ def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
     gff.write_text("##gff-version 3\n" + line.format(99))
     with pytest.raises(DnahnetError, match=r"a.gff3: line 2: invalid transl_table '99' \(an NCBI genetic code"):
         parse_gff(gff)
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t1\t30\t.\t+\t.\tID=g1\n"
+                   "c1\tt\tCDS\t1\t30\t.\t+\t0\tParent=g1;transl_table=99\n")
+    with pytest.raises(DnahnetError, match=r"line 3: invalid transl_table '99'"):  # named the gene's line 2
+        parse_gff(gff)
+
+
+def test_genes_that_do_not_fit_a_circular_sequence_are_refused(tmp_path):
+    """A GFF without sequence lengths (Prodigal style) for the wrong assembly: on a circular contig, fetch wrapped
+    genes lying past its end (or longer than it) onto other bases, scored them, and --bed got rows past the end."""
+    from dnahnet_cli.genomics.gff import parse_gff
+
+    gff = tmp_path / "far.gff"
+    for start, end, needle in ((11951, 12250, None), (50001, 50300, "at 50001..50300 does not fit the 12000-nt"),
+                               (100, 12200, "at 100..12200 does not fit")):
+        gff.write_text(f"##gff-version 3\nc1\tt\tgene\t{start}\t{end}\t.\t+\t.\tID=g1\n"
+                       f"c1\tt\tCDS\t{start}\t{end}\t.\t+\t0\tParent=g1\n")
+        ann = parse_gff(gff, circular={"c1"})
+        if needle is None:  # across the origin, written as one line past the end: fine
+            ann.check_genome({"c1": 12000}, "g.fa")
+            continue
+        with pytest.raises(DnahnetError, match=f"far.gff: line 2: gene g1 {needle}"):
+            ann.check_genome({"c1": 12000}, "g.fa")
 
 
 def test_origin_crossing_gene_on_a_contig_not_marked_circular_is_refused(tmp_path):

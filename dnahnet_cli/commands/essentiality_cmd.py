@@ -86,6 +86,8 @@ def run_essentiality(
     if label_map and not any(annotation.lookup(name) for name in label_map):  # before the model runs for nothing
         raise DnahnetError(f"{labels}: none of its {len(label_map)} names matches a gene of {gff} (by locus_tag, "
                            f"Name, ID or gene_synonym), e.g. {next(iter(label_map))!r}")
+    if label_map:  # two names of one gene labelled differently: an error now, not after the scoring
+        match_labels(label_map, label_fmt, annotation, range(len(annotation.genes)), source=labels)
 
     def check_window(size: int) -> None:
         if size < len(cfg.cassette) + 9:
@@ -148,7 +150,7 @@ def _write_outputs(outputs: contextlib.ExitStack, results: list, annotation, gen
                                     "essentiality_score (higher = more essential)", image_format(plot))
         return {}
     candidates = [r.index for r in results if r.status == OK and math.isfinite(r.essentiality_score)]
-    gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates)
+    gene_labels, info = match_labels(label_map, label_fmt, annotation, candidates, source=labels)
     metrics = evaluate(results, gene_labels)
     payload = {"task": "essentiality", "labels": labels, **info, **metrics, "params": params,
                "model": engine.provenance}

@@ -288,10 +288,17 @@ class Annotation:
                 )
             n = lengths[g.seqid]
             end = max([g.end, *(part.end for part in g.cds)])  # a CDS line may reach further than its gene line
+            what = f"gene {g.label}" if end == g.end else f"the CDS of gene {g.label}"
             if end > n and g.seqid not in self.circular:
                 raise DnahnetError(
-                    f"{self.path}: line {g.line}: gene {g.label} ends at {end} beyond the end ({n}) of "
+                    f"{self.path}: line {g.line}: {what} ends at {end} beyond the end ({n}) of "
                     f"linear sequence {g.seqid} (mark it Is_circular=true if it is circular)"
+                )
+            start0 = min([g.start0, *(part.start0 for part in g.cds)])
+            if g.seqid in self.circular and (start0 >= n or end - start0 > n):  # fetch would wrap it anywhere
+                raise DnahnetError(
+                    f"{self.path}: line {g.line}: gene {g.label} at {start0 + 1}..{end} does not fit the {n}-nt "
+                    f"circular sequence {g.seqid} (it starts past its end or is longer than it: wrong assembly?)"
                 )
 
 
@@ -686,7 +693,8 @@ def _make_gene(
         table = int(pick("transl_table") or 11)
         _ncbi_table(table)
     except (ValueError, DnahnetError):
-        raise DnahnetError(f"{path}: line {f.line}: invalid transl_table {pick('transl_table')!r} (an NCBI genetic "
+        line = f.line if f.attr("transl_table") or c0 is None else c0.line  # the line the value is on
+        raise DnahnetError(f"{path}: line {line}: invalid transl_table {pick('transl_table')!r} (an NCBI genetic "
                            "code number, e.g. 11 for bacteria, 4 for Mycoplasma)") from None
     gid = f.attr("ID") or f"{f.seqid}:{f.start0 + 1}-{f.end}"
     keys = tuple(k for k in (pick("gene"), pick("old_locus_tag"), f.attr("gene_id")) if k)  # Ensembl: gene_id

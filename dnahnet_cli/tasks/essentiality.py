@@ -82,6 +82,8 @@ class EssentialityConfig:
         given = {k: v for k, v in overrides.items() if v is not None}
         if protocol != "cassette" and ("positions" in given or "tile" in given):
             raise DnahnetError(f"--positions and --tile belong to --protocol cassette, not {protocol}")
+        if "positions" in given and "tile" in given:  # --tile used to win without a word
+            raise DnahnetError("give either --positions or --tile, not both")
         if "anchor" in given and given["anchor"] not in PAPER_OFFSET:
             raise DnahnetError(f"--anchor must be first or after, not {given['anchor']!r}")
         if "anchor" in given and protocol != "paper":
@@ -152,7 +154,7 @@ def parse_positions(text: str) -> tuple[float, ...]:
         vals = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise DnahnetError(f"--positions {text!r}: expected comma-separated numbers, e.g. 0.1,0.5") from None
-    if not vals or any(v <= 0 for v in vals):
+    if not vals or any(not (0 < v < math.inf) for v in vals):  # nan and inf too: every gene was skipped
         raise DnahnetError(f"--positions {text!r}: values must be > 0 (fractions < 1 or nt offsets >= 1)")
     return vals
 
@@ -400,22 +402,30 @@ def read_labels(path: str) -> tuple[dict[str, int], str]:
 
 
 def match_labels(
-    labels: Mapping[str, int], fmt: str, annotation: Annotation, candidates: Iterable[int]
+    labels: Mapping[str, int], fmt: str, annotation: Annotation, candidates: Iterable[int], source: str = "labels"
 ) -> tuple[dict[int, int], dict]:
     """Map label names onto gene indices; returns {gene index: 0/1} over `candidates` and match counts.
 
     Names are matched by locus_tag, Name, ID, then gene_synonym (protein-coding genes preferred); a name
     matching several genes is ambiguous and dropped; one matching a gene that was not scored (pseudogene,
-    RNA gene) is counted as not scored. With a plain list every unlisted candidate is 0, except the genes an
+    RNA gene) is counted as not scored; two names of one gene with different labels are an error naming `source`.
+    With a plain list every unlisted candidate is 0, except the genes an
     ambiguous listed name may mean, which are left out rather than counted as non-essential.
     """
     cand = set(candidates)
     matched: dict[int, int] = {}
     unmatched, ambiguous, not_scored = [], [], 0
     uncertain: set[int] = set()  # genes an ambiguous name may mean
+    named_by: dict[int, str] = {}  # the first label name that matched each gene
     for name, y in labels.items():
         every = annotation.lookup(name)
         hits = [i for i in every if annotation.genes[i].is_protein_coding] or every
+        if len(hits) == 1 and hits[0] in named_by and labels[named_by[hits[0]]] != y:
+            first = named_by[hits[0]]  # e.g. a locus tag and a gene name (or two cases of it) for one gene
+            raise DnahnetError(f"{source}: {first} (labelled {labels[first]}) and {name} (labelled {y}) name the same "
+                               f"gene, {annotation.genes[hits[0]].label}")
+        if len(hits) == 1:
+            named_by.setdefault(hits[0], name)
         if not hits:
             unmatched.append(name)
         elif len(hits) > 1:
@@ -424,7 +434,7 @@ def match_labels(
         elif hits[0] not in cand:
             not_scored += 1
         else:
-            matched[hits[0]] = max(y, matched.get(hits[0], 0))
+            matched[hits[0]] = y
     if fmt == "list":  # unlisted genes are 0, except those an ambiguous listed name may mean: left out
         matched = {i: matched.get(i, 0) for i in sorted(cand) if i in matched or i not in uncertain}
     info = {

@@ -52,6 +52,14 @@ def _fmt(v: float) -> str:
     return "NA" if not math.isfinite(v) else f"{v:.3f}"
 
 
+def pr_staircase(recall: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The precision-recall curve as drawn with step(where="pre"): average precision weighs p_k over recall
+    (r_k-1, r_k], so each level is drawn up to its point, from recall 0; the area under it is the AUPRC."""
+    if not len(recall):
+        return np.asarray(recall, dtype=float), np.asarray(precision, dtype=float)
+    return np.r_[0.0, recall], np.r_[precision[:1], precision]
+
+
 def plot_essentiality_curves(path: str, labels: np.ndarray, predictors: Mapping[str, np.ndarray], title: str,
                              fmt: str = "png") -> None:
     """ROC and precision-recall curves of each predictor (higher = predicted essential) on the same genes,
@@ -63,10 +71,11 @@ def plot_essentiality_curves(path: str, labels: np.ndarray, predictors: Mapping[
         rec, prec = pr_curve(labels, scores)
         style = dict(lw=1.8 if i == 0 else 1.0, color=f"C{i}")
         roc_ax.plot(fpr, tpr, label=f"{name} (AUROC {_fmt(auroc(labels, scores))})", **style)
-        pr_ax.step(rec, prec, where="post", label=f"{name} (AUPRC {_fmt(auprc(labels, scores))})", **style)
+        pr_ax.step(*pr_staircase(rec, prec), where="pre", label=f"{name} (AUPRC {_fmt(auprc(labels, scores))})", **style)
     y = np.asarray(labels, dtype=np.float64)
     roc_ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-    pr_ax.axhline(float(np.mean(y > 0.5)), ls=":", color="grey", lw=0.8)
+    if y.size:  # no labelled gene: no chance line (and no numpy warning under -q)
+        pr_ax.axhline(float(np.mean(y > 0.5)), ls=":", color="grey", lw=0.8)
     roc_ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
     pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1), ylim=(0, 1.01))
     roc_ax.legend(loc="lower right", fontsize=8)
