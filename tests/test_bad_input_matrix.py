@@ -254,6 +254,15 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sg-upstream-neg", [*SG, "--upstream", "-5", *M, *O], ["--upstream"]),
     ("sg-gff-fasta", [*SG, "--gff", "{d}/g.fa", "--report", "{d}/out/r.tsv", *M, *O], ["g.fa"]),
     ("sg-out-is-dir", [*SG, *M, "-o", "{d}/out"], ["is a directory"]),
+    ("sg-seed-neg", [*SG, "--seed", "-1", *M, *O], ["--seed"]),  # a numpy traceback
+    ("sg-bedgraph-dir", [*SG, "--bedgraph", "{d}/out/", *M, *O], ["give a prefix", "not a directory"]),  # hidden files
+    # an output naming an input (or its index) replaced it once renamed into place, exit 0
+    ("sg-out-is-genome", [*SG, *M, "-o", "{d}/g.fa"], ["the same file as the input GENOME"]),
+    ("sg-report-is-gff", [*SG, "--gff", "{d}/a.gff3", "--report", "{d}/a.gff3", *M, *O], ["input --gff"]),
+    ("sv-out-is-vcf", [*SV, "{d}/v.vcf", *M, "-o", "{d}/v.vcf"], ["the same file as the input VCF"]),
+    ("ss-out-is-index", [*SS, "{d}/g.fa", *M, "-o", "{d}/g.fa.fai"], ["the input SEQS {d}/g.fa.fai"]),
+    ("es-out-is-gff", [*ES, "--gff", "{d}/a.gff3", *M, "-o", "{d}/a.gff3"], ["input --gff"]),
+    ("dms-out-is-table", [*DMS_OK, *M, "-o", "{d}/dms_ok.csv"], ["input --dms"]),
     # -- eval dms
     ("dms-gene-unknown", [*DMS[:6], "--gene", "nosuchgene", "--dms", "{d}/dms_badmut.csv", *M, *O], ["nosuchgene"]),
     ("dms-csv-missing", [*DMS[:8], "--dms", "{d}/nope.csv", *M, *O], ["nope.csv"]),

@@ -70,7 +70,8 @@ def run_essentiality(
         raise DnahnetError("--plot needs a file name (a PNG)")
     if track_line and not bed:
         raise DnahnetError("--track-line needs --bed (it shapes the BED for genome browsers)")
-    check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot})
+    check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot},
+                  inputs={"GENOME": genome_path, "--gff": gff, "--labels": labels})
     if plot:
         require_matplotlib()
         image_format(plot)  # a bad extension: refused before any work

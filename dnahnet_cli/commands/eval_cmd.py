@@ -61,7 +61,8 @@ def run_dms(
         raise DnahnetError(f"--limit must be >= 1, not {limit}")
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
-    check_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot})
+    check_outputs({"--output": output, "--metrics": metrics_out, "--plot": plot},
+                  inputs={"--genome": genome_path, "--gff": gff, "--dms": dms, "--protein": protein_path})
     if plot:
         require_matplotlib()
         image_format(plot)  # a bad extension: refused before any work

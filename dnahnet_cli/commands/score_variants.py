@@ -23,7 +23,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import check_one_stdin, check_output_path, check_outputs, writes_in_place
+from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           format_value, is_bgzip_name, tabix_index_tsv)
@@ -152,7 +152,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                        calibrate_cache: Optional[Path] = None) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
-    check_output_path(output, "--output")
+    check_outputs({"--output": output}, inputs={"REF": ref, "VCF": vcf, "--gff": gff, "--chrom-map": chrom_map})
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
         raise DnahnetError(f"--window must be a positive number of bases, not {window}")
@@ -353,7 +353,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     _check_strand(strand)
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
-    check_outputs({"--output": output, "--per-base": per_base})
+    check_outputs({"--output": output, "--per-base": per_base}, inputs={"SEQS": seqs_path})
     records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     window = window or int(engine.window)

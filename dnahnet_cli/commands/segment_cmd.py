@@ -6,6 +6,7 @@ The machinery lives in dnahnet_cli/tasks/segment.py; docs/segment.md defines eve
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -61,11 +62,16 @@ def run_segment(
     check_one_stdin({"GENOME": genome_path, "--gff": gff})
     outputs = {"--output": output, "--report": report,
                "the report's JSON twin": report_json_path(report) if report else None, "--plot": plot}
-    check_outputs(outputs)
+    inputs = {"GENOME": genome_path, "--gff": gff}
+    check_outputs(outputs, inputs)
     if plot:
         image_format(plot)  # a bad extension: refused before any work
-    if bedgraph:
-        _output_dir_ok(bedgraph, "--bedgraph")  # a prefix: one file per strand and stage
+    if bedgraph:  # a prefix: one file per strand and stage
+        if bedgraph.endswith(("/", os.sep)) or Path(bedgraph).is_dir():  # DIR/ gave hidden DIR/.stage1.bedgraph
+            raise DnahnetError(f"--bedgraph {bedgraph}: give a prefix for the file names, not a directory "
+                               f"(e.g. {os.path.join(bedgraph, 'sample')} writes "
+                               f"{os.path.join(bedgraph, 'sample')}.stage1.bedgraph)")
+        _output_dir_ok(bedgraph, "--bedgraph")
     genome = Genome.open(genome_path, quiet=quiet)
     regions = ([parse_region(region, genome.lengths)] if region else
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
@@ -88,7 +94,7 @@ def run_segment(
     if bedgraph:  # its file names depend on the model's stages: checked against the other outputs now
         check_outputs({**outputs,
                        **{f"--bedgraph (stage {s}, {st})": path
-                          for (st, s), path in bedgraph_paths(bedgraph, stages, strands).items()}})
+                          for (st, s), path in bedgraph_paths(bedgraph, stages, strands).items()}}, inputs)
     tile = tile or int(engine.window)
     opts = SegmentOptions(stages, strands, tile, tile // 4 if overlap is None else overlap, track_line,
                           permutations, seed, upstream, quiet, tiles_per_block=max(1, batch_size))

@@ -120,11 +120,20 @@ def check_output_path(path: str | os.PathLike | None, what: str = "output") -> N
         raise DnahnetError(f"{what} {target}: directory {parent} is not writable")
 
 
-def check_outputs(named: dict[str, str | os.PathLike | None]) -> None:
+INPUT_SIDECARS = ("", ".fai", ".gzi", ".tbi", ".csi")  # an input and the index files read beside it
+
+
+def check_outputs(named: dict[str, str | os.PathLike | None],
+                  inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
     """Every output of a command, by option name, before any work starts: each can be written
-    (check_output_path), and no two name the same file or are both stdout ('-'), where one would overwrite or
-    interleave with the other (e.g. `segment --report x.json` and the report's JSON twin, `-o - --bed -`)."""
+    (check_output_path), no two name the same file or are both stdout ('-'), where one would overwrite or
+    interleave with the other (e.g. `segment --report x.json` and the report's JSON twin, `-o - --bed -`), and
+    none names an input or its index (`-o genome.fa` replaced the genome once the output was renamed into place)."""
     seen: dict[object, str] = {}
+    for what, path in (inputs or {}).items():
+        if path is not None and str(path) != "-":
+            for suffix in INPUT_SIDECARS:
+                seen[Path(f"{path}{suffix}").resolve()] = f"the input {what} {path}{suffix}"
     for what, path in named.items():
         if path is None:
             continue

@@ -117,6 +117,8 @@ class SegmentOptions:
             raise DnahnetError(f"--permutations must be >= 0, not {self.permutations}")
         if self.upstream < 1:
             raise DnahnetError(f"--upstream must be >= 1, not {self.upstream}")
+        if not 0 <= self.seed <= 2**32 - 1:  # numpy's seed range: a negative one was a traceback
+            raise DnahnetError(f"--seed must be between 0 and {2**32 - 1}, not {self.seed}")
 
 
 # ---------------------------------------------------------------------------------------------------------
