@@ -133,6 +133,11 @@ def test_region_and_protein_errors(awkward):
         plan_mutant(prepare_target(ann, genome, "bbbB"), _rec("Q2A"), "best", usage, "dms.csv: line 3")
     with pytest.raises(DnahnetError, match="beyond the assayed protein"):
         plan_mutant(prepare_target(ann, genome, "bbbB"), _rec("A20G"), "best", usage, "x")
+    # an empty assayed protein matched at every offset ('occurs 8 times') or passed the check and blamed the table
+    with pytest.raises(DnahnetError, match=r"--region-start 100: the protein of AWK_0002 has 7 residues"):
+        prepare_target(ann, genome, "bbbB", region_start=100)
+    with pytest.raises(DnahnetError, match=r"p.fa: the assayed protein is empty"):
+        prepare_target(ann, genome, "bbbB", protein="", protein_path="p.fa")
 
 
 def test_read_dms_table(tmp_path):
@@ -155,6 +160,20 @@ def test_read_dms_table(tmp_path):
     t.write_bytes(b"mutant,score,note\nA2G,0.1,\xb5M\n")  # Latin-1, once a traceback
     with pytest.raises(DnahnetError, match=r"d.tsv: not UTF-8 text"):
         read_dms(str(t))
+    t.write_text("\n\nmutant,score\nA2G,1\nfoo,2\n")  # blank lines before the header: was "empty DMS table"
+    with pytest.raises(DnahnetError, match=r"d.tsv: line 5: malformed mutant 'foo'"):
+        read_dms(str(t))
+    t.write_text("mutant,score\nA2G,1\nK5P," + "x" * 200_000 + "\n")  # csv's field limit: a traceback
+    with pytest.raises(DnahnetError, match=r"d.tsv: line 3: not a CSV/TSV row \(field larger than field limit"):
+        read_dms(str(t))
+    import gzip
+
+    gz = tmp_path / "d.csv.gz"
+    data = bytearray(gzip.compress(("mutant,score\n" + "A2G,1\n" * 2000).encode()))
+    data[20:60] = bytes((i * 97 + 13) % 256 for i in range(40))  # a corrupt deflate stream: zlib.error
+    gz.write_bytes(bytes(data))
+    with pytest.raises(DnahnetError, match=r"d.csv.gz: truncated or corrupt gzip"):
+        read_dms(str(gz))
 
 
 class FakeScorer:
@@ -258,7 +277,7 @@ def test_cli_dms_on_embedded_fasta(tmp_path, tiny_model):
         "ll_wt", "ll_mut", "delta", "status",
     ]
     assert list(df.n_codon_variants) == [4, 4, 16, 1, 2] and (df.status == "OK").all()
-    assert np.allclose(df.delta, df.ll_mut - df.ll_wt, atol=1e-3)
+    assert np.allclose(df.delta, df.ll_mut - df.ll_wt, atol=1e-5)  # ll_* print 12 digits (7 rounded to 0.01)
     m = json.loads(metrics.read_text())
     assert m["n_scored"] == 5 and m["n_skipped"] == 0 and -1 <= m["spearman_rho"] <= 1
     assert "Spearman rho" in res.output
@@ -359,3 +378,18 @@ def test_cli_dms_flank_clipped_by_a_contig_end_is_not_called_a_window_misfit(tmp
     assert res.exit_code == 0, res.output
     assert "does not fit" not in res.output
     assert "##dnahnet_flank=16; used 16 and 14" in out.read_text()
+
+
+def test_log_likelihood_columns_keep_the_digits_a_delta_needs():
+    """An 8,192-nt window's log-likelihood is ~-1e4 nats: 7 significant digits printed it to 0.01 nats, so
+    ll_mut - ll_wt recomputed from the file was off by up to 0.01 (the size of many DMS effects)."""
+    import io
+
+    from dnahnet_cli.genomics.outputs import TsvWriter
+
+    fh = io.StringIO()
+    TsvWriter(fh, ["ll_wt", "ll_mut", "delta", "sum_ll_fwd"]).write(
+        {"ll_wt": -10679.594321, "ll_mut": -10681.334976, "delta": -1.740655123, "sum_ll_fwd": -10679.594321})
+    ll_wt, ll_mut, delta, sum_ll = (float(x) for x in fh.getvalue().splitlines()[-1].split("\t"))
+    assert ll_mut - ll_wt == pytest.approx(-1.740655, abs=1e-6) and sum_ll == pytest.approx(-10679.594321, abs=1e-7)
+    assert fh.getvalue().splitlines()[-1].split("\t")[2] == "-1.740655"  # other floats: 7 digits as before

@@ -332,6 +332,15 @@ def test_score_seqs_tsv_and_per_base_bedgraph(app, ckpt, engine, tmp_path):
     assert sums["short"] == pytest.approx(df.loc["short", "sum_ll"], abs=1e-3)
 
 
+def test_score_seqs_warns_when_nothing_was_scored(app, ckpt, tmp_path):
+    """Only empty and all-N records: exit 0 with nothing said, where score-variants warns."""
+    fa = tmp_path / "e.fa"
+    fa.write_text(">e\n\n>n\nNN\n")
+    res = run(app, "score-seqs", fa, "--model", ckpt, "--device", "cpu")
+    assert res.exit_code == 0 and "warning: no sequence was scored" in res.stderr
+    assert "SKIP_EMPTY 1, SKIP_NO_ACGT 1" in res.stderr
+
+
 @pytest.mark.parametrize("sort, expect", [("name", ["alpha", "zeta"]), ("none", ["zeta", "alpha"])])
 def test_score_seqs_bedgraph_is_sorted_by_name_and_the_tsv_keeps_input_order(app, ckpt, tmp_path, sort, expect):
     fa = tmp_path / "s.fa"

@@ -386,6 +386,10 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
             progress.update(hi)
         for name, _ in records:
             writer.write(rows[name])
+    statuses = Counter(row["status"] for row in rows.values())
+    if not quiet and not statuses.get(OK):  # as score-variants says when it scored nothing
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+        note(f"warning: no sequence was scored: every one was skipped ({summary}; the status column says why)")
     return len(records)
 
 

@@ -102,20 +102,26 @@ def write_in_pieces(fh: IO[str], text: str) -> None:
         fh.write(text[i: i + PIPE_PIECE])
 
 
+LL_FMT = ".12g"  # total log-likelihood columns (ll_*, sum_ll*): 1e-7 nats at 1e4, 1e-6 at 1e5
+
+
 class TsvWriter:
     """Rows of a fixed column list, written after the provenance lines and the `#`-prefixed header (so tabix,
     bedtools and `sort` treat it as a comment); `na` is the missing-value token."""
 
     def __init__(self, fh: IO[str], columns: Sequence[str], meta: Sequence[tuple[str, str]] | None = None,
                  float_fmt: str = ".7g", na: str = NA):
-        self.fh, self.columns, self.float_fmt, self.na = fh, list(columns), float_fmt, na
+        self.fh, self.columns, self.na = fh, list(columns), na
+        # a window's log-likelihood is ~-1e4 nats: 7 digits would round it to 0.01, the size of many deltas
+        self.formats = [LL_FMT if c.startswith(("ll_", "sum_ll")) and float_fmt == ".7g" else float_fmt
+                        for c in self.columns]
         for key, value in meta or ():
             fh.write(f"##{key}={value}\n")
         fh.write("#" + "\t".join(self.columns) + "\n")
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Write one row given as {column: value}; absent columns are missing."""
-        self.fh.write("\t".join(format_value(row.get(c), self.float_fmt, self.na) for c in self.columns) + "\n")
+        self.fh.write("\t".join(format_value(row.get(c), f, self.na) for c, f in zip(self.columns, self.formats)) + "\n")
 
 
 def read_table(source: str | Path | IO[str], na: str = NA):

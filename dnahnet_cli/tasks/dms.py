@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fileio import open_text
+from dnahnet_cli.genomics.fileio import open_text, text_input_errors
 from dnahnet_cli.genomics.gff import OK, Annotation, Gene, codon_table, context_window, fetch, oriented_index, orient
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY*"
@@ -106,42 +106,54 @@ def parse_mutant(text: str, where: str) -> tuple[Substitution, ...]:
 
 def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = None) -> list[DmsRecord]:
     """DMS table (CSV or TSV, sniffed from the header) -> records; score column defaults to DMS_score or score."""
-    try:
-        return _read_dms(path, mutant_col, score_col)
-    except UnicodeDecodeError as exc:
-        raise DnahnetError(f"{path}: not UTF-8 text ({exc.reason}); save the table as UTF-8") from None
+    with text_input_errors(path, "DMS table"):  # a corrupt or truncated gzip: one line naming the file
+        try:
+            return _read_dms(path, mutant_col, score_col)
+        except UnicodeDecodeError as exc:
+            raise DnahnetError(f"{path}: not UTF-8 text ({exc.reason}); save the table as UTF-8") from None
 
 
 def _read_dms(path: str, mutant_col: str, score_col: Optional[str]) -> list[DmsRecord]:
     with open_text(path, "DMS table") as fh:
-        header = fh.readline()
+        header, skipped = fh.readline(), 0
+        while header and not header.strip():  # blank lines before the header
+            header, skipped = fh.readline(), skipped + 1
         if not header.strip():
             raise DnahnetError(f"{path}: empty DMS table")
         delim = "\t" if header.count("\t") > header.count(",") else ","
         reader = csv.reader(itertools.chain([header], fh), delimiter=delim)
-        cols = [c.strip() for c in next(reader)]
-        if mutant_col in cols and score_col is None:
-            score_col = next((c for c in ("DMS_score", "score") if c in cols), None)
-            if score_col is None:
-                raise DnahnetError(f"{path}: no score column DMS_score or score (columns: {', '.join(cols)}); "
-                                   f"name yours with --score-col")
-        for want, what in ((mutant_col, "mutant"), (score_col, "score")):
-            if want not in cols:
-                raise DnahnetError(f"{path}: no {what} column {want!r} (columns: {', '.join(cols)})")
-        im, isc = cols.index(mutant_col), cols.index(score_col)
-        records = []
-        for lineno, row in enumerate(reader, 2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) <= max(im, isc):
-                raise DnahnetError(f"{path}: line {lineno}: expected {len(cols)} columns, found {len(row)}")
-            where = f"{path}: line {lineno}"
-            raw = row[isc].strip()
-            try:
-                score = float(raw) if raw not in ("", "NA", "nan", "NaN", ".") else math.nan
-            except ValueError:
-                raise DnahnetError(f"{where}: score {raw!r} is not a number") from None
-            records.append(DmsRecord(row[im].strip(), parse_mutant(row[im], where), score, lineno))
+        try:
+            return _dms_records(path, reader, mutant_col, score_col, skipped)
+        except csv.Error as exc:  # e.g. a field over csv's size limit
+            raise DnahnetError(f"{path}: line {reader.line_num + skipped}: not a CSV/TSV row ({exc})") from None
+
+
+def _dms_records(path: str, reader, mutant_col: str, score_col: Optional[str], skipped: int) -> list[DmsRecord]:
+    """The rows of a DMS table after its header; `skipped` blank lines came before the header."""
+    cols = [c.strip() for c in next(reader)]
+    if mutant_col in cols and score_col is None:
+        score_col = next((c for c in ("DMS_score", "score") if c in cols), None)
+        if score_col is None:
+            raise DnahnetError(f"{path}: no score column DMS_score or score (columns: {', '.join(cols)}); "
+                               f"name yours with --score-col")
+    for want, what in ((mutant_col, "mutant"), (score_col, "score")):
+        if want not in cols:
+            raise DnahnetError(f"{path}: no {what} column {want!r} (columns: {', '.join(cols)})")
+    im, isc = cols.index(mutant_col), cols.index(score_col)
+    records = []
+    for row in reader:
+        lineno = reader.line_num + skipped
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) <= max(im, isc):
+            raise DnahnetError(f"{path}: line {lineno}: expected {len(cols)} columns, found {len(row)}")
+        where = f"{path}: line {lineno}"
+        raw = row[isc].strip()
+        try:
+            score = float(raw) if raw not in ("", "NA", "nan", "NaN", ".") else math.nan
+        except ValueError:
+            raise DnahnetError(f"{where}: score {raw!r} is not a number") from None
+        records.append(DmsRecord(row[im].strip(), parse_mutant(row[im], where), score, lineno))
     if not records:
         raise DnahnetError(f"{path}: no mutants in the DMS table")
     return records
@@ -191,10 +203,15 @@ def prepare_target(
     seq = genome[gene.seqid]
     circ = gene.seqid in annotation.circular
     translated = gene.protein(seq, circ)
+    if region_start is not None and not 1 <= region_start <= len(translated):
+        raise DnahnetError(f"--region-start {region_start}: the protein of {gene.label} has {len(translated)} residues "
+                           f"(give 1..{len(translated)})")
     if protein is None:  # the translated CDS itself, or its tail from --region-start
-        assayed = translated[region_start - 1 :] if region_start and region_start >= 1 else translated
+        assayed = translated[region_start - 1 :] if region_start else translated
     else:
         assayed = protein
+    if not assayed:  # an empty string matches everywhere: it was 'found' 73 times, or passed every check
+        raise DnahnetError(f"{protein_path}: the assayed protein is empty")
     if region_start is None:
         hits = [m.start() for m in re.finditer(f"(?={re.escape(assayed)})", translated)]
         if len(hits) == 1:
