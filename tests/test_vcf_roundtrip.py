@@ -309,3 +309,46 @@ def test_bedtools_accepts_the_bed_and_bedgraph_outputs(tmp_path, ckpt):
         assert key(srt.stdout.splitlines()) == key(body), track  # already in bedtools' (chrom, start) order
         subprocess.run(["bedtools", "complement", "-i", str(track), "-g", str(genome)], capture_output=True,
                        text=True, check=True)
+
+
+def test_bytes_that_are_not_utf8_in_kept_info_and_fixed_columns(tmp_path, ckpt):
+    """--keep-info of a Latin-1 INFO value was a pysam traceback, and so was any such byte in a .tsv.gz (its text
+    stream was strict UTF-8); a Latin-1 byte in ID was a traceback wherever pysam first decoded it: now one line."""
+    header = HEADER[:2] + ['##INFO=<ID=GENE,Number=1,Type=String,Description="Gene">',
+                           '##INFO=<ID=AF,Number=A,Type=Float,Description="Allele frequency">', HEADER[-1]]
+    records = ["NC_000913.3\t1001\trs1\tA\tG,T\t50\tPASS\tGENE=caf\xe9;AF=0.5\tGT:AD\t0/1:3,4\t1/1:0,9"]
+    raw = ("\n".join(header + records) + "\n").encode("latin-1")
+    out, _ = score(tmp_path, ckpt, "kept.tsv.gz", text=raw, extra=("--keep-info", "GENE,AF"))
+    rows = [line.split(b"\t") for line in pysam.BGZFile(str(out)).read().split(b"\n") if line and not line.startswith(b"#")]
+    columns = [c for c in sv.VARIANT_COLUMNS] + ["info_GENE", "info_AF"]
+    got = [dict(zip(columns, row)) for row in rows]
+    assert [r["info_GENE"] for r in got] == [b"caf\xe9", b"caf\xe9"]
+    assert [r["info_AF"] for r in got] == [b"0.5", b"NA"]  # AF gives one value for two ALTs: the second has none
+
+    bad = tmp_path / "id.vcf"
+    bad.write_bytes(("\n".join(HEADER + ["NC_000913.3\t1001\tgen\xe9_1\tA\tG\t.\tPASS\t.\tGT\t0/1\t0/1"]) + "\n")
+                    .encode("latin-1"))
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.callback()(lambda: None)
+    sv.register(app)
+    res = CliRunner().invoke(app, ["score-variants", GENOME, str(bad), "--model", ckpt, "--window", "33",
+                                   "-o", str(tmp_path / "id.tsv")])
+    assert res.exception.exit_code == 2  # a DnahnetError: one line from the CLI, exit 2
+    assert "id.vcf: line 8: CHROM, ID, REF or ALT is not UTF-8 text" in str(res.exception)
+    assert not (tmp_path / "id.tsv").exists()
+
+
+def test_stale_indexes_and_empty_columns(tmp_path, ckpt):
+    """An old .csi beside a rewritten .vcf.gz (bcftools index makes CSI) was loaded by htslib before the fresh .tbi
+    and broke region queries; an empty INFO column gained a leading ';' and an empty FILTER a ##FILTER=<ID=,...>."""
+    stale = tmp_path / "out.vcf.gz.csi"
+    stale.write_bytes(b"an index of an earlier file")
+    records = ["NC_000913.3\t1001\trs1\tA\tG\t50\t\t\tGT\t0/1\t0/1"]
+    out, _ = score(tmp_path, ckpt, "out.vcf.gz", text="\n".join(HEADER + records) + "\n")
+    assert not stale.exists() and (tmp_path / "out.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as vf:
+        assert len(list(vf.fetch("NC_000913.3", 0, 2000))) == 1
+    text = pysam.BGZFile(str(out)).read().decode()
+    assert "##FILTER=<ID=," not in text
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert body[0].split("\t")[7].startswith("DNAHNET_")

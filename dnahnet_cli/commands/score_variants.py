@@ -287,23 +287,36 @@ def info_keys(spec: Optional[str], header: Any, vcf_path: str) -> list[str]:
     return keys
 
 
-def _info_value(rec: Any, key: str, alt_index: int) -> Any:
-    """INFO value for one ALT: the ALT's own entry for Number=A/R fields, the whole value otherwise."""
+def _info_value(rec: Any, key: str, alt_index: int, text: str) -> Any:
+    """INFO value for one ALT: the ALT's own entry for Number=A/R fields (missing when the record gives it none),
+    the whole value otherwise. `text` is the record's line as read: END, and values that are not UTF-8, come
+    from there."""
     if key == "END":  # htslib moves END out of rec.info (into rec.stop): read it from the record's text
-        given = [f[4:] for f in str(rec).rstrip("\r\n").split("\t")[7].split(";") if f.startswith("END=")]
-        return int(given[0]) if given and given[0].lstrip("-").isdigit() else None
+        given = _info_text(text, key)
+        return int(given) if given and given.lstrip("-").isdigit() else None
     if key not in rec.info:
         return 0 if rec.header.info[key].type == "Flag" else None
-    value = rec.info[key]
     number = rec.header.info[key].number
-    if isinstance(value, tuple):
-        if number == "A" and alt_index >= 1 and len(value) >= alt_index:
-            value = value[alt_index - 1]
-        elif number == "R" and len(value) > alt_index:
-            value = value[alt_index]
-        else:
-            return ",".join("." if v is None else format_value(v) for v in value)  # floats: 7 significant digits
+    try:
+        value = rec.info[key]
+    except UnicodeDecodeError:  # pysam decodes strictly; the text keeps the bytes (written back as read)
+        raw = _info_text(text, key) or ""
+        value = tuple(raw.split(",")) if number in ("A", "R") or "," in raw else raw
+    if number in ("A", "R"):
+        values = value if isinstance(value, tuple) else (value,)
+        k = alt_index - 1 if number == "A" else alt_index
+        if not 0 <= k < len(values):  # a miscounted field: this ALT has no value of its own
+            return None
+        value = values[k]
+    elif isinstance(value, tuple):
+        return ",".join("." if v is None else format_value(v) for v in value)  # floats: 7 significant digits
     return 1 if value is True else value
+
+
+def _info_text(text: str, key: str) -> str | None:
+    """The value of INFO `key` as written in a record's line (None when absent)."""
+    given = [f[len(key) + 1:] for f in text.rstrip("\r\n").split("\t")[7].split(";") if f.startswith(f"{key}=")]
+    return given[0] if given else None
 
 
 def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[Any, list[Allele], str]],
@@ -315,9 +328,9 @@ def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[A
             row.update(score_percentile=background.percentile(row.get("score")), score_z=background.z(row.get("score")))
     if isinstance(writer, TsvWriter):
         if keep_info:
-            records = [rec for rec, alleles, _ in chunk for _ in alleles]
-            for row, rec in zip(rows, records):
-                row.update({f"info_{k}": _info_value(rec, k, row["alt_index"]) for k in keep_info})
+            records = [(rec, text) for rec, alleles, text in chunk for _ in alleles]
+            for row, (rec, text) in zip(rows, records):
+                row.update({f"info_{k}": _info_value(rec, k, row["alt_index"], text) for k in keep_info})
         for row in rows:
             writer.write(row)
         return rows

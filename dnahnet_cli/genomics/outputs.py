@@ -25,7 +25,7 @@ import pysam
 from pysam.libcbgzf import BGZFile
 
 from dnahnet_cli import __version__
-from dnahnet_cli.genomics.fileio import atomic_output, atomic_path
+from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, writes_in_place
 
 NA = "NA"
 
@@ -83,12 +83,23 @@ def open_output(path: str) -> Iterator[IO[str]]:
         with atomic_output(path, "w") as fh:
             yield fh
         return
-    with atomic_path(path) as tmp:
-        fh = io.TextIOWrapper(BGZFile(str(tmp), "wb"), encoding="utf-8")
+    with atomic_path(path) as tmp:  # surrogateescape: bytes that are not UTF-8 go out as read, as in plain text
+        fh = io.TextIOWrapper(BGZFile(str(tmp), "wb"), encoding="utf-8", errors="surrogateescape")
         try:
             yield fh
         finally:
             fh.close()
+    drop_stale_indexes(path)
+
+
+def drop_stale_indexes(path: str) -> None:
+    """Remove the .tbi/.csi an earlier file of this name had: htslib would use one describing other data (a .csi
+    before a fresh .tbi); the commands that index (score-variants) write a new .tbi afterwards."""
+    if str(path) == "-" or writes_in_place(Path(path)):
+        return
+    for suffix in (".tbi", ".csi"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
 
 
 PIPE_PIECE = 4096  # PIPE_BUF on Linux: a pipe takes a write this small whole, or refuses it (EPIPE)
@@ -196,6 +207,7 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
             return
         with atomic_path(path) as final:
             shutil.copyfile(binary, final)
+        drop_stale_indexes(path)
 
 
 # The VCF 4.3 specification's reserved genotype keys (section 1.6.2), declared as it defines them
@@ -286,13 +298,14 @@ class VcfWriter:
     def write(self, line: str, info: Mapping[str, Sequence[Any]]) -> None:
         """Write the record `line` (its text as read) with INFO fields set from per-ALT value lists."""
         cols = line.split("\t")
-        kept = [] if cols[7] == "." else [f for f in cols[7].split(";") if not f.startswith(OWN_INFO_PREFIX)]
+        kept = ([] if cols[7] in (".", "") else  # an empty column as '.': no ';' before the first added key
+                [f for f in cols[7].split(";") if not f.startswith(OWN_INFO_PREFIX)])
         for field in kept:
             key = field.split("=", 1)[0]
             if key and key not in self.declared and key not in self.undeclared:
                 self.undeclared[key] = "String" if "=" in field else "Flag"
         for name in cols[6].split(";"):
-            if name not in self.filters:
+            if name and name not in self.filters:  # an empty FILTER column names no filter
                 self.undeclared_filters.setdefault(name)
         added = [f"{key}={','.join('.' if _missing(v) else format_value(v) for v in values)}"
                  for key, values in info.items() if cols[4] != "." and any(v is not None for v in values)]

@@ -455,6 +455,12 @@ class VcfInput:
                 except (OSError, ValueError) as exc:
                     raise DnahnetError(self._record_problem(n, exc)) from None
                 n += 1
+                try:  # pysam decodes these strictly: a Latin-1 ID was a traceback wherever it was first read
+                    rec.chrom, rec.id, rec.ref, rec.alts
+                except UnicodeDecodeError as exc:
+                    raise DnahnetError(f"{self.path}: line {self.header_lines + n}: CHROM, ID, REF or ALT is not "
+                                       f"UTF-8 text ({exc.reason}: byte {exc.object[exc.start:exc.end]!r}); VCF "
+                                       "requires UTF-8 there") from None
                 yield self.header_lines + n, rec
 
     def header_text(self) -> list[str]:
