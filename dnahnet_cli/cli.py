@@ -69,6 +69,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Optional[bool] = typer.Option(
         None, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
@@ -101,10 +102,25 @@ def _root(
     if kernels not in KERNEL_MODES:
         raise DnahnetError(f"invalid --kernels {kernels!r} (choose {', '.join(KERNEL_MODES)})")
     os.environ["DNAHNET_KERNELS"] = kernels  # read by model/kernels.py when (and if) the model is loaded
-    if kernels == "fast" or "dnahnet_cli.model.kernels" in sys.modules:
+    # help and the commands that run no model (presets, init, info: `info --device` diagnoses a missing kernel)
+    # work whatever the kernels; a cluster profile may export DNAHNET_KERNELS=fast for its GPU nodes only
+    runs_model = ctx.invoked_subcommand not in (None, "presets", "init", "info") and not _asks_for_help()
+    if (kernels == "fast" and runs_model) or "dnahnet_cli.model.kernels" in sys.modules:
         from dnahnet_cli.model.kernels import set_kernels  # "fast" checks for CUDA and mamba-ssm now
 
-        set_kernels(kernels)
+        try:
+            set_kernels(kernels if runs_model else "auto")
+        except DnahnetError as exc:
+            source = ctx.get_parameter_source("kernels")
+            if source is not None and source.name == "ENVIRONMENT":  # name what the user actually set
+                raise DnahnetError(str(exc).replace("--kernels fast", "DNAHNET_KERNELS=fast (the environment)")) \
+                    from None
+            raise
+
+
+def _asks_for_help() -> bool:
+    """Whether the command line asks for a help page (`dnahnet CMD --help`): the root callback runs first."""
+    return any(arg in ("-h", "--help") for arg in sys.argv[1:])
 
 
 for _module in COMMAND_MODULES:

@@ -33,8 +33,9 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
 
     bf16 = bool(cpu_bf16_features())  # the --dtype auto check runs where auto means bf16, else is skipped
     scan = cpu_kernels() != "torch"  # the kernel check runs where the compiled CPU scan builds (a C compiler)
-    assert res.stdout.count("PASS") == 5 + bf16 + scan and "FAIL" not in res.stdout
+    assert res.stdout.count("PASS") == 6 + bf16 + scan and "FAIL" not in res.stdout
     assert "PASS  weights are those the reference values were recorded for  [sha256 " in res.stdout
+    assert "PASS  architecture (config.json) is the one the reference values were recorded for" in res.stdout
     assert res.stdout.count("SKIP") == 2 - bf16 - scan
     assert ("PASS  fast kernels vs plain-PyTorch reference" if scan else "SKIP  fast kernels") in res.stdout
     assert (f"{2 - bf16 - scan} skipped" in res.stdout) if bf16 + scan < 2 else "skipped" not in res.stdout
@@ -58,6 +59,24 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     res = run("check", "--model", str(model_dir), "--device", "cpu")
     assert res.returncode == 1 and "FAIL  weights are those the reference values were recorded for" in res.stdout
     assert "PASS  log-likelihood of the check sequence" in res.stdout  # the values alone would not have noticed
+
+
+
+def test_check_fails_when_config_json_was_edited(tmp_path):
+    """An attention window edited in config.json changes every 8-kb score, but on the 2-kb check sequence a stage's
+    chunks are fewer than the window, so the values did not move and check passed; the architecture's hash does."""
+    torch.manual_seed(0)
+    model_dir = tmp_path / "m"
+    save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
+    assert run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference").returncode == 0
+    ref = json.loads((model_dir / "check.json").read_text())
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["config"]["window_size"] = [w if i == 0 else -1 for i, w in enumerate(cfg["config"]["window_size"])]
+    (model_dir / "config.json").write_text(json.dumps(cfg))
+    res = run("check", "--model", str(model_dir), "--device", "cpu")
+    assert res.returncode == 1, res.stdout
+    assert "FAIL  architecture (config.json) is the one the reference values were recorded for" in res.stdout
+    assert len(ref["config_sha256"]) == 64
 
 
 def test_check_of_a_model_without_stages_writes_and_passes_its_reference(tmp_path):

@@ -78,6 +78,11 @@ def test_init_force_replaces_checkpoints_only(tmp_path):
     assert run("init", "--preset", "tiny", "-o", str(ckpt)).returncode == 0
     assert run("init", "--preset", "tiny", "-o", str(ckpt), "--force", "--seed", "5").returncode == 0
     assert json.loads((ckpt / "config.json").read_text())["metadata"]["seed"] == 5
+    (ckpt / "notes.txt").write_text("mine\n")  # a checkpoint with a user's file beside it: the swap deleted it
+    (ckpt / "scores").mkdir()
+    res = run("init", "--preset", "tiny", "-o", str(ckpt), "--force")
+    assert res.returncode == 2 and "holds files that are not part of a checkpoint (notes.txt, scores/)" in res.stderr
+    assert (ckpt / "notes.txt").exists() and (ckpt / "scores").is_dir()
     here = tmp_path / "here"
     here.mkdir()
     res = subprocess.run([sys.executable, "-m", "dnahnet_cli.cli", "init", "--preset", "tiny", "-o", ".", "--force"],

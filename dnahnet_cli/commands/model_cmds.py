@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from dnahnet_cli.errors import DnahnetError
-        from dnahnet_cli.model.checkpoint import is_checkpoint_dir, save_checkpoint
+        from dnahnet_cli.model.checkpoint import CHECKPOINT_FILES, is_checkpoint_dir, save_checkpoint
         from dnahnet_cli.model.lm import DNAHNet
         from dnahnet_cli.model.presets import get_preset
 
@@ -63,6 +63,12 @@ def register(app: typer.Typer) -> None:
         if out.exists() and any(out.iterdir()) and not is_checkpoint_dir(out):
             raise DnahnetError(f"{out} is a directory that holds no dnahnet checkpoint; --force replaces checkpoints "
                                f"only, so choose a new or empty directory")
+        others = sorted(p.name + "/" * p.is_dir() for p in out.iterdir() if p.name not in CHECKPOINT_FILES) \
+            if out.is_dir() else []
+        if others:  # the swap would delete them with the old checkpoint
+            raise DnahnetError(f"{out} holds files that are not part of a checkpoint ({', '.join(others[:3])}"
+                               f"{', ...' if len(others) > 3 else ''}); --force replaces a checkpoint only: move "
+                               "them away or choose another directory")
         base = next((p for p in out.parents if p.exists()), None)  # missing folders above are created
         if base is None:
             raise DnahnetError(f"--out {out}: not a directory a checkpoint can be written to")

@@ -36,12 +36,14 @@ def command_line() -> str:
 
 
 def provenance(extra: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
-    """Standard `##` key/value pairs: version, command, model (path, name, sha256, preset, precision), why that
+    """Standard `##` key/value pairs: version, command, model (path, name, sha256 of the weights and of the
+    architecture, preset, precision), why that
     precision, the device and kernels that ran (a result can depend on each), then the extras."""
     meta = [("dnahnet_version", __version__), ("dnahnet_command", command_line())]
     if model:
         meta.append(("dnahnet_model", ",".join(f"{k}={model[k]}" for k in
-                                               ("model", "name", "sha256", "preset", "precision") if k in model)))
+                                               ("model", "name", "sha256", "config_sha256", "preset", "precision")
+                                               if k in model)))
         if "precision_reason" in model:  # why this precision (e.g. --dtype auto on an AMX CPU)
             meta.append(("dnahnet_precision", f"{model['precision']}; {model['precision_reason']}"))
         if "device" in model:

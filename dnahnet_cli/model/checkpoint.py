@@ -7,6 +7,7 @@ checkpoint from an untrusted source cannot execute code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -28,6 +29,16 @@ from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "dnahnet-checkpoint/1"
+# every file a checkpoint directory holds: the model, its reference values (check.json), a training state
+CHECKPOINT_FILES = {CONFIG, WEIGHTS, "check.json", "optimizer.safetensors", "optimizer.json", "rng.safetensors",
+                    "trainer.json"}
+
+
+def config_sha256(config: ModelConfig) -> str:
+    """sha256 of the architecture as loaded (canonical JSON): the weights' hash alone does not change when
+    config.json is edited, e.g. an attention window, although every score does."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
@@ -209,5 +220,6 @@ def load_checkpoint(ckpt_dir: str | os.PathLike, device: str | torch.device = "c
     metadata = dict(info.get("metadata", {}))
     metadata.setdefault("dnahnet_version", info.get("dnahnet_version"))
     metadata["sha256"] = sha256_file(weights)
+    metadata["config_sha256"] = config_sha256(info["model_config"])
     metadata["path"] = str(ckpt_dir)
     return model.to(device).eval(), metadata

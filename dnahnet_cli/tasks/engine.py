@@ -68,7 +68,8 @@ class LikelihoodEngine:
         """Load a checkpoint directory; None means the reference model shipped with the package."""
         model_dir = resolve_model(model_dir)
         model, meta = load_checkpoint(model_dir, "cpu")
-        prov = {"model": str(model_dir), "sha256": meta["sha256"], "preset": meta.get("preset", model.config.name)}
+        prov = {"model": str(model_dir), "sha256": meta["sha256"], "config_sha256": meta["config_sha256"],
+                "preset": meta.get("preset", model.config.name)}
         if meta.get("name"):
             prov["name"] = meta["name"]
         return cls(model, prov, device, dtype, batch_size, max_tokens)

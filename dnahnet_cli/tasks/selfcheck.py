@@ -61,10 +61,12 @@ def reference_values(engine: LikelihoodEngine, seq: str) -> dict:
 
 
 def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
-    """Record the reference values next to the weights (done when a model is shipped), with the weights' sha256:
-    the values of a fixed 2-kb sequence hardly move when one tensor is changed by a few percent, the hash does."""
+    """Record the reference values next to the weights (done when a model is shipped), with the sha256 of the
+    weights and of the architecture: the values of a fixed 2-kb sequence hardly move when one tensor is changed by
+    a few percent, or when an attention window longer than the check sequence's chunks is edited; the hashes do."""
     path = Path(model_dir) / REFERENCE_FILE
-    values = {**reference_values(engine, check_sequence()), "weights_sha256": engine.provenance.get("sha256")}
+    values = {**reference_values(engine, check_sequence()), "weights_sha256": engine.provenance.get("sha256"),
+              "config_sha256": engine.provenance.get("config_sha256")}
     with atomic_output(path) as fh:
         fh.write(json.dumps(values, indent=2) + "\n")
     return path
@@ -85,8 +87,9 @@ def _read_reference(path: Path) -> dict:
             raise ValueError(f"boundaries_per_stage must be a list of counts, not {stages!r}")
         if length is not None and (isinstance(length, bool) or not isinstance(length, int)):
             raise ValueError(f"sequence_length must be an integer, not {length!r}")
-        if not isinstance(ref.get("weights_sha256", ""), (str, type(None))):
-            raise ValueError("weights_sha256 must be a string")
+        for key in ("weights_sha256", "config_sha256"):
+            if not isinstance(ref.get(key, ""), (str, type(None))):
+                raise ValueError(f"{key} must be a string")
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise DnahnetError(f"{path}: not valid reference values ({detail}); restore it from the model's release, "
@@ -113,6 +116,11 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path, writing_reference: boo
             checks.append(Check("weights are those the reference values were recorded for", recorded == have,
                                 float(recorded != have), 0.0, f"sha256 {str(have)[:12]} vs {recorded[:12]}",
                                 exact=True))
+        recorded, have = ref.get("config_sha256"), engine.provenance.get("config_sha256")
+        if recorded:  # config.json edited (e.g. an attention window): the 2-kb values may not notice
+            checks.append(Check("architecture (config.json) is the one the reference values were recorded for",
+                                recorded == have, float(recorded != have), 0.0,
+                                f"sha256 {str(have)[:12]} vs {recorded[:12]}", exact=True))
         if ref.get("sequence_length", len(seq)) != len(seq):
             raise DnahnetError(f"{ref_path}: recorded for a {ref['sequence_length']}-nt check sequence, this "
                                f"installation's is {len(seq)} nt; record it again with --write-reference")
