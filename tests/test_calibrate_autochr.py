@@ -43,6 +43,8 @@ def test_auto_chr_maps_only_unambiguous_names(tmp_path):
     assert infer_chrom_map(["NC_1", "chrNC_1.1"], h, {}) == {}  # both would map to NC_1.1
     assert infer_chrom_map(["NC_1"], h, {}) == {"NC_1": ("NC_1.1", "accession version added")}
     assert infer_chrom_map(["NZ_CP1.3"], g, {}) == {}
+    # not by length either: a version that corrects bases keeps the length (NC_000913.2 was scored on .3)
+    assert infer_chrom_map(["NC_000913.2"], g, {"NC_000913.2": 80}) == {}
     assert infer_chrom_map(["1"], g, {"1": 50}, taken={"x": "1"}) == {}
 
 

@@ -285,9 +285,16 @@ def infer_chrom_map(names: list[str], genome: Genome, header_lengths: dict[str, 
         want = header_lengths.get(name)
         if name not in by_name and want:
             same = [f for f in genome.names if genome.lengths[f] == want]
-            if len(same) == 1:
+            if len(same) == 1 and not _other_version(name, same[0]):  # NC_000913.2 is not NC_000913.3
+                # (a version that corrects bases keeps the length)
                 by_length[name] = (same[0], f"the only FASTA record of length {want:,} (##contig length)")
     return {**found, **_one_to_one(by_length, claimed | {t for t, _ in found.values()})}
+
+
+def _other_version(a: str, b: str) -> bool:
+    """Whether two names are different versions of one accession (NC_000913.2, NC_000913.3)."""
+    ma, mb = _VERSION.match(a), _VERSION.match(b)
+    return bool(ma and mb and ma.group(1) == mb.group(1) and a != b)
 
 
 def _one_to_one(found: dict[str, tuple[str, str]], claimed: set[str]) -> dict[str, tuple[str, str]]:
@@ -304,8 +311,8 @@ def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int]
         shown = ", ".join(missing[:10]) + (f", … ({len(missing)} in all)" if len(missing) > 10 else "")
         raise DnahnetError(f"{vcf_path}: contig(s) not in the reference {genome.path}: {shown}; FASTA has: "
                            f"{', '.join(genome.names[:5])}{' …' if len(genome.names) > 5 else ''} "
-                           "(--auto-chr renames chr1/NC_... style differences it can prove from lengths and "
-                           "sequence; --chrom-map FILE with 'old new' lines renames any)")
+                           "(--auto-chr renames chr1/NC_... style differences it can prove from names and "
+                           "##contig lengths; --chrom-map FILE with 'old new' lines renames any)")
     for chrom, vlen in header_lengths.items():
         contig = resolve_contig(chrom, genome, rename)
         if contig is not None and vlen is not None and genome.lengths[contig] != vlen:
