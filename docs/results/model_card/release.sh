@@ -8,7 +8,8 @@
 # Training resumes exactly (--resume); an evaluation part whose output exists is skipped (a part stopped midway
 # starts over). THREADS (default 2) sets --threads for every part. Outputs: docs/results/model_card/$VERSION/dnahnet.*
 # Order: training (train-cpu-$VERSION.toml); held-out bits/nt; the shipping rule fixed in that config, applied
-# mechanically ($VERSION/shipping-rule.json: lower held-out bits/nt than PREV on both genomes); then DMS, segmentation,
+# mechanically ($VERSION/shipping-rule.json: lower held-out bits/nt than PREV on both genomes; v8's file was written
+# by release-v8.sh, with keys v8_bits_per_nt / v6_bits_per_nt); then DMS, segmentation,
 # the paper protocol on every annotated gene (its wall time at THREADS threads is the whole-genome time) and evo2
 # on every 32nd gene. Shipping itself (ship.py, dnahnet check --model dnahnet_cli/data/default_model --write-reference, the card) stays a reviewed step.
 set -euo pipefail
