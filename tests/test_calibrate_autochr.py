@@ -132,6 +132,12 @@ def test_the_background_cache_key_knows_which_contigs_are_circular():
     genome.set_circular(genome.names)
     circular = background_params(genome, engine, 512, "both", 100, 0)
     assert linear != circular and circular["circular"] == genome.names[0] and linear["circular"] == "none"
+    # the same weights under an edited config.json (an attention window) score differently: a new background,
+    # as for another device or kernel set (a GPU-filled shared cache reused on a CPU)
+    for change in ({"config_sha256": "edited"}, {"device": "cuda:0"}, {"kernels": "mamba2=torch"},
+                   {"dnahnet_version": "0.0.1"}):
+        other = SimpleNamespace(provenance={"sha256": "x", **change}, dtype="float32")
+        assert background_params(genome, other, 512, "both", 100, 0) != circular
 
 
 def test_an_unusable_cache_from_the_environment_is_named_as_such(tmp_path, monkeypatch):

@@ -164,11 +164,15 @@ def sample_snvs(genome: Genome, n: int, seed: int, window: int) -> list[Allele]:
 
 
 def background_params(genome: Genome, engine: Any, window: int, strand: str, n: int, seed: int) -> dict[str, Any]:
-    """What the background's scores depend on, and so the cache key: which contigs are circular decides where
-    windows near contig ends (and every window on a plasmid shorter than the window) are placed."""
-    return {"genome_sha256": genome_digest(genome), "model_sha256": engine.provenance.get("sha256", "NA"),
-            "precision": engine.dtype, "window": window, "strand": strand, "n": n, "seed": seed,
-            "circular": ",".join(sorted(genome.circular)) or "none"}
+    """What the background's scores depend on, and so the cache key: the weights and the architecture (an edited
+    config.json changes every score), the precision with the device and kernels that ran it and the version,
+    and which contigs are circular (where windows near contig ends, and on plasmids shorter than the window, go)."""
+    prov = engine.provenance
+    return {"genome_sha256": genome_digest(genome), "model_sha256": prov.get("sha256", "NA"),
+            "config_sha256": prov.get("config_sha256", "NA"), "precision": engine.dtype,
+            "device": str(prov.get("device", "NA")).split(":")[0], "kernels": prov.get("kernels", "NA"),
+            "dnahnet_version": prov.get("dnahnet_version", "NA"), "window": window, "strand": strand, "n": n,
+            "seed": seed, "circular": ",".join(sorted(genome.circular)) or "none"}
 
 
 def _cache_path(cache_dir: Path, params: dict[str, Any]) -> Path:
