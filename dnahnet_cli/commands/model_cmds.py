@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
             raise DnahnetError(f"--out {out}: not a directory a checkpoint can be written to")
         if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
             raise DnahnetError(f"--out {out}: {base} is not a writable directory")
-        from dnahnet_cli.train.trainer import MAX_SEED
+        from dnahnet_cli.model.config import MAX_SEED
 
         if not 0 <= seed <= MAX_SEED:  # the range `train --seed` takes (torch alone would overflow past 2**64)
             raise DnahnetError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")

@@ -20,6 +20,8 @@ LAYOUT_PATTERN = re.compile(r"([mMtTeErRlL])(\d+)")
 # Bounds far above any model this tool can run, so that a damaged or hostile config.json is refused in one line
 # instead of building 10^8 layers or allocating exabytes.
 MAX_STAGES, MAX_LAYERS = 8, 1024
+# seeds every command takes (init, train, segment's permutation null): numpy's range, which torch takes too
+MAX_SEED = 2**32 - 1
 SIZE_LIMITS = {"d_conv": 64, "expand": 16, "chunk_size": 1 << 16, "vocab_size": 1 << 16, "max_seq_len": 1 << 24,
                "d_model": 1 << 16, "d_intermediate": 1 << 18, "num_heads": 1024, "rotary_emb_dim": 1 << 16,
                "window_size": 1 << 24, "d_state": 4096, "headdim": 4096}

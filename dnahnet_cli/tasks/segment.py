@@ -26,6 +26,7 @@ import numpy as np
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.model.config import MAX_SEED
 from dnahnet_cli.genomics.gff import Annotation, Gene, OK, stop_codons
 from dnahnet_cli.genomics.outputs import write_in_pieces
 
@@ -117,8 +118,8 @@ class SegmentOptions:
             raise DnahnetError(f"--permutations must be >= 0, not {self.permutations}")
         if self.upstream < 1:
             raise DnahnetError(f"--upstream must be >= 1, not {self.upstream}")
-        if not 0 <= self.seed <= 2**32 - 1:  # numpy's seed range: a negative one was a traceback
-            raise DnahnetError(f"--seed must be between 0 and {2**32 - 1}, not {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:  # a negative one was a numpy traceback
+            raise DnahnetError(f"--seed must be between 0 and {MAX_SEED}, not {self.seed}")
 
 
 # ---------------------------------------------------------------------------------------------------------

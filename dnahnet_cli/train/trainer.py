@@ -37,6 +37,7 @@ from dnahnet_cli.genomics.alphabet import PAD, A, T
 from dnahnet_cli.train.corpus import BatchPrefetcher, Corpus, ShardedLoader, WindowSampler, discover_fasta, open_corpus, val_indices
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import atomic_output, share_like_outputs
+from dnahnet_cli.model.config import MAX_SEED
 from dnahnet_cli.model.precision import choose_dtype, resolve_device as checked_device
 
 CKPT_PREFIX = "step-"
@@ -193,9 +194,6 @@ def _plain(value: Any) -> Any:
 def _as_list(value: Any) -> list:
     """An option's value(s) as a list: None -> [], a list as is, a scalar -> [scalar]."""
     return [] if value is None else list(value) if isinstance(value, list) else [value]
-
-
-MAX_SEED = 2**32 - 1  # numpy's and most tools' seed range; torch takes it too, with room for the per-rank offset
 
 
 def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> float:
