@@ -287,6 +287,22 @@ def test_track_line_output_is_plain_bed6_for_browsers(app, ckpt, tmp_path):
     assert fields and all(len(f) == 6 and f[3][:3] in ("S1_", "S2_") and 0 <= int(f[4]) <= 1000 for f in fields)
 
 
+def test_track_line_starts_each_bedgraph_with_a_bedgraph_track_line(app, ckpt, tmp_path):
+    """UCSC draws a bedGraph custom track only after `track type=bedGraph`; --track-line gave one to the BED only."""
+    base = [str(ROOT / "examples" / "ecoli_k12_20kb.fa"), "--model", ckpt, "--region", f"{CHROM}:1-1000",
+            "--tile", 256, "--strand", "both", "--device", "cpu", "-q"]
+    res = invoke(app, *base, "--bedgraph", tmp_path / "t", "-o", tmp_path / "t.bed", "--track-line")
+    assert res.exit_code == 0, (res.output, res.exception)
+    res = invoke(app, *base, "--bedgraph", tmp_path / "plain", "-o", tmp_path / "plain.bed")
+    assert res.exit_code == 0, (res.output, res.exception)
+    for stage in (1, 2):
+        for strand in ("plus", "minus"):
+            first, *rows = (tmp_path / f"t.stage{stage}.{strand}.bedgraph").read_text().splitlines()
+            assert first.startswith(f'track type=bedGraph name="dnahnet_stage{stage}_{strand}"')
+            assert "viewLimits=0:1" in first and f"stage-{stage} boundary probability, {strand} strand" in first
+            assert rows == (tmp_path / f"plain.stage{stage}.{strand}.bedgraph").read_text().splitlines()
+
+
 def test_plot_without_matplotlib_fails_before_segmenting(app, ckpt, tmp_path, monkeypatch):
     """segment ran the whole genome and then died with ModuleNotFoundError (essentiality and eval check first)."""
     import sys

@@ -19,8 +19,8 @@ from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_na
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.tasks.segment import (
-    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths, headline,
-    parse_region, parse_stages, parse_strands, plot_report, segment_region,
+    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths,
+    bedgraph_track_line, headline, parse_region, parse_stages, parse_strands, plot_report, segment_region,
 )
 from dnahnet_cli.tasks.plots import image_format, require_matplotlib
 
@@ -104,7 +104,8 @@ def run_segment(
     rep = Report(opts) if annotation is not None else None
     with output_group() as stack:
         bed = BedWriter(stack.enter_context(open_output(output)), track_line)
-        graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")), merge_equal)
+        graphs = {key: BedGraphWriter(stack.enter_context(atomic_output(path, "w")), merge_equal,
+                                      bedgraph_track_line(key[1], key[0]) if track_line else None)
                   for key, path in (bedgraph_paths(bedgraph, stages, strands) if bedgraph else {}).items()}
         for reg in regions:
             is_circ = genome.is_circular(reg.chrom)
@@ -157,7 +158,7 @@ def register(app: typer.Typer) -> None:
         report: Optional[str] = typer.Option(None, "--report", help="Boundary rates by annotation class (TSV; a .json twin is written too); needs --gff."),
         plot: Optional[str] = typer.Option(None, "--plot", help="Figure (PNG; PDF or SVG by the name's extension): boundary rate by codon position and around CDS starts; needs --gff."),
         output: str = typer.Option("-", "--output", "-o", help="Chunk BED; - = stdout."),
-        track_line: bool = typer.Option(False, "--track-line", help="Start the BED with a UCSC track line and write plain BED6 (for genome browsers; a BED with a track line cannot be tabix-indexed)."),
+        track_line: bool = typer.Option(False, "--track-line", help="Start the BED (and each --bedgraph file) with a UCSC track line and write plain BED6 (for genome browsers; a file with a track line cannot be tabix-indexed)."),
         permutations: int = typer.Option(200, "--permutations", help="Circular shifts for the null of the report."),
         seed: int = typer.Option(0, "--seed", help="Seed of the permutation null."),
         upstream: int = typer.Option(100, "--upstream", help="Bases 5' of CDS starts in the 'upstream' class (and the profile half-width)."),

@@ -321,9 +321,11 @@ class BedGraphWriter:
     file does not depend on how the track was computed. With merge_equal, runs whose *printed* values (4
     significant digits; more next to 0.5, see format_probability) agree are merged as well: a smaller track for genome browsers, off by default."""
 
-    def __init__(self, fh: IO[str], merge_equal: bool = False):
+    def __init__(self, fh: IO[str], merge_equal: bool = False, track_line: Optional[str] = None):
         self.fh, self.merge_equal = fh, merge_equal
         self.run: Optional[tuple[str, int, int, float]] = None  # the last run, still growing
+        if track_line:
+            fh.write(track_line)
 
     def write(self, chrom: str, offset: int, values: np.ndarray) -> None:
         """Values of bases offset, offset + 1, ... (genome coordinates)."""
@@ -348,6 +350,13 @@ class BedGraphWriter:
             _, s, e, v = self.run
             self.fh.write(f"{self.run[0]}\t{s}\t{e}\t{format_probability(v)}\n")
             self.run = None
+
+
+def bedgraph_track_line(stage: int, strand: str) -> str:
+    """The UCSC track line of one --bedgraph file (--track-line): a browser draws a bedGraph only after one."""
+    name = STRAND_NAMES[strand]
+    return (f'track type=bedGraph name="dnahnet_stage{stage}_{name}" description="dnaHNet stage-{stage} boundary '
+            f'probability, {name} strand" visibility=full autoScale=off viewLimits=0:1\n')
 
 
 def bedgraph_paths(prefix: str, stages: Sequence[int], strands: Sequence[str]) -> dict[tuple[str, int], str]:
