@@ -139,3 +139,22 @@ def test_an_out_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch)
         trainer.train({"data": [str(data)], "preset": "tiny", "out": str(locked / "run"), "steps": 1})
     assert str(locked) in str(exc.value)
     assert not (locked / "run").exists()
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_empty_folders(tmp_path):
+    """A run that stopped on bad data left an empty run/checkpoints/ (and an empty cache/) behind, which reads as a
+    run that started. Folders that received files (a token cache a re-run reuses) stay."""
+    from dnahnet_cli.train import trainer
+
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\nACGTACGT\n>b\nACGT@@ACGT\n")
+    with pytest.raises(DnahnetError, match="record b"):
+        trainer.train({"data": [str(bad)], "preset": "tiny", "out": str(tmp_path / "run" / "x"), "steps": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fa"]
+
+    short = tmp_path / "short.fa"
+    short.write_text(">a\nACGTACGT\n")
+    with pytest.raises(DnahnetError, match="no training windows"):
+        trainer.train({"data": [str(short)], "preset": "tiny", "out": str(tmp_path / "run2"), "steps": 1})
+    left = {p.relative_to(tmp_path / "run2").parts[0] for p in (tmp_path / "run2").rglob("*")}
+    assert left == {"cache"} and any((tmp_path / "run2" / "cache").iterdir())

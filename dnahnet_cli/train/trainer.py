@@ -925,9 +925,30 @@ def _finish(run: _Run, log_fn) -> dict:
     return summary
 
 
+def _new_dirs(options: dict[str, Any]) -> list[Path]:
+    """The run's directories (and their parents) that do not exist yet, deepest first."""
+    out = Path(options.get("out", TrainConfig.out))
+    wanted = [out / "checkpoints", Path(options["cache_dir"]) if options.get("cache_dir") else out / "cache"]
+    missing = {p for w in wanted for p in (w, *w.parents) if str(p).strip() and not p.exists()}
+    return sorted(missing, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for p in dirs:  # deepest first; a folder that got files (a token cache) stays
+        try:
+            p.rmdir()
+        except OSError:
+            pass
+
+
 def _train(options: dict[str, Any], d: Dist) -> dict:
     """Set up, validate at the start, then step, log, validate and checkpoint until cfg.steps."""
-    run, log_fn = _setup(options, d)
+    new_dirs = _new_dirs(options) if d.main else []
+    try:
+        run, log_fn = _setup(options, d)
+    except BaseException:  # a run that never started leaves no empty run, checkpoint or cache folders behind
+        _remove_empty(new_dirs)
+        raise
     cfg = run.cfg
     run.rep = Reporter(run.out / "metrics.jsonl", cfg.steps, run.step, d.main, cfg.quiet)
     if not run.resumed and run.val_c is not None:
