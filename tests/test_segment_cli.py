@@ -311,3 +311,21 @@ def test_plot_without_matplotlib_fails_before_segmenting(app, ckpt, tmp_path, mo
     fail(app, "--plot needs matplotlib", ROOT / "examples" / "ecoli_k12_20kb.fa", "--model", ckpt, "--gff",
          ROOT / "examples" / "ecoli_k12_20kb.gff3", "--plot", tmp_path / "seg.png", "-q")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_plot_title_names_the_region_it_shows(app, ckpt, tmp_path, monkeypatch):
+    """A --region figure called its dotted line 'genome-wide' and did not say which part of the genome it showed."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # titles as text, not glyph paths
+    base = [ROOT / "examples" / "ecoli_k12_20kb.fa", "--model", ckpt, "--gff", ROOT / "examples" / "ecoli_k12_20kb.gff3",
+            "--tile", 512, "--permutations", 2, "--device", "cpu", "-q"]
+    titles = {}
+    for name, extra in (("region", ["--region", f"{CHROM}:1-3000"]), ("whole", [])):
+        svg = tmp_path / f"{name}.svg"
+        res = invoke(app, *base, *extra, "--plot", svg, "-o", tmp_path / f"{name}.bed")
+        assert res.exit_code == 0, (res.output, res.exception)
+        titles[name] = svg.read_text()
+    assert f"(strand: +; {CHROM}:1-3000)" in titles["region"] and "dotted: region-wide" in titles["region"]
+    assert "(strand: +)" in titles["whole"] and "dotted: genome-wide" in titles["whole"]

@@ -128,7 +128,8 @@ def run_segment(
         # Every output is a temporary file until the stack closes without an error: a failing plot must not
         # leave a report (or a BED) behind that looks like a finished run.
         if plot:
-            plot_report(str(stack.enter_context(atomic_path(plot))), rows, profile, pooled, image_format(plot))
+            plot_report(str(stack.enter_context(atomic_path(plot))), rows, profile, pooled, image_format(plot),
+                        params["regions"] if region else "")
         if report:
             writer = TsvWriter(stack.enter_context(open_output(report)), REPORT_COLUMNS, meta)
             for row in rows:

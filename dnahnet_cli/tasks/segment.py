@@ -658,8 +658,10 @@ def headline(rows: Sequence[dict], strand: str) -> list[str]:
     return lines
 
 
-def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: str, fmt: str = "png") -> None:
-    """Boundary rate by codon position per stage (bars) and around CDS starts (lines), Agg backend."""
+def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: str, fmt: str = "png",
+                region: str = "") -> None:
+    """Boundary rate by codon position per stage (bars) and around CDS starts (lines), Agg backend; `region`
+    (the --region given, if any) goes into the title, so a figure of part of a genome says so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -682,9 +684,9 @@ def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: s
     ax2.axvline(0, color="grey", lw=0.8)
     ax2.set_xlabel("distance to start codon (nt, gene direction)")
     ax2.set_ylabel("boundary rate")
-    ax2.set_title("Boundaries around CDS starts (dotted: genome-wide)")
+    ax2.set_title(f"Boundaries around CDS starts (dotted: {'region' if region else 'genome'}-wide)")
     ax2.legend()
-    fig.suptitle(f"dnaHNet segmentation vs annotation (strand: {strand})")
+    fig.suptitle(f"dnaHNet segmentation vs annotation (strand: {strand}{'; ' + region if region else ''})")
     fig.tight_layout()
     fig.savefig(path_tmp, format=fmt, dpi=120)
     plt.close(fig)
