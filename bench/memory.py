@@ -58,13 +58,19 @@ def cpu_peak_memory(spec: dict, lengths: list[int], fasta: str | None = None, ti
         return {"error": f"{type(exc).__name__}: {getattr(exc, 'stderr', '') or exc}"[-500:]}
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="variant as JSON (bench/variants.py: name, preset, router, role)")
+    parser.add_argument("lengths", type=int, nargs="+", help="sequence lengths (nt), one forward each")
+    parser.add_argument("--fasta", help="take the bases from the start of this FASTA (default: random bases)")
+    args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE.parent))
-    args = sys.argv[1:]
-    fasta = None
-    if "--fasta" in args:
-        i = args.index("--fasta")
-        fasta = args[i + 1]
-        del args[i:i + 2]
-    print(json.dumps(measure(json.loads(args[0]), [int(a) for a in args[1:]], fasta)))
+    print(json.dumps(measure(json.loads(args.spec), args.lengths, args.fasta)))
+
+
+if __name__ == "__main__":
+    main()
