@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dnahnet_cli.model.checkpoint import save_checkpoint
+from dnahnet_cli.model.default_model import DEFAULT_MODEL_DIR
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
+from dnahnet_cli.tasks.engine import LikelihoodEngine
 
 
 def run(*args):
@@ -118,3 +120,21 @@ def test_damaged_reference_values_are_a_one_line_error(tmp_path):
         res = run("check", "--model", str(model_dir), "--device", "cpu")
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
         assert f"{model_dir / 'check.json'}: not valid reference values" in res.stderr and detail in res.stderr
+
+
+def test_the_kernel_check_runs_at_the_training_length_past_the_attention_window(monkeypatch):
+    """The kernel check ran 1,024 nt: the shipped model's stage-1 attention (a 1,023-chunk window, ~3 kb) never slid
+    past its window there, so a fast kernel's windowing went unchecked."""
+    from dnahnet_cli.tasks import selfcheck
+
+    engine = LikelihoodEngine.load(str(DEFAULT_MODEL_DIR), device="cpu", dtype="float32")
+    seq = selfcheck.training_length_sequence(selfcheck.check_sequence(), engine.window)
+    assert len(seq) == engine.window - 1 == 8191 and seq.startswith(selfcheck.check_sequence())
+    window = engine.model.config.window_size[1]
+    assert 0 < window < int((engine.boundaries([seq])[0][0] > 0.5).sum())  # stage-1 chunks outnumber the window
+    seen = []
+    real = engine.logprobs
+    monkeypatch.setattr(engine, "logprobs", lambda seqs, *a, **k: seen.append(len(seqs[0])) or real(seqs, *a, **k))
+    checks = selfcheck._kernel_checks(engine, seq)
+    assert seen in ([], [8191, 8191])  # [] where the compiled kernels are off (no C compiler): the check skips
+    assert all(c.passed for c in checks)
