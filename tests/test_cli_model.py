@@ -148,8 +148,37 @@ def test_info_reads_odd_training_metadata_without_a_traceback(tmp_path):
     cfg = json.loads(cfg_path.read_text())
     for metadata, shown in (({"step": "abc", "train_config": {"steps": 5}}, "step abc"),
                             ({"step": 3, "train_config": [1]}, "step 3"),
-                            ({"step": 3, "train_config": {"steps": 10}, "val_bpn": 1.9}, "step 3 of 10")):
+                            ({"step": 3, "train_config": {"steps": 10}, "val_bpn": 1.9}, "step 3 of 10"),
+                            ({"training": {"steps": "x", "lr": None, "continues": {"name": 3, "training": [1]}}},
+                             "in 2 cycle(s)"),
+                            ({"training": ["not", "a", "record"]}, '["not", "a", "record"]')):
         cfg_path.write_text(json.dumps({**cfg, "metadata": metadata}))
         res = run("info", str(tmp_path / "m"))
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
         assert shown in res.stdout
+
+
+def test_info_summarises_the_shipped_models_training_record():
+    """`info` printed the shipped model's whole training record (every cycle nested in the next) as one JSON line of
+    ~3,000 characters; it now names the model and gives the totals, the last cycle and the chain of cycles."""
+    from dnahnet_cli.model.default_model import DEFAULT_MODEL_DIR
+
+    meta = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["metadata"]
+    t = meta["training"]
+    res = run("info")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert f"({meta['name']}; dnahnet" in lines[0]
+    assert max(map(len, lines)) < 250  # no record dumped on one line
+    chain = []
+    node = t
+    while "continues" in node:
+        chain.append(node["continues"]["name"])
+        node = node["continues"]["training"]
+    training = next(ln for ln in lines if ln.startswith("training  "))
+    assert f"{t['training_flops_total']:.3g} FLOPs on {t['nucleotides_total']:,} nt in {len(chain) + 1} cycle(s)" in training
+    assert f"final validation {t['final_val_bits_per_nt']:.4f} bits/nt" in training
+    assert any(ln.startswith("continues") and " <- ".join(chain) in ln for ln in lines)
+    assert any(ln.startswith("last cycle") and f"{t['steps']:,} steps" in ln and f"seed {t['seed']}" in ln for ln in lines)
+    full = json.loads(run("info", "--json").stdout)  # the whole record stays available
+    assert full["metadata"]["training"] == t

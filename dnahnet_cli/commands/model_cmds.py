@@ -120,7 +120,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(payload, indent=2))
             return
         meta = info.get("metadata", {})
-        title = f"{model_dir}  (dnahnet {info.get('dnahnet_version')}, preset {meta.get('preset', cfg.name)})"
+        name = f"{meta['name']}; " if isinstance(meta.get("name"), str) else ""
+        title = f"{model_dir}  ({name}dnahnet {info.get('dnahnet_version')}, preset {meta.get('preset', cfg.name)})"
         lines = [
             f"arch_layout     {json.dumps(cfg.arch_layout)}",
             f"stages          {cfg.n_stages}   target ratios {tuple(cfg.ratio_targets) or '-'}"
@@ -130,7 +131,8 @@ def register(app: typer.Typer) -> None:
             f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}",
             f"training length {cfg.max_seq_len} tokens ({cfg.max_seq_len - 1} nt + BOS; the default scoring window "
             f"is {cfg.max_seq_len} nt)   lr multipliers {cfg.lr_multipliers}",
-        ] + [f"training        {line}" for line in _training_summary(meta)]
+        ] + [line if isinstance(meta.get("training"), dict) else f"training        {line}"
+             for line in _training_summary(meta)]
         stdout.print(title, style="bold", markup=False)  # paths and commands may hold [brackets]: never markup
         for line in lines:
             stdout.print(line, markup=False)
@@ -168,6 +170,8 @@ def _training_summary(meta: dict) -> list[str]:
     """The shipped model's `training` record, or what `dnahnet train` writes into its checkpoints."""
     import json
 
+    if isinstance(meta.get("training"), dict):
+        return _shipped_training(meta)
     if meta.get("training"):
         return [json.dumps(meta["training"])]
     if "step" not in meta:
@@ -180,6 +184,35 @@ def _training_summary(meta: dict) -> list[str]:
              f"seq_len {tc.get('seq_len', '?')} x batch {tc.get('batch_size', '?')}",
              f"precision {meta.get('precision', '?')}"]
     return ["   ".join(parts)]
+
+
+def _shipped_training(meta: dict) -> list[str]:
+    """A shipped model's `training` record (docs/results/model_card/ship.py) as a few readable lines: the totals over
+    every cycle it continues, this cycle's recipe and the chain of models; `info --json` has the whole record."""
+
+    def num(value, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+    t = meta["training"]
+    chain, node = [], t
+    while isinstance(node.get("continues"), dict):  # the model this one was trained on from, and its own, ...
+        chain.append(str(node["continues"].get("name", "?")))
+        node = node["continues"].get("training") if isinstance(node["continues"].get("training"), dict) else {}
+    flops = t.get("training_flops_total", t.get("training_flops"))
+    nts = t.get("nucleotides_total", t.get("nucleotides"))
+    lines = [f"training        {num(flops, '.3g')} FLOPs on {num(nts, ',')} nt in {len(chain) + 1} cycle(s); "
+                 f"final validation {num(t.get('final_val_bits_per_nt'), '.4f')} bits/nt, realised ratios "
+                 f"{t.get('realised_ratios', '?')}"]
+    lines.append(f"last cycle      {num(t.get('steps'), ',')} steps x {num(t.get('batch_size'), 'd')} x "
+                 f"{num(t.get('seq_len_tokens'), ',')} tokens, lr {num(t.get('lr'), 'g')} ({t.get('schedule', '?')}), "
+                 f"seed {t.get('seed', '?')}, weights {t.get('weights_dtype', '?')}")
+    if chain:
+        lines.append(f"continues       {' <- '.join(chain)}")
+    if t.get("data"):
+        lines.append(f"data            {t['data']}")
+    if meta.get("licence"):
+        lines.append(f"licence         {meta['licence']}")
+    return lines
 
 
 def _prod(values) -> float:
