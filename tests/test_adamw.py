@@ -7,8 +7,9 @@ import torch
 
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
-from dnahnet_cli.train.trainer import (TrainConfig, make_adamw, optimizer_from_safetensors,
-                                       optimizer_to_safetensors)
+from dnahnet_cli.train.checkpoints import optimizer_from_safetensors, optimizer_to_safetensors
+from dnahnet_cli.train.config import TrainConfig
+from dnahnet_cli.train.trainer import make_adamw
 
 
 def _model_and_grads(seed: int) -> tuple[DNAHNet, list[list[torch.Tensor]]]:

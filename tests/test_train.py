@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.train.trainer import (TrainConfig, load_toml, lr_factor, make_config, optimizer_from_safetensors,
-                                 optimizer_to_safetensors, ratio_targets_at, train)
+from dnahnet_cli.train.checkpoints import optimizer_from_safetensors, optimizer_to_safetensors
+from dnahnet_cli.train.config import TrainConfig, load_toml, make_config
+from dnahnet_cli.train.trainer import lr_factor, ratio_targets_at, train
 from conftest import MISSING_DATA, SHARED_DATA
 
 DATA = SHARED_DATA
@@ -329,7 +330,7 @@ def test_gpu_process_group_also_reduces_cpu_tensors(monkeypatch):
     gloo. No GPU here: init_distributed("cuda") is run against a recording init_process_group."""
     import torch.distributed as dist
 
-    from dnahnet_cli.train import trainer
+    from dnahnet_cli.train import distributed
 
     seen = {}
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
@@ -338,10 +339,10 @@ def test_gpu_process_group_also_reduces_cpu_tensors(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    d = trainer.init_distributed("cuda")
+    d = distributed.init_distributed("cuda")
     assert seen == {"backend": "cpu:gloo,cuda:nccl", "device": 1} and (d.rank, d.world) == (1, 2)
     seen.clear()
-    trainer.init_distributed("cpu")
+    distributed.init_distributed("cpu")
     assert seen == {"backend": "gloo"}
 
 

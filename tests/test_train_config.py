@@ -18,8 +18,8 @@ from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
-from dnahnet_cli.train.trainer import (TrainConfig, _build_model, load_toml, make_config, resolve_config,
-                                       truncate_metrics)
+from dnahnet_cli.train.config import TrainConfig, load_toml, make_config
+from dnahnet_cli.train.trainer import _build_model, resolve_config, truncate_metrics
 
 
 @pytest.mark.parametrize("line", ['steps = "3"', 'lr = "1e-3"', "batch_size = 2.5", "ratio_targets = 3", "data = 5",
@@ -109,7 +109,7 @@ def test_saved_models_are_readable_as_the_umask_allows(tmp_path):
 
 def test_every_option_has_a_checked_kind():
     """Option types are read from TrainConfig's annotations: a new field must map onto a kind the checker knows."""
-    from dnahnet_cli.train.trainer import _FIELD_KINDS, _KINDS
+    from dnahnet_cli.train.config import _FIELD_KINDS, _KINDS
 
     assert set(_FIELD_KINDS) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(_FIELD_KINDS.values()) <= set(_KINDS)

@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dnahnet train --data corpus/train --val corpus/val --preset tiny --seq-len 1024 --steps 200 --out run
         """
-        from dnahnet_cli.train.trainer import load_toml, train
+        from dnahnet_cli.train.config import load_toml
+        from dnahnet_cli.train.trainer import train
 
         options = load_toml(config) if config is not None else {}
         if init is not None and not init.strip():  # Path('') would be '.', the current folder
