@@ -19,9 +19,10 @@ from dnahnet_cli.genomics.gff import parse_gff
 from dnahnet_cli.model.hnet import chunk_indices
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 from dnahnet_cli.tasks.segment import (
-    BIT, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, class_codes, parse_region, parse_stages, parse_strands,
-    fetch_span, segment_region, tile_windows,
+    BedGraphWriter, BedWriter, Region, SegmentOptions, fetch_span, parse_region, parse_stages, parse_strands,
+    segment_region, tile_windows,
 )
+from dnahnet_cli.tasks.segment_report import BIT, Report, class_codes
 
 from conftest import shared_data
 

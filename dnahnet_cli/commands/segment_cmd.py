@@ -19,9 +19,10 @@ from dnahnet_cli.commands.common import DEVICE, DTYPE, QUIET, announce, split_na
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import atomic_output, atomic_path, check_one_stdin, check_outputs, output_group
 from dnahnet_cli.tasks.segment import (
-    CLASSES, REPORT_COLUMNS, BedGraphWriter, BedWriter, Region, Report, SegmentOptions, bedgraph_paths,
-    bedgraph_track_line, headline, parse_region, parse_stages, parse_strands, plot_report, segment_region,
+    BedGraphWriter, BedWriter, Region, SegmentOptions, bedgraph_paths, bedgraph_track_line, parse_region, parse_stages,
+    parse_strands, segment_region,
 )
+from dnahnet_cli.tasks.segment_report import CLASSES, REPORT_COLUMNS, Report, headline, plot_report
 from dnahnet_cli.tasks.plots import image_format, require_matplotlib
 
 
