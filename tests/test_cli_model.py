@@ -149,8 +149,8 @@ def test_info_reads_odd_training_metadata_without_a_traceback(tmp_path):
     for metadata, shown in (({"step": "abc", "train_config": {"steps": 5}}, "step abc"),
                             ({"step": 3, "train_config": [1]}, "step 3"),
                             ({"step": 3, "train_config": {"steps": 10}, "val_bpn": 1.9}, "step 3 of 10"),
-                            ({"training": {"steps": "x", "lr": None, "continues": {"name": 3, "training": [1]}}},
-                             "in 2 cycle(s)"),
+                            ({"training": {"steps": "x", "lr": None, "batch_size": 2.0,
+                                           "continues": {"name": 3, "training": [1]}}}, "in 2 cycle(s)"),
                             ({"training": ["not", "a", "record"]}, '["not", "a", "record"]')):
         cfg_path.write_text(json.dumps({**cfg, "metadata": metadata}))
         res = run("info", str(tmp_path / "m"))

@@ -131,8 +131,7 @@ def register(app: typer.Typer) -> None:
             f"mamba2          d_state {cfg.d_state}  headdim {cfg.headdim}  expand {cfg.expand}  d_conv {cfg.d_conv}",
             f"training length {cfg.max_seq_len} tokens ({cfg.max_seq_len - 1} nt + BOS; the default scoring window "
             f"is {cfg.max_seq_len} nt)   lr multipliers {cfg.lr_multipliers}",
-        ] + [line if isinstance(meta.get("training"), dict) else f"training        {line}"
-             for line in _training_summary(meta)]
+        ] + _training_summary(meta)
         stdout.print(title, style="bold", markup=False)  # paths and commands may hold [brackets]: never markup
         for line in lines:
             stdout.print(line, markup=False)
@@ -167,13 +166,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _training_summary(meta: dict) -> list[str]:
-    """The shipped model's `training` record, or what `dnahnet train` writes into its checkpoints."""
+    """`info`'s training lines: the shipped model's `training` record, or what `dnahnet train` writes into its
+    checkpoints."""
     import json
 
     if isinstance(meta.get("training"), dict):
         return _shipped_training(meta)
     if meta.get("training"):
-        return [json.dumps(meta["training"])]
+        return [f"training        {json.dumps(meta['training'])}"]
     if "step" not in meta:
         return []  # `init`: an untrained model
     tc = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}  # JSON may hold anything
@@ -183,7 +183,7 @@ def _training_summary(meta: dict) -> list[str]:
              f"val {val:.4f} bits/nt" if isinstance(val, (int, float)) else "no validation",
              f"seq_len {tc.get('seq_len', '?')} x batch {tc.get('batch_size', '?')}",
              f"precision {meta.get('precision', '?')}"]
-    return ["   ".join(parts)]
+    return ["training        " + "   ".join(parts)]
 
 
 def _shipped_training(meta: dict) -> list[str]:
@@ -201,9 +201,9 @@ def _shipped_training(meta: dict) -> list[str]:
     flops = t.get("training_flops_total", t.get("training_flops"))
     nts = t.get("nucleotides_total", t.get("nucleotides"))
     lines = [f"training        {num(flops, '.3g')} FLOPs on {num(nts, ',')} nt in {len(chain) + 1} cycle(s); "
-                 f"final validation {num(t.get('final_val_bits_per_nt'), '.4f')} bits/nt, realised ratios "
-                 f"{t.get('realised_ratios', '?')}"]
-    lines.append(f"last cycle      {num(t.get('steps'), ',')} steps x {num(t.get('batch_size'), 'd')} x "
+             f"final validation {num(t.get('final_val_bits_per_nt'), '.4f')} bits/nt, realised ratios "
+             f"{t.get('realised_ratios', '?')}"]
+    lines.append(f"last cycle      {num(t.get('steps'), ',')} steps x {num(t.get('batch_size'), ',')} x "
                  f"{num(t.get('seq_len_tokens'), ',')} tokens, lr {num(t.get('lr'), 'g')} ({t.get('schedule', '?')}), "
                  f"seed {t.get('seed', '?')}, weights {t.get('weights_dtype', '?')}")
     if chain:
