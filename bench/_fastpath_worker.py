@@ -51,8 +51,8 @@ def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer `dnahnet train` of this checkout builds on a CPU (make_adamw: fused since 2026-12-06);
     older checkouts' trainers looped over the parameters (foreach only on CUDA), as plain AdamW does on a CPU."""
     try:
-        from dnahnet_cli.train.config import TrainConfig
-        from dnahnet_cli.train.trainer import make_adamw
+        # from trainer, not train.config: this worker also runs older checkouts (--before), which have no config.py
+        from dnahnet_cli.train.trainer import TrainConfig, make_adamw
     except ImportError:
         return torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
     return make_adamw(model.param_groups(), TrainConfig(lr=1e-4), torch.device("cpu"))

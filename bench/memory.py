@@ -61,7 +61,8 @@ def cpu_peak_memory(spec: dict, lengths: list[int], fasta: str | None = None, ti
 def main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+    doc = __doc__ or "CPU peak memory of a scoring forward.\n\n"  # python -OO strips docstrings
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0], epilog=doc.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", help="variant as JSON (bench/variants.py: name, preset, router, role)")
     parser.add_argument("lengths", type=int, nargs="+", help="sequence lengths (nt), one forward each")

@@ -301,7 +301,8 @@ def plot_report(path_tmp: str, rows: Sequence[dict], profile: Mapping, strand: s
     ax2.set_ylabel("boundary rate")
     ax2.set_title(f"Boundaries around CDS starts (dotted: {'region' if region else 'genome'}-wide)")
     ax2.legend()
-    fig.suptitle(f"dnaHNet segmentation vs annotation (strand: {strand}{'; ' + region if region else ''})")
+    where = "; " + region.replace("$", r"\$") if region else ""  # a contig name is text, not mathtext
+    fig.suptitle(f"dnaHNet segmentation vs annotation (strand: {strand}{where})")
     fig.tight_layout()
     fig.savefig(path_tmp, format=fmt, dpi=120)
     plt.close(fig)
