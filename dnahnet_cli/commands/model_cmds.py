@@ -195,9 +195,9 @@ def _shipped_training(meta: dict) -> list[str]:
 
     t = meta["training"]
     chain, node = [], t
-    while isinstance(node.get("continues"), dict):  # the model this one was trained on from, and its own, ...
-        chain.append(str(node["continues"].get("name", "?")))
-        node = node["continues"].get("training") if isinstance(node["continues"].get("training"), dict) else {}
+    while isinstance(prev := node.get("continues"), dict):  # the model this one was trained on from, and its own, ...
+        chain.append(str(prev.get("name", "?")))
+        node = prev["training"] if isinstance(prev.get("training"), dict) else {}
     flops = t.get("training_flops_total", t.get("training_flops"))
     nts = t.get("nucleotides_total", t.get("nucleotides"))
     lines = [f"training        {num(flops, '.3g')} FLOPs on {num(nts, ',')} nt in {len(chain) + 1} cycle(s); "
