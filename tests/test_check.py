@@ -1,4 +1,4 @@
-"""`dnahnet check`: passes on a sound install, fails loudly when outputs drift from the shipped values."""
+"""`dnahnet check`: passes on a sound install, fails loudly when outputs drift from the recorded values."""
 
 import hashlib
 import json
@@ -26,7 +26,7 @@ def test_check_passes_then_fails_when_reference_values_disagree(tmp_path):
     save_checkpoint(model_dir, DNAHNet(get_preset("tiny")), {"preset": "tiny"})
     res = run("check", "--model", str(model_dir), "--device", "cpu", "--write-reference")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SKIP  shipped reference values: this run records them" in res.stdout  # not compared with themselves
+    assert "SKIP  recorded reference values (check.json): this run records them" in res.stdout  # not compared with themselves
     res = run("check", "--model", str(model_dir), "--device", "cpu")
     assert res.returncode == 0, res.stdout + res.stderr
     from dnahnet_cli.model.precision import cpu_bf16_features

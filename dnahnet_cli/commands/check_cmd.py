@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
                                                   "shipping a model; needs --model and float32, written only when "
                                                   "the other checks pass)."),
     ) -> None:
-        """Check that this installation computes what it should: shipped reference values, incremental ==
+        """Check that this installation computes what it should: the model's recorded reference values, incremental ==
         full forward, batch invariance, and fast kernels against the reference path. Exit 0 when all pass.
 
         Examples: dnahnet check; dnahnet check --device cuda --dtype bfloat16

@@ -2,7 +2,7 @@
 
 Three kinds of checks, each PASS/FAIL with the measured deviation and its tolerance:
   1. reference values: the model's log-likelihood and boundary counts on a fixed real sequence (2 kb of
-     E. coli K-12, shipped in the package) against values recorded when the model was shipped;
+     E. coli K-12, shipped in the package) against values recorded with the weights (check.json: when a model is shipped, or by its owner);
   2. internal consistency, which needs no stored values: incremental (prefill + step) inference equals
      the full forward, and strand/batch composition does not change scores;
   3. kernels: when fast kernels are active (GPU kernels, or the compiled CPU kernels), their output against the
@@ -81,7 +81,7 @@ def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
 
 
 def _read_reference(path: Path) -> dict:
-    """The shipped reference values; a damaged file is a one-line error naming it, not a traceback."""
+    """The recorded reference values (the shipped model's, or a user's own); a damaged file is a one-line error naming it, not a traceback."""
     try:
         ref = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(ref, dict):
@@ -112,10 +112,10 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path, writing_reference: boo
     ref_path = Path(model_dir) / REFERENCE_FILE
     now = reference_values(engine, seq)
     if writing_reference:  # comparing the values with themselves would prove nothing
-        checks.append(_skipped("shipped reference values", "this run records them (--write-reference), when the "
+        checks.append(_skipped("recorded reference values (check.json)", "this run records them (--write-reference), when the "
                                "other checks pass"))
     elif not ref_path.is_file():
-        checks.append(_skipped("shipped reference values", f"no {REFERENCE_FILE} next to the weights "
+        checks.append(_skipped("recorded reference values (check.json)", f"no {REFERENCE_FILE} next to the weights "
                                "(dnahnet check --model DIR --write-reference records them)"))
     else:
         ref = _read_reference(ref_path)
@@ -133,13 +133,13 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path, writing_reference: boo
             raise DnahnetError(f"{ref_path}: recorded for a {ref['sequence_length']}-nt check sequence, this "
                                f"installation's is {len(seq)} nt; record it again with --write-reference")
         rel = abs(now["total_loglik"] - ref["total_loglik"]) / abs(ref["total_loglik"])
-        checks.append(Check("log-likelihood of the check sequence vs shipped value", rel <= tol, rel, tol,
+        checks.append(Check("log-likelihood of the check sequence vs recorded value", rel <= tol, rel, tol,
                             f"{now['total_loglik'] / len(seq) / -math.log(2):.5f} vs "
                             f"{ref['total_loglik'] / len(seq) / -math.log(2):.5f} bits/nt"))
         a, b = now["boundaries_per_stage"], ref["boundaries_per_stage"]
         # a model without stages (Transformer++, Mamba2, StripedHyena2) has no boundaries; other stage counts fail
         moved = max((abs(x - y) / max(y, 1) for x, y in zip(a, b)), default=0.0) if len(a) == len(b) else math.inf
-        checks.append(Check("boundary counts per stage vs shipped values", moved <= 0.01, moved, 0.01, f"{a} vs {b}"))
+        checks.append(Check("boundary counts per stage vs recorded values", moved <= 0.01, moved, 0.01, f"{a} vs {b}"))
     checks.append(_incremental_check(engine, seq[:300], tol))
     checks.append(_batch_check(engine, seq, tol))
     checks.extend(_kernel_checks(engine, training_length_sequence(seq, engine.window)))
