@@ -131,6 +131,24 @@ def test_score_genes_with_fake_scorer(awkward):
     assert b.essentiality_score == pytest.approx(-b.delta_sum)
 
 
+def test_genes_whose_code_can_read_the_cassette_through_are_not_knocked_out(tmp_path):
+    """Code 31 reads TAA/TAG as Glu inside a CDS, code 27 also TGA as Trp: a premature stop of the default cassette
+    need not end translation there, so its genes get SKIP_NO_STOP_IN_FRAME instead of a knock-out score. (Guards the
+    change that made `stop_codons` list such codes' terminators: the cassette check must not count them.)"""
+    seq = "ATG" + "GCT" * 60 + "TAA"
+    gff = tmp_path / "a.gff3"
+    lines = "".join(f"c1\tt\tCDS\t1\t{len(seq)}\t.\t+\t0\tID=c{t};locus_tag=L{t};transl_table={t}\n"
+                    for t in (11, 27, 31))
+    gff.write_text(f"##gff-version 3\n{lines}##FASTA\n>c1\n{seq}\n")
+    ann = parse_gff(gff)
+    genome, _ = load_genome(None, ann)
+    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="paper", window=120, tile=60))
+    assert [(r.gene.locus_tag, r.status) for r in res] == [
+        ("L11", OK), ("L27", "SKIP_NO_STOP_IN_FRAME"), ("L31", "SKIP_NO_STOP_IN_FRAME")]
+    with pytest.raises(DnahnetError, match="no stop codon"):
+        validate_cassette(DEFAULT_CASSETTE, 27)
+
+
 def test_labels_table_and_list(tmp_path, awkward):
     ann, genome = awkward
     res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="cassette", window=80))

@@ -333,6 +333,25 @@ def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
         parse_gff(gff)
 
 
+def test_codes_whose_terminators_are_also_sense_codons(tmp_path):
+    """Codes 27, 28 and 31 read TAA/TAG (and TGA) as amino acids inside a CDS and as stops at its end. Their stops
+    were taken from the sense table, so code 27 had none: its final TGA became a Trp at the end of the protein (a DMS
+    assay of the real protein failed to match) and the stop codon went unmarked in segment's report."""
+    from dnahnet_cli.genomics.gff import load_genome, parse_gff, stop_codons, translate, unambiguous_stop_codons
+
+    assert stop_codons(27) == {"TGA"} and stop_codons(31) == {"TAA", "TAG"} and stop_codons(28) == {"TAA", "TAG", "TGA"}
+    assert unambiguous_stop_codons(27) == unambiguous_stop_codons(28) == unambiguous_stop_codons(31) == set()
+    assert unambiguous_stop_codons(11) == stop_codons(11) and unambiguous_stop_codons(4) == {"TAA", "TAG"}
+    assert translate("ATGTAATGA", 27) == "MQW"  # inside a CDS: sense
+    cds = "ATGTAAAAATGA"  # M Q K, then the terminator
+    gff = tmp_path / "a.gff3"
+    gff.write_text(f"##gff-version 3\nc1\tt\tCDS\t1\t12\t.\t+\t0\tID=c1;transl_table=27\n##FASTA\n>c1\n{cds}\n")
+    ann = parse_gff(gff)
+    genome, _ = load_genome(None, ann)
+    (gene,) = ann.genes
+    assert gene.ends_with_stop(genome["c1"]) and gene.protein(genome["c1"]) == "MQK"
+
+
 def test_genes_that_do_not_fit_a_circular_sequence_are_refused(tmp_path):
     """A GFF without sequence lengths (Prodigal style) for the wrong assembly: on a circular contig, fetch wrapped
     genes lying past its end (or longer than it) onto other bases, scored them, and --bed got rows past the end."""

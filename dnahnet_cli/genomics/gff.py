@@ -65,7 +65,15 @@ def _ncbi_table(table: int):
 
 
 def stop_codons(table: int = 11) -> set[str]:
-    return {c for c, aa in codon_table(table).items() if aa == "*"}
+    """The terminators of an NCBI translation table, an annotated CDS's last codon. In codes 27, 28 and 31 some of
+    them are also read as amino acids inside a CDS (context decides), so `codon_table` gives their sense reading."""
+    return set(_ncbi_table(table).stop_codons)
+
+
+def unambiguous_stop_codons(table: int = 11) -> set[str]:
+    """Terminators never read as an amino acid: the only ones a premature stop can rely on (none in code 27)."""
+    code = codon_table(table)
+    return {c for c in stop_codons(table) if code[c] == "*"}
 
 
 def translate(cds: str, table: int = 11, initiator: bool = True) -> str:
@@ -213,8 +221,10 @@ class Gene:
 
     def protein(self, seq: str, circular: bool = False) -> str:
         """Translated CDS without the trailing stop (NCBI CDS include it, GTF-style ones do not)."""
-        prot = translate(self.coding_frame_sequence(seq, circular), self.transl_table)
-        return prot[:-1] if prot.endswith("*") else prot
+        frame = self.coding_frame_sequence(seq, circular)
+        if self.ends_with_stop(seq, circular):  # by the code's terminators: in code 27 a final TGA is no Trp
+            frame = frame[: len(frame) - len(frame) % 3 - 3]
+        return translate(frame, self.transl_table)
 
     def names(self) -> list[str]:
         """Every identifier a user might call this gene by, primary ones first."""

@@ -38,7 +38,8 @@ import numpy as np
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fileio import open_text, text_input_errors
-from dnahnet_cli.genomics.gff import OK, Annotation, Gene, context_window, fetch, oriented_index, orient, stop_codons
+from dnahnet_cli.genomics.gff import (OK, Annotation, Gene, context_window, fetch, oriented_index, orient,
+                                     unambiguous_stop_codons)
 from dnahnet_cli.tasks.metrics import classification_summary, rankdata
 
 DEFAULT_CASSETTE = "TAGCTAGCTAGC"
@@ -144,7 +145,9 @@ def validate_cassette(cassette: str, table: int = 11) -> str:
 
 
 def _has_stop(cassette: str, table: int) -> bool:
-    stops = stop_codons(table)
+    """Whether one of the cassette's codons ends translation wherever it stands: terminators that the code also
+    reads as amino acids (codes 27, 28, 31) do not count, since inside a CDS they may be read through."""
+    stops = unambiguous_stop_codons(table)
     return any(cassette[i : i + 3] in stops for i in range(0, len(cassette) - 2, 3))
 
 
