@@ -6,6 +6,7 @@ import gzip
 import io
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import pysam
@@ -311,6 +312,22 @@ def test_stdin_plain_gzip_and_bgzip_vcf(tmp_path, monkeypatch):
         tmp = vin._tmp
         vin.close()
         assert not Path(tmp).exists()
+
+
+def test_the_temporary_copy_is_removed_when_the_vcf_cannot_be_opened(tmp_path, monkeypatch):
+    """stdin and plain gzip are copied to a temporary file; when the copy then failed to open as a VCF, the
+    VcfInput was never entered as a context, and the copy stayed in $TMPDIR (a multi-GB one per failed job)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    bad = b"##fileformat=VCFv4.2\nnot a header\n"
+    (tmp_path / "bad.vcf.gz").write_bytes(gzip.compress(bad))
+    with pytest.raises(DnahnetError, match="bad.vcf.gz"):
+        VcfInput(str(tmp_path / "bad.vcf.gz"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(io.BytesIO(bad))))
+    with pytest.raises(DnahnetError):
+        VcfInput("-")
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_a_byte_order_mark_before_the_header_is_dropped(tmp_path, monkeypatch):

@@ -107,6 +107,31 @@ def test_undeclared_reserved_keys_are_declared_as_htslib_would_so_the_header_hol
         assert (rec.info["AF"], rec.info["SVLEN"], rec.info["DP"]) == (("0.5",), ("abc",), ("x",))
 
 
+def test_an_undeclared_key_bare_in_one_record_and_valued_in_another_keeps_its_values(tmp_path, ckpt):
+    """The first occurrence decided the type: a bare XF, then XF=3, was declared a Flag, and the 3 was lost
+    (read back as True; gone for good in BCF output)."""
+    text = ("##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3,length=4641652>\n"
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            "NC_000913.3\t1001\ta\tA\tG\t.\t.\tXF\nNC_000913.3\t2002\tb\tC\tT\t.\t.\tXF=3\n")
+    for name in ("xf.vcf", "xf.bcf"):
+        out, _ = score(tmp_path, ckpt, name, text=text)
+        with pysam.VariantFile(str(out)) as vf:
+            assert (vf.header.info["XF"].number, vf.header.info["XF"].type) == (".", "String")
+            assert [r.info.get("XF") for r in vf][1] == ("3",)
+
+
+def test_empty_lines_among_the_header_lines_are_skipped_as_htslib_skips_them(tmp_path, ckpt):
+    """htslib reads a VCF with an empty line among its '##' lines; dnahnet ended its header there and paired each
+    record with the line before it: a traceback after scoring (VCF output), or an error naming the wrong line."""
+    lines = HEADER[:2] + ["", "\r"] + HEADER[2:] + RECORDS
+    out, _ = score(tmp_path, ckpt, "blank.vcf", text="\n".join(lines) + "\n")
+    written = out.read_text().splitlines()
+    assert [strip_own(l) for l in written if not l.startswith("#")] == RECORDS
+    assert all(h in written for h in HEADER) and "" not in written
+    tsv, _ = score(tmp_path, ckpt, "blank.tsv", text="\n".join(lines) + "\n")
+    assert list(read_table(tsv)["id"].fillna(".")) == ["rs1", ".", ".", "v3", "v4"]
+
+
 def test_rescoring_replaces_the_tags_and_bcf_reads_back(tmp_path, ckpt):
     out, _ = score(tmp_path, ckpt, "out.vcf")
     first = out.read_text()

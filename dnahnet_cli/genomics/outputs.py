@@ -279,7 +279,7 @@ class VcfWriter:
     An earlier dnahnet run's output is re-scored cleanly: every `DNAHNET_*` INFO key (values and declarations,
     including those of options not used now, such as --calibrate's) and its `##dnahnet_*` provenance lines are
     dropped, so no stale value or second `##dnahnet_window` survives. INFO keys the header does not declare get a
-    `##INFO=<...,Type=String>` line (Flag for bare keys) in the output header, as htslib does, reported once
+    `##INFO=<...,Type=String>` line (Flag for a key no record gives a value) in the output header, reported once
     through `note`. Record lines are buffered in a temporary file until `close`, because those declarations
     belong in the header, which precedes the records. Bytes that are not UTF-8 (a Latin-1 VCF 4.2) arrive as
     surrogates (VcfInput) and are written back as the same bytes.
@@ -304,7 +304,7 @@ class VcfWriter:
                 [f for f in cols[7].split(";") if not f.startswith(OWN_INFO_PREFIX)])
         for field in kept:
             key = field.split("=", 1)[0]
-            if key and key not in self.declared and key not in self.undeclared:
+            if key and key not in self.declared and self.undeclared.get(key) != "String":  # one value: String
                 self.undeclared[key] = "String" if "=" in field else "Flag"
         for name in cols[6].split(";"):
             if name and name not in self.filters:  # an empty FILTER column names no filter

@@ -344,11 +344,15 @@ class VcfInput:
     def __init__(self, path: str):
         self.path = path
         self._tmp: str | None = None
-        self._file = self._materialise(path)
-        self.is_bcf = self._sniff_bcf()
-        self.header_lines = 0 if self.is_bcf else self._count_header_lines()  # a BCF's: once htslib has read it
-        with self._open() as vf:
-            self.header = vf.header.copy()
+        try:  # a failed open (or Ctrl-C while stdin is spooled) is no `with` block: remove the spool here
+            self._file = self._materialise(path)
+            self.is_bcf = self._sniff_bcf()
+            self.header_lines = 0 if self.is_bcf else self._count_header_lines()  # a BCF's: once htslib read it
+            with self._open() as vf:
+                self.header = vf.header.copy()
+        except BaseException:
+            self.close()
+            raise
         if self.is_bcf:  # its records are numbered as lines of the VCF text htslib would write for it
             self.header_lines = len(str(self.header).rstrip("\n").split("\n"))
 
@@ -375,14 +379,9 @@ class VcfInput:
                         _copy_without_bom(gz, out)
                 else:
                     _copy_without_bom(raw, out)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            self.close()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # __init__ removes the spool on any error
             raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
-        except OSError:  # e.g. a full temporary folder: not the input's fault (the CLI says which, in one line)
-            self.close()
-            raise
         if os.path.getsize(self._tmp) == 0:
-            self.close()
             raise DnahnetError(f"{self.path}: empty VCF input (no header)")
         return self._tmp
 
@@ -413,16 +412,22 @@ class VcfInput:
             for raw in fh:
                 yield raw.decode("utf-8", "surrogateescape")
 
+    def _header_region(self) -> Iterator[str]:
+        """The lines htslib reads as the header, in order: '#' lines, and the empty lines it skips among them (up to
+        the #CHROM line; an empty line after it is a malformed record, as htslib reads it)."""
+        seen_chrom = False
+        for line in self._text_lines():
+            if line.startswith("#"):
+                seen_chrom = seen_chrom or line.startswith("#CHROM")
+            elif seen_chrom or line.rstrip("\r\n"):
+                return
+            yield line
+
     def _count_header_lines(self) -> int:
-        n = 0
         try:
-            for line in self._text_lines():
-                if not line.startswith("#"):
-                    break
-                n += 1
+            return sum(1 for _ in self._header_region())
         except (EOFError, OSError, zlib.error) as exc:
             raise DnahnetError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
-        return n
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[pysam.VariantFile]:
@@ -471,18 +476,14 @@ class VcfInput:
                 yield self.header_lines + n, rec
 
     def header_text(self) -> list[str]:
-        """The input's header lines exactly as written (newlines stripped)."""
-        lines = []
-        for line in self._text_lines():
-            if not line.startswith("#"):
-                break
-            lines.append(line.rstrip("\r\n"))
-        return lines
+        """The input's header lines exactly as written (newlines stripped; the empty lines htslib skips left out)."""
+        return [line.rstrip("\r\n") for line in self._header_region() if line.rstrip("\r\n")]
 
     def records_with_text(self) -> Iterator[tuple[int, pysam.VariantRecord, str]]:
         """(line number, record, the record's line as written): output that must keep every input byte. The two
         readings must pair up one to one; a file where they do not is an error, never a silently shorter output."""
-        text = (line for line in self._text_lines() if not line.startswith("#"))
+        text = (line for line in itertools.islice(self._text_lines(), self.header_lines, None)
+                if not line.startswith("#"))
         lineno = self.header_lines
         for pair in itertools.zip_longest(self.records(), text):
             if pair[0] is None or pair[1] is None:
