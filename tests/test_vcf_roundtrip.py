@@ -270,6 +270,17 @@ def test_tsv_gz_index_spans_the_ref_allele_of_deletions(tmp_path, ckpt):
     assert read_table(out).set_index("id").loc["rs1", "ref_end"] == 1001  # an SNV ends where it starts
 
 
+def test_tsv_gz_index_spans_a_symbolic_deletion_to_its_end(tmp_path, ckpt):
+    """A <DEL> with END=3050 spans 3003-3050 as `tabix -p vcf` reads it; the TSV's index covered its REF base only."""
+    header = HEADER[:2] + ['##INFO=<ID=END,Number=1,Type=Integer,Description="End">'] + HEADER[2:]
+    sv_line = "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tEND=3050\tGT\t0/1\t0/1"
+    out, _ = score(tmp_path, ckpt, "sv.tsv.gz", text="\n".join(header + [sv_line]) + "\n")
+    with pysam.TabixFile(str(out)) as tbx:
+        assert len(list(tbx.fetch("NC_000913.3", 3040, 3045))) == 1
+        assert list(tbx.fetch("NC_000913.3", 3050, 3060)) == []
+    assert read_table(out).loc[0, "ref_end"] == 3050
+
+
 @pytest.mark.parametrize("name", ["scores.tsv.bgz", "out.vcf.bgz"])
 def test_bgz_names_are_bgzipped_like_gz(tmp_path, ckpt, name):
     """'.bgz' is bgzip's other suffix: the docs accept it for -o, so it must be compressed (BGZF magic, readable by

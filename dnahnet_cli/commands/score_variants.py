@@ -102,7 +102,7 @@ def score_alleles(engine: Any, alleles: list[Allele], strand: str) -> list[dict[
         row = {"chrom": a.chrom, "contig": a.contig, "pos": a.pos, "id": a.id, "ref": a.ref, "alt": a.alt,
                "alt_index": a.alt_index,
                "variant_class": a.variant_class, "status": a.status,
-               "ref_end": a.pos + max(len(a.ref), 1) - 1}  # the tabix index spans REF, as `tabix -p vcf` does
+               "ref_end": a.ref_end}  # the tabix index spans the record, as `tabix -p vcf` does
         if a.windows is not None:
             w = a.windows
             row.update(window_start0=w.start0, window_end=w.end, circular_wrap=w.circular_wrap, window_len=w.n,

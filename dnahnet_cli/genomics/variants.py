@@ -545,6 +545,7 @@ class Allele:
     end0: int = 0
     alt_core: str = ""
     windows: WindowPair | None = None
+    ref_end: int = 0  # 1-based last base the record spans: REF's, or a declared INFO/END's (symbolic alleles)
 
 
 def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: dict[str, str],
@@ -565,7 +566,7 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
     for i, alt in enumerate(alts, 1):
         vclass, allele_status = classify(ref, alt)
         a = Allele(line, rec.chrom, rec.pos, rec.id or ".", ref, alt if alt is not None else ".", i,
-                   vclass, allele_status, contig)
+                   vclass, allele_status, contig, ref_end=max(rec.pos + max(len(ref), 1) - 1, rec.stop))
         if status == SKIP_OUT_OF_BOUNDS or (a.status == OK and status is not None):  # a REF N at POS 0 is a
             a.status = status                                                          # telomere, not an ambiguity
         if a.status == OK:
