@@ -385,9 +385,13 @@ def test_bad_vcf_inputs(tmp_path, kind, message):
 
 
 def test_check_contigs(ecoli):
-    check_contigs("v.vcf", [ECOLI], {ECOLI: ECOLI_LEN}, ecoli, {})
+    assert check_contigs("v.vcf", [ECOLI], {ECOLI: ECOLI_LEN}, ecoli, {}) == []
+    # some contigs missing: their records are skipped (SKIP_NO_CONTIG), unless --strict; all missing: an error
+    assert check_contigs("v.vcf", ["chr1", ECOLI, "plasmidX"], {}, ecoli, {}) == ["chr1", "plasmidX"]
     with pytest.raises(DnahnetError, match=r"v.vcf: contig\(s\) not in the reference .*: chr1, plasmidX; .*chrom-map"):
-        check_contigs("v.vcf", ["chr1", ECOLI, "plasmidX"], {}, ecoli, {})
+        check_contigs("v.vcf", ["chr1", ECOLI, "plasmidX"], {}, ecoli, {}, strict=True)
+    with pytest.raises(DnahnetError, match=r"not in the reference .*: chr1, plasmidX;"):
+        check_contigs("v.vcf", ["chr1", "plasmidX"], {}, ecoli, {})
     check_contigs("v.vcf", ["chr1"], {"chr1": ECOLI_LEN}, ecoli, {"chr1": ECOLI})
     with pytest.raises(DnahnetError, match=r"##contig U00096.3 has length 4641650 .*wrong assembly"):
         check_contigs("v.vcf", ["U00096.3"], {"U00096.3": 4641650}, ecoli, {"U00096.3": ECOLI})

@@ -132,6 +132,27 @@ def test_empty_lines_among_the_header_lines_are_skipped_as_htslib_skips_them(tmp
     assert list(read_table(tsv)["id"].fillna(".")) == ["rs1", ".", ".", "v3", "v4"]
 
 
+def test_records_on_a_contig_the_fasta_lacks_are_kept_as_skipped(tmp_path, ckpt):
+    """A VCF with plasmid calls scored against the chromosome alone stopped the whole run; those records are now
+    kept with SKIP_NO_CONTIG and a warning (conventions: keep the record), and --strict still stops."""
+    plasmid = "pX\t100\tp1\tA\tG,T\t.\tPASS\t.\tGT\t0/1\t1/2"
+    text = "\n".join(HEADER + RECORDS[:1] + [plasmid] + RECORDS[1:]) + "\n"
+    out, log = score(tmp_path, ckpt, "plasmid.vcf", text=text)
+    body = [l for l in out.read_text().splitlines() if not l.startswith("#")]
+    assert [strip_own(l) for l in body] == RECORDS[:1] + [plasmid] + RECORDS[1:]
+    assert "DNAHNET_STATUS=SKIP_NO_CONTIG,SKIP_NO_CONTIG" in body[1] and "DNAHNET_DLL" not in body[1]
+    assert "records on pX get SKIP_NO_CONTIG" in log
+    tsv, _ = score(tmp_path, ckpt, "plasmid.tsv", text=text)
+    assert list(read_table(tsv).query("chrom == 'pX'")["status"]) == ["SKIP_NO_CONTIG"] * 2
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.callback()(lambda: None)
+    sv.register(app)
+    res = CliRunner().invoke(app, ["score-variants", GENOME, str(tmp_path / "in-plasmid.vcf.vcf"), "--model", ckpt,
+                                   "--strict", "-o", str(tmp_path / "strict.vcf")])
+    assert "contig(s) not in the reference" in str(res.exception)  # a DnahnetError: exit 2 from the CLI
+    assert not (tmp_path / "strict.vcf").exists()
+
+
 def test_rescoring_replaces_the_tags_and_bcf_reads_back(tmp_path, ckpt):
     out, _ = score(tmp_path, ckpt, "out.vcf")
     first = out.read_text()

@@ -178,7 +178,11 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
             used.setdefault(rec.chrom)
         if auto_chr:
             rename = _auto_chr(vin, list(used), genome, rename, quiet)
-        check_contigs(vin.path, list(used), vin.contig_lengths(), genome, rename)
+        missing = check_contigs(vin.path, list(used), vin.contig_lengths(), genome, rename, strict)
+        if missing and not quiet:
+            note(f"warning: records on {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} get "
+                 f"SKIP_NO_CONTIG: not in {ref} (--chrom-map or --auto-chr rename contigs; --strict makes this an "
+                 "error)")
         if strict:
             for line, rec in vin.records():
                 ref_status(rec, line, resolve_contig(rec.chrom, genome, rename), genome, vin.path, strict=True)
@@ -475,7 +479,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("auto", "--format", help="auto (from the -o name: .tsv[.gz], .vcf[.gz], .bcf; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
-        strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch or REF outside its contig (POS 0 included)."),
+        strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch, REF outside its contig (POS 0 included) or contig missing from the FASTA."),
         chrom_map: Optional[Path] = typer.Option(None, "--chrom-map", help=HELP["chrom_map"]),
         gff: Optional[Path] = typer.Option(None, "--gff", help=HELP["gff"]),
         circular: list[str] = typer.Option([], "--circular", help=HELP["circular"]),

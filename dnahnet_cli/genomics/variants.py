@@ -50,6 +50,7 @@ SKIP_INVALID_ALLELE = "SKIP_INVALID_ALLELE"  # characters that are not nucleotid
 SKIP_OUT_OF_BOUNDS = "SKIP_OUT_OF_BOUNDS"  # REF runs past the end of the contig
 SKIP_TOO_LONG = "SKIP_TOO_LONG"            # the change does not fit in the window
 SKIP_N_IN_WINDOW = "SKIP_N_IN_WINDOW"      # an N only one window reaches: the two sums would cover unequal bases
+SKIP_NO_CONTIG = "SKIP_NO_CONTIG"          # the record's contig is not in the FASTA (others are)
 STATUSES = (OK, SKIP_SYMBOLIC, SKIP_BREAKEND, SKIP_STAR, SKIP_MISSING, SKIP_NO_CHANGE, SKIP_REF_MISMATCH,
             SKIP_AMBIGUOUS, SKIP_INVALID_ALLELE, SKIP_OUT_OF_BOUNDS, SKIP_TOO_LONG, SKIP_N_IN_WINDOW)
 
@@ -304,10 +305,12 @@ def _one_to_one(found: dict[str, tuple[str, str]], claimed: set[str]) -> dict[st
 
 
 def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int], genome: Genome,
-                  rename: dict[str, str]) -> None:
-    """Error listing every VCF contig missing from the FASTA, or whose ##contig length differs."""
+                  rename: dict[str, str], strict: bool = False) -> list[str]:
+    """The VCF contigs missing from the FASTA, whose records are skipped (SKIP_NO_CONTIG: a plasmid or decoy the
+    reference leaves out). An error lists them when no used contig is in the FASTA (the wrong reference, or other
+    names), or under strict=True; a ##contig length that differs from the FASTA's is always one."""
     missing = [c for c in used if resolve_contig(c, genome, rename) is None]
-    if missing:
+    if missing and (strict or len(missing) == len(used)):
         shown = ", ".join(missing[:10]) + (f", … ({len(missing)} in all)" if len(missing) > 10 else "")
         raise DnahnetError(f"{vcf_path}: contig(s) not in the reference {genome.path}: {shown}; FASTA has: "
                            f"{', '.join(genome.names[:5])}{' …' if len(genome.names) > 5 else ''} "
@@ -318,6 +321,7 @@ def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int]
         if contig is not None and vlen is not None and genome.lengths[contig] != vlen:
             raise DnahnetError(f"{vcf_path}: ##contig {chrom} has length {vlen} but {contig} in "
                                f"{genome.path} has {genome.lengths[contig]} (wrong assembly?)")
+    return missing
 
 
 # -- VCF reading ----------------------------------------------------------------------------------
@@ -558,17 +562,17 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
     ref = rec.ref or ""
     alts = list(rec.alts) if rec.alts else [None]
     contig = resolve_contig(rec.chrom, genome, rename)
-    if contig is None:
-        raise DnahnetError(f"{vcf_path}: line {line}: contig {rec.chrom} not in {genome.path}")
+    ref_end = max(rec.pos + max(len(ref), 1) - 1, rec.stop)
     start = rec.pos - 1
-    status = ref_status(rec, line, contig, genome, vcf_path, strict)
+    # no contig: check_contigs allowed it (not strict, and other contigs are in the FASTA)
+    status = SKIP_NO_CONTIG if contig is None else ref_status(rec, line, contig, genome, vcf_path, strict)
     out = []
     for i, alt in enumerate(alts, 1):
         vclass, allele_status = classify(ref, alt)
         a = Allele(line, rec.chrom, rec.pos, rec.id or ".", ref, alt if alt is not None else ".", i,
-                   vclass, allele_status, contig, ref_end=max(rec.pos + max(len(ref), 1) - 1, rec.stop))
-        if status == SKIP_OUT_OF_BOUNDS or (a.status == OK and status is not None):  # a REF N at POS 0 is a
-            a.status = status                                                          # telomere, not an ambiguity
+                   vclass, allele_status, contig, ref_end=ref_end)
+        if status in (SKIP_NO_CONTIG, SKIP_OUT_OF_BOUNDS) or (a.status == OK and status is not None):
+            a.status = status  # whatever the ALT (a REF N at POS 0 is a telomere, not an ambiguity)
         if a.status == OK:
             off, r_core, alt_core = trim(ref.upper(), alt.upper())
             a.start0, a.end0, a.alt_core = left_align(genome, contig, start + off, start + off + len(r_core), alt_core)
