@@ -312,6 +312,31 @@ def test_trans_spliced_gene_and_overhanging_cds(tmp_path):
     assert (gene.start0, gene.end) == (949, 1048) and [(s.start0, s.end) for s in gene.cds] == [(949, 1000), (1000, 1048)]
 
 
+def test_a_cds_on_both_strands_and_a_gene_past_a_linear_end_are_kept_as_skipped(tmp_path):
+    """Organelle trans-splicing (plastid rps12) puts one CDS's parts on both strands, and Bakta puts tmRNAs past the
+    ends of draft contigs: either stopped the whole parse (essentiality, segment --gff) with an error. Each is now
+    one gene with a SKIP_* status, and the other genes are scored."""
+    from dnahnet_cli.genomics.gff import load_annotated_genome, parse_gff
+
+    gff = tmp_path / "cp.gff3"
+    gff.write_text("##gff-version 3\ncp\tx\tregion\t1\t300\t.\t+\t.\tID=cp;Is_circular=true\n"
+                   "cp\tx\tgene\t10\t150\t.\t-\t.\tID=gene-rps12;locus_tag=RPS12\n"
+                   "cp\tx\tCDS\t10\t50\t.\t-\t0\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
+                   "cp\tx\tCDS\t100\t150\t.\t+\t1\tID=cds-rps12;Parent=gene-rps12;exception=trans-splicing\n"
+                   "cp\tx\tgene\t200\t290\t.\t+\t.\tID=gene-ok;locus_tag=OK1\n"
+                   "cp\tx\tCDS\t200\t290\t.\t+\t0\tID=cds-ok;Parent=gene-ok\n")
+    genes = {g.label: g for g in parse_gff(gff).genes}
+    assert genes["RPS12"].status == "SKIP_MIXED_STRANDS" and genes["RPS12"].biotype == "protein_coding"
+    assert genes["OK1"].status == "OK"
+    (tmp_path / "bk.fa").write_text(">contig_1\n" + "ACGT" * 100 + "\n")
+    gff.write_text("##gff-version 3\ncontig_1\tP\tgene\t101\t127\t.\t+\t.\tID=L1_gene;locus_tag=L1\n"
+                   "contig_1\tP\tCDS\t101\t127\t.\t+\t0\tID=L1;Parent=L1_gene\n"
+                   "contig_1\tA\ttmRNA\t350\t420\t.\t+\t.\tID=L2;locus_tag=L2;gene=ssrA\n")
+    ann, _, _ = load_annotated_genome(str(tmp_path / "bk.fa"), gff)
+    assert [(g.label, g.status) for g in ann.genes] == [("L1", "OK"), ("L2", "SKIP_OUT_OF_BOUNDS")]
+    assert ann.past_end == ["L2 (line 4, ends at 420 on contig_1, 400 nt)"]
+
+
 def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
     """Codes other than 1, 4 and 11 (e.g. 25, SR1 bacteria: TGA = Gly) were refused late, without file or line, after
     segment had run the whole genome; the gene's own code now decides its stops and start codons."""

@@ -258,6 +258,20 @@ def test_codon_classes_from_gff_phase_and_strand(ecoli):
     assert (plus & BIT["cds_codon1"] != 0).sum() == (plus & BIT["cds_codon3"] != 0).sum()
 
 
+def test_a_cds_of_unknown_strand_is_genic_but_neither_sense_nor_antisense(tmp_path):
+    """A '.' strand differs from both '+' and '-': its bases were counted as cds_antisense on both strand tracks."""
+    fa, gff = tmp_path / "g.fa", tmp_path / "g.gff3"
+    fa.write_text(">c1\n" + "ACGT" * 100 + "\n")
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t101\t127\t.\t.\t.\tID=g1\n"
+                   "c1\tt\tCDS\t101\t127\t.\t.\t0\tID=c1;Parent=g1\n")
+    genome = Genome.open(fa, quiet=True)
+    ann = parse_gff(gff, genome.lengths)
+    for strand in "+-":
+        codes, _ = class_codes(ann, genome, Region("c1", 0, 400), strand, 100, False)
+        assert not (codes & (BIT["cds"] | BIT["cds_antisense"])).any()
+        assert not (codes[100:127] & BIT["intergenic"]).any() and codes[99] & BIT["intergenic"]
+
+
 def test_frameshifted_gene_codon_positions(ecoli):
     """prfB (b2891, - strand) has a +1 ribosomal frameshift: two CDS parts with a skipped base."""
     genome, ann = ecoli

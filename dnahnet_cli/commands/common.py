@@ -42,10 +42,16 @@ def split_names(values: Iterable[str]) -> list[str]:
 
 
 def warn_if_annotation_mismatch(annotation, sequence, gff, genome_name: str, quiet: bool) -> None:
-    """A stderr warning when most CDSs of `gff` do not begin with a start codon in the genome (see
-    genomics.gff.start_codon_mismatches): a GFF for another assembly with the same sequence names."""
+    """Stderr warnings about the annotation: genes past the end of a linear sequence (skipped), and most CDSs of
+    `gff` not beginning with a start codon in the genome (see genomics.gff.start_codon_mismatches): a GFF for
+    another assembly with the same sequence names."""
     from dnahnet_cli.genomics.gff import start_codon_mismatches
 
+    if annotation.past_end and not quiet:
+        shown = "; ".join(annotation.past_end[:3]) + (" …" if len(annotation.past_end) > 3 else "")
+        sys.stderr.write(f"dnahnet: warning: {len(annotation.past_end)} gene(s) run past the end of a linear sequence "
+                         f"in {gff} and are skipped (SKIP_OUT_OF_BOUNDS): {shown}; mark a circular sequence "
+                         "Is_circular=true, or give --circular NAME\n")
     bad, checked = start_codon_mismatches(annotation, sequence)
     if not quiet and checked >= 10 and bad > checked // 2:
         sys.stderr.write(f"dnahnet: warning: {bad} of {checked} CDSs checked in {gff} do not begin with a start codon "

@@ -6,7 +6,8 @@ What the parser does, and why:
     `Parent` (directly or via an mRNA/transcript); a CDS with no gene becomes its own gene (Prodigal style);
   * a gene with several CDS (isoforms, ribosomal-slippage products) keeps one canonical CDS: no
     `exception` attribute first, then the longest;
-  * pseudogenes, partial genes and genes of unknown strand get a SKIP_* status instead of being dropped,
+  * pseudogenes, partial genes, genes of unknown strand, genes whose CDS parts lie on both strands (organelle
+    trans-splicing) and genes past the end of a linear sequence get a SKIP_* status instead of being dropped,
     so every annotated gene can still be reported;
   * features crossing the origin of a circular seqid (`Is_circular=true` on its `region`) are kept in
     "unwrapped" coordinates: `end` may exceed the sequence length, and `fetch` wraps around the origin;
@@ -157,6 +158,10 @@ class Gene:
             return "SKIP_PSEUDOGENE"
         if self.partial:
             return "SKIP_PARTIAL"
+        if "cds_on_both_strands" in self.flags:  # organelle trans-splicing: one CDS model cannot hold it
+            return "SKIP_MIXED_STRANDS"
+        if "past_sequence_end" in self.flags:  # set by Annotation.check_genome
+            return "SKIP_OUT_OF_BOUNDS"
         if not self.cds:
             return "SKIP_NONCODING"
         if self.strand not in "+-":
@@ -243,6 +248,7 @@ class Annotation:
     circular: set[str] = field(default_factory=set)
     fasta: dict[str, str] = field(default_factory=dict)
     _index: Optional[dict[str, list[int]]] = None
+    past_end: list[str] = field(default_factory=list)  # genes check_genome found past a linear sequence's end
 
     def genes_by_name(self) -> dict[str, list[int]]:
         """Name -> gene indices; primary identifiers (locus_tag, Name, ID) shadow synonyms."""
@@ -281,15 +287,17 @@ class Annotation:
         return self.genes[coding[0]]
 
     def check_genome(self, lengths: Mapping[str, int], genome_path: str) -> None:
-        """Fail clearly when a gene's seqid is absent from the FASTA ({record: length}), the assembly lengths
-        disagree, or a gene runs past the end of a linear sequence."""
+        """Fail clearly when a gene's seqid is absent from the FASTA ({record: length}), or the assembly lengths
+        disagree. A gene that runs past the end of a linear sequence is kept as SKIP_OUT_OF_BOUNDS and listed in
+        `past_end` for the command to warn about: annotators put features past the ends of draft contigs (Bakta's
+        tmRNAs), and one such feature should not stop a whole genome's run."""
         for seqid, n in self.lengths.items():
             if seqid in lengths and lengths[seqid] != n:
                 raise DnahnetError(
                     f"{self.path}: seqid {seqid} has length {n} in the GFF but {lengths[seqid]} in "
                     f"{genome_path} (wrong assembly?)"
                 )
-        for g in self.genes:
+        for i, g in enumerate(self.genes):
             if g.seqid not in lengths:
                 names = ", ".join(list(lengths)[:5])
                 raise DnahnetError(
@@ -298,12 +306,11 @@ class Annotation:
                 )
             n = lengths[g.seqid]
             end = max([g.end, *(part.end for part in g.cds)])  # a CDS line may reach further than its gene line
-            what = f"gene {g.label}" if end == g.end else f"the CDS of gene {g.label}"
             if end > n and g.seqid not in self.circular:
-                raise DnahnetError(
-                    f"{self.path}: line {g.line}: {what} ends at {end} beyond the end ({n}) of "
-                    f"linear sequence {g.seqid} (mark it Is_circular=true if it is circular)"
-                )
+                if "past_sequence_end" not in g.flags:
+                    self.genes[i] = replace(g, flags=(*g.flags, "past_sequence_end"))
+                    self.past_end.append(f"{g.label} (line {g.line}, ends at {end} on {g.seqid}, {n} nt)")
+                continue
             start0 = min([g.start0, *(part.start0 for part in g.cds)])
             if g.seqid in self.circular and (start0 >= n or end - start0 > n):  # fetch would wrap it anywhere
                 raise DnahnetError(
@@ -655,8 +662,9 @@ def _make_gene(
 ) -> Gene:
     """Build one Gene from its gene-level feature (or an orphan CDS group when `own`)."""
     strands = {p.strand for grp in groups for p in grp} | {f.strand}
-    if len(strands - {".", "?"}) > 1:
-        raise DnahnetError(f"{path}: line {f.line}: gene {f.attr('ID')} has CDS parts on both strands")
+    mixed = len(strands - {".", "?"}) > 1  # kept as SKIP_MIXED_STRANDS, without a CDS model
+    if mixed:
+        groups = []
 
     def rank(grp: list[Feature]) -> tuple:
         return ("exception" in grp[0].attrs, -sum(p.end - p.start0 for p in grp), grp[0].line)
@@ -685,7 +693,7 @@ def _make_gene(
     c0 = chosen[0] if chosen else None
     pick = lambda tag: f.attr(tag) or (c0.attr(tag) if c0 else "")  # noqa: E731
     name = (f.attr("Name") if not own else "") or pick("gene") or (f.attr("Name") if own else "")
-    flags = []
+    flags = ["cds_on_both_strands"] if mixed else []
     if c0 is not None:
         flags += [e.replace(" ", "_") for e in c0.attrs.get("exception", [])]
         if any("Sec" in t for t in c0.attrs.get("transl_except", [])):
@@ -697,7 +705,7 @@ def _make_gene(
         or "pseudogene" in f.attrs
     )
     partial = any(_is_partial(x) for x in [f, *(chosen or [])])
-    biotype = f.attr("gene_biotype") or ("protein_coding" if cds else ",".join(sorted(child_types.get(f.attr("ID"), ())))
+    biotype = f.attr("gene_biotype") or ("protein_coding" if cds or mixed else ",".join(sorted(child_types.get(f.attr("ID"), ())))
                                          or (f.type if own else ""))
     try:
         table = int(pick("transl_table") or 11)

@@ -198,8 +198,9 @@ def prepare_target(
 ) -> DmsTarget:
     """Locate the assayed protein on the gene; errors clearly when the translation does not match."""
     gene = annotation.find_gene(gene_name)
-    if not gene.is_protein_coding:
-        raise DnahnetError(f"{annotation.path}: gene {gene_name!r} ({gene.label}) has no CDS ({gene.status})")
+    if not gene.is_protein_coding or gene.status == "SKIP_OUT_OF_BOUNDS":  # no CDS, or one the genome lacks
+        raise DnahnetError(f"{annotation.path}: gene {gene_name!r} ({gene.label}) has no CDS that can be scored "
+                           f"({gene.status})")
     seq = genome[gene.seqid]
     circ = gene.seqid in annotation.circular
     translated = gene.protein(seq, circ)

@@ -99,6 +99,8 @@ def class_codes(annotation: Annotation, genome, region: Region, strand: str, ups
         pos, cpos = _cds_positions(g)
         mark(pos, "", genic)
         mark(pos, "", any_cds)
+        if g.strand not in "+-":  # unknown strand: genic, but neither sense nor antisense on either strand
+            continue
         if g.strand != strand:
             mark(pos, "", anti_cds)
             continue
