@@ -337,6 +337,24 @@ def test_a_cds_on_both_strands_and_a_gene_past_a_linear_end_are_kept_as_skipped(
     assert ann.past_end == ["L2 (line 4, ends at 420 on contig_1, 400 nt)"]
 
 
+def test_sequence_lengths_come_only_from_lines_that_span_the_sequence(tmp_path):
+    """An AGP-style GFF lists a scaffold's component contigs; the first, starting at base 1, was taken for the
+    scaffold's length (then "wrong assembly?" against the FASTA). A ##sequence-region length that disagreed with the
+    embedded ##FASTA was overwritten unseen."""
+    from dnahnet_cli.genomics.gff import parse_gff
+
+    gff = tmp_path / "a.gff3"
+    gff.write_text("##gff-version 3\nscaf1\tx\tcontig\t1\t20\t.\t+\t.\tID=ctg1\n"
+                   "scaf1\tx\tcontig\t1\t61\t.\t+\t.\tID=scaf1;Is_circular=true\n"
+                   "scaf1\tx\tgene\t1\t9\t.\t+\t.\tID=g1\nscaf1\tx\tCDS\t1\t9\t.\t+\t0\tID=cds1;Parent=g1\n")
+    ann = parse_gff(gff)
+    assert ann.lengths == {"scaf1": 61} and ann.circular == {"scaf1"}
+    gff.write_text("##gff-version 3\n##sequence-region c1 1 9999\nc1\tx\tgene\t1\t9\t.\t+\t.\tID=g1\n"
+                   "c1\tx\tCDS\t1\t9\t.\t+\t0\tID=cds1;Parent=g1\n##FASTA\n>c1\nATGAAATAAACGT\n")
+    with pytest.raises(DnahnetError, match=r"a.gff3: seqid c1 has length 9999 .* but 13 in its ##FASTA section"):
+        parse_gff(gff)
+
+
 def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):
     """Codes other than 1, 4 and 11 (e.g. 25, SR1 bacteria: TGA = Gly) were refused late, without file or line, after
     segment had run the whole genome; the gene's own code now decides its stops and start codons."""

@@ -512,6 +512,13 @@ def _one_gene(lines: list[Feature]) -> bool:
     return names_agree and len({f.strand for f in lines}) == 1
 
 
+def _spans_its_sequence(f: Feature) -> bool:
+    """Whether a sequence-type line starting at base 1 describes its whole seqid: a region, chromosome or plasmid
+    does; a contig, supercontig or scaffold line only when it names the seqid (AGP-style GFFs list the component
+    contigs of a scaffold, and the first one also starts at base 1)."""
+    return f.type in ("region", "chromosome", "plasmid") or f.seqid in (f.attr("ID"), f.attr("Name"))
+
+
 def _crosses_origin(lines: list[Feature], length: Optional[int], circular: bool) -> bool:
     return circular and bool(length) and any(f.start0 == 0 for f in lines) and any(f.end == length for f in lines)
 
@@ -558,11 +565,15 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
     features, seq_lengths, fasta = read_gff(path)
     circular = set(circular)
     for f in features:
-        if f.type in SEQUENCE_TYPES and f.start0 == 0:
+        if f.type in SEQUENCE_TYPES and f.start0 == 0 and _spans_its_sequence(f):
             seq_lengths.setdefault(f.seqid, f.end)
         if f.type in SEQUENCE_TYPES and f.flag("Is_circular"):  # NCBI: `region` lines; Ensembl: `chromosome`
             circular.add(f.seqid)
-    seq_lengths.update({k: len(v) for k, v in fasta.items()})
+    for seqid, seq in fasta.items():
+        if seqid in seq_lengths and seq_lengths[seqid] != len(seq):
+            raise DnahnetError(f"{path_s}: seqid {seqid} has length {seq_lengths[seqid]} in the GFF's header or "
+                               f"region line but {len(seq)} in its ##FASTA section (wrong assembly?)")
+        seq_lengths[seqid] = len(seq)
     all_lengths = dict(seq_lengths)
     all_lengths.update(lengths or {})
 
