@@ -315,3 +315,12 @@ def test_an_input_given_as_a_pipe_says_how_to_give_it(tmp_path):
     res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "VCF is a pipe" in res.stderr and "'-' (stdin)" in res.stderr and not (tmp_path / "x.tsv").exists()
+
+
+def test_a_line_break_in_a_file_name_cannot_split_a_provenance_line(monkeypatch):
+    """A file name with a line break (legal on Linux) split its `##dnahnet_*` line: the rest became a data row."""
+    from dnahnet_cli.genomics.outputs import provenance
+
+    monkeypatch.setattr(sys, "argv", ["dnahnet", "segment", "odd\nname.fa"])
+    meta = dict(provenance({"dnahnet_reference": "odd\r\nname.fa"}))
+    assert meta["dnahnet_reference"] == "odd%0D%0Aname.fa" and "\n" not in meta["dnahnet_command"]

@@ -49,10 +49,12 @@ def provenance(extra: Mapping[str, Any] | None = None, model: Mapping[str, Any] 
         if "device" in model:
             meta.append(("dnahnet_device", f"{model['device']}; kernels {model.get('kernels', 'torch')}"))
     meta += [(k, str(v)) for k, v in (extra or {}).items()]
-    return meta
+    # a line break in a file name or argument would split its `##` line and corrupt the header
+    return [(k, v.translate(_LINE_BREAK_ESCAPES)) for k, v in meta]
 
 
 _CELL_ESCAPES = str.maketrans({"\t": "%09", "\n": "%0A", "\r": "%0D"})
+_LINE_BREAK_ESCAPES = str.maketrans({"\n": "%0A", "\r": "%0D"})
 
 
 def format_value(value: Any, float_fmt: str = ".7g", na: str = NA) -> str:
