@@ -193,16 +193,20 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
             yield fh
         _declare_contigs_and_formats(text)
         binary = Path(tmp) / "records.bcf"
-        with pysam.VariantFile(str(text)) as vin:  # htslib declares what it meets while parsing: read it all
-            records = list(vin)                     # first, so the BCF header holds every ID the records use
-            if "END" not in vin.header.info and any(a.startswith("<") for r in records for a in r.alts or ()):
-                # htslib's BCF encoder refers to INFO/END for symbolic alleles and writes an unreadable
-                # record when the header lacks it
-                vin.header.add_line('##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the '
-                                    'variant (declared by dnahnet for BCF output of symbolic alleles)">')
-            with pysam.VariantFile(str(binary), "wb", header=vin.header) as vout:
-                for rec in records:
-                    vout.write(rec)
+        # htslib declares what it meets while parsing: a first pass reads every record (keeping none, so a
+        # 10M-record VCF needs no more memory than a small one), so that the BCF header holds every ID they use
+        symbolic = False
+        with pysam.VariantFile(str(text)) as vin:
+            for rec in vin:
+                symbolic = symbolic or any(a.startswith("<") for a in rec.alts or ())
+            header = vin.header.copy()
+        if symbolic and "END" not in header.info:  # htslib's BCF encoder refers to INFO/END for symbolic
+            # alleles and writes an unreadable record when the header lacks it
+            header.add_line('##INFO=<ID=END,Number=1,Type=Integer,Description="End position of the '
+                            'variant (declared by dnahnet for BCF output of symbolic alleles)">')
+        with pysam.VariantFile(str(text)) as vin, pysam.VariantFile(str(binary), "wb", header=header) as vout:
+            for rec in vin:  # the second pass, streamed (records translate to the first pass's header)
+                vout.write(rec)
         if path == "-":
             sys.stdout.flush()
             with open(binary, "rb") as src:
