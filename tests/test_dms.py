@@ -115,6 +115,29 @@ def test_origin_crossing_and_phase(awkward):
     assert translate(_mutant_cds(multi, plan.variants[0])) == "MKLVPETG*"
 
 
+def test_genes_past_a_linear_end_and_nonsense_under_codes_without_a_sure_stop_are_one_line_errors(tmp_path):
+    """A gene past the end of a linear contig is kept (SKIP_OUT_OF_BOUNDS) instead of stopping the parse: DMS must
+    refuse it, whatever its other status, rather than fetch past the end (a ValueError traceback). Under codes
+    27/28/31 no codon reads as '*' inside a CDS: a nonsense mutant was min() of nothing (a traceback)."""
+    gff = tmp_path / "a.gff3"
+    cds = "ATGGCTAAAGCTTGA"  # M A K A, stop
+    gff.write_text("##gff-version 3\nc1\tt\tgene\t1\t15\t.\t+\t.\tID=g27;locus_tag=L27\n"
+                   "c1\tt\tCDS\t1\t15\t.\t+\t0\tID=c27;Parent=g27;transl_table=27\n"
+                   "c1\tt\tgene\t21\t45\t.\t+\t.\tID=gp;locus_tag=LP;partial=true\n"
+                   "c1\tt\tCDS\t21\t45\t.\t+\t0\tID=cp;Parent=gp\n"
+                   f"##FASTA\n>c1\n{cds}GGGGGGGGGGGGGGG\n")
+    ann = parse_gff(gff)
+    genome, _ = load_genome(None, ann)
+    with pytest.raises(DnahnetError, match=r"a.gff3: line 4: gene 'LP' \(LP\) has no CDS that can be scored "
+                                           r"\(SKIP_OUT_OF_BOUNDS\)"):
+        prepare_target(ann, genome, "LP")
+    target = prepare_target(ann, genome, "L27")
+    assert target.protein == "MAKA"
+    with pytest.raises(DnahnetError, match=r"dms.csv: line 2: mutant K3\*: no codon reads as '\*' inside a CDS "
+                                           r"under genetic code 27"):
+        plan_mutant(target, _rec("K3*"), "best", {}, "dms.csv: line 2")
+
+
 def test_region_and_protein_errors(awkward):
     ann, genome, usage = awkward
     target = prepare_target(ann, genome, "bbbB", protein="DRKP")  # a region of MADRKPF

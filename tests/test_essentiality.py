@@ -147,6 +147,18 @@ def test_genes_whose_code_can_read_the_cassette_through_are_not_knocked_out(tmp_
         ("L11", OK), ("L27", "SKIP_NO_STOP_IN_FRAME"), ("L31", "SKIP_NO_STOP_IN_FRAME")]
     with pytest.raises(DnahnetError, match="no stop codon"):
         validate_cassette(DEFAULT_CASSETTE, 27)
+    with pytest.raises(DnahnetError, match="no stop codon"):  # TGA ends a code-27 CDS, but is Trp inside one
+        validate_cassette("TGATGA", 27)
+    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="paper", window=120, tile=60,
+                                                                     cassette="TGATGATGATGATGA"))
+    assert [r.status for r in res] == [OK, "SKIP_NO_STOP_IN_FRAME", "SKIP_NO_STOP_IN_FRAME"]
+    # a gene past the end of a linear contig is skipped, the others scored (its GC content was read first: a crash)
+    gff.write_text(f"##gff-version 3\n{lines}c1\tt\tCDS\t100\t{len(seq) + 30}\t.\t+\t0\tID=cx;locus_tag=LX\n"
+                   f"##FASTA\n>c1\n{seq}\n")
+    ann = parse_gff(gff)
+    genome, _ = load_genome(None, ann)
+    res = score_genes(ann, genome, FakeScorer(), EssentialityConfig(protocol="paper", window=120, tile=60))
+    assert [(r.gene.locus_tag, r.status) for r in res][-1] == ("LX", "SKIP_OUT_OF_BOUNDS") and res[0].status == OK
 
 
 def test_labels_table_and_list(tmp_path, awkward):

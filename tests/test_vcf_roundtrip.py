@@ -293,13 +293,15 @@ def test_tsv_gz_index_spans_the_ref_allele_of_deletions(tmp_path, ckpt):
 
 def test_tsv_gz_index_spans_a_symbolic_deletion_to_its_end(tmp_path, ckpt):
     """A <DEL> with END=3050 spans 3003-3050 as `tabix -p vcf` reads it; the TSV's index covered its REF base only."""
-    header = HEADER[:2] + ['##INFO=<ID=END,Number=1,Type=Integer,Description="End">'] + HEADER[2:]
-    sv_line = "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tEND=3050\tGT\t0/1\t0/1"
-    out, _ = score(tmp_path, ckpt, "sv.tsv.gz", text="\n".join(header + [sv_line]) + "\n")
-    with pysam.TabixFile(str(out)) as tbx:
-        assert len(list(tbx.fetch("NC_000913.3", 3040, 3045))) == 1
-        assert list(tbx.fetch("NC_000913.3", 3050, 3060)) == []
-    assert read_table(out).loc[0, "ref_end"] == 3050
+    sv_line = "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tSVTYPE=DEL;END=3050\tGT\t0/1\t0/1"
+    # END declared as htslib wants it, or not declared (htslib then leaves rec.stop at POS; tabix reads the text)
+    for i, declared in enumerate(['##INFO=<ID=END,Number=1,Type=Integer,Description="End">', None]):
+        header = HEADER[:2] + [declared] * (declared is not None) + HEADER[2:]
+        out, _ = score(tmp_path, ckpt, f"sv{i}.tsv.gz", text="\n".join(header + [sv_line]) + "\n")
+        with pysam.TabixFile(str(out)) as tbx:
+            assert len(list(tbx.fetch("NC_000913.3", 3040, 3045))) == 1
+            assert list(tbx.fetch("NC_000913.3", 3050, 3060)) == []
+        assert read_table(out).loc[0, "ref_end"] == 3050
 
 
 @pytest.mark.parametrize("name", ["scores.tsv.bgz", "out.vcf.bgz"])

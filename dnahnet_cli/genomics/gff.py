@@ -154,19 +154,24 @@ class Gene:
 
     @property
     def status(self) -> str:
+        if self.past_sequence_end:  # first: its bases cannot even be read
+            return "SKIP_OUT_OF_BOUNDS"
         if self.pseudo:
             return "SKIP_PSEUDOGENE"
         if self.partial:
             return "SKIP_PARTIAL"
         if "cds_on_both_strands" in self.flags:  # organelle trans-splicing: one CDS model cannot hold it
             return "SKIP_MIXED_STRANDS"
-        if "past_sequence_end" in self.flags:  # set by Annotation.check_genome
-            return "SKIP_OUT_OF_BOUNDS"
         if not self.cds:
             return "SKIP_NONCODING"
         if self.strand not in "+-":
             return "SKIP_UNKNOWN_STRAND"
         return OK
+
+    @property
+    def past_sequence_end(self) -> bool:
+        """Set by Annotation.check_genome for a gene past the end of a linear sequence: its CDS cannot be fetched."""
+        return "past_sequence_end" in self.flags
 
     @property
     def is_protein_coding(self) -> bool:

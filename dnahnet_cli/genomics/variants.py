@@ -52,9 +52,10 @@ SKIP_TOO_LONG = "SKIP_TOO_LONG"            # the change does not fit in the wind
 SKIP_N_IN_WINDOW = "SKIP_N_IN_WINDOW"      # an N only one window reaches: the two sums would cover unequal bases
 SKIP_NO_CONTIG = "SKIP_NO_CONTIG"          # the record's contig is not in the FASTA (others are)
 STATUSES = (OK, SKIP_SYMBOLIC, SKIP_BREAKEND, SKIP_STAR, SKIP_MISSING, SKIP_NO_CHANGE, SKIP_REF_MISMATCH,
-            SKIP_AMBIGUOUS, SKIP_INVALID_ALLELE, SKIP_OUT_OF_BOUNDS, SKIP_TOO_LONG, SKIP_N_IN_WINDOW)
+            SKIP_AMBIGUOUS, SKIP_INVALID_ALLELE, SKIP_OUT_OF_BOUNDS, SKIP_TOO_LONG, SKIP_N_IN_WINDOW, SKIP_NO_CONTIG)
 
 _ACGT = re.compile(r"[ACGT]+")
+_INFO_END = re.compile(r"(?:^|;)END=(\d+)")
 _IUPAC = re.compile(r"[ACGTNRYSWKMBDHV]+")
 # t[p[, t]p], ]p]t, [p[t; single breakends .t / t.; and the telomere forms .[p[ / ]p]. (VCF 4.3, section 5.4)
 _BREAKEND = re.compile(r"^(\.?[A-Z]*[\[\]].+[\[\]][A-Z]*\.?|\.[A-Z]+|[A-Z]+\.)$")
@@ -562,7 +563,7 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
     ref = rec.ref or ""
     alts = list(rec.alts) if rec.alts else [None]
     contig = resolve_contig(rec.chrom, genome, rename)
-    ref_end = max(rec.pos + max(len(ref), 1) - 1, rec.stop)
+    ref_end = record_end(rec)
     start = rec.pos - 1
     # no contig: check_contigs allowed it (not strict, and other contigs are in the FASTA)
     status = SKIP_NO_CONTIG if contig is None else ref_status(rec, line, contig, genome, vcf_path, strict)
@@ -586,6 +587,22 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
                 a.status = SKIP_N_IN_WINDOW
         out.append(a)
     return out
+
+
+def record_end(rec: pysam.VariantRecord) -> int:
+    """The 1-based last base a record spans, as `tabix -p vcf` reads it: REF's, or INFO/END's when further (a
+    symbolic <DEL>). htslib sets `rec.stop` from END only when the header declares it an Integer; tabix reads
+    the INFO text whatever the header says, and so does this."""
+    end = rec.pos + max(len(rec.ref or ""), 1) - 1
+    declared = rec.header.info.get("END")
+    if declared is not None and declared.type == "Integer":
+        return max(end, rec.stop)
+    try:
+        columns = str(rec).split("\t", 8)
+    except UnicodeDecodeError:  # pysam renders strictly; a Latin-1 byte elsewhere in the line: REF's end
+        return end
+    match = _INFO_END.search(columns[7].rstrip("\n")) if len(columns) > 7 else None
+    return max(end, int(match.group(1))) if match else end
 
 
 def _n_scored(window: str) -> int:

@@ -198,9 +198,9 @@ def prepare_target(
 ) -> DmsTarget:
     """Locate the assayed protein on the gene; errors clearly when the translation does not match."""
     gene = annotation.find_gene(gene_name)
-    if not gene.is_protein_coding or gene.status == "SKIP_OUT_OF_BOUNDS":  # no CDS, or one the genome lacks
-        raise DnahnetError(f"{annotation.path}: gene {gene_name!r} ({gene.label}) has no CDS that can be scored "
-                           f"({gene.status})")
+    if not gene.is_protein_coding or gene.past_sequence_end:  # no CDS, or one the genome lacks
+        raise DnahnetError(f"{annotation.path}: line {gene.line}: gene {gene_name!r} ({gene.label}) has no CDS that "
+                           f"can be scored ({gene.status})")
     seq = genome[gene.seqid]
     circ = gene.seqid in annotation.circular
     translated = gene.protein(seq, circ)
@@ -262,6 +262,9 @@ def plan_mutant(
         # A residue change must change the codon: at an alternative start (GTG, TTG read as M) the wild-type
         # codon itself encodes V or L elsewhere in the table, and would give a "mutant" equal to the wild type.
         keep_wt = s.wt == s.mt
+        if s.mt not in code.values():  # codes 27, 28, 31 read their terminators as amino acids inside a CDS
+            raise DnahnetError(f"{where}: mutant {record.mutant}: no codon reads as {s.mt!r} inside a CDS under "
+                               f"genetic code {table} (the gene's transl_table)")
         chosen = choose_codon(wt_codon, s.mt, table, usage, exclude=() if keep_wt else (wt_codon,))
         best.append((off, wt_codon, chosen))
         cands = [chosen] if codons == "best" else [c for c in synonymous_codons(s.mt, table) if keep_wt or c != wt_codon]

@@ -293,7 +293,8 @@ def score_genes(
         gene = annotation.genes[idx]
         seq = genome[gene.seqid]
         circ = gene.seqid in annotation.circular
-        res = GeneResult(idx, gene, gc_content(gene.cds_sequence(seq, circ)) if gene.cds else math.nan)
+        res = GeneResult(idx, gene, gc_content(gene.cds_sequence(seq, circ))
+                         if gene.cds and not gene.past_sequence_end else math.nan)
         res.status = gene.status
         results.append(res)
         if res.status != OK:
