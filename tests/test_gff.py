@@ -351,7 +351,7 @@ def test_sequence_lengths_come_only_from_lines_that_span_the_sequence(tmp_path):
     assert ann.lengths == {"scaf1": 61} and ann.circular == {"scaf1"}
     gff.write_text("##gff-version 3\n##sequence-region c1 1 9999\nc1\tx\tgene\t1\t9\t.\t+\t.\tID=g1\n"
                    "c1\tx\tCDS\t1\t9\t.\t+\t0\tID=cds1;Parent=g1\n##FASTA\n>c1\nATGAAATAAACGT\n")
-    with pytest.raises(DnahnetError, match=r"a.gff3: seqid c1 has length 9999 .* but 13 in its ##FASTA section"):
+    with pytest.raises(DnahnetError, match=r"a.gff3: line 2: seqid c1 has length 9999 there but 13 in the ##FASTA section"):
         parse_gff(gff)
 
 

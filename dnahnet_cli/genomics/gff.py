@@ -467,11 +467,12 @@ def _parse_fasta_lines(lines: Iterable[tuple[int, str]], path: str) -> dict[str,
     return out
 
 
-def read_gff(path: str | os.PathLike) -> tuple[list[Feature], dict[str, int], dict[str, str]]:
-    """Features, ##sequence-region lengths, and the embedded ##FASTA records of a GFF3 file."""
+def read_gff(path: str | os.PathLike) -> tuple[list[Feature], dict[str, tuple[int, int]], dict[str, str]]:
+    """Features, ##sequence-region lengths ({seqid: (length, line)}), and the embedded ##FASTA records of a GFF3
+    file."""
     path_s = str(path)
     features: list[Feature] = []
-    lengths: dict[str, int] = {}
+    lengths: dict[str, tuple[int, int]] = {}
     fasta: dict[str, str] = {}
     with text_input_errors(path_s, "GFF3 file"), open_text(path, "GFF") as fh:
         numbered = enumerate(fh, 1)
@@ -488,7 +489,7 @@ def read_gff(path: str | os.PathLike) -> tuple[list[Feature], dict[str, int], di
             if line.startswith("##sequence-region"):
                 parts = line.split()
                 if len(parts) == 4 and parts[3].isdigit():
-                    lengths[parts[1]] = int(parts[3])
+                    lengths[parts[1]] = (int(parts[3]), lineno)
                 continue
             if line.startswith("#"):
                 continue
@@ -567,18 +568,18 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
     names replicons to treat as circular besides those with Is_circular=true (a --circular option): it must be
     known here, because it decides how the parts of a gene that crosses the origin are joined."""
     path_s = str(path)
-    features, seq_lengths, fasta = read_gff(path)
+    features, stated, fasta = read_gff(path)  # stated: {seqid: (length, line)}
     circular = set(circular)
     for f in features:
         if f.type in SEQUENCE_TYPES and f.start0 == 0 and _spans_its_sequence(f):
-            seq_lengths.setdefault(f.seqid, f.end)
+            stated.setdefault(f.seqid, (f.end, f.line))
         if f.type in SEQUENCE_TYPES and f.flag("Is_circular"):  # NCBI: `region` lines; Ensembl: `chromosome`
             circular.add(f.seqid)
     for seqid, seq in fasta.items():
-        if seqid in seq_lengths and seq_lengths[seqid] != len(seq):
-            raise DnahnetError(f"{path_s}: seqid {seqid} has length {seq_lengths[seqid]} in the GFF's header or "
-                               f"region line but {len(seq)} in its ##FASTA section (wrong assembly?)")
-        seq_lengths[seqid] = len(seq)
+        if seqid in stated and stated[seqid][0] != len(seq):
+            raise DnahnetError(f"{path_s}: line {stated[seqid][1]}: seqid {seqid} has length {stated[seqid][0]} "
+                               f"there but {len(seq)} in the ##FASTA section (wrong assembly?)")
+    seq_lengths = {seqid: n for seqid, (n, _) in stated.items()} | {k: len(v) for k, v in fasta.items()}
     all_lengths = dict(seq_lengths)
     all_lengths.update(lengths or {})
 
