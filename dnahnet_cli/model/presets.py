@@ -54,7 +54,7 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny-mamba2": _iso("tiny-mamba2", "m12", 96, 0, 16, 16, 4, 16, 1024),
     "tiny-sh2": _sh2("tiny-sh2", 2, 96, 256, 4, 16, 1024),
     # ~2M: sized for a ~2-hour run on a 2-core CPU (bench/cpu_preset_sizing.py); the architecture of the default
-    # models v2, v8 and v9 (v9: 1.45e15 FLOPs at 8,192 nt, docs/model-card.md)
+    # models v2 and v8-v10 (v10: 1.94e15 FLOPs at 8,192 nt, docs/model-card.md)
     "cpu": _hnet2("cpu", 4, [80, 96, 128], [192, 256, 352], 32, 32, [5, 6, 8], [16, 16, 16], [1023, 1023, -1], 8192),
     "cpu-tpp": _iso("cpu-tpp", "T9", 128, 352, 32, 32, 8, 16, 8192),
     # ~20M: GPU minutes, or CPU hours
@@ -79,7 +79,7 @@ DESCRIPTIONS = {
     "tiny-tpp": "Transformer++ baseline matching tiny",
     "tiny-mamba2": "Mamba2-only baseline matching tiny",
     "tiny-sh2": "StripedHyena2-style baseline matching tiny (SE-MR-LI-attention striped)",
-    "cpu": "~2M 2-stage dnaHNet (3,2) sized for CPU training; the shipped default model's architecture (v9)",
+    "cpu": "~2M 2-stage dnaHNet (3,2) sized for CPU training; the shipped default model's architecture (v10)",
     "cpu-tpp": "Transformer++ baseline matching cpu",
     "small": "~20M 2-stage dnaHNet (3,2)",
     "small-1stage": "~20M 1-stage dnaHNet (3)",
