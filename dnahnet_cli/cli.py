@@ -236,6 +236,9 @@ def _main() -> None:
                 or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))):  # torch's CPU allocator
             err(f"out of memory: {str(exc).splitlines()[0][:200]}; try a smaller --batch-size or --max-tokens")
             sys.exit(1)
+        if isinstance(exc, OSError) and exc.errno in _ACCESS_ERRNOS and exc.filename:  # a path the user gave
+            err(f"{exc.filename}: {exc.strerror or exc} (check the path and its permissions)")
+            sys.exit(2)
         if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:  # a full disk or quota is not a bug
             where = f"{exc.filename}: " if exc.filename else ""
             err(f"{where}{exc.strerror or exc} (outputs not written; free space or choose another folder)")
@@ -245,6 +248,8 @@ def _main() -> None:
 
 # errors of the machine, not of dnahnet or the input: one line, exit 1 (a traceback would suggest a bug)
 _RESOURCE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.EROFS}
+# a file the user named that cannot be opened (an unreadable input, a protected output folder): a usage error
+_ACCESS_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
 
 
 if __name__ == "__main__":

@@ -309,6 +309,8 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("dms-plot-missing-dir", [*DMS_OK, "--plot", "{d}/out/no/p.png", *M, *O], ["--plot", "does not exist"]),
     ("sv-calibrate-1", [*SV, "{d}/v.vcf", "--calibrate", "1", *M, *O], ["--calibrate"]),
     ("sv-calibrate-text", [*SV, "{d}/v.vcf", "--calibrate", "many", *M, *O], ["--calibrate"]),
+    ("sv-calibrate-seed-negative", [*SV, "{d}/v.vcf", "--calibrate", "10", "--calibrate-seed", "-1", *M, *O],
+     ["--calibrate-seed"]),  # once a traceback from numpy after the model had loaded
     ("sv-calibrate-past-genome", [*SV, "{d}/v.vcf", "--calibrate", "1000000000", *M, *O], ["--calibrate 1,000,000,000", "bases"]),
     ("sv-calibrate-cache-is-file", [*SV, "{d}/v.vcf", "--calibrate", "10", "--calibrate-cache", "{d}/existing.txt", *M, *O],
      ["--calibrate-cache", "existing.txt"]),

@@ -324,3 +324,24 @@ def test_a_line_break_in_a_file_name_cannot_split_a_provenance_line(monkeypatch)
     monkeypatch.setattr(sys, "argv", ["dnahnet", "segment", "odd\nname.fa"])
     meta = dict(provenance({"dnahnet_reference": "odd\r\nname.fa"}))
     assert meta["dnahnet_reference"] == "odd%0D%0Aname.fa" and "\n" not in meta["dnahnet_command"]
+
+
+def test_an_input_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
+    """An unreadable input (chmod 000) was a PermissionError traceback: require_file checked existence only, and the
+    CLI turned resource errnos, not access ones, into one line. (Root reads any file, so os.access is faked here.)"""
+    from dnahnet_cli.errors import DnahnetError
+    from dnahnet_cli.genomics.fileio import require_file
+
+    table = tmp_path / "d.csv"
+    table.write_text("mutant,score\n")
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(table))
+    with pytest.raises(DnahnetError, match=r"DMS table file .*d.csv is not readable \(permission denied\)"):
+        require_file(table, "DMS table")
+    code = ("import errno, os, sys; from dnahnet_cli import cli\n"
+            "@cli.app.command('locked')\n"
+            "def locked():\n"
+            "    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), 'x/out.tsv')\n"
+            "sys.argv = ['dnahnet', 'locked']; cli.main()")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr == "dnahnet: error: x/out.tsv: Permission denied (check the path and its permissions)\n"

@@ -7,6 +7,7 @@ import json
 import re
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,15 +132,22 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-0000004", "step-0000006"]
 
 
-def test_existing_run_needs_resume_and_finished_run_can_be_extended(tmp_path):
+def test_existing_run_needs_resume_and_finished_run_can_be_extended(tmp_path, capsys):
     out = tmp_path / "run"
     base = {"data": [str(PLASMIDS)], "preset": "tiny-mamba2", "seq_len": 64, "batch_size": 2, "steps": 2,
             "out": str(out), "quiet": True, "threads": 1, "cache_dir": str(tmp_path / "cache")}
     train(base)
     with pytest.raises(DnahnetError, match="--resume"):
         train(base)
+    capsys.readouterr()
     summary = train({**base, "steps": 3, "resume": True, "lr": 5.0})  # lr is ignored: the checkpoint's is kept
     assert summary["steps"] == 3
+    # said even under --quiet (it said nothing there): the user asked for a value this run does not use
+    assert "warning: resuming keeps the checkpoint's settings: lr 0.001 (given 5.0)" in capsys.readouterr().err
+    # a user's copy of a checkpoint folder (step-N.bak) is not a checkpoint: it crashed every later run in --out
+    backup = out / "checkpoints" / "step-0000003.bak"
+    shutil.copytree(out / "checkpoints" / "step-0000003", backup)
+    assert train({**base, "steps": 4, "resume": True})["steps"] == 4 and backup.is_dir()
     state = json.loads((out / "checkpoints" / "step-0000003" / "trainer.json").read_text())
     assert state["config"]["lr"] == TrainConfig.lr and state["samples_consumed"] == 6
 

@@ -158,3 +158,19 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_empty_folders(tmp_path
         trainer.train({"data": [str(short)], "preset": "tiny", "out": str(tmp_path / "run2"), "steps": 1})
     left = {p.relative_to(tmp_path / "run2").parts[0] for p in (tmp_path / "run2").rglob("*")}
     assert left == {"cache"} and any((tmp_path / "run2" / "cache").iterdir())
+
+
+def test_a_toml_option_set_twice_and_a_checkpoint_with_an_unknown_option_are_one_line_errors(tmp_path):
+    """`seq-len` and `seq_len` in one file: the second won silently. A trainer.json written by another version
+    (an option this one lacks) was a KeyError traceback on --resume."""
+    path = tmp_path / "a.toml"
+    path.write_text("seq-len = 1024\nseq_len = 2048\n")
+    with pytest.raises(DnahnetError, match=r"a.toml: seq-len is set twice"):
+        load_toml(path)
+    root = tmp_path / "run" / "checkpoints"
+    step = root / "step-0000010"
+    step.mkdir(parents=True)
+    config = {**dataclasses.asdict(TrainConfig(preset="tiny", data=["x.fa"])), "future_option": 1}
+    (step / "trainer.json").write_text(json.dumps({"config": config, "step": 10}))
+    with pytest.raises(DnahnetError, match=r"trainer.json: unknown option\(s\) future_option .*another dnahnet version"):
+        resolve_config({"resume": True}, root)

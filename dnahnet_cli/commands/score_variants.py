@@ -489,7 +489,7 @@ def register(app: typer.Typer) -> None:
         keep_info: Optional[str] = typer.Option(None, "--keep-info", help="TSV: copy these INFO keys (comma-separated, or 'all') into info_KEY columns; Number=A/R fields give each ALT its own value."),
         auto_chr: bool = typer.Option(False, "--auto-chr", help="Rename VCF contigs the FASTA lacks when exactly one FASTA record fits: chr prefix, accession version, or a unique ##contig length (RefSeq/GenBank pairs); each rename is said on stderr."),
         calibrate: Optional[int] = typer.Option(None, "--calibrate", min=2, help="Also report each score's percentile and z-score against N random SNVs of the reference (costs as much as scoring N SNVs once; cached), e.g. --calibrate 1000."),
-        calibrate_seed: int = typer.Option(0, "--calibrate-seed", help="Seed of the --calibrate background."),
+        calibrate_seed: int = typer.Option(0, "--calibrate-seed", min=0, help="Seed of the --calibrate background."),
         calibrate_cache: Optional[Path] = typer.Option(None, "--calibrate-cache", help="Directory of cached --calibrate backgrounds (default: $DNAHNET_CACHE_DIR, else $XDG_CACHE_HOME/dnahnet, else ~/.cache/dnahnet)."),
         device: str = DEVICE,
         dtype: str = DTYPE,

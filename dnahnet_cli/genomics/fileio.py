@@ -57,6 +57,8 @@ def require_file(path: str | os.PathLike, what: str = "input") -> Path:
             raise DnahnetError(f"{what} is a pipe ({p}), which dnahnet cannot read twice: give a file (gzip and bgzip "
                                "are read directly), or pipe it to '-' (stdin)")
         raise DnahnetError(f"{what} is not a file: {p}")
+    if not os.access(p, os.R_OK):
+        raise DnahnetError(f"{what} file {p} is not readable (permission denied)")
     return p
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -44,8 +45,8 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     """Complete checkpoints, oldest first (a directory only gets its step-N name once fully written)."""
     if not ckpt_root.is_dir():
         return []
-    dirs = [p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith(CKPT_PREFIX)
-            and (p / "trainer.json").exists()]
+    dirs = [p for p in ckpt_root.iterdir() if p.is_dir() and re.fullmatch(CKPT_PREFIX + r"[0-9]+", p.name)
+            and (p / "trainer.json").exists()]  # a user's copy, step-N.bak, is not one
     return sorted(dirs, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
 
 

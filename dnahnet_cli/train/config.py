@@ -107,6 +107,8 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         k = key.replace("-", "_")
         if k not in known:
             raise DnahnetError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known))})")
+        if k in out:  # seq-len and seq_len: the second silently won
+            raise DnahnetError(f"{p}: {k.replace('_', '-')} is set twice (as {k} and {k.replace('_', '-')})")
         if k in ("data", "val") and isinstance(value, str):
             value = [value]
         problem = _type_problem(k, value)

@@ -267,6 +267,10 @@ def resolve_config(options: dict[str, Any], ckpt_root: Path) -> tuple[TrainConfi
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or not isinstance(
             state.get("step"), int):
         raise damaged_checkpoint(resume_dir / "trainer.json", "no 'config' and 'step'")
+    unknown = sorted(set(state["config"]) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:  # written by another dnahnet version, or edited by hand
+        raise DnahnetError(f"{resume_dir / 'trainer.json'}: unknown option(s) {', '.join(unknown)} in the run's "
+                           "configuration: written by another dnahnet version (resume it with that one) or edited")
     merged, ignored = dict(state["config"]), []
     merged["quiet"] = False  # how much this invocation prints is its own choice, not the first run's
     for k, v in options.items():
@@ -393,8 +397,10 @@ def _setup(options: dict[str, Any], d: Dist) -> tuple[_Run, Callable[[str], None
     d.barrier()
     cfg, resume_dir, state, ignored = resolve_config(options, ckpt_root)
     log_fn, device, autocast = _log_and_device(cfg, d)
-    if ignored:
-        log_fn(f"resuming: keeping the checkpoint's values for {', '.join(ignored)}")
+    if ignored and d.main:  # a warning, so even under --quiet: the user asked for values this run will not use
+        kept = ", ".join(f"{k} {state['config'].get(k)!r} (given {options[k]!r})" for k in ignored)
+        sys.stderr.write(f"dnahnet train: warning: resuming keeps the checkpoint's settings: {kept}; only runtime "
+                         "options and --steps change on --resume (docs/training.md)\n")
     if resume_dir is not None and cfg.steps != state["config"].get("steps", cfg.steps):
         log_fn(f"resuming: extending the run from {state['config']['steps']} to {cfg.steps} steps (the learning-rate "
                "schedule is recomputed over the new length)")
