@@ -166,12 +166,13 @@ def test_region_and_protein_errors(awkward):
 def test_read_dms_table(tmp_path):
     t = tmp_path / "d.tsv"
     t.write_text("mutant\tDMS_score\tother\nA2G\t0.5\tx\nA2G:L5P\t\ty\n")
-    recs = read_dms(str(t))
+    recs, col = read_dms(str(t))
     assert [r.mutant for r in recs] == ["A2G", "A2G:L5P"] and recs[0].score == 0.5 and math.isnan(recs[1].score)
+    assert col == "DMS_score"
     t.write_text("variant,fitness\nA2G,1\n")
     with pytest.raises(DnahnetError, match="no mutant column 'mutant'"):
         read_dms(str(t))
-    assert read_dms(str(t), mutant_col="variant", score_col="fitness")[0].score == 1.0
+    assert read_dms(str(t), mutant_col="variant", score_col="fitness")[0][0].score == 1.0
     t.write_text("mutant,score\nA2G,1\nfoo,2\n")
     with pytest.raises(DnahnetError, match=r"d.tsv: line 3: malformed mutant 'foo'"):
         read_dms(str(t))
@@ -179,7 +180,15 @@ def test_read_dms_table(tmp_path):
     with pytest.raises(DnahnetError, match=r"no score column DMS_score or score \(columns: mutant, fitness\); name yours with --score-col"):
         read_dms(str(t))
     t.write_bytes(b"\xef\xbb\xbfmutant,score\r\nA2G,0.1\r\n")  # Excel's CSV: a byte-order mark and CRLF
-    assert [(r.mutant, r.score) for r in read_dms(str(t))] == [("A2G", 0.1)]
+    assert [(r.mutant, r.score) for r in read_dms(str(t))[0]] == [("A2G", 0.1)]
+    # a mutant listed twice (in any order of its substitutions) was scored twice and counted twice in rho; a
+    # duplicated column name was read from its first copy without a word
+    t.write_text("mutant,score\nA2G:L5P,1\nK3R,2\nL5P:A2G,3\n")
+    with pytest.raises(DnahnetError, match=r"d.tsv: line 4: mutant 'L5P:A2G' is already on line 2"):
+        read_dms(str(t))
+    t.write_text("mutant,score,score\nA2G,1,2\n")
+    with pytest.raises(DnahnetError, match=r"d.tsv: line 1: 2 columns are named 'score'"):
+        read_dms(str(t))
     t.write_bytes(b"mutant,score,note\nA2G,0.1,\xb5M\n")  # Latin-1, once a traceback
     with pytest.raises(DnahnetError, match=r"d.tsv: not UTF-8 text"):
         read_dms(str(t))
@@ -226,7 +235,7 @@ def test_all_if1_substitutions_map_onto_the_genome(ecoli):
     ann, genome, usage = ecoli
     target = prepare_target(ann, genome, "infA", read_protein(str(IF1 / "protein.fasta")))
     assert target.region_start == 1 and target.gene.strand == "-"
-    records = read_dms(str(IF1 / "dms.csv"))
+    records, _ = read_dms(str(IF1 / "dms.csv"))
     assert len(records) == 1367
     seq = genome["NC_000913.3"]
     for rec in records:

@@ -70,7 +70,7 @@ def run_dms(
     annotation, genome, genome_source = load_annotated_genome(genome_path, gff)
     protein = read_protein(protein_path) if protein_path else None
     target = prepare_target(annotation, genome, gene, protein, region_start, protein_path or "protein")
-    records = read_dms(dms, mutant_col, score_col)
+    records, score_col = read_dms(dms, mutant_col, score_col)
     records = records[:limit] if limit else records
     usage = codon_usage(annotation, genome, target.gene.transl_table)
     plans = [plan_mutant(target, r, codons, usage, f"{dms}: line {r.line}") for r in records]
@@ -92,7 +92,8 @@ def run_dms(
 
     g = target.gene
     meta = [] if no_meta else provenance(
-        {"dnahnet_genome": genome_source, "dnahnet_gff": gff, "dnahnet_dms": dms,
+        {"dnahnet_genome": genome_source, "dnahnet_gff": gff, "dnahnet_dms": dms, "dnahnet_dms_columns":
+         f"mutant={mutant_col}; score={score_col}",
          "dnahnet_gene": f"{g.label} {g.name} {g.seqid}:{g.start0 + 1}-{g.end}({g.strand})",
          "dnahnet_region_start": target.region_start, "dnahnet_codons": codons, "dnahnet_window": size,
          "dnahnet_flank": f"{'auto' if flank is None else flank}; used {flanks}",
@@ -110,7 +111,7 @@ def run_dms(
     if len(set(n_subs.tolist())) > 1:  # multi-mutants: the number of substitutions
         baselines["neg_n_substitutions"] = spearman(n_subs, measured)
     payload = {
-        "task": "dms", "dms": dms, "gene": g.label, "name": g.name, "region_start": target.region_start,
+        "task": "dms", "dms": dms, "mutant_col": mutant_col, "score_col": score_col, "gene": g.label, "name": g.name, "region_start": target.region_start,
         "codons": codons, "window": size, "spearman_rho": rho, "n_mutants": len(plans), "n_scored": len(ok),
         "n_used_for_rho": used, "baselines_spearman_rho": baselines, "n_skipped": len(plans) - len(ok),
         "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,

@@ -104,8 +104,9 @@ def parse_mutant(text: str, where: str) -> tuple[Substitution, ...]:
     return tuple(subs)
 
 
-def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = None) -> list[DmsRecord]:
-    """DMS table (CSV or TSV, sniffed from the header) -> records; score column defaults to DMS_score or score."""
+def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = None) -> tuple[list[DmsRecord], str]:
+    """DMS table (CSV or TSV, sniffed from the header) -> (records, the score column read: DMS_score or score when
+    not given). A mutant listed twice (replicates, or a merge gone wrong) is an error naming both lines."""
     with text_input_errors(path, "DMS table"):  # a corrupt or truncated gzip: one line naming the file
         try:
             return _read_dms(path, mutant_col, score_col)
@@ -113,7 +114,7 @@ def read_dms(path: str, mutant_col: str = "mutant", score_col: Optional[str] = N
             raise DnahnetError(f"{path}: not UTF-8 text ({exc.reason}); save the table as UTF-8") from None
 
 
-def _read_dms(path: str, mutant_col: str, score_col: Optional[str]) -> list[DmsRecord]:
+def _read_dms(path: str, mutant_col: str, score_col: Optional[str]) -> tuple[list[DmsRecord], str]:
     with open_text(path, "DMS table") as fh:
         header, skipped = fh.readline(), 0
         while header and not header.strip():  # blank lines before the header
@@ -128,7 +129,8 @@ def _read_dms(path: str, mutant_col: str, score_col: Optional[str]) -> list[DmsR
             raise DnahnetError(f"{path}: line {reader.line_num + skipped}: not a CSV/TSV row ({exc})") from None
 
 
-def _dms_records(path: str, reader, mutant_col: str, score_col: Optional[str], skipped: int) -> list[DmsRecord]:
+def _dms_records(path: str, reader, mutant_col: str, score_col: Optional[str], skipped: int
+                 ) -> tuple[list[DmsRecord], str]:
     """The rows of a DMS table after its header; `skipped` blank lines came before the header."""
     cols = [c.strip() for c in next(reader)]
     if mutant_col in cols and score_col is None:
@@ -139,8 +141,11 @@ def _dms_records(path: str, reader, mutant_col: str, score_col: Optional[str], s
     for want, what in ((mutant_col, "mutant"), (score_col, "score")):
         if want not in cols:
             raise DnahnetError(f"{path}: no {what} column {want!r} (columns: {', '.join(cols)})")
+        if cols.count(want) > 1:  # the first one was read, without a word
+            raise DnahnetError(f"{path}: line {1 + skipped}: {cols.count(want)} columns are named {want!r}")
     im, isc = cols.index(mutant_col), cols.index(score_col)
     records = []
+    first_line: dict[frozenset, int] = {}  # a mutant's substitutions (in any order) -> the line it was first on
     for row in reader:
         lineno = reader.line_num + skipped
         if not row or not "".join(row).strip():
@@ -153,10 +158,16 @@ def _dms_records(path: str, reader, mutant_col: str, score_col: Optional[str], s
             score = float(raw) if raw not in ("", "NA", "nan", "NaN", ".") else math.nan
         except ValueError:
             raise DnahnetError(f"{where}: score {raw!r} is not a number") from None
-        records.append(DmsRecord(row[im].strip(), parse_mutant(row[im], where), score, lineno))
+        subs = parse_mutant(row[im], where)
+        key = frozenset(subs)
+        if key in first_line:  # both would be scored and ranked: a replicate counted twice in rho
+            raise DnahnetError(f"{where}: mutant {row[im].strip()!r} is already on line {first_line[key]}; give "
+                               "each mutant once (average replicates first)")
+        first_line[key] = lineno
+        records.append(DmsRecord(row[im].strip(), subs, score, lineno))
     if not records:
         raise DnahnetError(f"{path}: no mutants in the DMS table")
-    return records
+    return records, score_col
 
 
 def read_protein(path: str) -> str:
