@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from dnahnet_cli import __version__
 
 
@@ -27,6 +29,13 @@ def test_init_then_info(tmp_path):
     info = json.loads(run("info", str(out), "--json").stdout)
     assert info["parameters"]["total"] == 890816 and info["metadata"]["seed"] == 3
     assert 0.59 < info["encoder_decoder_share"] < 0.61  # paper layout: no attention at stage 0, one more main layer
+    # a NaN in the metadata (a hand-edited or foreign config.json) was printed as bare NaN: not JSON
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["metadata"]["final_val_bits_per_nt"] = float("nan")
+    (out / "config.json").write_text(json.dumps(cfg))
+    text = run("info", str(out), "--json").stdout
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))["metadata"][
+        "final_val_bits_per_nt"] is None
 
 
 def test_presets_lists_every_preset():

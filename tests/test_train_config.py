@@ -174,3 +174,9 @@ def test_a_toml_option_set_twice_and_a_checkpoint_with_an_unknown_option_are_one
     (step / "trainer.json").write_text(json.dumps({"config": config, "step": 10}))
     with pytest.raises(DnahnetError, match=r"trainer.json: unknown option\(s\) future_option .*another dnahnet version"):
         resolve_config({"resume": True}, root)
+
+
+def test_a_bad_interval_names_its_option():
+    """'log/eval/ckpt intervals must be >= 1' did not say which of the three was wrong."""
+    with pytest.raises(DnahnetError, match=r"^--eval-every must be >= 1, got 0$"):
+        make_config({"preset": "tiny", "data": ["x.fa"], "eval_every": 0})

@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
         """
         import json
 
+        from dnahnet_cli.commands.reporting import json_safe
         from dnahnet_cli.model.default_model import resolve_model
 
         if device:
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             payload = {k: v for k, v in info.items() if k != "model_config"}
             payload.update(parameters=desc["counts"], encoder_decoder_share=desc["encoder_decoder_share"])
-            typer.echo(json.dumps(payload, indent=2))
+            typer.echo(json.dumps(json_safe(payload), indent=2))  # strict JSON: a NaN in metadata is null
             return
         meta = info.get("metadata", {})
         name = f"{meta['name']}; " if isinstance(meta.get("name"), str) else ""

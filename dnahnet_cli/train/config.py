@@ -148,7 +148,8 @@ def make_config(overrides: dict[str, Any]) -> TrainConfig:
         (0 <= cfg.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
         (0 <= cfg.rc_prob <= 1, "rc_prob must be in [0, 1]"),
         (0 <= cfg.ratio_ramp_frac <= 1, "ratio_ramp_frac must be in [0, 1]"),
-        (cfg.log_every >= 1 and cfg.eval_every >= 1 and cfg.ckpt_every >= 1, "log/eval/ckpt intervals must be >= 1"),
+        *((getattr(cfg, k) >= 1, f"--{k.replace('_', '-')} must be >= 1, got {getattr(cfg, k)}")
+          for k in ("log_every", "eval_every", "ckpt_every")),
         (cfg.keep_last >= 1, "keep_last must be >= 1"),
         (cfg.dtype in ("auto", "fp32", "bf16"), f"dtype must be auto, fp32 or bf16, got {cfg.dtype!r}"),
     ]
