@@ -261,16 +261,21 @@ def test_file_size_limit_and_undecodable_file_names_are_not_tracebacks(tmp_path)
     assert b"g\xe9nome.fa" in (tmp_path / "latin.tsv").read_bytes()  # the name as its bytes
 
 
+def run_a_command_that_raises(exception: str) -> subprocess.CompletedProcess:
+    """The CLI's main running a command whose body is `raise <exception>` (errno and os are imported)."""
+    code = ("import errno, os, sys; from dnahnet_cli import cli\n"
+            "@cli.app.command('fails')\n"
+            "def fails():\n"
+            f"    raise {exception}\n"
+            "sys.argv = ['dnahnet', 'fails']; cli.main()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
 def test_cpu_out_of_memory_is_one_line():
     """torch's CPU allocator raises a plain RuntimeError ("can't allocate memory"), which once printed a traceback
     instead of the out-of-memory line that MemoryError and CUDA's OutOfMemoryError get."""
-    code = ("import sys; from dnahnet_cli import cli\n"
-            "@cli.app.command('oom')\n"
-            "def oom():\n"
-            "    raise RuntimeError('[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: '\n"
-            "                       \"can't allocate memory: you tried to allocate 123 bytes.\")\n"
-            "sys.argv = ['dnahnet', 'oom']; cli.main()")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = run_a_command_that_raises("RuntimeError('[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: "
+                                    "can\\'t allocate memory: you tried to allocate 123 bytes.')")
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith("dnahnet: error: out of memory:") and res.stderr.count("\n") == 1, res.stderr
     assert "--batch-size or --max-tokens" in res.stderr
@@ -337,11 +342,6 @@ def test_an_input_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(table))
     with pytest.raises(DnahnetError, match=r"DMS table file .*d.csv is not readable \(permission denied\)"):
         require_file(table, "DMS table")
-    code = ("import errno, os, sys; from dnahnet_cli import cli\n"
-            "@cli.app.command('locked')\n"
-            "def locked():\n"
-            "    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), 'x/out.tsv')\n"
-            "sys.argv = ['dnahnet', 'locked']; cli.main()")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = run_a_command_that_raises("PermissionError(errno.EACCES, os.strerror(errno.EACCES), 'x/out.tsv')")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr == "dnahnet: error: x/out.tsv: Permission denied (check the path and its permissions)\n"
