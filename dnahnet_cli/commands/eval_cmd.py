@@ -111,7 +111,8 @@ def run_dms(
     if len(set(n_subs.tolist())) > 1:  # multi-mutants: the number of substitutions
         baselines["neg_n_substitutions"] = spearman(n_subs, measured)
     payload = {
-        "task": "dms", "dms": dms, "mutant_col": mutant_col, "score_col": score_col, "gene": g.label, "name": g.name, "region_start": target.region_start,
+        "task": "dms", "dms": dms, "mutant_col": mutant_col, "score_col": score_col, "gene": g.label, "name": g.name,
+        "region_start": target.region_start,
         "codons": codons, "window": size, "spearman_rho": rho, "n_mutants": len(plans), "n_scored": len(ok),
         "n_used_for_rho": used, "baselines_spearman_rho": baselines, "n_skipped": len(plans) - len(ok),
         "skipped_by_status": dict(Counter(p.status for p in plans if p.status != OK)), "model": engine.provenance,

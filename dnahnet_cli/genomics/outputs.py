@@ -193,8 +193,9 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
             yield fh
         _declare_contigs_and_formats(text)
         binary = Path(tmp) / "records.bcf"
-        # htslib declares what it meets while parsing: a first pass reads every record (keeping none, so a
-        # 10M-record VCF needs no more memory than a small one), so that the BCF header holds every ID they use
+        # A first pass over the records (keeping none, so a 10M-record VCF needs no more memory than a small one)
+        # finds symbolic alleles and leaves the header as htslib completed it while parsing (VcfWriter and
+        # _declare_contigs_and_formats have declared what the records use); the second pass writes the BCF
         symbolic = False
         with pysam.VariantFile(str(text)) as vin:
             for rec in vin:
