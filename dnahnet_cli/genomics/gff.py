@@ -722,7 +722,8 @@ def _make_gene(
         or "pseudogene" in f.attrs
     )
     partial = any(_is_partial(x) for x in [f, *(chosen or [])])
-    biotype = f.attr("gene_biotype") or ("protein_coding" if cds or mixed else ",".join(sorted(child_types.get(f.attr("ID"), ())))
+    rna_types = ",".join(sorted(child_types.get(f.attr("ID"), ())))
+    biotype = f.attr("gene_biotype") or ("protein_coding" if cds or mixed else rna_types
                                          or (f.type if own else ""))
     try:
         table = int(pick("transl_table") or 11)

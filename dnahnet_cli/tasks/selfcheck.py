@@ -2,7 +2,8 @@
 
 Three kinds of checks, each PASS/FAIL with the measured deviation and its tolerance:
   1. reference values: the model's log-likelihood and boundary counts on a fixed real sequence (2 kb of
-     E. coli K-12, shipped in the package) against values recorded with the weights (check.json: when a model is shipped, or by its owner);
+     E. coli K-12, shipped in the package) against values recorded with the weights (check.json: when a model
+     is shipped, or by its owner);
   2. internal consistency, which needs no stored values: incremental (prefill + step) inference equals
      the full forward, and strand/batch composition does not change scores;
   3. kernels: when fast kernels are active (GPU kernels, or the compiled CPU kernels), their output against the
@@ -81,7 +82,8 @@ def write_reference(engine: LikelihoodEngine, model_dir: Path) -> Path:
 
 
 def _read_reference(path: Path) -> dict:
-    """The recorded reference values (the shipped model's, or a user's own); a damaged file is a one-line error naming it, not a traceback."""
+    """The recorded reference values (the shipped model's, or a user's own); a damaged file is a one-line error
+    naming it, not a traceback."""
     try:
         ref = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(ref, dict):
@@ -112,8 +114,8 @@ def run_checks(engine: LikelihoodEngine, model_dir: Path, writing_reference: boo
     ref_path = Path(model_dir) / REFERENCE_FILE
     now = reference_values(engine, seq)
     if writing_reference:  # comparing the values with themselves would prove nothing
-        checks.append(_skipped("recorded reference values (check.json)", "this run records them (--write-reference), when the "
-                               "other checks pass"))
+        checks.append(_skipped("recorded reference values (check.json)", "this run records them "
+                               "(--write-reference), when the other checks pass"))
     elif not ref_path.is_file():
         checks.append(_skipped("recorded reference values (check.json)", f"no {REFERENCE_FILE} next to the weights "
                                "(dnahnet check --model DIR --write-reference records them)"))
@@ -209,7 +211,7 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
         if kernels.cpu_kernels() == "torch":
             why = "--kernels torch" if active["mode"] == "torch" else f"compiled CPU kernels {cpu_mixer.status()}"
             return [_skipped("fast kernels vs plain-PyTorch reference", why)]
-        tol = 1e-4  # the compiled CPU kernels: the same fp32 arithmetic in another order (~3e-7 measured)
+        tol = 1e-4  # the compiled CPU kernels: the same arithmetic in another order, the scan state in double (~1e-7)
     elif all(v == "torch" for k, v in active.items() if k != "mode"):
         why = "--kernels torch" if active["mode"] == "torch" else "mamba-ssm / causal-conv1d / flash-attn not installed"
         return [_skipped("fast kernels vs plain-PyTorch reference", why)]
