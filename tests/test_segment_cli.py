@@ -330,3 +330,34 @@ def test_the_plot_title_names_the_region_it_shows(app, ckpt, tmp_path, monkeypat
         titles[name] = svg.read_text()
     assert f"(strand: +; {CHROM}:1-3000)" in titles["region"] and "dotted: region-wide" in titles["region"]
     assert "(strand: +)" in titles["whole"] and "dotted: genome-wide" in titles["whole"]
+
+
+def test_a_gff_with_its_own_fasta_section_is_the_genome(app, ckpt, tmp_path):
+    """Prokka and Bakta write one GFF3 with a ##FASTA section; `segment --gff x.gff3` with no GENOME reads it
+    (as `essentiality` does), giving the BED and report of the same FASTA given separately."""
+    gff = ROOT / "examples" / "ecoli_k12_20kb.gff3"
+    fasta = ROOT / "examples" / "ecoli_k12_20kb.fa"
+    combined = tmp_path / "combined.gff3"
+    combined.write_text(gff.read_text() + "##FASTA\n" + fasta.read_text())
+    outputs = []
+    for args in ([str(fasta), "--gff", str(gff)], ["--gff", str(combined)]):
+        out = tmp_path / f"run{len(outputs)}"
+        res = CliRunner().invoke(app, ["segment", *args, "--model", ckpt, "--region", f"{CHROM}:1-3000",
+                                       "--report", f"{out}.tsv", "--permutations", "5", "--no-meta",
+                                       "-o", f"{out}.bed", "--device", "cpu", "--quiet"])
+        assert res.exit_code == 0, (res.output, res.exception)
+        outputs.append((Path(f"{out}.bed").read_text(), Path(f"{out}.tsv").read_text()))
+    assert outputs[0] == outputs[1] and outputs[0][0].count("\n") > 10
+    fail(app, "no genome given and the GFF has no ##FASTA section", "--gff", gff, "--model", ckpt, "-q")
+    fail(app, "give a GENOME FASTA, or a --gff GFF3", "--model", ckpt, "-q")
+
+
+def test_a_model_without_routers_is_named_in_the_error(app, tmp_path):
+    from dnahnet_cli.model.lm import DNAHNet, ModelConfig
+
+    tpp = ModelConfig(arch_layout=["T1"], d_model=[16], d_intermediate=[32], num_heads=[2], rotary_emb_dim=[4],
+                      window_size=[-1], d_state=8, headdim=8, ratio_targets=[], max_seq_len=64, name="tpp-micro")
+    model_dir = save_checkpoint(tmp_path / "tpp", DNAHNet(tpp), {"preset": "tpp-micro"})
+    fa = tmp_path / "g.fa"
+    fa.write_text(">c1\n" + "ACGT" * 50 + "\n")
+    fail(app, f"{model_dir}: no router", fa, "--model", model_dir, "--device", "cpu", "-q")

@@ -41,7 +41,7 @@ def report_json_path(report: str) -> str:
 
 
 def run_segment(
-    genome_path: str, model: str, gff: Optional[str] = None, stage: str = "all", region: Optional[str] = None,
+    genome_path: Optional[str], model: str, gff: Optional[str] = None, stage: str = "all", region: Optional[str] = None,
     strand: str = "+", tile: Optional[int] = None, overlap: Optional[int] = None, bedgraph: Optional[str] = None,
     report: Optional[str] = None, plot: Optional[str] = None, output: str = "-", track_line: bool = False,
     permutations: int = 200, seed: int = 0, upstream: int = 100, circular: tuple[str, ...] = (),
@@ -50,7 +50,7 @@ def run_segment(
 ) -> Optional[list[dict]]:
     """The whole command (`engine` may be given directly, e.g. by tests); returns the report rows."""
     from dnahnet_cli.genomics.genome import Genome
-    from dnahnet_cli.genomics.gff import parse_gff
+    from dnahnet_cli.genomics.gff import load_annotated_genome, parse_gff
     from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
 
     strands = parse_strands(strand)
@@ -73,13 +73,20 @@ def run_segment(
                                f"(e.g. {os.path.join(bedgraph, 'sample')} writes "
                                f"{os.path.join(bedgraph, 'sample')}.stage1.bedgraph)")
         _output_dir_ok(bedgraph, "--bedgraph")
-    genome = Genome.open(genome_path, quiet=quiet)
+    annotation = None
+    if genome_path is None:  # the genome is the GFF's own ##FASTA section (Prokka, Bakta), as in `essentiality`
+        if not gff:
+            raise DnahnetError("give a GENOME FASTA, or a --gff GFF3 that embeds its sequences (##FASTA)")
+        annotation, sequences, source = load_annotated_genome(None, gff, split_names(circular))
+        genome = Genome.from_dict(sequences, path=source)
+    else:
+        genome = Genome.open(genome_path, quiet=quiet)
     regions = ([parse_region(region, genome.lengths)] if region else
                [Region(name, 0, genome.lengths[name]) for name in sorted(genome.names)])
     genome.set_circular(split_names(circular))  # checks the names
-    annotation = None
     if gff:
-        annotation = parse_gff(gff, genome.lengths, circular=genome.circular)
+        if annotation is None:
+            annotation = parse_gff(gff, genome.lengths, circular=genome.circular)
         if not annotation.genes:
             raise DnahnetError(f"{gff}: no genes (gene/CDS features) in this GFF3; is it an annotation file?")
         annotation.check_genome(genome.lengths, genome.path)
@@ -91,7 +98,7 @@ def run_segment(
         from dnahnet_cli.tasks.engine import LikelihoodEngine
 
         engine = LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
-    stages = parse_stages(stage, engine.model.config.n_stages)
+    stages = parse_stages(stage, engine.model.config.n_stages, engine.provenance.get("model", "this model"))
     if bedgraph:  # its file names depend on the model's stages: checked against the other outputs now
         check_outputs({**outputs,
                        **{f"--bedgraph (stage {s}, {st})": path
@@ -122,7 +129,7 @@ def run_segment(
                   "regions": ",".join(f"{r.chrom}:{r.start0 + 1}-{r.end}" for r in regions),
                   "circular": ",".join(sorted(genome.circular)) or "none"}
         meta = [] if no_meta else provenance(
-            {"dnahnet_genome": genome_path, "dnahnet_gff": gff,
+            {"dnahnet_genome": genome.path, "dnahnet_gff": gff,
              **{f"dnahnet_{k}": v for k, v in params.items()}}, engine.provenance)
         pooled = "both" if len(strands) == 2 else strands[0]
         profile = rep.start_profile()
@@ -135,7 +142,7 @@ def run_segment(
             writer = TsvWriter(stack.enter_context(open_output(report)), REPORT_COLUMNS, meta)
             for row in rows:
                 writer.write(row)
-            payload = {"params": params, "model": engine.provenance, "genome": genome_path, "gff": gff,
+            payload = {"params": params, "model": engine.provenance, "genome": genome.path, "gff": gff,
                        "classes": dict(CLASSES), "rows": rows, "start_profile": profile}
             write_json_to(stack.enter_context(atomic_output(report_json_path(report), "w")), payload, indent=1)
     if not quiet:
@@ -147,7 +154,7 @@ def run_segment(
 def register(app: typer.Typer) -> None:
     @app.command("segment")
     def segment_cmd(
-        genome: str = typer.Argument(..., help="Genome FASTA (plain, gzip or bgzip+.fai/.gzi)."),
+        genome: Optional[str] = typer.Argument(None, help="Genome FASTA (plain, gzip or bgzip+.fai/.gzi); omit if the --gff GFF3 embeds ##FASTA."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         gff: Optional[str] = typer.Option(None, "--gff", "-g", help="GFF3 annotation for --report/--plot (gzip ok; - = stdin)."),
         stage: str = typer.Option("all", "--stage", help="Stage(s) to output: 1 (outer), 2, ... or all."),

@@ -76,10 +76,10 @@ def parse_region(text: str, lengths: Mapping[str, int]) -> Region:
     return Region(chrom, start - 1, end)
 
 
-def parse_stages(text: str, n_stages: int) -> list[int]:
-    """'1', '2', ... or 'all' -> stage numbers (1 = outermost), checked against the model."""
+def parse_stages(text: str, n_stages: int, model: str = "this model") -> list[int]:
+    """'1', '2', ... or 'all' -> stage numbers (1 = outermost), checked against the model (named in errors)."""
     if n_stages < 1:
-        raise DnahnetError("this model has no router (an isotropic baseline): nothing to segment")
+        raise DnahnetError(f"{model}: no router (an isotropic baseline such as a Transformer++): nothing to segment")
     if text == "all":
         return list(range(1, n_stages + 1))
     if not text.isdigit() or not 1 <= int(text) <= n_stages:
