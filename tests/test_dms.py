@@ -82,6 +82,10 @@ def test_alternative_start_codon_mutants_change_the_codon(tmp_path):
         assert plan.codon_changes == f"M1:GTG>{codon}" and plan.n_nt_changes == 1
         every = plan_mutant(target, _rec(mutant), "all", {})
         assert all(v for v in every.variants)  # no codon combination leaves the sequence as it was
+    # ... while the synonymous M1M keeps the GTG start (it was changed to ATG: a real change scored as synonymous)
+    plan = plan_mutant(target, _rec("M1M"), "best", codon_usage(ann, genome))
+    assert plan.codon_changes == "M1:GTG>GTG" and plan.n_nt_changes == 0 and plan.variants == [{}]
+    assert plan_mutant(target, _rec("M1M"), "all", {}).variants == [{0: "A"}, {}]  # ATG, then the wild type GTG
 
 
 def test_minus_strand_multi_mutant_windows(awkward):

@@ -385,10 +385,14 @@ def test_cli_evo2_records_no_window(tmp_path, tiny_model):
     """evo2 scores the CDS plus its flanks whole, so --window must not appear to have shaped the result."""
     out = tmp_path / "evo2.tsv"
     res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
-                "--protocol", "evo2", "--flank", "20", "--window", "96", "--device", "cpu"])
+                "--protocol", "evo2", "--flank", "20", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert "##dnahnet_window=NA" in text and "##dnahnet_flank=20" in text
+    # a --window was once accepted and ignored (scores identical for any value); like --anchor, it is refused
+    res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
+                "--protocol", "evo2", "--window", "96", "--device", "cpu"])
+    assert isinstance(res.exception, DnahnetError) and "--window belongs to --protocol paper" in str(res.exception)
     assert "evo2 sequences reach" not in res.output  # the tiny test model's window holds these small genes
     res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "-o", str(out),
                 "--protocol", "evo2", "--flank", "4096", "--device", "cpu", "--max-genes", "1"])
@@ -405,6 +409,9 @@ def test_cli_errors(tmp_path, tiny_model):
     assert isinstance(res.exception, DnahnetError) and "seqid 'chrZ'" in str(res.exception)
     res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--genes", "nope"])
     assert isinstance(res.exception, DnahnetError) and "no gene named 'nope'" in str(res.exception)
+    for empty in ("", " ", ", "):  # "" once scored every gene (hours on a genome), " " none, both with exit 0
+        res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--genes", empty])
+        assert isinstance(res.exception, DnahnetError) and "no gene names given" in str(res.exception), empty
     res = _run(["essentiality", "--gff", str(HERE / "data" / "awkward.gff3"), "-m", tiny_model, "--cassette", "GGG"])
     assert isinstance(res.exception, DnahnetError) and "no stop codon" in str(res.exception)
 

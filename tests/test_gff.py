@@ -353,6 +353,10 @@ def test_sequence_lengths_come_only_from_lines_that_span_the_sequence(tmp_path):
                    "c1\tx\tCDS\t1\t9\t.\t+\t0\tID=cds1;Parent=g1\n##FASTA\n>c1\nATGAAATAAACGT\n")
     with pytest.raises(DnahnetError, match=r"a.gff3: line 2: seqid c1 has length 9999 there but 13 in the ##FASTA section"):
         parse_gff(gff)
+    gff.write_text("##gff-version 3\n##sequence-region c1 1 9999\nc1\tx\tgene\t1\t9\t.\t+\t.\tID=g1\n"
+                   "c1\tx\tCDS\t1\t9\t.\t+\t0\tID=cds1;Parent=g1\n")
+    with pytest.raises(DnahnetError, match=r"a.gff3: line 2: seqid c1 has length 9999 in the GFF but 13 in g.fa"):
+        parse_gff(gff).check_genome({"c1": 13}, "g.fa")  # against a separate FASTA: the line was not named
 
 
 def test_every_ncbi_genetic_code_and_a_bad_one_named_at_its_line(tmp_path):

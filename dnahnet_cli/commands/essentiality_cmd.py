@@ -35,10 +35,12 @@ from dnahnet_cli.commands.reporting import Progress, write_json_to
 
 def _select(annotation: Annotation, genes: Optional[str], max_genes: Optional[int]) -> list[int]:
     """Gene indices to score: --genes names (each must exist), else all; --max-genes keeps the first N."""
-    if genes:
+    if genes is not None:  # "" too: an empty list from a pipeline must not mean "every gene" (hours of work)
+        names = [n.strip() for n in genes.split(",") if n.strip()]
+        if not names:
+            raise DnahnetError(f"--genes {genes!r}: no gene names given (omit --genes to score every gene)")
         index = {id(g): i for i, g in enumerate(annotation.genes)}
-        chosen = [index[id(annotation.find_gene(n.strip()))] for n in genes.split(",") if n.strip()]
-        indices = list(dict.fromkeys(chosen))
+        indices = list(dict.fromkeys(index[id(annotation.find_gene(n))] for n in names))
     else:
         indices = list(range(len(annotation.genes)))
     if max_genes is not None:
@@ -68,6 +70,8 @@ def run_essentiality(
         raise DnahnetError("--metrics needs --labels")
     if plot == "-":
         raise DnahnetError("--plot needs a file name (a PNG)")
+    if window is not None and cfg.protocol == "evo2":  # it would be ignored: evo2 scores the CDS and --flank whole
+        raise DnahnetError("--window belongs to --protocol paper and cassette; evo2 scores the CDS plus --flank whole")
     if track_line and not bed:
         raise DnahnetError("--track-line needs --bed (it shapes the BED for genome browsers)")
     check_outputs({"--output": output, "--metrics": metrics_out, "--bed": bed, "--plot": plot},
@@ -210,7 +214,7 @@ def register(app: typer.Typer) -> None:
         positions: Optional[str] = typer.Option(None, "--positions", help="cassette: insertion points, fractions of the CDS (<1) or nt offsets (>=1), comma-separated. Default: 0.1."),
         tile: Optional[int] = typer.Option(None, "--tile", help="cassette: insert every N nt of the CDS instead of --positions; scores are averaged."),
         flank: Optional[int] = typer.Option(None, "--flank", min=0, help="Genomic bases each side of the CDS (paper, cassette: fewer, evenly, where the window cannot hold them). Default: fill the window (paper, cassette), 4096 (evo2)."),
-        window: Optional[int] = typer.Option(None, "--window", "-w", help="Mutant window in bases for paper and cassette (default: the model's training length); evo2 scores the CDS plus --flank whole."),
+        window: Optional[int] = typer.Option(None, "--window", "-w", help="Mutant window in bases for paper and cassette (default: the model's training length); not with evo2, which scores the CDS plus --flank whole."),
         reduce: Optional[str] = typer.Option(None, "--reduce", help="essentiality_score = -delta_mean (mean) or -delta_sum (sum). Default: sum (paper), mean (evo2, cassette)."),
         rc_average: bool = typer.Option(False, "--rc-average", help="Also score the reverse complement and average."),
         genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes (comma-separated locus tags or names)."),

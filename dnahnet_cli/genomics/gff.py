@@ -254,6 +254,7 @@ class Annotation:
     fasta: dict[str, str] = field(default_factory=dict)
     _index: Optional[dict[str, list[int]]] = None
     past_end: list[str] = field(default_factory=list)  # genes check_genome found past a linear sequence's end
+    length_lines: dict[str, int] = field(default_factory=dict)  # seqid -> the line that states its length
 
     def genes_by_name(self) -> dict[str, list[int]]:
         """Name -> gene indices; primary identifiers (locus_tag, Name, ID) shadow synonyms."""
@@ -298,8 +299,9 @@ class Annotation:
         tmRNAs), and one such feature should not stop a whole genome's run."""
         for seqid, n in self.lengths.items():
             if seqid in lengths and lengths[seqid] != n:
+                where = f"line {self.length_lines[seqid]}: " if seqid in self.length_lines else ""
                 raise DnahnetError(
-                    f"{self.path}: seqid {seqid} has length {n} in the GFF but {lengths[seqid]} in "
+                    f"{self.path}: {where}seqid {seqid} has length {n} in the GFF but {lengths[seqid]} in "
                     f"{genome_path} (wrong assembly?)"
                 )
         for i, g in enumerate(self.genes):
@@ -665,7 +667,8 @@ def parse_gff(path: str | os.PathLike, lengths: Optional[Mapping[str, int]] = No
             genes.append(_make_gene(f, [], all_lengths, circular, child_types, path_s, own=True))
     seq_rank = {k: i for i, k in enumerate(dict.fromkeys(f.seqid for f in features))}
     genes.sort(key=lambda g: (seq_rank[g.seqid], g.start0, g.line))  # GFF seqid order, then position
-    return Annotation(path_s, features, genes, seq_lengths, circular, fasta)
+    return Annotation(path_s, features, genes, seq_lengths, circular, fasta,
+                      length_lines={seqid: line for seqid, (_, line) in stated.items() if seqid not in fasta})
 
 
 def _make_gene(

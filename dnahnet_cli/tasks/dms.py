@@ -276,9 +276,14 @@ def plan_mutant(
         if s.mt not in code.values():  # codes 27, 28, 31 read their terminators as amino acids inside a CDS
             raise DnahnetError(f"{where}: mutant {record.mutant}: no codon reads as {s.mt!r} inside a CDS under "
                                f"genetic code {table} (the gene's transl_table)")
-        chosen = choose_codon(wt_codon, s.mt, table, usage, exclude=() if keep_wt else (wt_codon,))
+        # A synonymous record keeps the wild-type codon, also where that is an alternative start read as M
+        # (GTG, TTG: the table reads them as V or L, so the fewest-changes search would have changed GTG to ATG)
+        chosen = wt_codon if keep_wt else choose_codon(wt_codon, s.mt, table, usage, exclude=(wt_codon,))
         best.append((off, wt_codon, chosen))
-        cands = [chosen] if codons == "best" else [c for c in synonymous_codons(s.mt, table) if keep_wt or c != wt_codon]
+        synonyms = synonymous_codons(s.mt, table)
+        if keep_wt and wt_codon not in synonyms:
+            synonyms = sorted(synonyms + [wt_codon])
+        cands = [chosen] if codons == "best" else [c for c in synonyms if keep_wt or c != wt_codon]
         options.append([(off, c) for c in cands])
     n_comb = math.prod(len(o) for o in options)
     if n_comb > MAX_COMBINATIONS:
