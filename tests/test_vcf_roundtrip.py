@@ -197,10 +197,14 @@ def test_uncompressed_bcf_and_bcf_on_stdin_score_every_record(tmp_path, ckpt):
     assert len(read_table(out)) == 5
 
 
-def test_bcf_output_declares_the_contigs_and_format_keys_a_vcf_may_leave_out(tmp_path, ckpt):
+@pytest.mark.parametrize("name", ["undeclared.bcf", "undeclared.vcf", "undeclared.vcf.gz"])
+def test_outputs_declare_the_contigs_and_format_keys_a_vcf_may_leave_out(tmp_path, ckpt, name):
+    """BCF cannot hold an undeclared contig or FORMAT key; a VCF can, but htslib then reads FORMAT values as
+    strings (AD as ('5', '5')), so VCF output once declared only INFO and FILTER: now all four, as BCF does."""
     text = ("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\n"
             "NC_000913.3\t1782\ta\tG\tA\t.\tPASS\t.\tGT:DP:XY\t0/1:5:z\n")
-    out, _ = score(tmp_path, ckpt, "undeclared.bcf", text=text)
+    out, log = score(tmp_path, ckpt, name, text=text)
+    assert "FORMAT DP" in log and "contig NC_000913.3" in log
     with pysam.VariantFile(str(out)) as vf:
         assert list(vf.header.contigs) == ["NC_000913.3"]
         assert vf.header.formats["DP"].type == "Integer" and vf.header.formats["XY"].type == "String"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import shlex
 import shutil
 import sys
@@ -191,11 +190,10 @@ def open_bcf_output(path: str) -> Iterator[IO[str]]:
         text = Path(tmp) / "records.vcf"
         with open(text, "w", encoding="utf-8") as fh:
             yield fh
-        _declare_contigs_and_formats(text)
         binary = Path(tmp) / "records.bcf"
         # A first pass over the records (keeping none, so a 10M-record VCF needs no more memory than a small one)
-        # finds symbolic alleles and leaves the header as htslib completed it while parsing (VcfWriter and
-        # _declare_contigs_and_formats have declared what the records use); the second pass writes the BCF
+        # finds symbolic alleles and leaves the header as htslib completed it while parsing (VcfWriter has declared
+        # the contigs and keys the records use: BCF refers to them by index); the second pass writes the BCF
         symbolic = False
         with pysam.VariantFile(str(text)) as vin:
             for rec in vin:
@@ -240,44 +238,6 @@ def _undeclared_info_type(key: str, kind: str) -> str:
     return RESERVED_INFO.get(key) or ("Number=0,Type=Flag" if kind == "Flag" else "Number=.,Type=String")
 
 
-def _as_text(raw: bytes) -> str:
-    """Bytes of a VCF line as text, undecodable bytes kept (as surrogates) to be written back unchanged."""
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def _declare_contigs_and_formats(text: Path) -> None:
-    """Add `##contig` and `##FORMAT` lines for the contigs and FORMAT keys the records use but the header does
-    not declare. A VCF may leave them out; BCF cannot (its records refer to header entries by index, and htslib
-    refuses to encode a record whose contig or FORMAT key was never declared)."""
-    header: list[bytes] = []
-    contigs: dict[bytes, None] = {}
-    formats: dict[bytes, None] = {}
-    with open(text, "rb") as fh:
-        for raw in fh:
-            if raw.startswith(b"#"):
-                header.append(raw)
-                continue
-            cols = raw.rstrip(b"\r\n").split(b"\t", 9)
-            contigs.setdefault(cols[0])
-            if len(cols) > 8 and cols[8] not in (b"", b"."):
-                formats.update(dict.fromkeys(cols[8].split(b":")))
-    known = {kind: {_header_id(_as_text(h), kind) for h in header} for kind in ("contig", "FORMAT")}
-    why = 'Description="Not declared in the input header; declared by dnahnet for BCF">'
-    extra = [f"##contig=<ID={_as_text(c)}>" for c in contigs if _as_text(c) not in known["contig"]]
-    extra += [f"##FORMAT=<ID={_as_text(k)},{RESERVED_FORMAT.get(_as_text(k), 'Number=.,Type=String')},{why}"
-              for k in formats if k and _as_text(k) not in known["FORMAT"]]
-    if not extra:
-        return
-    full = text.with_suffix(".declared.vcf")
-    with open(text, "rb") as src, open(full, "wb") as out:
-        out.writelines(header[:-1] + [(line + "\n").encode("utf-8", "surrogateescape") for line in extra]
-                       + header[-1:])
-        for raw in src:
-            if not raw.startswith(b"#"):
-                out.write(raw)
-    os.replace(full, text)
-
-
 class VcfWriter:
     """Copies input VCF lines byte for byte, adding dnahnet's INFO fields (one value per ALT, '.' missing).
 
@@ -286,8 +246,9 @@ class VcfWriter:
     An earlier dnahnet run's output is re-scored cleanly: every `DNAHNET_*` INFO key (values and declarations,
     including those of options not used now, such as --calibrate's) and its `##dnahnet_*` provenance lines are
     dropped, so no stale value or second `##dnahnet_window` survives. INFO keys the header does not declare get a
-    `##INFO=<...,Type=String>` line (Flag for a key no record gives a value) in the output header, reported once
-    through `note`. Record lines are buffered in a temporary file until `close`, because those declarations
+    `##INFO=<...,Type=String>` line (Flag for a key no record gives a value) in the output header, FILTER names,
+    FORMAT keys (the spec's types for its reserved keys) and contigs their `##FILTER`/`##FORMAT`/`##contig` lines,
+    reported once through `note`: htslib reads undeclared FORMAT values as strings, and BCF cannot hold them. Record lines are buffered in a temporary file until `close`, because those declarations
     belong in the header, which precedes the records. Bytes that are not UTF-8 (a Latin-1 VCF 4.2) arrive as
     surrogates (VcfInput) and are written back as the same bytes.
     """
@@ -302,6 +263,10 @@ class VcfWriter:
         self.meta = list(meta or ())
         self.undeclared: dict[str, str] = {}  # key -> "String" | "Flag"
         self.undeclared_filters: dict[str, None] = {}
+        self.formats = {_header_id(h, "FORMAT") for h in self.header}
+        self.contigs = {_header_id(h, "contig") for h in self.header}
+        self.undeclared_formats: dict[str, None] = {}
+        self.undeclared_contigs: dict[str, None] = {}
         self.body = tempfile.TemporaryFile("w+b")
 
     def write(self, line: str, info: Mapping[str, Sequence[Any]]) -> None:
@@ -316,6 +281,12 @@ class VcfWriter:
         for name in cols[6].split(";"):
             if name and name not in self.filters:  # an empty FILTER column names no filter
                 self.undeclared_filters.setdefault(name)
+        if cols[0] not in self.contigs:
+            self.undeclared_contigs.setdefault(cols[0])
+        if len(cols) > 8 and cols[8] not in ("", "."):
+            for key in cols[8].split(":"):
+                if key and key not in self.formats:
+                    self.undeclared_formats.setdefault(key)
         added = [f"{key}={','.join('.' if _missing(v) else format_value(v) for v in values)}"
                  for key, values in info.items() if cols[4] != "." and any(v is not None for v in values)]
         cols[7] = ";".join(kept + added) or "."
@@ -326,9 +297,13 @@ class VcfWriter:
         why = 'Description="Not declared in the input header; declared by dnahnet">'
         extra = [f"##INFO=<ID={key},{_undeclared_info_type(key, kind)},{why}" for key, kind in self.undeclared.items()]
         extra += [f"##FILTER=<ID={name},{why}" for name in self.undeclared_filters]
+        extra += [f"##FORMAT=<ID={key},{RESERVED_FORMAT.get(key, 'Number=.,Type=String')},{why}"
+                  for key in self.undeclared_formats]
+        extra += [f"##contig=<ID={name}>" for name in self.undeclared_contigs]
         if extra and self.note:
-            names = [*self.undeclared, *(f"FILTER {f}" for f in self.undeclared_filters)]
-            self.note(f"INFO keys not declared in the input header, declared in the output: {', '.join(names)}")
+            names = [*self.undeclared, *(f"FILTER {f}" for f in self.undeclared_filters),
+                     *(f"FORMAT {k}" for k in self.undeclared_formats), *(f"contig {c}" for c in self.undeclared_contigs)]
+            self.note(f"keys and contigs not declared in the input header, declared in the output: {', '.join(names)}")
         meta = [f"##{k}={v}" for k, v in self.meta]
         header = "\n".join(self.header[:-1] + extra + self.info_lines + meta + self.header[-1:]) + "\n"
         self.fh.flush()
