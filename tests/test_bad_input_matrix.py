@@ -144,7 +144,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("sv-device-xpu", [*SV, "{d}/v.vcf", "--device", "xpu", *M, *O], ["invalid --device 'xpu'"]),
     ("sv-dtype", [*SV, "{d}/v.vcf", "--dtype", "fp8", *M, *O], ["--dtype"]),
     ("sv-unknown-option", [*SV, "{d}/v.vcf", "--frobnicate", *M, *O], ["--frobnicate"]),
-    ("sv-missing-arg", ["score-variants", "{d}/g.fa"], ["Missing argument"]),
+    ("sv-missing-arg", ["score-variants", "{d}/g.fa"], ["give a VCF, or --all-snvs REGION"]),
     # -- models (through score-variants, info, check)
     ("sv-model-missing", [*SV, "{d}/v.vcf", "--model", "{d}/nomodel", *O], ["nomodel"]),
     ("sv-model-emptydir", [*SV, "{d}/v.vcf", "--model", "{d}/emptydir", *O], ["emptydir"]),

@@ -475,3 +475,29 @@ def test_vcf_gz_output_is_indexed_all_skipped_warns_and_a_gff_as_vcf_names_no_sp
     res = run(app, "score-variants", GENOME, gff, "--model", ckpt, *FAST)
     message = str(res.exception)
     assert isinstance(res.exception, DnahnetError) and "annot.gff.gz" in message and "dnahnet-vcf-" not in message
+
+
+def test_all_snvs_of_a_region_score_as_the_same_snvs_given_in_a_vcf(app, ckpt, tmp_path):
+    """--all-snvs REGION: three ALTs at every A/C/G/T base, each row what the same SNV in a VCF gets; the first
+    bases of the circular chromosome wrap their windows across the origin as a VCF's do; an N is left out."""
+    fa = tmp_path / "g.fa"
+    seq = Genome.open(GENOME, quiet=True).fetch(ECOLI, 0, 400)
+    fa.write_text(f">{ECOLI}\n{seq[:5]}N{seq[6:]}\n")
+    vcf = tmp_path / "same.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(
+        f"{ECOLI}\t{p}\t.\t{b}\t{','.join(x for x in 'ACGT' if x != b)}\t.\t.\t.\n"
+        for p, b in enumerate(seq[:12], 1) if p != 6))
+    given = run(app, "score-variants", fa, vcf, "--model", ckpt, *FAST, "--circular", ECOLI, "--no-meta")
+    made = run(app, "score-variants", fa, "--all-snvs", f"{ECOLI}:1-12", "--model", ckpt, *FAST, "--circular", ECOLI)
+    assert given.exit_code == 0 and made.exit_code == 0, (given.output, made.output)
+    a, b = table(given.stdout), table(made.stdout)
+    assert len(b) == 33 and (b["status"] == "OK").all() and 6 not in set(b["pos"])
+    assert (b["circular_wrap"] == 1).any()  # windows of the first bases reach across the origin
+    pd.testing.assert_frame_equal(a, b)
+    assert "##dnahnet_all_snvs=NC_000913.3:1-12" in made.stdout and "##dnahnet_vcf=none" in made.stdout
+    for args, message in ((["--all-snvs", ECOLI, vcf], "not both"), ([], "give a VCF, or --all-snvs"),
+                          (["--all-snvs", "chrX:1-5"], "--all-snvs 'chrX:1-5': contig 'chrX' is not in"),
+                          (["--all-snvs", f"{ECOLI}:6-6"], "no A, C, G or T base"),
+                          (["--all-snvs", ECOLI, "--auto-chr"], "--all-snvs names the FASTA's own")):
+        res = run(app, "score-variants", fa, *args, "--model", ckpt, *FAST)
+        assert isinstance(res.exception, DnahnetError) and message in str(res.exception), (args, res.exception)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import typer
@@ -31,7 +31,7 @@ from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.tasks.calibration import Background, default_cache_or_none, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
-    ref_status, resolve_contig,
+    ref_status, resolve_contig, write_all_snvs_vcf,
 )
 
 VARIANT_COLUMNS = [
@@ -144,14 +144,42 @@ def _output_format(fmt: str, output: str) -> str:
                        "or give --format tsv|vcf|bcf")
 
 
-def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Optional[int], strand: str,
+@contextlib.contextmanager
+def _variants_file(vcf: Optional[str], all_snvs: Optional[str], genome: Genome, quiet: bool) -> Iterator[str]:
+    """The VCF to read: the user's, or for --all-snvs a temporary VCF of every SNV of the region (removed after)."""
+    if all_snvs is None:
+        yield str(vcf)
+        return
+    import tempfile
+
+    from dnahnet_cli.tasks.segment import parse_region
+
+    region = parse_region(all_snvs, genome.lengths, "--all-snvs")
+    with tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-") as tmp:
+        path = Path(tmp) / "all-snvs.vcf"
+        with open(path, "w", encoding="utf-8") as fh:
+            written, left_out = write_all_snvs_vcf(fh, genome, region.chrom, region.start0, region.end)
+        if not written:
+            raise DnahnetError(f"--all-snvs {all_snvs}: no A, C, G or T base in the region (nothing to mutate)")
+        if not quiet:
+            note(f"--all-snvs {all_snvs}: {3 * written:,} SNVs at {written:,} positions"
+                 + (f" ({left_out:,} positions that are not A, C, G or T left out)" if left_out else ""))
+        yield str(path)
+
+
+def run_score_variants(ref: str, vcf: Optional[str], output: str, model: str, window: Optional[int], strand: str,
                        strict: bool, chrom_map: Optional[Path], gff: Optional[Path], circular: list[str],
                        all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
                        max_tokens: int, quiet: bool, keep_info: Optional[str] = None, na: str = "NA",
                        auto_chr: bool = False, calibrate: Optional[int] = None, calibrate_seed: int = 0,
-                       calibrate_cache: Optional[Path] = None) -> Counter:
+                       calibrate_cache: Optional[Path] = None, all_snvs: Optional[str] = None) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
+    if (vcf is None) == (all_snvs is None):
+        raise DnahnetError("give a VCF, or --all-snvs REGION to score every SNV of a region" +
+                           (", not both" if vcf is not None else ""))
+    if all_snvs is not None and (chrom_map or auto_chr):
+        raise DnahnetError("--chrom-map and --auto-chr rename VCF contigs; --all-snvs names the FASTA's own")
     check_outputs({"--output": output}, inputs={"REF": ref, "VCF": vcf, "--gff": gff, "--chrom-map": chrom_map})
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
@@ -166,7 +194,7 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
         raise DnahnetError(f"--calibrate {calibrate:,}: {ref} has only {bases:,} bases to place background SNVs at")
     rename = load_chrom_map(chrom_map) if chrom_map else {}
     genome.set_circular(_circular_names(genome, circular, gff, all_circular, rename))
-    with VcfInput(vcf) as vin:
+    with _variants_file(vcf, all_snvs, genome, quiet) as vcf_path, VcfInput(vcf_path) as vin:
         keep = info_keys(keep_info, vin.header, vin.path)
         if keep_info and fmt != "tsv":
             raise DnahnetError("--keep-info is for TSV output (VCF and BCF output keep every INFO field)")
@@ -199,7 +227,9 @@ def run_score_variants(ref: str, vcf: str, output: str, model: str, window: Opti
                                        calibrate_cache, note=(lambda _: None) if quiet else note,
                                        progress=Progress("calibration SNVs", calibrate, quiet).update)
         meta = [] if no_meta else provenance(
-            {"dnahnet_reference": ref, "dnahnet_vcf": vcf, "dnahnet_window": window, "dnahnet_strand": strand,
+            {"dnahnet_reference": ref, "dnahnet_vcf": vcf if vcf is not None else "none",
+             **({"dnahnet_all_snvs": all_snvs} if all_snvs is not None else {}),
+             "dnahnet_window": window, "dnahnet_strand": strand,
              "dnahnet_score": "score = LL(ALT window) - LL(REF window) in nats (natural log), mean of the strands "
                               "scored; negative = ALT less likely than REF",
              "dnahnet_circular": ",".join(sorted(genome.circular)) or "none",
@@ -457,7 +487,7 @@ def _write_bedgraph(fh, name: str, values: np.ndarray) -> None:
 # -- CLI ------------------------------------------------------------------------------------------
 HELP = {
     "ref": "Reference FASTA (plain, gzip, or bgzip with .fai/.gzi).",
-    "vcf": "Variants: .vcf, .vcf.gz (bgzip or gzip), or - for stdin.",
+    "vcf": "Variants: .vcf, .vcf.gz (bgzip or gzip), .bcf, or - for stdin (omit with --all-snvs).",
     "output": "Output file: *.tsv[.gz] = TSV, *.vcf[.gz] = VCF, *.bcf = BCF (*.gz = bgzip); - = stdout (TSV).",
     "window": "Window in bases, >= 16 (default: the model's training length).",
     "strand": "both (mean of forward and reverse complement), forward or reverse.",
@@ -473,9 +503,10 @@ def register(app: typer.Typer) -> None:
     @app.command("score-variants")
     def score_variants_cmd(
         ref: str = typer.Argument(..., help=HELP["ref"]),
-        vcf: str = typer.Argument(..., help=HELP["vcf"]),
+        vcf: Optional[str] = typer.Argument(None, help=HELP["vcf"]),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
+        all_snvs: Optional[str] = typer.Option(None, "--all-snvs", help="Instead of a VCF: score every SNV of REGION (CHROM or CHROM:START-END, 1-based, inclusive), three ALTs per A/C/G/T base, each scored as if a VCF had listed it (in silico saturation mutagenesis)."),
         fmt: str = typer.Option("auto", "--format", help="auto (from the -o name: .tsv[.gz], .vcf[.gz], .bcf; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
@@ -507,7 +538,7 @@ def register(app: typer.Typer) -> None:
         run_score_variants(ref, vcf, output, model, window, strand, strict, chrom_map, gff, circular, all_circular,
                            fmt, no_meta, device, dtype, batch_size, max_tokens, quiet, keep_info, na,
                            auto_chr=auto_chr, calibrate=calibrate, calibrate_seed=calibrate_seed,
-                           calibrate_cache=calibrate_cache)
+                           calibrate_cache=calibrate_cache, all_snvs=all_snvs)
 
     @app.command("score-seqs")
     def score_seqs_cmd(

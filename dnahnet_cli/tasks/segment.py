@@ -53,8 +53,9 @@ class Region:
 _COORDS = re.compile(r"^([0-9][0-9,]*)-([0-9][0-9,]*)$")  # digits, with optional thousands commas
 
 
-def parse_region(text: str, lengths: Mapping[str, int]) -> Region:
-    """`CHROM` or `CHROM:START-END` (1-based, inclusive, as samtools) -> a Region checked against the FASTA."""
+def parse_region(text: str, lengths: Mapping[str, int], option: str = "--region") -> Region:
+    """`CHROM` or `CHROM:START-END` (1-based, inclusive, as samtools) -> a Region checked against the FASTA
+    (`option` names the option in errors)."""
     text = text.strip()
     if text in lengths:
         return Region(text, 0, lengths[text])
@@ -62,17 +63,17 @@ def parse_region(text: str, lengths: Mapping[str, int]) -> Region:
     match = _COORDS.match(coords) if sep else None
     have = ", ".join(list(lengths)[:5]) + (", ..." if len(lengths) > 5 else "")
     if not sep and text and not any(c in text for c in " \t"):  # a bare name that is not a contig
-        raise DnahnetError(f"--region {text!r}: contig {text!r} is not in the FASTA (have: {have})")
+        raise DnahnetError(f"{option} {text!r}: contig {text!r} is not in the FASTA (have: {have})")
     if not match or not chrom:
-        raise DnahnetError(f"--region {text!r}: expected CHROM or CHROM:START-END (1-based, inclusive)")
+        raise DnahnetError(f"{option} {text!r}: expected CHROM or CHROM:START-END (1-based, inclusive)")
     if chrom not in lengths:
-        raise DnahnetError(f"--region {text!r}: contig {chrom!r} is not in the FASTA (have: {have})")
+        raise DnahnetError(f"{option} {text!r}: contig {chrom!r} is not in the FASTA (have: {have})")
     start, end = (int(g.replace(",", "")) for g in match.groups())
     n = lengths[chrom]
     if start < 1 or end < start:
-        raise DnahnetError(f"--region {text!r}: need 1 <= START <= END")
+        raise DnahnetError(f"{option} {text!r}: need 1 <= START <= END")
     if end > n:
-        raise DnahnetError(f"--region {text!r}: END {end} is past the end of {chrom} (length {n})")
+        raise DnahnetError(f"{option} {text!r}: END {end} is past the end of {chrom} (length {n})")
     return Region(chrom, start - 1, end)
 
 
