@@ -332,6 +332,37 @@ def test_score_seqs_tsv_and_per_base_bedgraph(app, ckpt, engine, tmp_path):
     assert sums["short"] == pytest.approx(df.loc["short", "sum_ll"], abs=1e-3)
 
 
+def test_score_seqs_entropy_track(app, ckpt, engine, tmp_path):
+    """--entropy: the entropy in bits of the prediction at every base (N bases too), the strands' mean, from the
+    same overlapping windows as --per-base; asking for it changes neither the TSV nor the log p track."""
+    import torch
+
+    long_seq = Genome.open(GENOME).fetch(ECOLI, 100, 160)
+    short = "ACGTNNACGTTGCAGGCTAACG"
+    fa = tmp_path / "s.fa"
+    fa.write_text(f">long\n{long_seq}\n>short\n{short}\n")
+    args = ["score-seqs", fa, "--model", ckpt, "--window", "40", "--context", "20", "--device", "cpu",
+            "--dtype", "float32", "--quiet", "--no-meta"]
+    plain = run(app, *args, "--per-base", tmp_path / "a.bg")
+    both = run(app, *args, "--per-base", tmp_path / "b.bg", "--entropy", tmp_path / "e.bg")
+    assert plain.exit_code == 0 and both.exit_code == 0, (plain.output, both.output)
+    assert plain.stdout == both.stdout and (tmp_path / "a.bg").read_text() == (tmp_path / "b.bg").read_text()
+    track = pd.read_csv(tmp_path / "e.bg", sep="\t", header=None, names=["chrom", "start", "end", "value"])
+    assert track.groupby("chrom").size().to_dict() == {"long": 60, "short": len(short)}
+    assert track["value"].between(0, 2).all()
+
+    def bits(seq: str) -> np.ndarray:  # from the logits directly: the prediction each base is read against
+        from dnahnet_cli.genomics.alphabet import BOS
+
+        ids = torch.from_numpy(np.concatenate([[BOS], engine.encode(seq)]).astype(np.int64))[None]
+        logp = torch.log_softmax(engine.forward(ids, torch.ones_like(ids, dtype=torch.bool)).logits[0, :-1].double(), -1)
+        return (-(logp.exp() * logp).sum(-1) / np.log(2)).numpy()
+
+    got = track[track["chrom"] == "short"]["value"].to_numpy()
+    want = (bits(short) + bits(reverse_complement(short))[::-1]) / 2
+    np.testing.assert_allclose(got, want, atol=5.1e-6)  # printed to 6 significant digits: 1e-5 steps near 2
+
+
 def test_score_seqs_warns_when_nothing_was_scored(app, ckpt, tmp_path):
     """Only empty and all-N records: exit 0 with nothing said, where score-variants warns."""
     fa = tmp_path / "e.fa"

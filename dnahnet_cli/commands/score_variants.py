@@ -23,7 +23,7 @@ from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.fasta import iter_fasta
-from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, writes_in_place
+from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, output_group, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           format_value, is_bgzip_name, tabix_index_tsv)
@@ -379,28 +379,29 @@ def _write_chunk(writer: TsvWriter | VcfWriter, engine: Any, chunk: list[tuple[A
 
 
 # -- score-seqs -------------------------------------------------------------------------------------
-def seq_logprobs(engine: Any, seqs: list[str], window: int, context: int) -> list[np.ndarray]:
-    """Per-base log p: sequences up to `window` bases are batched; longer ones go through overlapping
-    windows (each base scored with at least `context` bases of left context, see engine.logprobs_long)."""
+def seq_logprobs(engine: Any, seqs: list[str], window: int, context: int, entropy: bool = False) -> list[np.ndarray]:
+    """Per-base log p (with `entropy`: (2, L) arrays, log p and the prediction's entropy in bits): sequences up to
+    `window` bases are batched; longer ones go through overlapping windows (each base scored with at least
+    `context` bases of left context, see engine.logprobs_long)."""
     short = [i for i, s in enumerate(seqs) if len(s) <= window]
     out: list[np.ndarray] = [np.empty(0)] * len(seqs)
-    for i, lp in zip(short, engine.logprobs([seqs[i] for i in short]) if short else []):
+    for i, lp in zip(short, engine.logprobs([seqs[i] for i in short], entropy) if short else []):
         out[i] = np.asarray(lp, dtype=np.float64)
     for i, s in enumerate(seqs):
         if len(s) > window:
-            out[i] = np.asarray(engine.logprobs_long(s, window, context), dtype=np.float64)
+            out[i] = np.asarray(engine.logprobs_long(s, window, context, entropy), dtype=np.float64)
     return out
 
 
 def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[str], window: Optional[int],
                    context: Optional[int], strand: str, no_meta: bool, device: str, dtype: str, batch_size: int,
-                   max_tokens: int, quiet: bool, sort: str = "name") -> int:
+                   max_tokens: int, quiet: bool, sort: str = "name", entropy: Optional[str] = None) -> int:
     """Score every sequence of a FASTA; returns the number of sequences. The TSV follows the FASTA's order; the
-    bedGraph is sorted by record name in byte order (`sort -k1,1 -k2,2n` order) unless sort == "none"."""
+    bedGraphs are sorted by record name in byte order (`sort -k1,1 -k2,2n` order) unless sort == "none"."""
     _check_strand(strand)
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
-    check_outputs({"--output": output, "--per-base": per_base}, inputs={"SEQS": seqs_path})
+    check_outputs({"--output": output, "--per-base": per_base, "--entropy": entropy}, inputs={"SEQS": seqs_path})
     records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
     engine = load_engine(model, device, dtype, batch_size, max_tokens)
     window = window or int(engine.window)
@@ -413,23 +414,33 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                                           "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},
                                          engine.provenance)
     progress = Progress("score-seqs sequences", len(records), quiet)
-    order = (sorted(range(len(records)), key=lambda i: records[i][0].encode()) if per_base and sort == "name"
+    tracks = per_base or entropy
+    order = (sorted(range(len(records)), key=lambda i: records[i][0].encode()) if tracks and sort == "name"
              else list(range(len(records))))  # scoring order = bedGraph order; TSV rows are put back in input order
     rows: dict[str, dict] = {}
-    with open_output(output) as fh, (open_output(per_base) if per_base else contextlib.nullcontext()) as bg:
+    with output_group() as outputs:  # all files stay temporary until every one is written
+        fh = outputs.enter_context(open_output(output))
+        bg = outputs.enter_context(open_output(per_base)) if per_base else None
+        eg = outputs.enter_context(open_output(entropy)) if entropy else None
         writer = TsvWriter(fh, SEQ_COLUMNS, meta)
         ordered = [records[i] for i in order]
         for lo, hi in _chunks([len(s) for _, s in ordered], SEQ_CHUNK_BASES):
             names = [n for n, _ in ordered[lo:hi]]
             seqs = [s.upper() for _, s in ordered[lo:hi]]
-            fwd = seq_logprobs(engine, seqs, window, context) if strand != "reverse" else [None] * len(seqs)
-            rev = ([x[::-1] for x in seq_logprobs(engine, [reverse_complement(s) for s in seqs], window, context)]
+            both = eg is not None  # (2, L) arrays: log p, then entropy
+            fwd = seq_logprobs(engine, seqs, window, context, both) if strand != "reverse" else [None] * len(seqs)
+            rev = ([x[..., ::-1] for x in seq_logprobs(engine, [reverse_complement(s) for s in seqs], window,
+                                                         context, both)]
                    if strand != "forward" else [None] * len(seqs))
             for name, seq, f, r in zip(names, seqs, fwd, rev):
-                per = _strand_mean([x for x in (f, r) if x is not None], len(seq))
-                rows[name] = _seq_row(name, len(seq), f, r, per)
+                scored = [x for x in (f, r) if x is not None]
+                per = _strand_mean([x[0] if both else x for x in scored], len(seq))
+                rows[name] = _seq_row(name, len(seq), *((f[0] if both and f is not None else f),
+                                                        (r[0] if both and r is not None else r)), per)
                 if bg is not None:
                     _write_bedgraph(bg, name, per)
+                if eg is not None:
+                    _write_bedgraph(eg, name, _strand_mean([x[1] for x in scored], len(seq)))
             progress.update(hi)
         for name, _ in records:
             writer.write(rows[name])
@@ -549,7 +560,8 @@ def register(app: typer.Typer) -> None:
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["seq_window"]),
         context: Optional[int] = typer.Option(None, "--context", min=0, help=HELP["context"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
-        sort: str = typer.Option("name", "--sort", help="--per-base bedGraph order: name (record names in byte order, as sort -k1,1 -k2,2n expects) or none (FASTA order)."),
+        entropy: Optional[str] = typer.Option(None, "--entropy", help="Also write, as bedGraph, the entropy in bits (0 = certain, 2 = uniform) of the model's prediction at each base, before reading it (strands averaged as --per-base)."),
+        sort: str = typer.Option("name", "--sort", help="--per-base/--entropy bedGraph order: name (record names in byte order, as sort -k1,1 -k2,2n expects) or none (FASTA order)."),
         no_meta: bool = typer.Option(False, "--no-meta", help="Leave out the ## provenance lines."),
         device: str = DEVICE,
         dtype: str = DTYPE,
@@ -565,4 +577,4 @@ def register(app: typer.Typer) -> None:
         Example: dnahnet score-seqs contigs.fa --model models/small --per-base ll.bedgraph > ll.tsv
         """
         run_score_seqs(seqs, output, model, per_base, window, context, strand, no_meta, device, dtype, batch_size,
-                       max_tokens, quiet, sort)
+                       max_tokens, quiet, sort, entropy)

@@ -12,6 +12,7 @@ lower precision comes from autocast.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -125,28 +126,36 @@ class LikelihoodEngine:
         return [np.concatenate([[BOS], self.encode(s)]).astype(np.int64) for s in seqs]
 
     # -- public API -------------------------------------------------------------------------------
-    def logprobs(self, seqs: Sequence[str]) -> list[np.ndarray]:
-        """Per-base log-probabilities (float64; NaN at N/IUPAC bases), one array per sequence."""
+    def logprobs(self, seqs: Sequence[str], entropy: bool = False) -> list[np.ndarray]:
+        """Per-base log-probabilities (float64; NaN at N/IUPAC bases), one array per sequence; with `entropy`,
+        (2, L) arrays whose second row is the entropy in bits of the prediction each base was read against
+        (defined at N bases too: the model predicts before it reads)."""
         encoded = self._with_bos(seqs)
         out: list[np.ndarray] = [np.empty(0)] * len(seqs)
         for batch in self.batches([len(e) for e in encoded]):
             ids, mask = self.pad([encoded[i] for i in batch])
             logits = self.forward(ids, mask).logits
             lp = self.token_logprobs(logits[:, :-1], ids[:, 1:]).cpu().numpy()
+            if entropy:
+                logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+                bits = (-(logp.exp() * logp).sum(-1) / math.log(2)).cpu().numpy()
+                lp = np.stack([lp, bits], axis=1)
             for r, i in enumerate(batch):
-                out[i] = lp[r, : len(encoded[i]) - 1].copy()
+                out[i] = lp[r, ..., : len(encoded[i]) - 1].copy()
         return out
 
     def loglik(self, seqs: Sequence[str]) -> np.ndarray:
         """Total log-likelihood per sequence (natural log, N/IUPAC bases skipped)."""
         return np.array([np.nansum(lp) for lp in self.logprobs(seqs)])
 
-    def logprobs_long(self, seq: str, window: int | None = None, context: int | None = None) -> np.ndarray:
+    def logprobs_long(self, seq: str, window: int | None = None, context: int | None = None,
+                      entropy: bool = False) -> np.ndarray:
         """Per-base log-probabilities of a sequence of any length through overlapping windows that give
-        every base after the first window at least `context` (default window/2) bases of left context."""
+        every base after the first window at least `context` (default window/2) bases of left context
+        (with `entropy`, and the entropies: as `logprobs`)."""
         window = window or self.window
         context = window // 2 if context is None else context
-        return tiled_logprobs(self.logprobs, seq, window, context)
+        return tiled_logprobs(lambda seqs: self.logprobs(seqs, entropy), seq, window, context)
 
     def loglik_pairs(self, refs: Sequence[str], alts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Total log-likelihoods (ll_ref, ll_alt) for each pair, reusing the shared prefix."""

@@ -30,12 +30,13 @@ def tiles(length: int, window: int, context: int) -> list[tuple[int, int, int]]:
 
 def tiled_logprobs(score: Callable[[Sequence[str]], list[np.ndarray]], seq: str, window: int,
                    context: int) -> np.ndarray:
-    """Per-base log-probabilities of `seq` of any length; `score` maps sequences to per-base arrays."""
+    """Per-base log-probabilities of `seq` of any length; `score` maps sequences to per-base arrays (the bases
+    along the last axis: (L,), or (k, L) for k values per base)."""
     plan = tiles(len(seq), window, context)
     if len(plan) == 1:
         return score([seq])[0]
     scored = score([seq[lo:hi] for lo, _, hi in plan])
-    out = np.empty(len(seq))
+    out = np.empty(scored[0].shape[:-1] + (len(seq),))
     for (lo, keep, hi), lp in zip(plan, scored):
-        out[keep:hi] = lp[keep - lo:]
+        out[..., keep:hi] = lp[..., keep - lo:]
     return out
