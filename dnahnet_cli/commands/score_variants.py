@@ -499,7 +499,7 @@ def _write_bedgraph(fh, name: str, values: np.ndarray) -> None:
 HELP = {
     "ref": "Reference FASTA (plain, gzip, or bgzip with .fai/.gzi).",
     "vcf": "Variants: .vcf, .vcf.gz (bgzip or gzip), .bcf, or - for stdin (omit with --all-snvs).",
-    "output": "Output file: *.tsv[.gz] = TSV, *.vcf[.gz] = VCF, *.bcf = BCF (*.gz = bgzip); - = stdout (TSV).",
+    "output": "Output file: *.tsv[.gz|.bgz], *.txt[.gz], *.tab = TSV, *.vcf[.gz|.bgz] = VCF, *.bcf = BCF (*.gz, *.bgz = bgzip); - = stdout (TSV).",
     "window": "Window in bases, >= 16 (default: the model's training length).",
     "strand": "both (mean of forward and reverse complement), forward or reverse.",
     "chrom_map": "Rename VCF contigs: 'old new' lines (bcftools --rename-chrs format).",
@@ -518,7 +518,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
         all_snvs: Optional[str] = typer.Option(None, "--all-snvs", help="Instead of a VCF: score every SNV of REGION (CHROM or CHROM:START-END, 1-based, inclusive), three ALTs per A/C/G/T base, each scored as if a VCF had listed it (in silico saturation mutagenesis)."),
-        fmt: str = typer.Option("auto", "--format", help="auto (from the -o name: .tsv[.gz], .vcf[.gz], .bcf; stdout: tsv), tsv, vcf or bcf."),
+        fmt: str = typer.Option("auto", "--format", help="auto (from the -o name, as --output lists; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),
         strict: bool = typer.Option(False, "--strict", help="Exit with an error (code 2) on any REF mismatch, REF outside its contig (POS 0 included) or contig missing from the FASTA."),

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Periodic checkpoints to keep. Default: 3."),
         quiet: Optional[bool] = typer.Option(None, "--quiet", "-q", help="No progress output (metrics.jsonl is still written)."),
     ) -> None:
-        """Train dnaHNet (or a Transformer++ / Mamba2 baseline preset) on FASTA genomes.
+        """Train dnaHNet (or a Transformer++ / Mamba2 / StripedHyena2-style baseline preset) on FASTA genomes.
 
         Example: dnahnet train --data corpus/train --val corpus/val --preset tiny --seq-len 1024 --steps 200 --out run
         """
