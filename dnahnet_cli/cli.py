@@ -18,7 +18,45 @@ from typing import Optional
 import typer
 
 from dnahnet_cli import __version__
-from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
+
+
+class _ClosedOutput:
+    """sys.stdout of a process started with its standard output closed (`>&-`): data sent there is an error,
+    not a silent loss; `-o FILE` needs no stdout and works."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise DnahnetRuntimeError("standard output is closed (the command was started with >&-): give -o FILE")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _reopen_closed_standard_streams() -> None:
+    """A job started with stdin, stdout or stderr closed (a daemon, `exec >&-`) has no file descriptor 0, 1 or 2:
+    point each at /dev/null first, or the next file opened (an output) would take its number and receive whatever
+    a library prints there. Messages for a closed stderr are dropped; data for a closed stdout is an error."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if name == "stdout":
+            sys.stdout = _ClosedOutput()  # type: ignore[assignment]
+        elif getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))
+
+
+_reopen_closed_standard_streams()  # before the command modules import (they look at sys.stdout)
 
 COMMAND_MODULES = [
     "dnahnet_cli.commands.model_cmds",
@@ -88,7 +126,7 @@ def _root(
     # torch reads OMP_NUM_THREADS when it starts: setting it here keeps torch out of `--help` and usage errors
     if threads:
         os.environ["DNAHNET_THREADS"] = str(threads)  # an explicit choice: `train` lets it win over its config
-    if threads or "OMP_NUM_THREADS" not in os.environ:
+    if threads or not os.environ.get("OMP_NUM_THREADS", "").strip():  # unset or empty: the usable cores
         os.environ["OMP_NUM_THREADS"] = str(threads or usable_cores())
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -99,20 +137,25 @@ def _root(
     keep_freed_memory()  # before any tensor exists: the pages of one forward are reused by the next
     short_spin()  # before torch loads its OpenMP runtime: idle workers leave the cores to the compiled kernels
 
-    if kernels not in KERNEL_MODES:
-        raise DnahnetError(f"invalid --kernels {kernels!r} (choose {', '.join(KERNEL_MODES)})")
-    os.environ["DNAHNET_KERNELS"] = kernels  # read by model/kernels.py when (and if) the model is loaded
     # help and the commands that run no model (presets, init, info: `info --device` diagnoses a missing kernel)
     # work whatever the kernels; a cluster profile may export DNAHNET_KERNELS=fast for its GPU nodes only
     runs_model = ctx.invoked_subcommand not in (None, "presets", "init", "info") and not _asks_for_help()
+    source = ctx.get_parameter_source("kernels")
+    from_env = source is not None and source.name == "ENVIRONMENT"  # errors name what the user actually set
+    if kernels not in KERNEL_MODES:
+        if from_env and not runs_model:
+            kernels = "auto"
+        else:
+            given = f"DNAHNET_KERNELS={kernels!r} (the environment)" if from_env else f"--kernels {kernels!r}"
+            raise DnahnetError(f"invalid {given} (choose {', '.join(KERNEL_MODES)})")
+    os.environ["DNAHNET_KERNELS"] = kernels  # read by model/kernels.py when (and if) the model is loaded
     if (kernels == "fast" and runs_model) or "dnahnet_cli.model.kernels" in sys.modules:
         from dnahnet_cli.model.kernels import set_kernels  # "fast" checks for CUDA and mamba-ssm now
 
         try:
             set_kernels(kernels if runs_model else "auto")
         except DnahnetError as exc:
-            source = ctx.get_parameter_source("kernels")
-            if source is not None and source.name == "ENVIRONMENT":  # name what the user actually set
+            if from_env:
                 raise DnahnetError(str(exc).replace("--kernels fast", "DNAHNET_KERNELS=fast (the environment)")) \
                     from None
             raise
@@ -229,6 +272,8 @@ def _main() -> None:
             ctx = getattr(exc, "ctx", None)
             where = f"{ctx.command_path}: " if ctx is not None else ""
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if getattr(exc, "option_name", None) in ("--threads", "--kernels") and ctx is not None:
+                hint = f" ({exc.option_name} goes before the command: dnahnet {exc.option_name} ... {ctx.info_name} ...)"
             if exc.format_message():  # `dnahnet` alone printed its help already: no empty error line after it
                 err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
             sys.exit(exc.exit_code)

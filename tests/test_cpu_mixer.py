@@ -308,14 +308,38 @@ def test_first_use_inside_a_bf16_autocast_still_loads(tmp_path):
     assert res.stdout.splitlines()[1].startswith("compiled C kernels") and not res.stderr
 
 
-def test_an_unusable_cache_folder_falls_back_to_a_temporary_one(tmp_path):
+def test_unusable_cache_folders_fall_back_to_a_temporary_one(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
-    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(blocker / "kernels")}
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(blocker / "kernels"), "XDG_CACHE_HOME": str(blocker)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr
-    assert "dnahnet-kernels-" in res.stdout and not res.stderr
+    assert "dnahnet-kernels-" in res.stdout and f"DNAHNET_KERNEL_CACHE {blocker / 'kernels'} is not used" in res.stderr
+    # no usable temporary folder either (a read-only container): the reference path, not a traceback
+    no_temp = ("import tempfile\ndef none(*a, **k): raise FileNotFoundError('No usable temporary directory found')\n"
+               "tempfile.gettempdir = tempfile.mkdtemp = none\n" + code)
+    res = subprocess.run([sys.executable, "-c", no_temp], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("unavailable: FileNotFoundError"), res.stdout + res.stderr
+
+
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
+    """A group-writable DNAHNET_KERNEL_CACHE (a lab's shared folder) rebuilt the library on every run and loaded
+    it from there, and a second user, unable to replace the first one's .sha256, fell back to the reference path
+    (numbers ~1e-3 nats apart): now such a folder is passed over, with a note, for the user's own cache."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
+    env = {**os.environ, "DNAHNET_KERNEL_CACHE": str(shared), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    seen = []
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr
+        assert f"DNAHNET_KERNEL_CACHE {shared} is not used" in res.stderr
+        (lib,) = (tmp_path / "xdg" / "dnahnet" / "kernels").glob("mamba2_cpu-*.so")
+        seen.append((lib.stat().st_ino, lib.stat().st_mtime_ns))
+    assert seen[0] == seen[1] and not list(shared.iterdir())  # built once, in the user's own cache
 
 
 def test_a_damaged_or_foreign_library_in_the_cache_is_rebuilt_not_loaded(tmp_path):

@@ -345,3 +345,31 @@ def test_an_input_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     res = run_a_command_that_raises("PermissionError(errno.EACCES, os.strerror(errno.EACCES), 'x/out.tsv')")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr == "dnahnet: error: x/out.tsv: Permission denied (check the path and its permissions)\n"
+
+
+def test_closed_standard_streams_and_the_environment_as_a_job_scheduler_leaves_them(tmp_path):
+    """Started with stdout closed, every command died in an import (AttributeError on sys.stdout); with stderr
+    closed it failed with exit 1 and no word; DNAHNET_KERNELS=bogus blocked --help and `presets` as "--kernels";
+    an empty OMP_NUM_THREADS counted as set (libgomp's warning, and not the usable cores)."""
+    fa = tmp_path / "s.fa"
+    fa.write_text(">s\nACGTACGTAAAACCCGGGTTACGTTGCA\n")
+    cli = " ".join(CLI + ["--threads", "1", "--kernels", "torch"])
+
+    def sh(command: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **env})
+
+    res = sh(f"{cli} score-seqs {fa} -q -o {tmp_path / 'a.tsv'} >&-")
+    assert res.returncode == 0 and (tmp_path / "a.tsv").exists(), res.stderr
+    res = sh(f"{cli} score-seqs {fa} -q >&-")
+    assert res.returncode == 1 and "standard output is closed" in res.stderr and "Traceback" not in res.stderr
+    res = sh(f"{cli} score-seqs {fa} -o {tmp_path / 'b.tsv'} 2>&- </dev/null <&-")
+    assert res.returncode == 0 and (tmp_path / "b.tsv").exists()
+    plain = " ".join(CLI)
+    assert sh(f"{plain} presets", DNAHNET_KERNELS="bogus").returncode == 0
+    res = sh(f"{plain} score-seqs {fa} -q", DNAHNET_KERNELS="bogus")
+    assert res.returncode == 2 and "invalid DNAHNET_KERNELS='bogus' (the environment)" in res.stderr
+    res = sh(f"{plain} score-seqs --threads 1 {fa}")
+    assert res.returncode == 2 and "--threads goes before the command" in res.stderr
+    res = sh(f"{plain} --kernels torch score-seqs {fa} -q", OMP_NUM_THREADS="")
+    assert res.returncode == 0 and "OMP_NUM_THREADS" not in res.stderr, res.stderr

@@ -44,24 +44,31 @@ _pool_size = 0
 
 
 def _cache_dir() -> Path:
-    """Where built kernels live; a private temporary folder when that cannot be created or written (a read-only
-    home directory on a cluster, or no home at all in a container), so the build still happens once per boot."""
+    """Where built kernels live: a private folder (owned by this user, writable by no one else: a library is only
+    loaded from such a folder, and one that is not would be rebuilt on every run). $DNAHNET_KERNEL_CACHE when it is
+    one (else a note says why not), else the per-user cache, else a private temporary folder (a read-only home
+    directory on a cluster, or no home at all in a container), so the build still happens once per boot."""
+    given = os.environ.get("DNAHNET_KERNEL_CACHE")
+    if given:
+        if _private_folder(Path(given)):
+            return Path(given)
+        print(f"dnahnet: note: DNAHNET_KERNEL_CACHE {given} is not used: kernels are built and loaded only in a "
+              "folder of this user that no one else can write to", file=sys.stderr)
     try:
-        if os.environ.get("DNAHNET_KERNEL_CACHE"):
-            chosen = Path(os.environ["DNAHNET_KERNEL_CACHE"])
-        else:
-            chosen = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
-            if chosen.is_dir() and not _private(chosen) and chosen.stat().st_uid == getattr(os, "getuid", lambda: -1)():
-                os.chmod(chosen, chosen.stat().st_mode & ~0o022)  # made group-writable under umask 002 before
-        # never group- or world-writable, whatever the umask (002 on many clusters): a library is only loaded from
-        # a private folder, and a folder that is not would rebuild it on every run
-        chosen.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if os.access(chosen, os.W_OK):
-            return chosen
+        default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
+        if default.is_dir() and not _private(default) and default.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+            os.chmod(default, default.stat().st_mode & ~0o022)  # made group-writable under umask 002 before
+        if _private_folder(default):
+            return default
     except (OSError, RuntimeError):  # RuntimeError: Path.home() without HOME or a passwd entry
         pass
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    shared = Path(tempfile.gettempdir()) / f"dnahnet-kernels-{user}"
+    temp = Path(tempfile.gettempdir())  # FileNotFoundError: no usable temporary folder at all
+    real = [os.environ.get(v) for v in ("TMPDIR", "TEMP", "TMP")] + ["/tmp", "/var/tmp", "/usr/tmp"]
+    if os.name == "posix" and temp.resolve() not in {Path(t).resolve() for t in real if t}:
+        # Python's last resort is the working directory: not a results folder to leave a build in
+        raise FileNotFoundError("no writable cache or temporary folder (only the working directory)")
+    shared = temp / f"dnahnet-kernels-{user}"
     try:
         shared.mkdir(mode=0o700, exist_ok=True)
         if _private(shared):
@@ -70,6 +77,16 @@ def _cache_dir() -> Path:
         pass
     # someone else made that folder in the shared temporary directory (or can write to it): never load from it
     return Path(tempfile.mkdtemp(prefix="dnahnet-kernels-"))
+
+
+def _private_folder(path: Path) -> bool:
+    """Create `path` if needed (never group- or world-writable, whatever the umask: 002 on many clusters); True
+    when it is private (see _private) and this process can write to it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o755)
+        return _private(path) and os.access(path, os.W_OK)
+    except OSError:
+        return False
 
 
 def _private(path: Path) -> bool:
@@ -121,7 +138,10 @@ def _compile(cc: str, target: Path) -> None:
                 os.chmod(tmp, 0o777 & ~current_umask() & ~0o022)  # readable by the group like any output, never writable
                 digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
                 os.replace(tmp, target)
-                target.with_suffix(".sha256").write_text(digest + "\n")
+                fd, tmp_digest = tempfile.mkstemp(suffix=".sha256", dir=target.parent)  # whole, as the library
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(digest + "\n")
+                os.replace(tmp_digest, target.with_suffix(".sha256"))
                 return
             errors.append(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
         finally:
@@ -201,8 +221,8 @@ def load() -> ctypes.CDLL | None:
         else:
             key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _cpu_signature().encode(), cc.encode(),
                                              platform.python_implementation().encode()])).hexdigest()[:16]
-            target = _cache_dir() / f"mamba2_cpu-{key}.so"
             try:
+                target = _cache_dir() / f"mamba2_cpu-{key}.so"  # no writable folder at all: the reference path
                 if not _trusted_library(target):  # missing, damaged, or not safely ours: build it (again)
                     if target.exists() and not os.access(target.parent, os.W_OK):
                         target = Path(tempfile.mkdtemp(prefix="dnahnet-kernels-")) / target.name
