@@ -66,6 +66,7 @@ COMMAND_MODULES = [
     "dnahnet_cli.commands.essentiality_cmd",
     "dnahnet_cli.commands.eval_cmd",
     "dnahnet_cli.commands.check_cmd",
+    "dnahnet_cli.commands.embed_cmd",
 ]
 
 def _tidy_help() -> None:

@@ -187,6 +187,13 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("ss-empty", [*SS, "{d}/empty.fa", *M, *O], ["empty.fa"]),
     ("ss-junk", [*SS, "{d}/junk.fa", *M, *O], ["junk.fa"]),
     ("ss-dup", [*SS, "{d}/dup.fa", *M, *O], ["duplicate"]),
+    ("ss-entropy-is-output", [*SS, "{d}/g.fa", *M, *O, "--entropy", "{d}/out/x.tsv"], ["--entropy", "same file"]),
+    # -- embed
+    ("embed-missing", ["embed", "{d}/nope.fa", *M, *O], ["nope.fa"]),
+    ("embed-junk", ["embed", "{d}/junk.fa", *M, *O], ["junk.fa"]),
+    ("embed-dup", ["embed", "{d}/dup.fa", *M, *O], ["duplicate"]),
+    ("embed-strand", ["embed", "{d}/g.fa", *M, *O, "--strand", "plus"], ["--strand must be one of"]),
+    ("sv-all-snvs-bad-region", [*SV, "--all-snvs", "NC_000913.3:5-1", *M, *O], ["--all-snvs", "START <= END"]),
     ("ss-badbase", [*SS, "{d}/badbase.fa", *M, *O], ["badbase.fa"]),
     ("ss-noname", [*SS, "{d}/noname.fa", *M, *O], ["noname.fa"]),
     ("ss-trunc", [*SS, "{d}/trunc.fa.gz", *M, *O], ["trunc.fa.gz"]),

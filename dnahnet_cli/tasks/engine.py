@@ -144,6 +144,25 @@ class LikelihoodEngine:
                 out[i] = lp[r, ..., : len(encoded[i]) - 1].copy()
         return out
 
+    def hidden_sums(self, pieces: Sequence[tuple[str, int]]) -> np.ndarray:
+        """For each (sequence, keep_from): the sum over its bases from `keep_from` on of the model's final hidden
+        state at that base (after reading it: the vector the next-base head reads), float64, (n, d_model)."""
+        seen: list[torch.Tensor] = []
+        hook = self.model.lm_head.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        try:
+            encoded = self._with_bos([seq for seq, _ in pieces])
+            out = np.zeros((len(pieces), self.model.config.d_model[0]))
+            for batch in self.batches([len(e) for e in encoded]):
+                seen.clear()
+                ids, mask = self.pad([encoded[i] for i in batch])
+                self.forward(ids, mask)
+                hidden = seen[0].double()
+                for r, i in enumerate(batch):  # position j + 1 has read base j (position 0 is BOS)
+                    out[i] = hidden[r, 1 + pieces[i][1]: len(encoded[i])].sum(0).cpu().numpy()
+            return out
+        finally:
+            hook.remove()
+
     def loglik(self, seqs: Sequence[str]) -> np.ndarray:
         """Total log-likelihood per sequence (natural log, N/IUPAC bases skipped)."""
         return np.array([np.nansum(lp) for lp in self.logprobs(seqs)])
