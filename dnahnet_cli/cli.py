@@ -23,12 +23,22 @@ from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 
 class _ClosedOutput:
     """sys.stdout of a process started with its standard output closed (`>&-`): data sent there is an error,
-    not a silent loss; `-o FILE` needs no stdout and works."""
+    not a silent loss. Commands refuse an output of '-' before any work (fileio.check_outputs); `-o FILE` needs no
+    stdout and works; what else reaches here (help, `info`) ends with one line saying why."""
 
     encoding = "utf-8"
+    closed_at_start = True
 
     def write(self, text: str) -> int:
-        raise DnahnetRuntimeError("standard output is closed (the command was started with >&-): give -o FILE")
+        raise DnahnetRuntimeError("standard output is closed (the command was started with >&-): nowhere to "
+                                  "write this")
+
+    def writelines(self, lines) -> None:
+        self.write("")
+
+    @property
+    def buffer(self):
+        self.write("")
 
     def flush(self) -> None:
         pass

@@ -361,7 +361,10 @@ def test_closed_standard_streams_and_the_environment_as_a_job_scheduler_leaves_t
 
     res = sh(f"{cli} score-seqs {fa} -q -o {tmp_path / 'a.tsv'} >&-")
     assert res.returncode == 0 and (tmp_path / "a.tsv").exists(), res.stderr
-    res = sh(f"{cli} score-seqs {fa} -q >&-")
+    for args in ("", f"--entropy - -o {tmp_path / 'c.tsv'}"):  # an output on the closed stdout: refused up front
+        res = sh(f"{cli} score-seqs {fa} -q {args} >&-")
+        assert res.returncode == 2 and "started with standard output closed" in res.stderr, res.stderr
+    res = sh(f"{cli} info >&-")  # no output option to give: one line, not a traceback
     assert res.returncode == 1 and "standard output is closed" in res.stderr and "Traceback" not in res.stderr
     res = sh(f"{cli} score-seqs {fa} -o {tmp_path / 'b.tsv'} 2>&- </dev/null <&-")
     assert res.returncode == 0 and (tmp_path / "b.tsv").exists()

@@ -529,6 +529,16 @@ def test_all_snvs_of_a_region_score_as_the_same_snvs_given_in_a_vcf(app, ckpt, t
     for args, message in ((["--all-snvs", ECOLI, vcf], "not both"), ([], "give a VCF, or --all-snvs"),
                           (["--all-snvs", "chrX:1-5"], "--all-snvs 'chrX:1-5': contig 'chrX' is not in"),
                           (["--all-snvs", f"{ECOLI}:6-6"], "no A, C, G or T base"),
-                          (["--all-snvs", ECOLI, "--auto-chr"], "--all-snvs names the FASTA's own")):
+                          (["--all-snvs", ECOLI, "--auto-chr"], "--all-snvs names the FASTA's own"),
+                          (["--all-snvs", ECOLI, "--keep-info", "AF"], "--all-snvs records have none")):
         res = run(app, "score-variants", fa, *args, "--model", ckpt, *FAST)
         assert isinstance(res.exception, DnahnetError) and message in str(res.exception), (args, res.exception)
+    # two regions: both, in the order given (a second --all-snvs once replaced the first without a word)
+    two = run(app, "score-variants", fa, "--all-snvs", f"{ECOLI}:300-301", "--all-snvs", f"{ECOLI}:2-2", "--model",
+              ckpt, *FAST, "--circular", ECOLI)
+    assert two.exit_code == 0 and table(two.stdout)["pos"].tolist() == [300] * 3 + [301] * 3 + [2] * 3
+    assert f"##dnahnet_all_snvs={ECOLI}:300-301;{ECOLI}:2-2" in two.stdout
+    odd = tmp_path / "odd.fa"
+    odd.write_text(">a,b\nACGTACGT\n")  # a FASTA name htslib cannot read back as a VCF CHROM
+    res = run(app, "score-variants", odd, "--all-snvs", "a,b:1-3", "--model", ckpt, *FAST)
+    assert isinstance(res.exception, DnahnetError) and "'a,b' cannot be a VCF contig name" in str(res.exception)

@@ -40,7 +40,9 @@ def run_embed(seqs_path: str, output: str, model: Optional[str], window: Optiona
     meta = [] if no_meta else provenance(
         {"dnahnet_input": seqs_path, "dnahnet_window": window, "dnahnet_context": context, "dnahnet_strand": strand,
          "dnahnet_embedding": f"e1-e{width}: mean over the record's bases of the model's final hidden state (the "
-                              "input of its next-base head, after reading each base); strands averaged"},
+                              "input of its next-base head, after reading each base); "
+                              + {"both": "the mean of the record and its reverse complement", "forward": "the record "
+                                 "as given", "reverse": "its reverse complement"}[strand]},
         engine.provenance)
     progress = Progress("embed records", len(records), quiet)
     with open_output(output) as fh:

@@ -11,9 +11,10 @@ reverse-complemented genome and VCF exactly).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import typer
@@ -31,7 +32,7 @@ from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.tasks.calibration import Background, default_cache_or_none, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
-    ref_status, resolve_contig, write_all_snvs_vcf,
+    ref_status, resolve_contig, write_all_snvs_records,
 )
 
 VARIANT_COLUMNS = [
@@ -144,26 +145,40 @@ def _output_format(fmt: str, output: str) -> str:
                        "or give --format tsv|vcf|bcf")
 
 
+# a VCF contig name (VCF 4.3, section 1.4.7): what --all-snvs can write as CHROM for htslib to read back
+_VCF_CONTIG = re.compile(r"[0-9A-Za-z!#$%&+./:;?@^_|~-][0-9A-Za-z!#$%&*+./:;=?@^_|~-]*")
+
+
 @contextlib.contextmanager
-def _variants_file(vcf: Optional[str], all_snvs: Optional[str], genome: Genome, quiet: bool) -> Iterator[str]:
-    """The VCF to read: the user's, or for --all-snvs a temporary VCF of every SNV of the region (removed after)."""
-    if all_snvs is None:
+def _variants_file(vcf: Optional[str], all_snvs: Sequence[str], genome: Genome, quiet: bool) -> Iterator[str]:
+    """The VCF to read: the user's, or for --all-snvs a temporary VCF of every SNV of the regions, in the order
+    given (removed after)."""
+    if not all_snvs:
         yield str(vcf)
         return
     import tempfile
 
     from dnahnet_cli.tasks.segment import parse_region
 
-    region = parse_region(all_snvs, genome.lengths, "--all-snvs")
+    regions = [(text, parse_region(text, genome.lengths, "--all-snvs")) for text in all_snvs]
+    for text, region in regions:
+        if not _VCF_CONTIG.fullmatch(region.chrom):
+            raise DnahnetError(f"--all-snvs {text}: the FASTA record name {region.chrom!r} cannot be a VCF contig "
+                               "name (no commas, angle brackets, brackets or whitespace; VCF 4.3, 1.4.7): rename it")
     with tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-") as tmp:
         path = Path(tmp) / "all-snvs.vcf"
         with open(path, "w", encoding="utf-8") as fh:
-            written, left_out = write_all_snvs_vcf(fh, genome, region.chrom, region.start0, region.end)
-        if not written:
-            raise DnahnetError(f"--all-snvs {all_snvs}: no A, C, G or T base in the region (nothing to mutate)")
-        if not quiet:
-            note(f"--all-snvs {all_snvs}: {3 * written:,} SNVs at {written:,} positions"
-                 + (f" ({left_out:,} positions that are not A, C, G or T left out)" if left_out else ""))
+            contigs = dict.fromkeys(region.chrom for _, region in regions)
+            fh.write("##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c},length={genome.length(c)}>\n"
+                                                       for c in contigs)
+                     + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+            for text, region in regions:
+                written, left_out = write_all_snvs_records(fh, genome, region.chrom, region.start0, region.end)
+                if not written:
+                    raise DnahnetError(f"--all-snvs {text}: no A, C, G or T base in the region (nothing to mutate)")
+                if not quiet:
+                    note(f"--all-snvs {text}: {3 * written:,} SNVs at {written:,} positions"
+                         + (f" ({left_out:,} positions that are not A, C, G or T left out)" if left_out else ""))
         yield str(path)
 
 
@@ -172,14 +187,17 @@ def run_score_variants(ref: str, vcf: Optional[str], output: str, model: str, wi
                        all_circular: bool, fmt: str, no_meta: bool, device: str, dtype: str, batch_size: int,
                        max_tokens: int, quiet: bool, keep_info: Optional[str] = None, na: str = "NA",
                        auto_chr: bool = False, calibrate: Optional[int] = None, calibrate_seed: int = 0,
-                       calibrate_cache: Optional[Path] = None, all_snvs: Optional[str] = None) -> Counter:
+                       calibrate_cache: Optional[Path] = None, all_snvs: Sequence[str] = ()) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
     _check_strand(strand)
-    if (vcf is None) == (all_snvs is None):
+    all_snvs = list(all_snvs or ())
+    if (vcf is None) == (not all_snvs):
         raise DnahnetError("give a VCF, or --all-snvs REGION to score every SNV of a region" +
                            (", not both" if vcf is not None else ""))
-    if all_snvs is not None and (chrom_map or auto_chr):
+    if all_snvs and (chrom_map or auto_chr):
         raise DnahnetError("--chrom-map and --auto-chr rename VCF contigs; --all-snvs names the FASTA's own")
+    if all_snvs and keep_info:
+        raise DnahnetError("--keep-info copies a VCF's INFO fields; --all-snvs records have none")
     check_outputs({"--output": output}, inputs={"REF": ref, "VCF": vcf, "--gff": gff, "--chrom-map": chrom_map})
     fmt = _output_format(fmt, output)
     if window is not None and window < 1:
@@ -228,7 +246,7 @@ def run_score_variants(ref: str, vcf: Optional[str], output: str, model: str, wi
                                        progress=Progress("calibration SNVs", calibrate, quiet).update)
         meta = [] if no_meta else provenance(
             {"dnahnet_reference": ref, "dnahnet_vcf": vcf if vcf is not None else "none",
-             **({"dnahnet_all_snvs": all_snvs} if all_snvs is not None else {}),
+             **({"dnahnet_all_snvs": ";".join(all_snvs)} if all_snvs else {}),
              "dnahnet_window": window, "dnahnet_strand": strand,
              "dnahnet_score": "score = LL(ALT window) - LL(REF window) in nats (natural log), mean of the strands "
                               "scored; negative = ALT less likely than REF",
@@ -517,7 +535,7 @@ def register(app: typer.Typer) -> None:
         vcf: Optional[str] = typer.Argument(None, help=HELP["vcf"]),
         model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
         output: str = typer.Option("-", "--output", "-o", help=HELP["output"]),
-        all_snvs: Optional[str] = typer.Option(None, "--all-snvs", help="Instead of a VCF: score every SNV of REGION (CHROM or CHROM:START-END, 1-based, inclusive), three ALTs per A/C/G/T base, each scored as if a VCF had listed it (in silico saturation mutagenesis)."),
+        all_snvs: list[str] = typer.Option([], "--all-snvs", help="Instead of a VCF: score every SNV of REGION (CHROM or CHROM:START-END, 1-based, inclusive; repeat for more regions), three ALTs per A/C/G/T base, each scored as if a VCF had listed it (in silico saturation mutagenesis)."),
         fmt: str = typer.Option("auto", "--format", help="auto (from the -o name, as --output lists; stdout: tsv), tsv, vcf or bcf."),
         window: Optional[int] = typer.Option(None, "--window", "-w", min=16, help=HELP["window"]),
         strand: str = typer.Option("both", "--strand", help=HELP["strand"]),

@@ -139,6 +139,9 @@ def check_outputs(named: dict[str, str | os.PathLike | None],
     for what, path in named.items():
         if path is None:
             continue
+        if str(path) == "-" and getattr(sys.stdout, "closed_at_start", False):  # cli.py: started with `>&-`
+            raise DnahnetError(f"{what} is - (standard output), but the command was started with standard output "
+                               f"closed (>&-): give {what} FILE")
         check_output_path(path, what)
         key = "stdout" if str(path) == "-" else Path(path).resolve()
         if key in seen:

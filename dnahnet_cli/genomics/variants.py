@@ -213,12 +213,11 @@ def _haplotype(genome: Genome, contig: str, start0: int, end0: int, alt: str, hs
 
 
 # -- chromosome names -----------------------------------------------------------------------------
-def write_all_snvs_vcf(fh, genome: Genome, contig: str, start0: int, end: int, block: int = 1 << 20) -> tuple[int, int]:
-    """Every SNV of [start0, end) of `contig` as VCF text: one record per A/C/G/T base, its three other bases the
+def write_all_snvs_records(fh, genome: Genome, contig: str, start0: int, end: int,
+                           block: int = 1 << 20) -> tuple[int, int]:
+    """Every SNV of [start0, end) of `contig` as VCF record lines: one per A/C/G/T base, its three other bases the
     ALTs (what `score-variants --all-snvs` scores, each ALT exactly as if a VCF had listed it); other bases (N,
     IUPAC codes) are left out. Returns (records written, positions left out)."""
-    fh.write(f"##fileformat=VCFv4.2\n##contig=<ID={contig},length={genome.length(contig)}>\n"
-             "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
     alts = {b: ",".join(x for x in "ACGT" if x != b) for b in "ACGT"}
     written = 0
     for s in range(start0, end, block):
