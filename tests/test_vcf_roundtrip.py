@@ -442,3 +442,13 @@ def test_bcf_output_streams_its_records(tmp_path):
         with pysam.VariantFile(str(out)) as vf:
             assert sum(1 for _ in vf) == n
     assert peak[200_000] - peak[1_000] < 25, peak  # held in memory: +83 MB
+
+
+def test_an_undeclared_end_is_read_from_a_line_that_is_not_utf8(tmp_path, ckpt):
+    """ref_end of a <DEL> whose END the header does not declare is read from the INFO text, as tabix reads it; a
+    Latin-1 byte elsewhere in the line made pysam's rendering of the record fail, and END was lost (REF's end)."""
+    text = ("##fileformat=VCFv4.2\n##contig=<ID=NC_000913.3,length=4641652>\n"
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            "NC_000913.3\t3003\tsv\tG\t<DEL>\t.\t.\tEND=3050;NOTE=caf\xe9\n").encode("latin-1")
+    out, _ = score(tmp_path, ckpt, "end.tsv", text=text)
+    assert read_table(out)["ref_end"].tolist() == [3050]

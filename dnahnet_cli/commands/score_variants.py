@@ -314,7 +314,8 @@ def _chunked_records(vin: VcfInput, genome: Genome, rename: dict[str, str], wind
     chunk: list[tuple[Any, list[Allele], str]] = []
     n = 0
     for line, rec, text in vin.records_with_text():
-        alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict, strand=strand)
+        alleles = expand_record(rec, line, genome, rename, window, vin.path, strict=strict, strand=strand,
+                                text=text)
         chunk.append((rec, alleles, text))
         n += len(alleles)
         if n >= CHUNK_ALLELES:

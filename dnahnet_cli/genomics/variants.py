@@ -569,16 +569,18 @@ class Allele:
 
 
 def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: dict[str, str],
-                  window: int, vcf_path: str = "VCF", strict: bool = False, strand: str = "both") -> list[Allele]:
+                  window: int, vcf_path: str = "VCF", strict: bool = False, strand: str = "both",
+                  text: str | None = None) -> list[Allele]:
     """Alleles of a record with statuses and, for scorable ones, their windows.
 
     A REF that differs from the FASTA gives SKIP_REF_MISMATCH, or a DnahnetError under strict=True. `strand`
-    (both, forward, reverse) names the ALT windows that will be scored, which the N check looks at.
+    (both, forward, reverse) names the ALT windows that will be scored, which the N check looks at. `text` is the
+    record's line as read, when the caller has it (see record_end).
     """
     ref = rec.ref or ""
     alts = list(rec.alts) if rec.alts else [None]
     contig = resolve_contig(rec.chrom, genome, rename)
-    ref_end = record_end(rec)
+    ref_end = record_end(rec, text)
     start = rec.pos - 1
     # no contig: check_contigs allowed it (not strict, and other contigs are in the FASTA)
     status = SKIP_NO_CONTIG if contig is None else ref_status(rec, line, contig, genome, vcf_path, strict)
@@ -604,16 +606,17 @@ def expand_record(rec: pysam.VariantRecord, line: int, genome: Genome, rename: d
     return out
 
 
-def record_end(rec: pysam.VariantRecord) -> int:
+def record_end(rec: pysam.VariantRecord, text: str | None = None) -> int:
     """The 1-based last base a record spans, as `tabix -p vcf` reads it: REF's, or INFO/END's when further (a
     symbolic <DEL>). htslib sets `rec.stop` from END only when the header declares it an Integer; tabix reads
-    the INFO text whatever the header says, and so does this."""
+    the INFO text whatever the header says, and so does this: from `text`, the record's line as read, when given
+    (pysam renders a record strictly as UTF-8: a Latin-1 byte anywhere in the line lost END)."""
     end = rec.pos + max(len(rec.ref or ""), 1) - 1
     declared = rec.header.info.get("END")
     if declared is not None and declared.type == "Integer":
         return max(end, rec.stop)
     try:
-        columns = str(rec).split("\t", 8)
+        columns = (text if text is not None else str(rec)).split("\t", 8)
     except UnicodeDecodeError:  # pysam renders strictly; a Latin-1 byte elsewhere in the line: REF's end
         return end
     match = _INFO_END.search(columns[7].rstrip("\n")) if len(columns) > 7 else None
