@@ -15,22 +15,13 @@ from dnahnet_cli.commands import embed_cmd
 from dnahnet_cli.genomics.alphabet import BOS, reverse_complement
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.genomics.outputs import read_table
-from dnahnet_cli.model.checkpoint import save_checkpoint
-from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
 from dnahnet_cli.tasks.engine import LikelihoodEngine
 from dnahnet_cli.tasks.tiling import tiles
 
-from test_score_variants_cli import ECOLI, GENOME
+from test_score_variants_cli import ECOLI, GENOME, ckpt  # noqa: F401  (ckpt: the tiny random model, a fixture)
 
 FP32 = ["--device", "cpu", "--dtype", "float32", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    return str(save_checkpoint(tmp_path_factory.mktemp("models") / "tiny", DNAHNet(get_preset("tiny")),
-                               {"preset": "tiny"}))
 
 
 @pytest.fixture(scope="module")

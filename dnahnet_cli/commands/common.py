@@ -16,6 +16,24 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
     return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
 
 
+def sequences_and_engine(seqs_path: str, model: Optional[str], device: str, dtype: str, batch_size: int,
+                         max_tokens: int, window: Optional[int], context: Optional[int], quiet: bool):
+    """score-seqs and embed: (the FASTA's records, read and checked before the model loads; the engine; the window
+    and the least left context of each base in records longer than it, by default the training length and half
+    of it), the model announced once they are valid."""
+    from dnahnet_cli.errors import DnahnetError
+    from dnahnet_cli.genomics.fasta import iter_fasta
+
+    records = list(iter_fasta(seqs_path))
+    engine = load_engine(model, device, dtype, batch_size, max_tokens)
+    window = window or int(engine.window)
+    context = window // 2 if context is None else context
+    if window < 2 or not 0 <= context < window:
+        raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
+    announce(engine, quiet, window)
+    return records, engine, window, context
+
+
 def announce(engine, quiet: bool, window: int | None = None, what: str = "window") -> None:
     """One stderr line saying which model runs where, once every option is validated and work begins: the
     first sign of life a user sees, a second or two after start (bench/startup.py measures it). `window` is the

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine
+from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, sequences_and_engine
 from dnahnet_cli.commands.reporting import Progress
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.model.default_model import MODEL_HELP
@@ -20,7 +20,6 @@ def run_embed(seqs_path: str, output: str, model: Optional[str], window: Optiona
               strand: str, no_meta: bool, device: str, dtype: str, batch_size: int, max_tokens: int,
               quiet: bool) -> int:
     """Embed every record of a FASTA; returns the number of records."""
-    from dnahnet_cli.genomics.fasta import iter_fasta
     from dnahnet_cli.genomics.fileio import check_outputs
     from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
     from dnahnet_cli.tasks.embedding import mean_embeddings
@@ -28,13 +27,8 @@ def run_embed(seqs_path: str, output: str, model: Optional[str], window: Optiona
     if strand not in STRANDS:
         raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
     check_outputs({"--output": output}, inputs={"SEQS": seqs_path})
-    records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
-    engine = load_engine(model, device, dtype, batch_size, max_tokens)
-    window = window or int(engine.window)
-    context = window // 2 if context is None else context
-    if window < 2 or not 0 <= context < window:
-        raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
-    announce(engine, quiet, window)
+    records, engine, window, context = sequences_and_engine(seqs_path, model, device, dtype, batch_size, max_tokens,
+                                                            window, context, quiet)
     width = engine.model.config.d_model[0]
     columns = ["name", "length", "status"] + [f"e{k}" for k in range(1, width + 1)]
     meta = [] if no_meta else provenance(

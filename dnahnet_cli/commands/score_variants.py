@@ -21,9 +21,9 @@ import typer
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine, split_names
+from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine,
+                                         sequences_and_engine, split_names)
 from dnahnet_cli.errors import DnahnetError
-from dnahnet_cli.genomics.fasta import iter_fasta
 from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, output_group, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
@@ -421,13 +421,8 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
     check_outputs({"--output": output, "--per-base": per_base, "--entropy": entropy}, inputs={"SEQS": seqs_path})
-    records = list(iter_fasta(seqs_path))  # validates the whole file before the model loads
-    engine = load_engine(model, device, dtype, batch_size, max_tokens)
-    window = window or int(engine.window)
-    context = window // 2 if context is None else context
-    if window < 2 or not 0 <= context < window:
-        raise DnahnetError(f"need --window >= 2 and 0 <= --context < --window (got {window}, {context})")
-    announce(engine, quiet, window)
+    records, engine, window, context = sequences_and_engine(seqs_path, model, device, dtype, batch_size, max_tokens,
+                                                            window, context, quiet)
     meta = [] if no_meta else provenance({"dnahnet_input": seqs_path, "dnahnet_window": window,
                                           "dnahnet_context": context, "dnahnet_strand": strand,
                                           "dnahnet_units": "log-likelihoods in nats (natural log); higher = more likely"},
