@@ -284,7 +284,8 @@ def _main() -> None:
             where = f"{ctx.command_path}: " if ctx is not None else ""
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             if getattr(exc, "option_name", None) in ("--threads", "--kernels") and ctx is not None:
-                hint = f" ({exc.option_name} goes before the command: dnahnet {exc.option_name} ... {ctx.info_name} ...)"
+                command = " ".join(ctx.command_path.split()[len(ctx.find_root().command_path.split()):])
+                hint = f" ({exc.option_name} goes before the command: dnahnet {exc.option_name} ... {command} ...)"
             if exc.format_message():  # `dnahnet` alone printed its help already: no empty error line after it
                 err(f"{where}{exc.format_message()}{hint}".replace("\n", " "))  # one line, like every other error
             sys.exit(exc.exit_code)

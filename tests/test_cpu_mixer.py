@@ -321,6 +321,15 @@ def test_unusable_cache_folders_fall_back_to_a_temporary_one(tmp_path):
                "tempfile.gettempdir = tempfile.mkdtemp = none\n" + code)
     res = subprocess.run([sys.executable, "-c", no_temp], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("unavailable: FileNotFoundError"), res.stdout + res.stderr
+    # Python's last resort for a temporary folder is the working directory: no build is left in a results folder
+    work = tmp_path / "results"
+    work.mkdir()
+    cwd_only = "import os, tempfile\ntempfile.gettempdir = os.getcwd\n" + code
+    env_cwd = {k: v for k, v in env.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    res = subprocess.run([sys.executable, "-c", cwd_only], capture_output=True, text=True, env=env_cwd, timeout=120,
+                         cwd=work)
+    assert res.returncode == 0 and "only the working directory" in res.stdout, res.stdout + res.stderr
+    assert not list(work.iterdir())
 
 
 def test_a_cache_folder_others_can_write_is_not_used(tmp_path):

@@ -82,3 +82,16 @@ def test_embed_bad_inputs_are_one_line_errors(app, ckpt, tmp_path):
                           (["-w", "64", "--context", "64"], "0 <= --context < --window")):
         res = CliRunner().invoke(app, ["embed", str(fa), "--model", ckpt, *args, *FP32])
         assert res.exception is not None and message in str(res.exception), res.output
+
+
+def test_non_finite_states_are_a_runtime_error_not_a_row_of_na(ckpt):
+    """Scoring refuses NaN log-probabilities ("a model failure must not mean N"); embed wrote NA vectors, status OK."""
+    from dnahnet_cli.errors import DnahnetRuntimeError
+    from dnahnet_cli.tasks.embedding import mean_embeddings
+
+    engine = LikelihoodEngine.load(ckpt, dtype="float32")
+    with torch.no_grad():
+        engine.model.embeddings.weight[:] = float("inf")
+    with pytest.raises(DnahnetRuntimeError, match="NaN or infinite hidden states"):
+        mean_embeddings(engine, ["ACGTACGT"], 64, 32)
+

@@ -372,7 +372,9 @@ def test_closed_standard_streams_and_the_environment_as_a_job_scheduler_leaves_t
     assert sh(f"{plain} presets", DNAHNET_KERNELS="bogus").returncode == 0
     res = sh(f"{plain} score-seqs {fa} -q", DNAHNET_KERNELS="bogus")
     assert res.returncode == 2 and "invalid DNAHNET_KERNELS='bogus' (the environment)" in res.stderr
-    res = sh(f"{plain} score-seqs --threads 1 {fa}")
-    assert res.returncode == 2 and "--threads goes before the command" in res.stderr
+    res = sh(f"{plain} eval dms --threads 1")  # the hint names the whole command path, not only `dms`
+    assert res.returncode == 2 and "--threads goes before the command: dnahnet --threads ... eval dms ..." in res.stderr
+    res = sh(f"{cli} check >&-")  # its report is its output: refused before the checks run
+    assert res.returncode == 2 and "standard output, which was closed" in res.stderr
     res = sh(f"{plain} --kernels torch score-seqs {fa} -q", OMP_NUM_THREADS="")
     assert res.returncode == 0 and "OMP_NUM_THREADS" not in res.stderr, res.stderr

@@ -23,6 +23,7 @@ from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.checkpoint import save_checkpoint
 from dnahnet_cli.commands import score_variants as sv
 from dnahnet_cli.tasks.engine import LikelihoodEngine
+from dnahnet_cli.tasks.tiling import tiles
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.model.lm import DNAHNet
@@ -362,6 +363,13 @@ def test_score_seqs_entropy_track(app, ckpt, engine, tmp_path):
     want = (bits(short) + bits(reverse_complement(short))[::-1]) / 2
     np.testing.assert_allclose(got, want, atol=5.1e-6)  # printed to 6 significant digits: 1e-5 steps near 2
 
+    def tiled(seq: str) -> np.ndarray:  # the long record: each base from the window that keeps it
+        return np.concatenate([bits(seq[lo:hi])[keep - lo:] for lo, keep, hi in tiles(len(seq), 40, 20)])
+
+    got = track[track["chrom"] == "long"]["value"].to_numpy()
+    want = (tiled(long_seq) + tiled(reverse_complement(long_seq))[::-1]) / 2
+    np.testing.assert_allclose(got, want, atol=5.1e-6)
+
 
 def test_score_seqs_warns_when_nothing_was_scored(app, ckpt, tmp_path):
     """Only empty and all-N records: exit 0 with nothing said, where score-variants warns."""
@@ -412,7 +420,6 @@ def test_default_dtype_is_auto_and_the_header_says_why(app, ckpt):
 def test_tiles_cover_every_base_once_with_at_least_the_context():
     """The second window once re-scored the first window's last `context` bases with less context than the
     first had given them (wasted work, and fewer context bases than available)."""
-    from dnahnet_cli.tasks.tiling import tiles
 
     for window in range(2, 40):
         for context in range(window):
@@ -526,6 +533,20 @@ def test_all_snvs_of_a_region_score_as_the_same_snvs_given_in_a_vcf(app, ckpt, t
     assert (b["circular_wrap"] == 1).any()  # windows of the first bases reach across the origin
     pd.testing.assert_frame_equal(a, b)
     assert "##dnahnet_all_snvs=NC_000913.3:1-12" in made.stdout and "##dnahnet_vcf=none" in made.stdout
+    overlapping = run(app, "score-variants", fa, "--all-snvs", f"{ECOLI}:300-305", "--all-snvs", f"{ECOLI}:305-306",
+                      "--model", ckpt, *FAST[:-1], "--circular", ECOLI, "-o", tmp_path / "o.tsv")
+    assert "overlap: their shared SNVs are scored, and listed, twice" in overlapping.stderr
+    import tempfile
+
+    def no_temp(*args, **kwargs):
+        raise FileNotFoundError(2, "No usable temporary directory found")
+
+    original, tempfile.TemporaryDirectory = tempfile.TemporaryDirectory, no_temp
+    try:  # a read-only container: one line (DnahnetRuntimeError), not a traceback
+        res = run(app, "score-variants", fa, "--all-snvs", f"{ECOLI}:1-3", "--model", ckpt, *FAST)
+    finally:
+        tempfile.TemporaryDirectory = original
+    assert isinstance(res.exception, DnahnetRuntimeError) and "set TMPDIR" in str(res.exception)
     for args, message in ((["--all-snvs", ECOLI, vcf], "not both"), ([], "give a VCF, or --all-snvs"),
                           (["--all-snvs", "chrX:1-5"], "--all-snvs 'chrX:1-5': contig 'chrX' is not in"),
                           (["--all-snvs", f"{ECOLI}:6-6"], "no A, C, G or T base"),

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         from dnahnet_cli.tasks.selfcheck import run_checks
         from dnahnet_cli.tasks.selfcheck import write_reference as record
 
+        if getattr(sys.stdout, "closed_at_start", False):  # its report is the output: refuse before the work
+            raise DnahnetError("check prints its report on standard output, which was closed (>&-)")
         if write_reference and model is None:  # never the installed package's model by accident
             raise DnahnetError("--write-reference needs --model DIR (it writes DIR/check.json; to record the shipped "
                                "model's values, name its directory)")

@@ -23,7 +23,7 @@ from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.default_model import MODEL_HELP
 from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine,
                                          sequences_and_engine, split_names)
-from dnahnet_cli.errors import DnahnetError
+from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, output_group, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
@@ -165,7 +165,18 @@ def _variants_file(vcf: Optional[str], all_snvs: Sequence[str], genome: Genome, 
         if not _VCF_CONTIG.fullmatch(region.chrom):
             raise DnahnetError(f"--all-snvs {text}: the FASTA record name {region.chrom!r} cannot be a VCF contig "
                                "name (no commas, angle brackets, brackets or whitespace; VCF 4.3, 1.4.7): rename it")
-    with tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-") as tmp:
+    if not quiet:
+        spans = sorted((r.chrom, r.start0, r.end, text) for text, r in regions)
+        for (c1, _, e1, t1), (c2, s2, _, t2) in zip(spans, spans[1:]):
+            if c1 == c2 and s2 < e1:
+                note(f"warning: --all-snvs {t1} and {t2} overlap: their shared SNVs are scored, and listed, twice")
+    try:  # the records go to a temporary VCF (~35 bytes a base) in $TMPDIR
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-"))
+    except OSError as exc:
+        raise DnahnetRuntimeError(f"--all-snvs needs a temporary folder for its records ({exc}); set TMPDIR to a "
+                                  "writable folder") from None
+    with stack:
         path = Path(tmp) / "all-snvs.vcf"
         with open(path, "w", encoding="utf-8") as fh:
             contigs = dict.fromkeys(region.chrom for _, region in regions)
@@ -272,7 +283,8 @@ def run_score_variants(ref: str, vcf: Optional[str], output: str, model: str, wi
         index = (tabix_index_tsv(output, end_col=VARIANT_COLUMNS.index("ref_end")) if fmt == "tsv" else
                  tabix_index_tsv(output, preset="vcf"))
         if not quiet:
-            note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted (the VCF is not), "
+            unsorted = "the --all-snvs regions are not in order" if all_snvs else "the VCF is not"
+            note(f"tabix index {index}" if index else f"{output}: rows are not position-sorted ({unsorted}), "
                  "so no tabix index was written")
     if not quiet:
         summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))

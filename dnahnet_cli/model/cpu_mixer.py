@@ -50,15 +50,15 @@ def _cache_dir() -> Path:
     directory on a cluster, or no home at all in a container), so the build still happens once per boot."""
     given = os.environ.get("DNAHNET_KERNEL_CACHE")
     if given:
-        if _private_folder(Path(given)):
+        why = _unusable_folder(Path(given))
+        if why is None:
             return Path(given)
-        print(f"dnahnet: note: DNAHNET_KERNEL_CACHE {given} is not used: kernels are built and loaded only in a "
-              "folder of this user that no one else can write to", file=sys.stderr)
+        print(f"dnahnet: note: DNAHNET_KERNEL_CACHE {given} is not used: {why}", file=sys.stderr)
     try:
         default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dnahnet" / "kernels"
         if default.is_dir() and not _private(default) and default.stat().st_uid == getattr(os, "getuid", lambda: -1)():
             os.chmod(default, default.stat().st_mode & ~0o022)  # made group-writable under umask 002 before
-        if _private_folder(default):
+        if _unusable_folder(default) is None:
             return default
     except (OSError, RuntimeError):  # RuntimeError: Path.home() without HOME or a passwd entry
         pass
@@ -79,14 +79,17 @@ def _cache_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dnahnet-kernels-"))
 
 
-def _private_folder(path: Path) -> bool:
-    """Create `path` if needed (never group- or world-writable, whatever the umask: 002 on many clusters); True
-    when it is private (see _private) and this process can write to it."""
+def _unusable_folder(path: Path) -> str | None:
+    """Create `path` if needed (never group- or world-writable, whatever the umask: 002 on many clusters); None
+    when it is private (see _private) and this process can write to it, else why not."""
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o755)
-        return _private(path) and os.access(path, os.W_OK)
-    except OSError:
-        return False
+        if not _private(path):
+            return ("another user owns it or others can write to it (kernels are built and loaded only in a folder "
+                    "of this user that no one else can write to)")
+        return None if os.access(path, os.W_OK) else "not writable"
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
 
 
 def _private(path: Path) -> bool:

@@ -157,6 +157,9 @@ class LikelihoodEngine:
                 ids, mask = self.pad([encoded[i] for i in batch])
                 self.forward(ids, mask)
                 hidden = seen[0].double()
+                if not torch.isfinite(hidden[mask]).all():  # as token_logprobs: a failure, never a NaN row
+                    raise DnahnetRuntimeError("the model produced NaN or infinite hidden states (damaged weights, or "
+                                              "an overflow at this precision: try --dtype float32)")
                 for r, i in enumerate(batch):  # position j + 1 has read base j (position 0 is BOS)
                     out[i] = hidden[r, 1 + pieces[i][1]: len(encoded[i])].sum(0).cpu().numpy()
             return out
