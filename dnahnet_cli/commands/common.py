@@ -7,6 +7,8 @@ from typing import Iterable, Optional
 
 import typer
 
+from dnahnet_cli.errors import DnahnetError
+
 
 def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, max_tokens: int):
     """The likelihood engine for --model (None: the shipped default), imported lazily so that input
@@ -16,12 +18,19 @@ def load_engine(model: Optional[str], device: str, dtype: str, batch_size: int, 
     return LikelihoodEngine.load(model, device=device, dtype=dtype, batch_size=batch_size, max_tokens=max_tokens)
 
 
+STRANDS = {"both": ("forward", "reverse"), "forward": ("forward",), "reverse": ("reverse",)}  # --strand: what is read
+
+
+def check_strand(strand: str) -> None:
+    if strand not in STRANDS:
+        raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
+
+
 def sequences_and_engine(seqs_path: str, model: Optional[str], device: str, dtype: str, batch_size: int,
                          max_tokens: int, window: Optional[int], context: Optional[int], quiet: bool):
     """score-seqs and embed: (the FASTA's records, read and checked before the model loads; the engine; the window
     and the least left context of each base in records longer than it, by default the training length and half
     of it), the model announced once they are valid."""
-    from dnahnet_cli.errors import DnahnetError
     from dnahnet_cli.genomics.fasta import iter_fasta
 
     records = list(iter_fasta(seqs_path))

@@ -7,12 +7,11 @@ from typing import Optional
 
 import typer
 
-from dnahnet_cli.commands.common import BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, sequences_and_engine
+from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, STRANDS, check_strand,
+                                         sequences_and_engine)
 from dnahnet_cli.commands.reporting import Progress
-from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.model.default_model import MODEL_HELP
 
-STRANDS = {"both": ("forward", "reverse"), "forward": ("forward",), "reverse": ("reverse",)}
 RECORDS_PER_CALL = 256  # records embedded together (progress granularity)
 
 
@@ -24,8 +23,7 @@ def run_embed(seqs_path: str, output: str, model: Optional[str], window: Optiona
     from dnahnet_cli.genomics.outputs import TsvWriter, open_output, provenance
     from dnahnet_cli.tasks.embedding import mean_embeddings
 
-    if strand not in STRANDS:
-        raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
+    check_strand(strand)
     check_outputs({"--output": output}, inputs={"SEQS": seqs_path})
     records, engine, window, context = sequences_and_engine(seqs_path, model, device, dtype, batch_size, max_tokens,
                                                             window, context, quiet)

@@ -21,14 +21,15 @@ import typer
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
 from dnahnet_cli.model.default_model import MODEL_HELP
-from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, load_engine,
-                                         sequences_and_engine, split_names)
+from dnahnet_cli.commands.common import (BATCH_SIZE, DEVICE, DTYPE, MAX_TOKENS, QUIET, announce, check_strand,
+                                         load_engine, sequences_and_engine, split_names)
 from dnahnet_cli.errors import DnahnetError, DnahnetRuntimeError
 from dnahnet_cli.genomics.fileio import check_one_stdin, check_outputs, output_group, writes_in_place
 from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           format_value, is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
+from dnahnet_cli.tasks.batching import budget_ranges
 from dnahnet_cli.tasks.calibration import Background, default_cache_or_none, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
@@ -49,7 +50,6 @@ CALIBRATION_INFO_LINES = [
     '##INFO=<ID=DNAHNET_Z,Number=A,Type=Float,Description="dnahnet --calibrate: (score - background mean) / '
     'background standard deviation">',
 ]
-STRANDS = ("both", "forward", "reverse")
 CHUNK_ALLELES = 256  # alleles scored per engine call (progress granularity, bounded memory)
 STRAND_WORDS = {"both": "mean of both strands", "forward": "forward strand only",
                 "reverse": "reverse-complement strand only"}
@@ -63,11 +63,6 @@ def info_lines(strand: str) -> list[str]:
         '. = not scored">',
         '##INFO=<ID=DNAHNET_STATUS,Number=A,Type=String,Description="dnahnet status per ALT (OK or SKIP_* reason)">',
     ]
-
-
-def _check_strand(strand: str) -> None:
-    if strand not in STRANDS:
-        raise DnahnetError(f"--strand must be one of {', '.join(STRANDS)}, not {strand!r}")
 
 
 def _strand_pairs(strand: str, refs: list[str], alts: list[str],
@@ -170,13 +165,12 @@ def _variants_file(vcf: Optional[str], all_snvs: Sequence[str], genome: Genome, 
         for (c1, _, e1, t1), (c2, s2, _, t2) in zip(spans, spans[1:]):
             if c1 == c2 and s2 < e1:
                 note(f"warning: --all-snvs {t1} and {t2} overlap: their shared SNVs are scored, and listed, twice")
-    try:  # the records go to a temporary VCF (~35 bytes a base) in $TMPDIR
-        stack = contextlib.ExitStack()
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-"))
+    try:  # the records go to a temporary VCF (~35 bytes a base) in $TMPDIR; the folder is made here
+        folder = tempfile.TemporaryDirectory(prefix="dnahnet-all-snvs-")
     except OSError as exc:
         raise DnahnetRuntimeError(f"--all-snvs needs a temporary folder for its records ({exc}); set TMPDIR to a "
                                   "writable folder") from None
-    with stack:
+    with folder as tmp:
         path = Path(tmp) / "all-snvs.vcf"
         with open(path, "w", encoding="utf-8") as fh:
             contigs = dict.fromkeys(region.chrom for _, region in regions)
@@ -200,7 +194,7 @@ def run_score_variants(ref: str, vcf: Optional[str], output: str, model: str, wi
                        auto_chr: bool = False, calibrate: Optional[int] = None, calibrate_seed: int = 0,
                        calibrate_cache: Optional[Path] = None, all_snvs: Sequence[str] = ()) -> Counter:
     """The whole score-variants pipeline; returns the count of each status."""
-    _check_strand(strand)
+    check_strand(strand)
     all_snvs = list(all_snvs or ())
     if (vcf is None) == (not all_snvs):
         raise DnahnetError("give a VCF, or --all-snvs REGION to score every SNV of a region" +
@@ -429,7 +423,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                    max_tokens: int, quiet: bool, sort: str = "name", entropy: Optional[str] = None) -> int:
     """Score every sequence of a FASTA; returns the number of sequences. The TSV follows the FASTA's order; the
     bedGraphs are sorted by record name in byte order (`sort -k1,1 -k2,2n` order) unless sort == "none"."""
-    _check_strand(strand)
+    check_strand(strand)
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
     check_outputs({"--output": output, "--per-base": per_base, "--entropy": entropy}, inputs={"SEQS": seqs_path})
@@ -450,7 +444,7 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
         eg = outputs.enter_context(open_output(entropy)) if entropy else None
         writer = TsvWriter(fh, SEQ_COLUMNS, meta)
         ordered = [records[i] for i in order]
-        for lo, hi in _chunks([len(s) for _, s in ordered], SEQ_CHUNK_BASES):
+        for lo, hi in budget_ranges([len(s) for _, s in ordered], SEQ_CHUNK_BASES):
             names = [n for n, _ in ordered[lo:hi]]
             seqs = [s.upper() for _, s in ordered[lo:hi]]
             both = eg is not None  # (2, L) arrays: log p, then entropy
@@ -459,14 +453,15 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                                                          context, both)]
                    if strand != "forward" else [None] * len(seqs))
             for name, seq, f, r in zip(names, seqs, fwd, rev):
-                scored = [x for x in (f, r) if x is not None]
-                per = _strand_mean([x[0] if both else x for x in scored], len(seq))
-                rows[name] = _seq_row(name, len(seq), *((f[0] if both and f is not None else f),
-                                                        (r[0] if both and r is not None else r)), per)
+                if both:  # split each strand's (2, L) array into its log p and entropy rows
+                    bits = [x[1] for x in (f, r) if x is not None]
+                    f, r = (None if x is None else x[0] for x in (f, r))
+                per = _strand_mean([x for x in (f, r) if x is not None], len(seq))
+                rows[name] = _seq_row(name, len(seq), f, r, per)
                 if bg is not None:
                     _write_bedgraph(bg, name, per)
                 if eg is not None:
-                    _write_bedgraph(eg, name, _strand_mean([x[1] for x in scored], len(seq)))
+                    _write_bedgraph(eg, name, _strand_mean(bits, len(seq)))
             progress.update(hi)
         for name, _ in records:
             writer.write(rows[name])
@@ -478,18 +473,6 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
 
 
 SEQ_CHUNK_BASES = 1 << 20  # sequences scored together per engine call
-
-
-def _chunks(lengths: list[int], budget: int) -> Iterable[tuple[int, int]]:
-    """Consecutive index ranges whose total length stays within `budget` (one long sequence alone)."""
-    lo, total = 0, 0
-    for i, n in enumerate(lengths):
-        if i > lo and total + n > budget:
-            yield lo, i
-            lo, total = i, 0
-        total += n
-    if lo < len(lengths):
-        yield lo, len(lengths)
 
 
 def _strand_mean(strands: list[np.ndarray], length: int) -> np.ndarray:

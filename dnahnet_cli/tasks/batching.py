@@ -26,6 +26,19 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int,
         yield batch
 
 
+def budget_ranges(lengths: Sequence[int], budget: int) -> Iterator[tuple[int, int]]:
+    """Consecutive index ranges whose total length stays within `budget` (one longer item alone): how much work
+    goes to the engine at once when only the memory of a call needs bounding, not the order."""
+    lo, total = 0, 0
+    for i, n in enumerate(lengths):
+        if i > lo and total + n > budget:
+            yield lo, i
+            lo, total = i, 0
+        total += n
+    if lo < len(lengths):
+        yield lo, len(lengths)
+
+
 def pad_rows(arrays: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token arrays with PAD: (ids (B, W) int64, mask (B, W) bool of the real tokens)."""
     width = max(1, max(len(a) for a in arrays))

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from dnahnet_cli.genomics.alphabet import reverse_complement
+from dnahnet_cli.tasks.batching import budget_ranges
 from dnahnet_cli.tasks.tiling import tiles
 
 PIECE_BUDGET = 1 << 20  # bases of windows sent to the engine at once (bounds the memory of the hidden states)
@@ -28,17 +29,11 @@ def mean_embeddings(engine, seqs: Sequence[str], window: int, context: int,
     for strand in strands:
         oriented = [s if strand == "forward" else reverse_complement(s) for s in seqs]
         pieces = [(i, lo, keep, hi) for i, s in enumerate(oriented) if s for lo, keep, hi in tiles(len(s), window, context)]
-        start = 0
-        while start < len(pieces):
-            end, total = start, 0
-            while end < len(pieces) and (end == start or total + pieces[end][3] - pieces[end][1] <= PIECE_BUDGET):
-                total += pieces[end][3] - pieces[end][1]
-                end += 1
+        for start, end in budget_ranges([hi - lo for _, lo, _, hi in pieces], PIECE_BUDGET):
             chunk = pieces[start:end]
             sums = engine.hidden_sums([(oriented[i][lo:hi], keep - lo) for i, lo, keep, hi in chunk])
             for (i, *_), row in zip(chunk, sums):
                 out[i] += row
-            start = end
     lengths = np.array([len(s) for s in seqs], dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return out / (lengths[:, None] * len(strands))
