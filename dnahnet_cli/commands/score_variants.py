@@ -29,7 +29,6 @@ from dnahnet_cli.genomics.genome import Genome, circular_from_gff, note
 from dnahnet_cli.genomics.outputs import (TsvWriter, VcfWriter, open_bcf_output, open_output, provenance,
                                           format_value, is_bgzip_name, tabix_index_tsv)
 from dnahnet_cli.commands.reporting import Progress
-from dnahnet_cli.tasks.batching import budget_ranges
 from dnahnet_cli.tasks.calibration import Background, default_cache_or_none, load_or_build, prepare_cache_dir
 from dnahnet_cli.genomics.variants import (
     OK, SKIP_REF_MISMATCH, Allele, VcfInput, check_contigs, expand_record, infer_chrom_map, load_chrom_map,
@@ -423,6 +422,8 @@ def run_score_seqs(seqs_path: str, output: str, model: str, per_base: Optional[s
                    max_tokens: int, quiet: bool, sort: str = "name", entropy: Optional[str] = None) -> int:
     """Score every sequence of a FASTA; returns the number of sequences. The TSV follows the FASTA's order; the
     bedGraphs are sorted by record name in byte order (`sort -k1,1 -k2,2n` order) unless sort == "none"."""
+    from dnahnet_cli.tasks.batching import budget_ranges  # imports torch: not at the top (`--help` stays fast)
+
     check_strand(strand)
     if sort not in ("name", "none"):
         raise DnahnetError(f"--sort must be name or none, not {sort!r}")
