@@ -45,6 +45,8 @@ CASES = {
     "dnaHNet vs Transformer++ (small) 8192 nt, after, 1 thread": [
         ("small-tpp", "after", dict(kind="score", preset="small-tpp", length=8192, batch=1, threads=1, dtype="auto")),
         ("small", "after", dict(kind="score", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
+    "score cpu 8192 nt, 1 thread": [("before fp32", "before", dict(kind="score", preset="cpu", length=8192, batch=1, threads=1, dtype="float32")),
+                                    ("after auto", "after", dict(kind="score", preset="cpu", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step small 8192 nt, 1 thread": [("before fp32", "before", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="float32")),
                                            ("after auto", "after", dict(kind="train", preset="small", length=8192, batch=1, threads=1, dtype="auto"))],
     "train step small 8192 nt, 2 threads": [("before fp32, 2 threads", "before", dict(kind="train", preset="small", length=8192, batch=1, threads=2, dtype="float32")),

@@ -1,4 +1,5 @@
-"""Compiled CPU kernels for Mamba2's mixer (`csrc/mamba2_cpu.c`), built once per machine.
+"""Compiled CPU kernels for Mamba2's mixer (`csrc/mamba2_cpu.c`), built once per machine, with the attention kernel
+(`csrc/attention_cpu.c`, called from cpu_attention.py) in the same library.
 
 Why: on a CPU the reference mixer (layers.py, ssd.py) spends a scoring forward's time in some thirty
 elementwise passes and many small matmuls per layer. Here the causal conv + SiLU, the SSD scan and the gated
@@ -34,6 +35,7 @@ import torch
 from dnahnet_cli.genomics.fileio import current_umask
 
 SOURCE = Path(__file__).with_name("csrc") / "mamba2_cpu.c"
+ATTENTION_SOURCE = SOURCE.with_name("attention_cpu.c")
 CHECK_TOLERANCE = 1e-4  # relative Frobenius error against ssd_chunked on the self-check problem (seen: ~1e-7)
 
 _lock = threading.Lock()
@@ -130,7 +132,8 @@ def _compile(cc: str, target: Path) -> None:
     first, then without it for compilers or CPUs that refuse the flag."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # -fno-trapping-math lets the clamps in exp_approx become vector selects; it changes no result
-    base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", str(SOURCE), "-lm"]
+    base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", str(SOURCE), str(ATTENTION_SOURCE),
+            "-lm"]
     errors = []
     for extra in (["-march=native"], []):
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
@@ -207,7 +210,37 @@ def _check_all() -> float:
         errors += compare(lambda *t: gated_rmsnorm_trainable(*t, norm.eps),
                           lambda yy, zz, ww: torch.func.functional_call(norm, {"weight": ww}, (yy, zz)),
                           (y, z, norm.weight.detach()), (b, l, h * p))
-    return max(errors)
+    return max(errors + _attention_errors(gen))
+
+
+def _attention_errors(gen: torch.Generator) -> list[float]:
+    """cpu_attention's three masks against SDPA with the same mask written out, for each compiled head width:
+    causal with a window, a cache continued at different positions per row, and keys out of order (a ring)."""
+    import torch.nn.functional as F
+
+    from dnahnet_cli.model import cpu_attention
+
+    errors = []
+    for d in (*cpu_attention.WIDTHS, 24):  # and a width padded to the next
+        b, h, l, window = 2, 3, 53, 20
+        q, k, v = (torch.randn(b, h, l, d, generator=gen) * 2 for _ in range(3))
+        i = torch.arange(l)
+        allowed = (i[None] <= i[:, None]) & (i[:, None] - i[None] <= window)
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        errors.append(float((cpu_attention.causal(q, k, v, window) - want).norm() / want.norm()))
+        positions = torch.stack([torch.arange(30, 30 + 9), torch.arange(40, 40 + 9)])  # 9 queries after a cache
+        qc = q[:, :, :9]
+        allowed = i[None, None, :] <= positions[:, :, None]
+        want = F.scaled_dot_product_attention(qc, k, v, attn_mask=allowed[:, None])
+        errors.append(float((cpu_attention.by_position(qc, k, v, positions) - want).norm() / want.norm()))
+        key_positions = torch.randperm(l, generator=gen).expand(b, l)  # a shuffled ring, some slots empty
+        valid = torch.rand(b, l, generator=gen) < 0.8
+        allowed = valid[:, None, :] & (key_positions[:, None, :] <= positions[:, :, None]) & (
+            positions[:, :, None] - key_positions[:, None, :] <= window)
+        want = F.scaled_dot_product_attention(qc, k, v, attn_mask=allowed[:, None])
+        got = cpu_attention.ring(qc, k, v, key_positions, valid, positions, window)
+        errors.append(float((got - want).norm() / want.norm()))
+    return errors
 
 
 def load() -> ctypes.CDLL | None:
@@ -222,7 +255,8 @@ def load() -> ctypes.CDLL | None:
         if cc is None:  # said once on stderr below, as any other reason is
             _status = "unavailable: no C compiler (cc, gcc or clang; or set DNAHNET_CC)"
         else:
-            key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _cpu_signature().encode(), cc.encode(),
+            key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), ATTENTION_SOURCE.read_bytes(),
+                                             _cpu_signature().encode(), cc.encode(),
                                              platform.python_implementation().encode()])).hexdigest()[:16]
             try:
                 target = _cache_dir() / f"mamba2_cpu-{key}.so"  # no writable folder at all: the reference path
@@ -232,12 +266,16 @@ def load() -> ctypes.CDLL | None:
                     _compile(cc, target)
                 lib = ctypes.CDLL(str(target))
                 ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
-                for name, args in (("ssd_scan", [ptr] * 7 + [i64] * 8), ("conv_silu", [ptr] * 4 + [i64] * 5),
-                                   ("ssd_scan_backward", [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
-                                   ("gated_rmsnorm", [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
-                                   ("gated_rmsnorm_backward", [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
-                                   ("conv_silu_backward", [ptr] * 7 + [i64] * 6)):
-                    getattr(lib, name).restype = None
+                none, c_int = None, ctypes.c_int
+                for name, result, args in (
+                        ("ssd_scan", none, [ptr] * 7 + [i64] * 8), ("conv_silu", none, [ptr] * 4 + [i64] * 5),
+                        ("ssd_scan_backward", none, [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
+                        ("gated_rmsnorm", none, [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
+                        ("gated_rmsnorm_backward", none, [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
+                        ("conv_silu_backward", none, [ptr] * 7 + [i64] * 6),
+                        ("attend_ranges", c_int, [ptr] * 6 + [i64] * 4 + [ptr] + [i64] * 2),
+                        ("attention_block", i64, [i64])):
+                    getattr(lib, name).restype = result
                     getattr(lib, name).argtypes = args
                 _lib = lib  # for the self-check's calls; withdrawn if it fails
                 err = _self_check()
@@ -272,7 +310,7 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 PARALLEL_MIN_WORK = 1 << 16  # floats touched; below this (e.g. one decoding step) a thread hand-off costs more
 
 
-def _spans(jobs: int, threads: int | None, work: int) -> list[int]:
+def spans(jobs: int, threads: int | None, work: int) -> list[int]:
     """Bounds of one contiguous span of [0, jobs) per thread: one span when the work is small."""
     threads = max(1, min(torch.get_num_threads() if threads is None else threads, jobs))
     if work < PARALLEL_MIN_WORK:
@@ -280,25 +318,26 @@ def _spans(jobs: int, threads: int | None, work: int) -> list[int]:
     return [jobs * i // threads for i in range(threads + 1)]
 
 
-def _run_spans(call, bounds: list[int]) -> None:
+def run_spans(call, bounds: list[int]) -> None:
     """call(span index, begin, end) for each span: the first on the calling thread, the others on the pool
     (ctypes releases the GIL), so that no more threads run than spans."""
-    spans = len(bounds) - 1
-    if spans == 1:
+    count = len(bounds) - 1
+    if count == 1:
         call(0, bounds[0], bounds[1])
         return
-    rest = [_executor(spans - 1).submit(call, i, bounds[i], bounds[i + 1]) for i in range(1, spans)]
+    rest = [_executor(count - 1).submit(call, i, bounds[i], bounds[i + 1]) for i in range(1, count)]
     call(0, bounds[0], bounds[1])
     for future in rest:
         future.result()
 
 
-def _parallel(call, jobs: int, threads: int | None, work: int) -> None:
+def parallel(call, jobs: int, threads: int | None, work: int) -> None:
     """call(begin, end) over [0, jobs) split into one contiguous span per thread."""
-    _run_spans(lambda _, begin, end: call(begin, end), _spans(jobs, threads, work))
+    run_spans(lambda _, begin, end: call(begin, end), spans(jobs, threads, work))
 
 
-def _lib_or_raise() -> ctypes.CDLL:
+def library() -> ctypes.CDLL:
+    """The loaded kernels (built on first use), or RuntimeError saying why they are unavailable."""
     if _lib is None and load() is None:
         raise RuntimeError(f"the compiled CPU kernels are {status()}")
     return _lib  # type: ignore[return-value]
@@ -308,7 +347,7 @@ def _scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor,
           d_state: int, init: torch.Tensor | None, threads: int | None, every: int | None):
     """The forward scan shared by inference and training: (y, final state, checkpoints or None, and the fp32
     contiguous inputs it read, which training saves for the backward)."""
-    lib = _lib_or_raise()
+    lib = library()
     b, l, cd = xbc.shape
     inputs = [t.float().contiguous() for t in (xbc, dt, A, D)]
     y = torch.empty(b, l, nheads * headdim, dtype=torch.float32)
@@ -316,7 +355,7 @@ def _scan(xbc: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, D: torch.Tensor,
              else torch.zeros(b, nheads, headdim, d_state, dtype=torch.float32))
     ckpt = torch.empty(b, nheads, -(-l // every), d_state, headdim, dtype=torch.float32) if every else None
     ptrs = [t.data_ptr() for t in (*inputs, y, state)] + [ckpt.data_ptr() if every else None]
-    _parallel(lambda i, j: lib.ssd_scan(*ptrs, every or 1, l, cd, nheads, headdim, d_state, i, j), b * nheads,
+    parallel(lambda i, j: lib.ssd_scan(*ptrs, every or 1, l, cd, nheads, headdim, d_state, i, j), b * nheads,
               threads, b * l * nheads * headdim * d_state)
     return y, state, ckpt, inputs
 
@@ -350,7 +389,7 @@ class _CompiledSSD(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
-        lib = _lib_or_raise()
+        lib = library()
         xbc, dt, A, D, ckpt = ctx.saved_tensors
         h, p, n = ctx.dims
         b, l, cd = xbc.shape
@@ -361,7 +400,7 @@ class _CompiledSSD(torch.autograd.Function):
         dA, dD = torch.empty(b * h, dtype=torch.float32), torch.empty(b * h, dtype=torch.float32)
         first = [t.data_ptr() for t in (xbc, dt, A, D, dy, ckpt)]
         grads = [t.data_ptr() for t in (dxbc, dB, dC, ddt, dA, dD)]
-        _parallel(lambda i, j: lib.ssd_scan_backward(*first, CHECKPOINT_EVERY, *grads, l, cd, h, p, n, i, j),
+        parallel(lambda i, j: lib.ssd_scan_backward(*first, CHECKPOINT_EVERY, *grads, l, cd, h, p, n, i, j),
                   b * h, None, b * l * h * p * n)
         dxbc[..., h * p: h * p + n] = dB.sum(1)
         dxbc[..., h * p + n: h * p + 2 * n] = dC.sum(1)
@@ -378,7 +417,7 @@ def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, thre
               ) -> torch.Tensor:
     """silu(causal depthwise conv) like layers.causal_depthwise_conv_silu: full (b, k-1+l, c) holds k-1 history
     rows then l new ones, weight (c, 1, k) with k >= 2, bias (c); returns (b, l, c) fp32."""
-    lib = _lib_or_raise()
+    lib = library()
     b, rows, cd = full.shape
     k = weight.shape[-1]
     l = rows - (k - 1)
@@ -387,7 +426,7 @@ def conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, thre
     bias = bias.float().contiguous()
     out = torch.empty(b, l, cd, dtype=torch.float32)
     ptrs = [t.data_ptr() for t in (full, taps, bias, out)]
-    _parallel(lambda i, j: lib.conv_silu(*ptrs, l, cd, k, i, j), b * l, threads, b * l * cd * k)
+    parallel(lambda i, j: lib.conv_silu(*ptrs, l, cd, k, i, j), b * l, threads, b * l * cd * k)
     return out
 
 
@@ -406,7 +445,7 @@ class _CompiledConvSiLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        lib = _lib_or_raise()
+        lib = library()
         full, weight, bias = ctx.saved_tensors
         b, rows, cd = full.shape
         k = weight.shape[-1]
@@ -417,8 +456,8 @@ class _CompiledConvSiLU(torch.autograd.Function):
         dtaps, dbias = torch.zeros(k, cd, dtype=torch.float32), torch.zeros(cd, dtype=torch.float32)
         ptrs = [t.data_ptr() for t in (full, taps, bias32, grad, dfull, dtaps, dbias)]
         blocks = -(-cd // CHANNEL_BLOCK)
-        bounds = [min(cd, CHANNEL_BLOCK * i) for i in _spans(blocks, None, b * l * cd * k)]
-        _run_spans(lambda _, c0, c1: lib.conv_silu_backward(*ptrs, b, l, cd, k, c0, c1), bounds)
+        bounds = [min(cd, CHANNEL_BLOCK * i) for i in spans(blocks, None, b * l * cd * k)]
+        run_spans(lambda _, c0, c1: lib.conv_silu_backward(*ptrs, b, l, cd, k, c0, c1), bounds)
         return dfull.to(ctx.full_dtype), dtaps.t()[:, None, :].to(weight.dtype), dbias.to(bias.dtype)
 
 
@@ -432,7 +471,7 @@ def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: f
     """RMSNorm(y * silu(z)) * weight over the last dim, like layers.GatedRMSNorm: y (b, l, d); z (b, l, d) may be
     a slice of a wider tensor (rows evenly spaced); returns (b, l, d) fp32. rstd (b * l fp32), if given,
     receives each row's 1 / rms."""
-    lib = _lib_or_raise()
+    lib = library()
     b, l, d = y.shape
     y = y.float().contiguous()
     z = _gate_rows(z, l)
@@ -440,7 +479,7 @@ def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: f
     out = torch.empty(b, l, d, dtype=torch.float32)
     args = (y.data_ptr(), z.data_ptr(), z.stride(1), weight.data_ptr(), eps, out.data_ptr(),
             rstd.data_ptr() if rstd is not None else None, d)
-    _parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads, b * l * d)
+    parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads, b * l * d)
     return out
 
 
@@ -466,12 +505,12 @@ class _CompiledGatedRMSNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
-        lib = _lib_or_raise()
+        lib = library()
         y, z, weight, rstd = ctx.saved_tensors
         b, l, d = y.shape
         dout, w = dout.float().contiguous(), weight.float().contiguous()
         dy, dz = torch.empty(b, l, d, dtype=torch.float32), torch.empty(b, l, d, dtype=torch.float32)
-        bounds = _spans(b * l, None, b * l * d)
+        bounds = spans(b * l, None, b * l * d)
         dw_parts = torch.zeros(len(bounds) - 1, d, dtype=torch.float32)
         ptrs = [t.data_ptr() for t in (w, rstd, dout, dy, dz)]
 
@@ -479,7 +518,7 @@ class _CompiledGatedRMSNorm(torch.autograd.Function):
             lib.gated_rmsnorm_backward(y.data_ptr(), z.data_ptr(), z.stride(1), *ptrs, dw_parts[span].data_ptr(),
                                        d, begin, end)
 
-        _run_spans(call, bounds)
+        run_spans(call, bounds)
         return dy.to(ctx.dtypes[0]), dz.to(ctx.dtypes[1]), dw_parts.sum(0).to(weight.dtype), None
 
 

@@ -164,6 +164,18 @@ def cpu_training_mixer(tensor: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
+def cpu_attention(q: torch.Tensor) -> bool:
+    """True when attention with these queries (B, H, L, D) should take the compiled CPU kernel (cpu_attention.py):
+    inference (no gradient being taken) on an fp32 or bf16 CPU tensor, heads at most cpu_attention.MAX_WIDTH wide,
+    with the kernels available."""
+    if (_mode == "torch" or torch.is_grad_enabled() or q.device.type != "cpu"
+            or q.dtype not in (torch.float32, torch.bfloat16)):
+        return False
+    from dnahnet_cli.model import cpu_attention, cpu_mixer
+
+    return q.shape[-1] <= cpu_attention.MAX_WIDTH and cpu_mixer.load() is not None
+
+
 def cpu_padded_gemm(tensor: torch.Tensor) -> bool:
     """True when a linear layer with an odd output width over this tensor should pad its GEMM to a multiple of 16
     (layers.AlignedLinear): a CPU tensor and kernels not set to "torch" (the reference path is plain nn.Linear)."""
@@ -171,12 +183,13 @@ def cpu_padded_gemm(tensor: torch.Tensor) -> bool:
 
 
 def cpu_kernels() -> str:
-    """What CPU inference runs for the Mamba2 mixers: "mamba2=compiled-c" or "torch" (builds them on first call)."""
+    """What CPU inference runs for the Mamba2 mixers and attention: "mamba2+attention=compiled-c" or "torch" (builds
+    them on first call; attention of a head width without a compiled kernel still takes torch's)."""
     if _mode == "torch":
         return "torch"
     from dnahnet_cli.model import cpu_mixer
 
-    return "mamba2=compiled-c" if cpu_mixer.load() is not None else "torch"
+    return "mamba2+attention=compiled-c" if cpu_mixer.load() is not None else "torch"
 
 
 # -- SSD and EMA -----------------------------------------------------------------------------------

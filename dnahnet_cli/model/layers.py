@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnahnet_cli.model import cpu_mixer, kernels
+from dnahnet_cli.model import cpu_attention, cpu_mixer, kernels
 from dnahnet_cli.model.config import LAYOUT_PATTERN
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
@@ -116,6 +116,8 @@ class CausalSelfAttention(nn.Module):
     def _attend_fresh(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         l = q.shape[2]
         w = self.window
+        if kernels.cpu_attention(q):
+            return cpu_attention.causal(q, k, v, w if 0 <= w < l - 1 else -1)
         if w < 0 or w >= l - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         if kernels.fast("attention", q):
@@ -151,6 +153,10 @@ class CausalSelfAttention(nn.Module):
         idx = positions[:, None, :, None].expand(b, h, l, dh)
         cache_k = cache_k.scatter(2, idx, k.to(cache_k.dtype))
         cache_v = cache_v.scatter(2, idx, v.to(cache_v.dtype))
+        state.update(k=cache_k, v=cache_v, len=lengths + mask.sum(1))
+        if kernels.cpu_attention(q):
+            seen = int(positions.max()) + 1  # no query sees a key beyond this
+            return cpu_attention.by_position(q, cache_k[:, :, :seen], cache_v[:, :, :seen], positions)
         keys, values = cache_k.to(q.dtype), cache_v.to(q.dtype)
         outs = []
         for start in range(0, l, self.CACHED_QUERY_BLOCK):
@@ -160,7 +166,6 @@ class CausalSelfAttention(nn.Module):
             allowed = kpos <= positions[:, start:end, None]
             outs.append(F.scaled_dot_product_attention(q[:, :, start:end], keys[:, :, :seen], values[:, :, :seen],
                                                        attn_mask=allowed[:, None]))
-        state.update(k=cache_k, v=cache_v, len=lengths + mask.sum(1))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 

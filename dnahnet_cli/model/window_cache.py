@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dnahnet_cli.model import cpu_attention, kernels
+
 # new tokens are attended in blocks of this many queries, keeping the mask O(block * (R + block))
 BLOCK = 256
 
@@ -48,12 +50,15 @@ def _ring_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     assert ring_pos.shape == (b, r), f"ring has {ring_pos.shape[1]} slots, window {window} needs {r}"
     keys = torch.cat([state["k"].to(k.dtype), k], dim=2)  # (B, H, R + l, Dh)
     values = torch.cat([state["v"].to(v.dtype), v], dim=2)
-    kpos = torch.cat([ring_pos, positions], dim=1)[:, None, :]  # (B, 1, R + l)
-    kvalid = torch.cat([ring_pos >= 0, mask], dim=1)[:, None, :]
-    qpos = positions[:, :, None]
-    allowed = kvalid & (kpos <= qpos) & (qpos - kpos <= window)  # (B, l, R + l)
-    allowed[:, :, 0] |= ~mask  # padded queries may see nothing valid: give them slot 0 so SDPA stays finite
-    out = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=allowed[:, None])
+    kpos = torch.cat([ring_pos, positions], dim=1)  # (B, R + l)
+    kvalid = torch.cat([ring_pos >= 0, mask], dim=1)
+    if kernels.cpu_attention(q):  # the same keys and mask, as ranges of the keys sorted by position
+        out = cpu_attention.ring(q, keys, values, kpos, kvalid, positions, window)
+    else:
+        kpos, kvalid, qpos = kpos[:, None, :], kvalid[:, None, :], positions[:, :, None]
+        allowed = kvalid & (kpos <= qpos) & (qpos - kpos <= window)  # (B, l, R + l)
+        allowed[:, :, 0] |= ~mask  # padded queries may see nothing valid: give them slot 0 so SDPA stays finite
+        out = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), attn_mask=allowed[:, None])
     # slot s takes the newest position p < end with p % R == s, if that is one of this call's tokens
     n_valid = mask.sum(1)
     end = (lengths + n_valid)[:, None]

@@ -1,0 +1,89 @@
+"""Attention for CPU inference through the compiled kernel (`csrc/attention_cpu.c`), for every mask dnahnet uses.
+
+Why: at a head width of 16 torch's CPU attention is bound by overhead and exponentials, and with an explicit mask
+(a sliding window, a cache continued from a prefix) it also scores keys that no query can see; the kernel was
+1.9-2.6x faster on the shapes of the shipped model's scoring forward (docs/benchmarks.md). Every mask becomes a
+range of keys per query once the keys are sorted by position: `attend` takes those ranges, and `causal`,
+`by_position` and `ring` build them for fresh sequences, a growing cache and window_cache's ring. The arithmetic
+is fp32 whatever the inputs' dtype (bf16 under autocast), so it is at least as precise as the reference; outputs
+come back in the queries' dtype. layers.py and window_cache.py call these when `kernels.cpu_attention(q)` says so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dnahnet_cli.model import cpu_mixer
+
+WIDTHS = (16, 32, 48, 64)  # head widths the kernel is compiled for; narrower heads are zero-padded to the next
+MAX_WIDTH = WIDTHS[-1]
+MAX_BLOCK = 8  # the kernel's largest query block (its scratch rows)
+PAD = 16  # keys are padded to a multiple of this (one vector)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, where query i of batch row r sees keys lo[r, i] <= j < hi[r, i] only.
+
+    q (B, H, Lq, D), k and v (B, H, Lk, D) CPU tensors, D <= MAX_WIDTH (zero-padded to the next of WIDTHS, which
+    changes no score); lo, hi (B, Lq) integer, 0 <= lo, hi <= Lk. A query with an empty range gets zeros. Returns
+    (B, H, Lq, D) in q's dtype; no gradient.
+    """
+    lib = cpu_mixer.library()
+    b, h, lq, d = q.shape
+    lk = k.shape[2]
+    width = next((w for w in WIDTHS if w >= d), None)
+    if width is None:
+        raise ValueError(f"head width {d} is wider than {MAX_WIDTH}")
+    lk_pad = -(-max(lk, 1) // PAD) * PAD
+    scaled = torch.zeros(b * h, lq, width)
+    scaled[..., :d] = q.reshape(b * h, lq, d).float() * d ** -0.5
+    keys_t = torch.zeros(b * h, width, lk_pad)
+    keys_t[:, :d, :lk] = k.reshape(b * h, lk, d).transpose(1, 2)
+    values = torch.zeros(b * h, lk_pad, width)
+    values[:, :lk, :d] = v.reshape(b * h, lk, d)
+    lo = lo.to(torch.int64).contiguous()
+    hi = hi.clamp(max=lk).to(torch.int64).contiguous()
+    out = torch.empty(b * h, lq, width)
+    block = int(lib.attention_block(width))
+    jobs = b * h * -(-lq // block)
+    bounds = cpu_mixer.spans(jobs, None, int((hi - lo).clamp(min=0).sum()) * h * width)
+    scratch = torch.empty(len(bounds) - 1, MAX_BLOCK * lk_pad)
+    ptrs = [t.data_ptr() for t in (scaled, keys_t, values, lo, hi, out)]
+
+    def call(span: int, begin: int, end: int) -> None:
+        if lib.attend_ranges(*ptrs, h, lq, lk_pad, width, scratch[span].data_ptr(), begin, end) != 0:
+            raise RuntimeError(f"attend_ranges refused head width {width}")
+
+    cpu_mixer.run_spans(call, bounds)
+    return out[..., :d].reshape(b, h, lq, d).to(q.dtype)
+
+
+def causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int = -1) -> torch.Tensor:
+    """Causal attention of a fresh sequence (queries and keys at positions 0..L-1), each query over the last
+    `window` + 1 positions (all earlier ones when window < 0): F.scaled_dot_product_attention(is_causal=True) and
+    layers.Attention's windowed blocks."""
+    b, _, l, _ = q.shape
+    i = torch.arange(l)
+    lo = (i - window).clamp(min=0) if window >= 0 else torch.zeros(l, dtype=torch.long)
+    return attend(q, k, v, lo.expand(b, l), (i + 1).expand(b, l))
+
+
+def by_position(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Full causal attention from a cache indexed by position: the query at positions[r, i] sees keys 0..that
+    position of row r (layers.Attention._attend_cached)."""
+    return attend(q, keys, values, torch.zeros_like(positions), positions + 1)
+
+
+def ring(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_positions: torch.Tensor,
+         key_valid: torch.Tensor, positions: torch.Tensor, window: int) -> torch.Tensor:
+    """Windowed attention over keys in any order (window_cache's ring followed by the new keys): the query at
+    positions[r, i] sees the valid keys of row r at positions within `window` before it, itself included.
+    key_positions, key_valid (B, K); positions (B, Lq)."""
+    never = torch.iinfo(torch.int64).min // 2  # invalid keys sort first, below any range
+    order_keys = torch.where(key_valid, key_positions, torch.full_like(key_positions, never))
+    sorted_positions, order = torch.sort(order_keys, dim=1, stable=True)
+    index = order[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
+    positions = positions.contiguous()
+    lo = torch.searchsorted(sorted_positions, positions - window)
+    hi = torch.searchsorted(sorted_positions, positions, right=True)
+    return attend(q, keys.gather(2, index), values.gather(2, index), lo, hi)
