@@ -128,8 +128,8 @@ def _root(
     ),
     kernels: str = typer.Option(
         "auto", "--kernels", envvar="DNAHNET_KERNELS",
-        help="Kernels: auto (CPU: compiled C kernels for the Mamba2 mixer in scoring and training, built once with "
-        "the system C compiler, and padded projection GEMMs; GPU: mamba-ssm/causal-conv1d/flash-attn when "
+        help="Kernels: auto (CPU: compiled C kernels for the Mamba2 mixer in scoring and training and for attention "
+        "in scoring, built once with the system C compiler, and padded projection GEMMs; GPU: mamba-ssm/causal-conv1d/flash-attn when "
         "installed), torch (plain PyTorch reference everywhere) or fast (require the GPU kernels).",
     ),
 ) -> None:

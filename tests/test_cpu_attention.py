@@ -87,7 +87,7 @@ def _ring_stream(use_kernel: bool) -> list[torch.Tensor]:
     window, state, outs, taken = 25, {}, [], torch.zeros(3, dtype=torch.long)
     kernels.set_kernels("auto" if use_kernel else "torch")
     try:
-        for size in (1, 7, 40, 1, 3, 33, 2, 1):
+        for size in (1, 7, 40, 1, 3, 33, 2, 1, 300, 1):  # 300: more than ring_attend's block of 256
             n = torch.randint(0, size + 1, (3,), generator=gen)
             n[0] = size
             mask = torch.arange(size)[None] < n[:, None]
@@ -105,6 +105,13 @@ def _ring_stream(use_kernel: bool) -> list[torch.Tensor]:
 def test_ring_cache_through_the_kernel_matches_sdpa():
     for got, want in zip(_ring_stream(True), _ring_stream(False)):
         assert _rel(got, want) < 1e-5
+
+
+def test_gather_rows_is_gather_along_the_key_axis():
+    x = torch.randn(3, 2, 40, 16)
+    index = torch.randint(0, 40, (3, 25))
+    want = x.gather(2, index[:, None, :, None].expand(3, 2, 25, 16))
+    assert torch.equal(cpu_attention.gather_rows(x, index), want)
 
 
 def _tiny():

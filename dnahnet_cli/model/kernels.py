@@ -2,8 +2,9 @@
 
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
-gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and training the same three passes with
-compiled backwards (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
+gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and a compiled attention kernel
+(`cpu_attention.py`; `cpu_attention(q)`), and training the mixer's three passes with compiled backwards
+(`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
 tensors, and only there, the model's dispatch hooks ask `fast(component, tensor)` and route to the functions
 below:
 

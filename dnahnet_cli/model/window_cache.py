@@ -30,7 +30,7 @@ def ring_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.T
     """
     assert window >= 0, "ring_attend needs a finite window; use a growing cache for full attention"
     l = q.shape[2]
-    if l <= block:
+    if l <= block or kernels.cpu_attention(q):  # the compiled kernel needs no mask, so no blocks
         return _ring_step(q, k, v, mask, state, positions, window)
     outs = [_ring_step(q[:, :, s:s + block], k[:, :, s:s + block], v[:, :, s:s + block], mask[:, s:s + block],
                        state, positions[:, s:s + block], window) for s in range(0, l, block)]
@@ -66,7 +66,6 @@ def _ring_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     p = end - 1 - torch.remainder(end - 1 - slots, r)  # (B, R)
     take_new = p >= lengths[:, None]
     src = torch.where(take_new, r + p - lengths[:, None], slots)  # index into the R + l concatenated keys
-    idx = src[:, None, :, None].expand(b, h, r, dh)
-    state.update(k=keys.gather(2, idx), v=values.gather(2, idx), pos=torch.where(take_new, p, ring_pos),
-                 len=lengths + n_valid)
+    state.update(k=cpu_attention.gather_rows(keys, src), v=cpu_attention.gather_rows(values, src),
+                 pos=torch.where(take_new, p, ring_pos), len=lengths + n_valid)
     return out
