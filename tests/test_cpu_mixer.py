@@ -47,7 +47,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_builds_and_passes_its_own_check():
     assert cpu_mixer.load() is not None, cpu_mixer.status()
     assert cpu_mixer.status().startswith("compiled C kernels")
-    assert kernels.cpu_kernels() == "mamba2+attention=compiled-c"
+    assert kernels.cpu_kernels().startswith("mamba2+attention=compiled-c")
 
 
 @pytest.mark.parametrize("shape", [(2, 300, 8, 16, 16), (3, 257, 5, 32, 32), (1, 130, 6, 64, 64)],
@@ -277,7 +277,7 @@ def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path, comp
         env = {**{k: v for k, v in env.items() if k != "DNAHNET_CC"}, "PATH": str(Path(sys.executable).parent)}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0] == "torch"
+    assert res.stdout.splitlines()[0] in ("torch", "linear=onednn")  # oneDNN's linear needs no compiler
     assert res.stdout.splitlines()[1].startswith("unavailable:")
     notes = [line for line in res.stderr.splitlines() if "compiled CPU kernels" in line]
     assert len(notes) == 1 and "using the PyTorch reference path" in notes[0]

@@ -10,7 +10,8 @@ import torch
 from dnahnet_cli.genomics.alphabet import BOS
 from dnahnet_cli.model import kernels
 from dnahnet_cli.model.hnet import HNetStage, RoutingModule
-from dnahnet_cli.model.layers import AlignedLinear, CausalSelfAttention, Mamba2, layout_height
+from dnahnet_cli.model.cpu_linear import Linear
+from dnahnet_cli.model.layers import CausalSelfAttention, Mamba2, layout_height
 from dnahnet_cli.model.lm import DNAHNet, ratio_loss
 from dnahnet_cli.model.hnet import StageRouting
 from dnahnet_cli.model.presets import PRESETS, get_preset
@@ -323,7 +324,7 @@ def test_aligned_linear_is_nn_linear_with_a_padded_gemm(bias):
     """Mamba2's in_proj pads its odd output width to a multiple of 16 for the GEMM (speed on CPUs); values,
     gradients, parameters and hooks stay nn.Linear's."""
     torch.manual_seed(0)
-    aligned, plain = AlignedLinear(80, 389, bias=bias), torch.nn.Linear(80, 389, bias=bias)
+    aligned, plain = Linear(80, 389, bias=bias), torch.nn.Linear(80, 389, bias=bias)
     plain.load_state_dict(aligned.state_dict())
     assert list(aligned.state_dict()) == list(plain.state_dict())
     seen = []

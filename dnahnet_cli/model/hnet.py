@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dnahnet_cli.model.cpu_linear import Linear
 from dnahnet_cli.model.layers import Isotropic, State
 from dnahnet_cli.model.precision import full_precision
 from dnahnet_cli.model.ssd import ema_chunked
@@ -39,8 +40,8 @@ class RoutingModule(nn.Module):
 
     def __init__(self, d: int):
         super().__init__()
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, d, bias=False)
+        self.q_proj = Linear(d, d, bias=False)
+        self.k_proj = Linear(d, d, bias=False)
         for lin in (self.q_proj, self.k_proj):
             lin.weight.data.copy_(torch.eye(d))
             lin.weight._no_reinit = True  # type: ignore[attr-defined]
@@ -134,7 +135,7 @@ class HNetStage(nn.Module):
         self.router = RoutingModule(d)
         self.main = HNetStage(cfg, stage + 1, layout[1], d)
         self.decoder = Isotropic(layout[2], d, cfg.d_intermediate[stage], ssm, attn, cfg.hyena)
-        self.residual_proj = nn.Linear(d, d, bias=True)
+        self.residual_proj = Linear(d, d, bias=True)
         self.residual_proj.weight.data.zero_()
         self.residual_proj.weight._no_reinit = True  # type: ignore[attr-defined]
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dnahnet_cli.model.cpu_linear import Linear
+
 State = dict
 
 HYENA_KINDS = {"e": "se", "r": "mr", "l": "li"}  # layout letters; uppercase adds a SwiGLU MLP
@@ -83,7 +85,7 @@ class HyenaMixer(nn.Module):
         if kind not in HYENA_KINDS.values():
             raise ValueError(f"Hyena kind must be one of {sorted(HYENA_KINDS.values())}, got {kind!r}")
         self.d, self.kind, self.short_len = d, kind, short_len
-        self.in_proj = nn.Linear(d, 3 * d, bias=False)
+        self.in_proj = Linear(d, 3 * d, bias=False)
         bound = 1 / math.sqrt(short_len)  # nn.Conv1d's default for a depthwise filter
         self.short_filter = nn.Parameter(torch.empty(3 * d, short_len).uniform_(-bound, bound))
         if kind == "li":
@@ -97,7 +99,7 @@ class HyenaMixer(nn.Module):
             if kind == "mr":  # fixed decay exp(-alpha t), alpha from 1/mr_len (whole filter) to 0.5 (a few taps)
                 alpha = torch.logspace(math.log10(1 / taps), math.log10(0.5), d)
                 self.register_buffer("alpha", alpha, persistent=False)
-        self.out_proj = nn.Linear(d, d, bias=False)
+        self.out_proj = Linear(d, d, bias=False)
 
     @property
     def taps(self) -> int:

@@ -3,7 +3,8 @@
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
 gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and a compiled attention kernel
-(`cpu_attention.py`; `cpu_attention(q)`), and training the mixer's three passes with compiled backwards
+(`cpu_attention.py`; `cpu_attention(q)`) and fp32 linear layers oneDNN's GEMM (`cpu_linear.py`;
+`cpu_fp32_linear(x, weight)`), and training the mixer's three passes with compiled backwards
 (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
 tensors, and only there, the model's dispatch hooks ask `fast(component, tensor)` and route to the functions
 below:
@@ -177,20 +178,35 @@ def cpu_attention(q: torch.Tensor) -> bool:
     return q.shape[-1] <= cpu_attention.MAX_WIDTH and cpu_mixer.load() is not None
 
 
+def cpu_fp32_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when a linear layer over x should take oneDNN's fp32 GEMM (cpu_linear.py): inference (no gradient),
+    fp32 CPU input and weight outside a CPU autocast (where F.linear would run bf16), at least
+    cpu_linear.MIN_ROWS rows, and oneDNN's linear available and checked."""
+    if (_mode == "torch" or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32
+            or weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):
+        return False
+    from dnahnet_cli.model import cpu_linear
+
+    return x.numel() >= cpu_linear.MIN_ROWS * x.shape[-1] and cpu_linear.status() == "ok"
+
+
 def cpu_padded_gemm(tensor: torch.Tensor) -> bool:
     """True when a linear layer with an odd output width over this tensor should pad its GEMM to a multiple of 16
-    (layers.AlignedLinear): a CPU tensor and kernels not set to "torch" (the reference path is plain nn.Linear)."""
+    (layers.Linear): a CPU tensor and kernels not set to "torch" (the reference path is plain nn.Linear)."""
     return _mode != "torch" and tensor.device.type == "cpu"
 
 
 def cpu_kernels() -> str:
-    """What CPU inference runs for the Mamba2 mixers and attention: "mamba2+attention=compiled-c" or "torch" (builds
-    them on first call; attention of a head width without a compiled kernel still takes torch's)."""
+    """What CPU inference runs beside plain torch: "mamba2+attention=compiled-c" (the Mamba2 mixers and attention,
+    cpu_mixer.py; attention over heads wider than 64 still takes torch's) and "linear=onednn" (fp32 linear layers,
+    cpu_linear.py), comma-separated, or "torch" for neither. Builds and checks them on first call."""
     if _mode == "torch":
         return "torch"
-    from dnahnet_cli.model import cpu_mixer
+    from dnahnet_cli.model import cpu_linear, cpu_mixer
 
-    return "mamba2+attention=compiled-c" if cpu_mixer.load() is not None else "torch"
+    used = ["mamba2+attention=compiled-c"] if cpu_mixer.load() is not None else []
+    used += ["linear=onednn"] if cpu_linear.status() == "ok" else []
+    return ", ".join(used) or "torch"
 
 
 # -- SSD and EMA -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dnahnet_cli.model import cpu_attention, cpu_mixer, kernels
+from dnahnet_cli.model.cpu_linear import Linear
 from dnahnet_cli.model.config import LAYOUT_PATTERN
 from dnahnet_cli.model.hyena import HYENA_KINDS, HyenaMixer
 from dnahnet_cli.model.ssd import inference_chunk, ssd_chunked, ssd_step, training_chunk
@@ -54,8 +55,8 @@ class SwiGLU(nn.Module):
     def __init__(self, d: int, d_ff: int):
         super().__init__()
         d_ff = 128 * math.ceil(d_ff / 128)
-        self.fc1 = nn.Linear(d, 2 * d_ff, bias=False)
-        self.fc2 = nn.Linear(d_ff, d, bias=False)
+        self.fc1 = Linear(d, 2 * d_ff, bias=False)
+        self.fc2 = Linear(d_ff, d, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.fc1(x).chunk(2, dim=-1)
@@ -97,8 +98,8 @@ class CausalSelfAttention(nn.Module):
         self.num_heads, self.head_dim = num_heads, d // num_heads
         assert rotary_dim % 2 == 0 and rotary_dim <= self.head_dim
         self.rotary_dim, self.window = rotary_dim, window
-        self.Wqkv = nn.Linear(d, 3 * d, bias=False)
-        self.out_proj = nn.Linear(d, d, bias=False)
+        self.Wqkv = Linear(d, 3 * d, bias=False)
+        self.out_proj = Linear(d, d, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
         b, l, d = x.shape
@@ -169,24 +170,6 @@ class CausalSelfAttention(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
-class AlignedLinear(nn.Linear):
-    """nn.Linear that, on a CPU, zero-pads its weight's output rows to a multiple of 16 for the GEMM and returns a
-    view of the real outputs. Why: MKL's fp32 GEMM runs an odd output width such as Mamba2's in_proj
-    (2 d_inner + 2 d_state + nheads = 389 for `cpu`) at a third to a half of its speed at 400 on an AVX2 CPU
-    (docs/benchmarks.md); the padding costs under 4 % more arithmetic. Same parameters and state-dict keys as
-    nn.Linear, same values up to the GEMM's summation order; the padding's gradient is dropped. `--kernels torch`
-    (the reference path) turns it off."""
-
-    MULTIPLE = 16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad = -self.out_features % self.MULTIPLE
-        if pad == 0 or not kernels.cpu_padded_gemm(x):
-            return super().forward(x)
-        bias = None if self.bias is None else F.pad(self.bias, (0, pad))
-        return F.linear(x, F.pad(self.weight, (0, 0, 0, pad)), bias)[..., : self.out_features]
-
-
 def causal_depthwise_conv_silu(full: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """silu(causal depthwise conv1d) in channels-last layout: full (B, K-1+L, C) holds K-1 history inputs
     then L new ones; weight (C, 1, K), bias (C). Returns (B, L, C) fp32.
@@ -254,14 +237,14 @@ class Mamba2(nn.Module):
         self.nheads, self.headdim, self.d_state, self.d_conv = self.d_inner // headdim, headdim, d_state, d_conv
         self.chunk_size = chunk_size
         self.conv_dim = self.d_inner + 2 * d_state
-        self.in_proj = AlignedLinear(d, 2 * self.d_inner + 2 * d_state + self.nheads, bias=False)
+        self.in_proj = Linear(d, 2 * self.d_inner + 2 * d_state + self.nheads, bias=False)
         self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim, bias=True)
         dt = torch.exp(torch.rand(self.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.empty(self.nheads).uniform_(1, 16)))
         self.D = nn.Parameter(torch.ones(self.nheads))
         self.norm = GatedRMSNorm(self.d_inner)
-        self.out_proj = nn.Linear(self.d_inner, d, bias=False)
+        self.out_proj = Linear(self.d_inner, d, bias=False)
 
     def forward(self, u: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
         b, l, _ = u.shape

@@ -203,15 +203,13 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
     active = kernels.active_kernels()
     tol = 1e-2  # GPU kernels (nats per nucleotide, on average): TF32 dot products and other tiles
     if engine.device.type != "cuda":
-        from dnahnet_cli.model import cpu_mixer
-        from dnahnet_cli.model.layers import Mamba2
+        from dnahnet_cli.model import cpu_linear, cpu_mixer
 
-        if not any(isinstance(m, Mamba2) for m in engine.model.modules()):  # the CPU kernels are Mamba2's only
-            return [_skipped("fast kernels vs plain-PyTorch reference", "this model has no Mamba2 layers")]
         if kernels.cpu_kernels() == "torch":
-            why = "--kernels torch" if active["mode"] == "torch" else f"compiled CPU kernels {cpu_mixer.status()}"
+            why = ("--kernels torch" if active["mode"] == "torch" else
+                   f"compiled CPU kernels {cpu_mixer.status()}; oneDNN linear {cpu_linear.status()}")
             return [_skipped("fast kernels vs plain-PyTorch reference", why)]
-        tol = 1e-4  # the compiled CPU kernels: the same arithmetic in another order, the scan state in double (~1e-7)
+        tol = 1e-4  # the CPU fast paths: the same arithmetic in another order, the scan state in double (~1e-7)
     elif all(v == "torch" for k, v in active.items() if k != "mode"):
         why = "--kernels torch" if active["mode"] == "torch" else "mamba-ssm / causal-conv1d / flash-attn not installed"
         return [_skipped("fast kernels vs plain-PyTorch reference", why)]
