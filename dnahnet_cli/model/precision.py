@@ -129,6 +129,17 @@ def cpu_kernels_status() -> str:
     return "off (--kernels torch)" if kernel_mode() == "torch" else status()
 
 
+def cpu_linear_status() -> str:
+    """What fp32 linear layers take in CPU inference: oneDNN's GEMM (cpu_linear.py), or why not."""
+    from dnahnet_cli.model import cpu_linear
+    from dnahnet_cli.model.kernels import kernel_mode
+
+    if kernel_mode() == "torch":
+        return "off (--kernels torch)"
+    status = cpu_linear.status()
+    return f"oneDNN fp32 GEMM from {cpu_linear.MIN_ROWS} rows" if status == "ok" else status
+
+
 def describe_compute() -> dict:
     """What this machine offers the model (for `dnahnet info --device`): devices, threads, bf16 support and
     what --dtype auto would choose on each device, and why."""
@@ -145,6 +156,7 @@ def describe_compute() -> dict:
            "host_memory": host_memory_policy(),
            "openmp_wait": openmp_policy(),
            "cpu_kernels": cpu_kernels_status(),
+           "cpu_fp32_linear": cpu_linear_status(),
            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     if torch.cuda.is_available():
         out["cuda_auto_dtype"] = "{} ({})".format(*choose_dtype("auto", torch.device("cuda")))
