@@ -9,6 +9,7 @@ ring continuation of 1,024 new stage-1 chunks after 2,000 (essentiality's knock-
 compared with a float64 SDPA of the same inputs.
 
     python bench/attention_kernel.py --reps 21 --threads 1 --out docs/results/attention-kernel.json
+    python bench/attention_kernel.py --backward --reps 11 --out docs/results/attention-kernel-training.json
 """
 
 from __future__ import annotations
@@ -64,18 +65,39 @@ def call(heads: int, length: int, width: int, window: int, prefix: int | None, d
     return (lambda: ring_attend(*new, mask, dict(state), positions, window)), exact
 
 
+def train_call(heads: int, length: int, width: int, window: int, dtype: torch.dtype):
+    """A closure running one attention call forward and backward as training does, returning dq, and the
+    float64 dq."""
+    gen = torch.Generator().manual_seed(0)
+    layer = CausalSelfAttention(heads * width, heads, width, window)
+    q, k, v, dout = (torch.randn(1, heads, length, width, generator=gen).to(dtype) for _ in range(4))
+    i = torch.arange(length)
+    allowed = (i[None] <= i[:, None]) & ((i[:, None] - i[None] <= window) if window >= 0 else True)
+    leaves = [t.double().requires_grad_() for t in (q, k, v)]
+    out = torch.nn.functional.scaled_dot_product_attention(*leaves, attn_mask=allowed)
+    exact = torch.autograd.grad((out * dout.double()).sum(), leaves[0])[0]
+
+    def run():
+        qq, kk, vv = (t.clone().requires_grad_() for t in (q, k, v))
+        return torch.autograd.grad((layer._attend_fresh(qq, kk, vv) * dout).sum(), qq)[0]
+
+    return run, exact
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backward", action="store_true", help="time forward and backward (training), fresh cases only")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
-    with torch.inference_mode():
-        for name, shape in CASES.items():
+    cases = {k: v for k, v in CASES.items() if not (args.backward and v[4] is not None)}
+    with torch.inference_mode(not args.backward):
+        for name, shape in cases.items():
             for dtype in (torch.float32, torch.bfloat16):
-                run, exact = call(*shape, dtype)
+                run, exact = train_call(*shape[:4], dtype) if args.backward else call(*shape, dtype)
                 outputs = {}
 
                 def variant(name: str, mode: str):
@@ -97,6 +119,7 @@ def main() -> None:
                       f"{1e3 * timing['median']['kernel']:.1f} ms, x{results[key]['speedup']:.2f}; error "
                       f"{error['torch']:.1e} / {error['kernel']:.1e}", file=sys.stderr)
     emit({"command": " ".join(["python"] + sys.argv), "threads": args.threads, "reps": args.reps,
+          "measured": "forward and backward; the error is dq's" if args.backward else "forward",
           "environment": environment(), "cases": results}, args.out)
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(cpu_mixer._compiler() is None, reason="no C comp
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
+    return float((a.detach().float() - b.detach().float()).norm() / b.detach().float().norm())
 
 
 def _qkv(b: int, h: int, l: int, d: int, seed: int = 0, dtype=torch.float32):
@@ -152,10 +152,49 @@ def test_whole_model_scoring_takes_the_kernel_and_matches_the_reference(monkeypa
         assert float((g - r)[valid].abs().max()) < 1e-4
 
 
-def test_training_keeps_torch_attention_for_its_gradients(monkeypatch):
+@pytest.mark.parametrize("d", [16, 24, 64])
+@pytest.mark.parametrize("window", [-1, 7, 130])
+def test_gradients_match_autograd_through_sdpa(d, window):
+    q, k, v = (t.requires_grad_() for t in _qkv(2, 3, 301, d, seed=d + window))
+    i = torch.arange(301)
+    allowed = (i[None] <= i[:, None]) & ((i[:, None] - i[None] <= window) if window >= 0 else True)
+    dout = torch.randn(2, 3, 301, d, generator=torch.Generator().manual_seed(1))
+    want = torch.autograd.grad((F.scaled_dot_product_attention(q, k, v, attn_mask=allowed) * dout).sum(), (q, k, v))
+    got = torch.autograd.grad((cpu_attention.causal(q, k, v, window) * dout).sum(), (q, k, v))
+    for g, w in zip(got, want):
+        assert _rel(g, w) < 1e-5
+
+
+def test_bf16_gradients_come_back_in_bf16_from_fp32_arithmetic():
+    q, k, v = (t.requires_grad_() for t in _qkv(1, 2, 200, 16, seed=9, dtype=torch.bfloat16))
+    got = torch.autograd.grad(cpu_attention.causal(q, k, v, 50).float().sum(), (q, k, v))
+    qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
+    want = torch.autograd.grad(cpu_attention.causal(qf, kf, vf, 50).sum(), (qf, kf, vf))
+    for g, w in zip(got, want):
+        assert g.dtype == torch.bfloat16 and _rel(g, w) < 2 ** -7
+
+
+def test_a_training_step_takes_the_kernel_and_matches_the_reference_gradients(monkeypatch):
     model = _tiny().train()
     calls = []
-    monkeypatch.setattr(cpu_attention, "attend", lambda *a: calls.append(1))
-    ids = torch.randint(0, 4, (1, 300))
-    model.loss(ids, torch.ones_like(ids, dtype=torch.bool)).loss.backward()
-    assert not calls
+    real = cpu_attention.attend
+    monkeypatch.setattr(cpu_attention, "attend", lambda *a: calls.append(1) or real(*a))
+    ids = torch.randint(0, 4, (2, 700))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 500:] = False
+
+    def grads(mode: str) -> tuple[float, torch.Tensor]:
+        kernels.set_kernels(mode)
+        model.zero_grad()
+        loss = model.loss(ids, mask).loss
+        loss.backward()
+        return float(loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    try:
+        ref_loss, ref = grads("torch")
+        assert not calls
+        loss, got = grads("auto")
+    finally:
+        kernels.set_kernels("auto")
+    assert len(calls) == 5  # stage-1 encoder and decoder, the main network's three layers
+    assert abs(loss - ref_loss) < 1e-5 and _rel(got, ref) < 1e-4

@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dnahnet_cli.genomics.alphabet import BOS
+from dnahnet_cli.model import kernels
 from dnahnet_cli.model.flops import forward_flops
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
@@ -73,8 +74,12 @@ def test_incremental_equals_full(model):
 def test_flop_model_matches_the_counter():
     model = DNAHNet(get_preset("tiny-sh2")).eval()
     ids = _ids(1, 256)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(ids)
+    kernels.set_kernels("torch")  # the reference path: the counter cannot see compiled kernels or oneDNN's GEMM
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(ids)
+    finally:
+        kernels.set_kernels("auto")
     report = forward_flops(model.config, 256, positions=[256])
     assert report.fft > 0 and report.attention > 0
     assert counter.get_total_flops() == pytest.approx(report.total - report.attention - report.conv - report.fft,

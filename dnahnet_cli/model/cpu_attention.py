@@ -26,40 +26,115 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: torch.Tensor, 
 
     q (B, H, Lq, D), k and v (B, H, Lk, D) CPU tensors, D <= MAX_WIDTH (zero-padded to the next of WIDTHS, which
     changes no score); lo, hi (B, Lq) integer, 0 <= lo, hi <= Lk. A query with an empty range gets zeros. Returns
-    (B, H, Lq, D) in q's dtype; no gradient.
+    (B, H, Lq, D) in q's dtype, differentiable in q, k and v when a gradient is being taken.
     """
-    lib = cpu_mixer.library()
-    b, h, lq, d = q.shape
-    lk = k.shape[2]
-    width = next((w for w in WIDTHS if w >= d), None)
-    if width is None:
-        raise ValueError(f"head width {d} is wider than {MAX_WIDTH}")
-    lk_pad = -(-max(lk, 1) // PAD) * PAD
-    scaled = _padded(torch.empty(b, h, lq, width), q)
-    scaled.mul_(d ** -0.5)
-    keys_t = _padded(torch.empty(b, h, width, lk_pad), k.transpose(2, 3))
-    values = _padded(torch.empty(b, h, lk_pad, width), v)
-    lo = lo.to(torch.int64).contiguous()
-    hi = hi.clamp(max=lk).to(torch.int64).contiguous()
-    out = torch.empty(b * h, lq, width)
-    block = int(lib.attention_block(width))
-    jobs = b * h * -(-lq // block)
-    bounds = cpu_mixer.spans(jobs, None, int((hi - lo).clamp(min=0).sum()) * h * width)
-    scratch = torch.empty(len(bounds) - 1, MAX_BLOCK * lk_pad)
-    ptrs = [t.data_ptr() for t in (scaled, keys_t, values, lo, hi, out)]
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return _Attention.apply(q, k, v, lo, hi)
+    problem = _Problem(q, k, v, lo, hi)
+    return problem.output(problem.forward(None), q.dtype)
 
-    def call(span: int, begin: int, end: int) -> None:
-        if lib.attend_ranges(*ptrs, h, lq, lk_pad, width, scratch[span].data_ptr(), begin, end) != 0:
-            raise RuntimeError(f"attend_ranges refused head width {width}")
 
-    cpu_mixer.run_spans(call, bounds)
-    return out[..., :d].reshape(b, h, lq, d).to(q.dtype)
+class _Problem:
+    """One attention call in the kernel's layouts: scaled queries, transposed keys and values, all fp32 and
+    zero-padded (head width to WIDTHS, keys to a multiple of PAD), and the ranges as int64."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+        self.lib = cpu_mixer.library()
+        b, h, lq, d = q.shape
+        lk = k.shape[2]
+        width = next((w for w in WIDTHS if w >= d), None)
+        if width is None:
+            raise ValueError(f"head width {d} is wider than {MAX_WIDTH}")
+        self.shape, self.lk, self.width, self.lk_pad = (b, h, lq, d), lk, width, -(-max(lk, 1) // PAD) * PAD
+        self.scale = d ** -0.5
+        self.scaled = _padded(torch.empty(b, h, lq, width), q).mul_(self.scale)
+        self.keys_t = _padded(torch.empty(b, h, width, self.lk_pad), k.transpose(2, 3))
+        self.values = _padded(torch.empty(b, h, self.lk_pad, width), v)
+        self.lo = lo.to(torch.int64).contiguous()
+        self.hi = hi.clamp(max=lk).to(torch.int64).contiguous()
+        self.work = int((self.hi - self.lo).clamp(min=0).sum()) * h * width  # key visits x width
+
+    def forward(self, lse: torch.Tensor | None) -> torch.Tensor:
+        """The output (B, H, Lq, D) in fp32 padded to the width; lse (B*H*Lq), if given, gets each log-sum-exp."""
+        b, h, lq, _ = self.shape
+        out = torch.empty(b, h, lq, self.width)
+        block = int(self.lib.attention_block(self.width))
+        bounds = cpu_mixer.spans(b * h * -(-lq // block), None, self.work)
+        scratch = torch.empty(len(bounds) - 1, MAX_BLOCK * self.lk_pad)
+        ptrs = [t.data_ptr() for t in (self.scaled, self.keys_t, self.values, self.lo, self.hi, out)]
+        lse_ptr = None if lse is None else lse.data_ptr()
+
+        def call(span: int, begin: int, end: int) -> None:
+            if self.lib.attend_ranges(*ptrs, lse_ptr, h, lq, self.lk_pad, self.width, scratch[span].data_ptr(),
+                                      begin, end) != 0:
+                raise RuntimeError(f"attend_ranges refused head width {self.width}")
+
+        cpu_mixer.run_spans(call, bounds)
+        return out
+
+    def output(self, out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return out[..., : self.shape[3]].to(dtype)
+
+    def backward(self, out: torch.Tensor, lse: torch.Tensor, dout: torch.Tensor):
+        """Gradients of q, k and v (fp32, the inputs' shapes) from the padded output, its lse and dout."""
+        b, h, lq, d = self.shape
+        grad = _padded(torch.empty(b, h, lq, self.width), dout)
+        delta = (grad * out).sum(-1)
+        keys = self.keys_t.transpose(2, 3).contiguous()
+        values_t = self.values.transpose(2, 3).contiguous()
+        dq = torch.empty(b, h, lq, self.width)
+        dk, dv = torch.zeros(b, h, self.lk_pad, self.width), torch.zeros(b, h, self.lk_pad, self.width)
+        bounds = cpu_mixer.spans(b * h, None, 3 * self.work)
+        scratch = torch.empty(len(bounds) - 1, 2 * MAX_BLOCK * self.lk_pad)
+        ptrs = [t.data_ptr() for t in (self.scaled, self.keys_t, keys, values_t, grad, lse, delta, self.lo,
+                                       self.hi, dq, dk, dv)]
+
+        def call(span: int, begin: int, end: int) -> None:
+            if self.lib.attend_ranges_backward(*ptrs, h, lq, self.lk_pad, self.width, scratch[span].data_ptr(),
+                                               begin, end) != 0:
+                raise RuntimeError(f"attend_ranges_backward refused head width {self.width}")
+
+        cpu_mixer.run_spans(call, bounds)
+        return dq[..., :d] * self.scale, dk[:, :, : self.lk, :d], dv[:, :, : self.lk, :d]
+
+
+class _Attention(torch.autograd.Function):
+    """attend with its compiled backward (training): the forward keeps each query's log-sum-exp, the backward
+    recomputes the probabilities from it (csrc/attention_cpu.c, attend_ranges_backward)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, lo, hi):
+        problem = _Problem(q, k, v, lo, hi)
+        b, h, lq, _ = problem.shape
+        lse = torch.empty(b * h * lq)
+        out = problem.forward(lse)
+        ctx.problem, ctx.dtypes = problem, (q.dtype, k.dtype, v.dtype)
+        ctx.save_for_backward(out, lse)
+        return problem.output(out, q.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        out, lse = ctx.saved_tensors
+        dq, dk, dv = ctx.problem.backward(out, lse, dout)
+        ctx.problem = None  # its buffers are no longer needed
+        return dq.to(ctx.dtypes[0]), dk.to(ctx.dtypes[1]), dv.to(ctx.dtypes[2]), None, None
+
+
+def gradients(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, dout: torch.Tensor):
+    """The compiled backward of causal(q, k, v, window) for the output gradient dout, without autograd (the
+    kernels' self-check): fp32 gradients of q, k and v."""
+    b, _, l, _ = q.shape
+    i = torch.arange(l)
+    lo = (i - window).clamp(min=0) if window >= 0 else torch.zeros(l, dtype=torch.long)
+    problem = _Problem(q, k, v, lo.expand(b, l), (i + 1).expand(b, l))
+    lse = torch.empty(q.shape[0] * q.shape[1] * l)
+    return problem.backward(problem.forward(lse), lse, dout)
 
 
 def _padded(buffer: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """x copied (as fp32) into the leading corner of `buffer` along the last two dims, zeros elsewhere."""
     rows, cols = x.shape[-2:]
-    buffer[..., :rows, :cols].copy_(x)
+    buffer[..., :rows, :cols].copy_(x.detach())
     buffer[..., rows:, :].zero_()
     buffer[..., :rows, cols:].zero_()
     return buffer

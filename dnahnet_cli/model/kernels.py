@@ -4,7 +4,7 @@ The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywher
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
 gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and a compiled attention kernel
 (`cpu_attention.py`; `cpu_attention(q)`) and fp32 linear layers oneDNN's GEMM (`cpu_linear.py`;
-`cpu_fp32_linear(x, weight)`), and training the mixer's three passes with compiled backwards
+`cpu_fp32_linear(x, weight)`), and training the mixer's three passes and attention with compiled backwards
 (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
 tensors, and only there, the model's dispatch hooks ask `fast(component, tensor)` and route to the functions
 below:
@@ -167,11 +167,10 @@ def cpu_training_mixer(tensor: torch.Tensor) -> bool:
 
 
 def cpu_attention(q: torch.Tensor) -> bool:
-    """True when attention with these queries (B, H, L, D) should take the compiled CPU kernel (cpu_attention.py):
-    inference (no gradient being taken) on an fp32 or bf16 CPU tensor, heads at most cpu_attention.MAX_WIDTH wide,
-    with the kernels available."""
-    if (_mode == "torch" or torch.is_grad_enabled() or q.device.type != "cpu"
-            or q.dtype not in (torch.float32, torch.bfloat16)):
+    """True when attention with these queries (B, H, L, D) should take the compiled CPU kernel (cpu_attention.py;
+    with its compiled backward when a gradient is taken): an fp32 or bf16 CPU tensor, heads at most
+    cpu_attention.MAX_WIDTH wide, with the kernels available."""
+    if _mode == "torch" or q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16):
         return False
     from dnahnet_cli.model import cpu_attention, cpu_mixer
 
