@@ -6,7 +6,8 @@ Why: at a head width of 16 torch's CPU attention is bound by overhead and expone
 range of keys per query once the keys are sorted by position: `attend` takes those ranges, and `causal`,
 `by_position` and `ring` build them for fresh sequences, a growing cache and window_cache's ring. The arithmetic
 is fp32 whatever the inputs' dtype (bf16 under autocast), so it is at least as precise as the reference; outputs
-come back in the queries' dtype. layers.py and window_cache.py call these when `kernels.cpu_attention(q)` says so.
+come back in the queries' dtype. When a gradient is taken (training), `attend` runs through an autograd Function
+whose backward is compiled too. layers.py and window_cache.py call these when `kernels.cpu_attention(q)` says so.
 """
 
 from __future__ import annotations
