@@ -7,7 +7,7 @@ RMSNorm each make one pass: the SSD as the plain recurrence over time, with each
 the other two row by row. The arithmetic is the reference's up to fp32 rounding (rel. error ~1e-7,
 tests/test_cpu_mixer.py; exp is a branch-free polynomial so that its loops vectorise).
 
-How: the C file needs nothing but libm, so any C compiler builds it in well under a second (no torch headers,
+How: the C files need nothing but libm, so any C compiler builds them in a second or two (no torch headers,
 no ninja). The shared library is cached per source, CPU and compiler under `$DNAHNET_KERNEL_CACHE`, else
 `$XDG_CACHE_HOME/dnahnet/kernels`, else `~/.cache/dnahnet/kernels`, built with `-march=native` (the CPU's
 flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
