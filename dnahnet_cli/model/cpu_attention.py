@@ -1,8 +1,9 @@
-"""Attention for CPU inference through the compiled kernel (`csrc/attention_cpu.c`), for every mask dnahnet uses.
+"""Attention on a CPU through the compiled kernel (`csrc/attention_cpu.c`), for every mask dnahnet uses.
 
 Why: at a head width of 16 torch's CPU attention is bound by overhead and exponentials, and with an explicit mask
 (a sliding window, a cache continued from a prefix) it also scores keys that no query can see; the kernel was
-1.9-2.6x faster on the shapes of the shipped model's scoring forward (docs/benchmarks.md). Every mask becomes a
+1.6-2.6x faster on the shapes of the shipped model's scoring forward, 2.3-3.5x forward and backward
+(docs/benchmarks.md). Every mask becomes a
 range of keys per query once the keys are sorted by position: `attend` takes those ranges, and `causal`,
 `by_position` and `ring` build them for fresh sequences, a growing cache and window_cache's ring. The arithmetic
 is fp32 whatever the inputs' dtype (bf16 under autocast), so it is at least as precise as the reference; outputs
