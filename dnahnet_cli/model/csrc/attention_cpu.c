@@ -1,4 +1,5 @@
-/* Softmax attention on a CPU for inference, each query over one contiguous range of keys.
+/* Softmax attention on a CPU, each query over one contiguous range of keys, with its backward for training
+ * (attend_ranges_backward, at the end).
  *
  * Why: dnahnet's heads are narrow (16 wide in the `cpu` and `tiny` presets), and there torch's CPU flash attention
  * is bound by its per-block overhead and exponentials, not by arithmetic; with an explicit mask (windowed
