@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, environment  # noqa: E402
 from cpu_fast_path import unpack  # noqa: E402
-from essentiality_speed import DATA, ROOT, gene_subset, scores  # noqa: E402
+from essentiality_speed import ROOT, gene_subset, scores, subset_arguments  # noqa: E402
 
 RUN = "import sys; sys.path.insert(0, sys.argv[1]); from dnahnet_cli.cli import main; sys.argv[1:2] = []; main()"
 
@@ -31,12 +31,7 @@ RUN = "import sys; sys.path.insert(0, sys.argv[1]); from dnahnet_cli.cli import 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", required=True, help="commit of the 'before' code")
-    ap.add_argument("--every", type=int, default=30, help="every Nth annotated gene")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--genome", type=Path, default=DATA / "ecoli_k12" / "genome.fa.gz")
-    ap.add_argument("--gff", type=Path, default=DATA / "ecoli_k12" / "annot.gff.gz")
-    ap.add_argument("--out", type=Path)
+    subset_arguments(ap)
     args = ap.parse_args()
 
     roots = {"before": unpack(args.before, Path("/tmp") / f"dnahnet-before-{args.before}"), "after": ROOT}

@@ -69,14 +69,19 @@ def scores(tsv: Path) -> dict[str, float]:
     return {r[gene]: float(r[score]) for r in body if r[score] not in ("", "NA", "nan")}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def subset_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a timed essentiality run on a gene subset (here and in essentiality_ab.py)."""
     ap.add_argument("--every", type=int, default=30, help="every Nth annotated gene")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--genome", type=Path, default=DATA / "ecoli_k12" / "genome.fa.gz")
     ap.add_argument("--gff", type=Path, default=DATA / "ecoli_k12" / "annot.gff.gz")
     ap.add_argument("--out", type=Path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subset_arguments(ap)
     ap.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:

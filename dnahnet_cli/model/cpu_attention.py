@@ -2,8 +2,8 @@
 
 Why: at a head width of 16 torch's CPU attention is bound by overhead and exponentials, and with an explicit mask
 (a sliding window, a cache continued from a prefix) it also scores keys that no query can see; the kernel was
-1.6-2.6x faster on the shapes of the shipped model's scoring forward, 2.3-3.5x forward and backward
-(docs/benchmarks.md). Every mask becomes a
+1.6-2.6x faster on the shapes of the shipped model's scoring forward, and 1.5-3.5x forward and backward on
+those of `cpu` and `small` (docs/benchmarks.md). Every mask becomes a
 range of keys per query once the keys are sorted by position: `attend` takes those ranges, and `causal`,
 `by_position` and `ring` build them for fresh sequences, a growing cache and window_cache's ring. The arithmetic
 is fp32 whatever the inputs' dtype (bf16 under autocast), so it is at least as precise as the reference; outputs
@@ -125,11 +125,8 @@ class _Attention(torch.autograd.Function):
 def gradients(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, dout: torch.Tensor):
     """The compiled backward of causal(q, k, v, window) for the output gradient dout, without autograd (the
     kernels' self-check): fp32 gradients of q, k and v."""
-    b, _, l, _ = q.shape
-    i = torch.arange(l)
-    lo = (i - window).clamp(min=0) if window >= 0 else torch.zeros(l, dtype=torch.long)
-    problem = _Problem(q, k, v, lo.expand(b, l), (i + 1).expand(b, l))
-    lse = torch.empty(q.shape[0] * q.shape[1] * l)
+    problem = _Problem(q, k, v, *_causal_ranges(q, window))
+    lse = torch.empty(q.shape[0] * q.shape[1] * q.shape[2])
     return problem.backward(problem.forward(lse), lse, dout)
 
 
@@ -154,16 +151,21 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int = -1) -> torch.Tensor:
     """Causal attention of a fresh sequence (queries and keys at positions 0..L-1), each query over the last
     `window` + 1 positions (all earlier ones when window < 0): F.scaled_dot_product_attention(is_causal=True) and
-    layers.Attention's windowed blocks."""
+    layers.CausalSelfAttention's windowed blocks."""
+    return attend(q, k, v, *_causal_ranges(q, window))
+
+
+def _causal_ranges(q: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """lo, hi (B, L) of causal attention over a fresh sequence: keys i - window .. i (0 .. i when window < 0)."""
     b, _, l, _ = q.shape
     i = torch.arange(l)
     lo = (i - window).clamp(min=0) if window >= 0 else torch.zeros(l, dtype=torch.long)
-    return attend(q, k, v, lo.expand(b, l), (i + 1).expand(b, l))
+    return lo.expand(b, l), (i + 1).expand(b, l)
 
 
 def by_position(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Full causal attention from a cache indexed by position: the query at positions[r, i] sees keys 0..that
-    position of row r (layers.Attention._attend_cached)."""
+    position of row r (layers.CausalSelfAttention._attend_cached)."""
     return attend(q, keys, values, torch.zeros_like(positions), positions + 1)
 
 

@@ -1,11 +1,11 @@
 """fp32 linear layers for CPU inference through oneDNN's GEMM, which PyTorch's CPU builds carry.
 
 Why: torch's fp32 `F.linear` on a CPU calls MKL, which on the AMD EPYC this project measures on (AVX-512, family
-26) ran at ~100 GFLOP/s a core, about half of what the core does: oneDNN's fp32 GEMM, reached through
-`torch.ops.mkldnn._linear_pointwise`, ran the same products 2.2-2.5x faster from ~500 rows up (the stage-0
-projections that the precision policy keeps fp32 when scoring, 8,192 x 80 x 400: 5.5 against 2.2 ms;
-docs/benchmarks.md). Below ~64 rows oneDNN's fixed cost (~14 us a call) loses, so `kernels.cpu_fp32_linear`
-only sends it layers over at least MIN_ROWS rows. It has no autograd formula, so training keeps `F.linear`.
+26) ran at ~100 GFLOP/s a core (52 at an odd width), where oneDNN's fp32 GEMM, reached through
+`torch.ops.mkldnn._linear_pointwise`, ran the same products at 200-240, 2.1-2.5x faster from 512 rows up (the
+stage-0 projections that the precision policy keeps fp32 when scoring: 8,193 x 80 -> 389 in 9.8 against 2.5 ms,
+8,193 x 160 -> 80 in 2.0 against 0.9 ms; bench/linear_onednn.py, docs/benchmarks.md). Below ~64 rows oneDNN's
+fixed cost (~14 us a call) loses, so `kernels.cpu_fp32_linear` only sends it calls of at least MIN_ROWS rows. It has no autograd formula, so training keeps `F.linear`.
 Same weights and bias, same result up to the GEMM's summation order; checked against `F.linear` on first use
 (`status()`), and unused (the reference `F.linear` runs) where the op is missing or disagrees.
 """
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from dnahnet_cli.model import kernels
 
-MIN_ROWS = 256  # rows (tokens) of a call below which MKL's F.linear stays faster
+MIN_ROWS = 256  # rows (tokens) below which F.linear runs: oneDNN lost below ~64 rows, won 1.9x at 256
 CHECK_TOLERANCE = 1e-5  # relative Frobenius error against F.linear on the self-check problem (seen: ~1e-7)
 
 _lock = threading.Lock()
@@ -62,7 +62,7 @@ def _check() -> str:
 
 class Linear(nn.Linear):
     """nn.Linear with two CPU fast paths; same parameters, state-dict keys and hooks, the same values up to the GEMM's
-    summation order. fp32 inference over enough rows takes oneDNN's GEMM (above: 2.2-2.5x MKL's on an AMD
+    summation order. fp32 inference over enough rows takes oneDNN's GEMM (above: 2.1-2.5x MKL's on an AMD
     EPYC). Otherwise an odd output width such as Mamba2's in_proj (2 d_inner + 2 d_state + nheads = 389 for
     `cpu`) is zero-padded to a multiple of 16 for the GEMM, and a view of the real outputs returned: MKL's fp32
     GEMM ran odd widths at a third to a half of its speed at 400 on an AVX2 CPU (docs/benchmarks.md), for under

@@ -8,7 +8,7 @@ the other two row by row. The arithmetic is the reference's up to fp32 rounding 
 tests/test_cpu_mixer.py; exp is a branch-free polynomial so that its loops vectorise).
 
 How: the C files need nothing but libm, so any C compiler builds them in a second or two (no torch headers,
-no ninja). The shared library is cached per source, CPU and compiler under `$DNAHNET_KERNEL_CACHE`, else
+no ninja). The shared library is cached per source files, CPU and compiler under `$DNAHNET_KERNEL_CACHE`, else
 `$XDG_CACHE_HOME/dnahnet/kernels`, else `~/.cache/dnahnet/kernels`, built with `-march=native` (the CPU's
 flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
 CPU kind). After loading, every function must match its reference on a random problem or none is used.
@@ -224,8 +224,6 @@ def _gated_norm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: flo
 def _attention_errors(gen: torch.Generator) -> list[float]:
     """cpu_attention's three masks against SDPA with the same mask written out, for each compiled head width:
     causal with a window, a cache continued at different positions per row, and keys out of order (a ring)."""
-    import torch.nn.functional as F
-
     from dnahnet_cli.model import cpu_attention
 
     errors = []

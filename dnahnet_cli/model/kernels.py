@@ -3,7 +3,7 @@
 The plain-PyTorch code in ssd.py / layers.py is the reference and runs everywhere. On CPU, inference (no
 gradient) takes compiled C kernels for the Mamba2 mixer (conv + SiLU, the SSD as a recurrence over time,
 gated RMSNorm: `cpu_mixer.py`; the hook asks `cpu_mixer(tensor)`) and a compiled attention kernel
-(`cpu_attention.py`; `cpu_attention(q)`) and fp32 linear layers oneDNN's GEMM (`cpu_linear.py`;
+(`cpu_attention.py`; `cpu_attention(q)`) and fp32 linear layers through oneDNN's GEMM (`cpu_linear.py`;
 `cpu_fp32_linear(x, weight)`), and training the mixer's three passes and attention with compiled backwards
 (`cpu_training_mixer(tensor)`), whenever they build and pass their numerical check. On CUDA
 tensors, and only there, the model's dispatch hooks ask `fast(component, tensor)` and route to the functions
