@@ -9,12 +9,13 @@ tests/test_cpu_mixer.py; exp is a branch-free polynomial so that its loops vecto
 
 How: the C files need nothing but libm, so any C compiler builds them in a second or two (no torch headers,
 no ninja). The shared library is cached per source files, CPU and compiler under `$DNAHNET_KERNEL_CACHE`, else
-`$XDG_CACHE_HOME/dnahnet/kernels`, else `~/.cache/dnahnet/kernels`, built with `-march=native` (the CPU's
-flags are part of the cache key, so a home directory shared by different cluster nodes keeps one build per
-CPU kind). After loading, every function must match its reference on a random problem or none is used.
-Without a compiler, or when anything fails, the reference path runs and `status()` says why
-(`dnahnet info --device`; one line on stderr). Training takes the same three passes with compiled backwards
-(`conv_silu_trainable`, `ssd_scan_trainable`, `gated_rmsnorm_trainable`), checked the same way."""
+`$XDG_CACHE_HOME/dnahnet/kernels`, else `~/.cache/dnahnet/kernels`, built with `-march=native` and 512-bit
+vectors preferred (`COMPILE_FLAGS`; the CPU's flags are part of the cache key, so a home directory shared by
+different cluster nodes keeps one build per CPU kind). After loading, every function must match its
+reference on a random problem or none is used. Without a compiler, or when anything fails, the reference path
+runs and `status()` says why (`dnahnet info --device`; one line on stderr). Training takes the same three
+passes with compiled backwards (`conv_silu_trainable`, `ssd_scan_trainable`, `gated_rmsnorm_trainable`),
+checked the same way."""
 
 from __future__ import annotations
 
@@ -128,15 +129,30 @@ def _compiler() -> str | None:
     return os.environ.get("DNAHNET_CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
+# Target flags, tried in order until the compiler accepts them. -march=native alone also takes the tuning of
+# the CPU model the compiler recognises, and on an AMX Xeon whose model a virtual machine masks (GCC 12 calls it
+# "rocketlake") that tuning prefers 256-bit vectors and copies each 64-byte vector in two halves, which stalls
+# store forwarding when the whole vector is read back: a `small` forward took 1.8x as long and the attention
+# kernel 4.7x (docs/benchmarks.md, "Compiler tuning"). The kernels are written for 16-float vectors, so 512-bit
+# moves and loops are asked for where the compiler knows the options (GCC >= 12; Clang only the first; none
+# matters on a CPU without AVX-512); then plain -march=native; then nothing, for compilers or CPUs that refuse it.
+COMPILE_FLAGS: tuple[tuple[str, ...], ...] = (
+    ("-march=native", "-mprefer-vector-width=512", "-mmove-max=512", "-mstore-max=512"),
+    ("-march=native", "-mprefer-vector-width=512"),
+    ("-march=native",),
+    (),
+)
+
+
 def _compile(cc: str, target: Path) -> None:
-    """Compile to a temporary file and rename it into place (never a half-written library); -march=native
-    first, then without it for compilers or CPUs that refuse the flag."""
+    """Compile to a temporary file and rename it into place (never a half-written library), with the first of
+    COMPILE_FLAGS that the compiler accepts."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # -fno-trapping-math lets the clamps in exp_approx become vector selects; it changes no result
     base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", str(SOURCE), str(ATTENTION_SOURCE),
             "-lm"]
     errors = []
-    for extra in (["-march=native"], []):
+    for extra in COMPILE_FLAGS:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
@@ -278,7 +294,7 @@ def load() -> ctypes.CDLL | None:
             _status = "unavailable: no C compiler (cc, gcc or clang; or set DNAHNET_CC)"
         else:
             key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), ATTENTION_SOURCE.read_bytes(),
-                                             _cpu_signature().encode(), cc.encode(),
+                                             _cpu_signature().encode(), cc.encode(), repr(COMPILE_FLAGS).encode(),
                                              platform.python_implementation().encode()])).hexdigest()[:16]
             try:
                 target = _cache_dir() / f"mamba2_cpu-{key}.so"  # no writable folder at all: the reference path
