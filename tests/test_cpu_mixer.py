@@ -417,6 +417,7 @@ def test_the_build_asks_for_512_bit_vectors_and_falls_back_where_the_compiler_re
     calls = log.read_text().splitlines()
     assert len(calls) == 2 and "-mmove-max=512" in calls[0] and "-mprefer-vector-width=512" in calls[0]
     assert "-march=native -mprefer-vector-width=512" in calls[1] and "-mmove-max=512" not in calls[1]
+    assert "; built with -march=native -mprefer-vector-width=512)" in res.stdout  # what info --device shows
     (built,) = (tmp_path / "cache").glob("mamba2_cpu-*.so")
     other = ("from dnahnet_cli.model import cpu_mixer\ncpu_mixer.COMPILE_FLAGS = (('-march=native',),)\n"
              "print(cpu_mixer.status())")

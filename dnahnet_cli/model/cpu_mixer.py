@@ -165,12 +165,26 @@ def _compile(cc: str, target: Path) -> None:
                 with os.fdopen(fd, "w") as fh:
                     fh.write(digest + "\n")
                 os.replace(tmp_digest, target.with_suffix(".sha256"))
+                fd, tmp_flags = tempfile.mkstemp(suffix=".flags", dir=target.parent)  # for status(): what was used
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(" ".join(extra) + "\n")
+                os.replace(tmp_flags, target.with_suffix(".flags"))
                 return
             errors.append(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise RuntimeError(f"{cc} failed: {errors[-1]}")
+
+
+def _built_with(target: Path) -> str:
+    """The target flags the library was built with, as `_compile` recorded them (a performance question often
+    comes down to whether the compiler was given -march=native and the 512-bit options)."""
+    try:
+        flags = target.with_suffix(".flags").read_text().strip()
+    except OSError:
+        return "target flags not recorded"
+    return f"built with {flags}" if flags else "built without target flags"
 
 
 def _self_check() -> float:
@@ -322,7 +336,7 @@ def load() -> ctypes.CDLL | None:
                     _lib = None
                     _status = f"unavailable: failed its numerical check (rel. error {err:.1e} > {CHECK_TOLERANCE:g})"
                 else:
-                    _status = f"compiled C kernels ({target})"
+                    _status = f"compiled C kernels ({target}; {_built_with(target)})"
             except Exception as exc:  # any build or load failure means: use the reference path
                 _lib, _status = None, f"unavailable: {type(exc).__name__}: {exc}"[:300]
         if _lib is None:
