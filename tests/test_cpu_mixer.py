@@ -7,6 +7,7 @@ logits for a whole model, where 16 mixers compound rounding."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -397,6 +398,8 @@ def test_the_kernel_cache_is_reused_under_umask_002(tmp_path, where):
     assert not folder.stat().st_mode & 0o022
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the 512-bit options are x86's: elsewhere the second attempt is refused too")
 def test_the_build_asks_for_512_bit_vectors_and_falls_back_where_the_compiler_refuses(tmp_path):
     """-march=native alone took GCC's tuning for the CPU model it guessed, which on an AMX Xeon under a hypervisor
     split every 16-float vector copy in two and made a forward 1.8x slower: the first attempt now asks for 512-bit
@@ -409,8 +412,7 @@ def test_the_build_asks_for_512_bit_vectors_and_falls_back_where_the_compiler_re
                        f"case \" $* \" in *\" -mmove-max=512 \"*) echo 'unknown argument' >&2; exit 1;; esac\n"
                        f"exec {real} \"$@\"\n")
     wrapper.chmod(0o755)
-    code = ("from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())\n"
-            "print(cpu_mixer.COMPILE_FLAGS[0])")
+    code = "from dnahnet_cli.model import cpu_mixer; print(cpu_mixer.status())"
     env = {**os.environ, "DNAHNET_CC": str(wrapper), "DNAHNET_KERNEL_CACHE": str(tmp_path / "cache")}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("compiled C kernels"), res.stdout + res.stderr

@@ -130,12 +130,13 @@ def _compiler() -> str | None:
 
 
 # Target flags, tried in order until the compiler accepts them. -march=native alone also takes the tuning of
-# the CPU model the compiler recognises, and on an AMX Xeon whose model a virtual machine masks (GCC 12 calls it
-# "rocketlake") that tuning prefers 256-bit vectors and copies each 64-byte vector in two halves, which stalls
-# store forwarding when the whole vector is read back: a `small` forward took 1.8x as long and the attention
-# kernel 4.7x (docs/benchmarks.md, "Compiler tuning"). The kernels are written for 16-float vectors, so 512-bit
-# moves and loops are asked for where the compiler knows the options (GCC >= 12; Clang only the first; none
-# matters on a CPU without AVX-512); then plain -march=native; then nothing, for compilers or CPUs that refuse it.
+# the CPU model the compiler recognises, and GCC 12's tunings for Skylake-SP, Cascade Lake, Ice Lake and Rocket
+# Lake (which it took a virtualised AMX Xeon for) prefer 256-bit vectors and copy each 64-byte vector in two
+# halves, which stalls store forwarding when the whole vector is read back: on that Xeon a `small` forward took
+# 1.8x as long and the attention kernel 4.7x (bench/kernel_tuning.py; docs/benchmarks.md, "Compiler tuning").
+# The kernels are written for 16-float vectors, so 512-bit moves and loops are asked for where the compiler knows
+# the options (GCC >= 12 all three; Clang only -mprefer-vector-width, the second attempt; none of them matters on
+# a CPU without AVX-512); then plain -march=native; then nothing, for compilers or CPUs that refuse it.
 COMPILE_FLAGS: tuple[tuple[str, ...], ...] = (
     ("-march=native", "-mprefer-vector-width=512", "-mmove-max=512", "-mstore-max=512"),
     ("-march=native", "-mprefer-vector-width=512"),
