@@ -48,6 +48,16 @@ class kernel_mode:
         kernels.set_kernels(self.previous)
 
 
+def loss_and_gradients(model, ids, mask, mode: str) -> tuple[float, dict[str, torch.Tensor]]:
+    """One training loss and its parameters' gradients under --kernels `mode`: what the tests of a compiled
+    training path compare with the plain-PyTorch reference ("torch")."""
+    with kernel_mode(mode):
+        model.zero_grad()
+        loss = model.loss(ids, mask).loss
+        loss.backward()
+    return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
 def break_plotting(monkeypatch, module, function: str) -> None:
     """Make `module.function` (a command's plotting call) fail, as a real plot can, with "plot failed"."""
     from dnahnet_cli.errors import DnahnetError

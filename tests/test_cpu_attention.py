@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import loss_and_gradients
 from dnahnet_cli.model import cpu_attention, cpu_mixer, kernels
 from dnahnet_cli.model.window_cache import ring_attend
 
@@ -182,19 +183,9 @@ def test_a_training_step_takes_the_kernel_and_matches_the_reference_gradients(mo
     ids = torch.randint(0, 4, (2, 700))
     mask = torch.ones_like(ids, dtype=torch.bool)
     mask[1, 500:] = False
-
-    def grads(mode: str) -> tuple[float, torch.Tensor]:
-        kernels.set_kernels(mode)
-        model.zero_grad()
-        loss = model.loss(ids, mask).loss
-        loss.backward()
-        return float(loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-
-    try:
-        ref_loss, ref = grads("torch")
-        assert not calls
-        loss, got = grads("auto")
-    finally:
-        kernels.set_kernels("auto")
+    ref_loss, ref = loss_and_gradients(model, ids, mask, "torch")
+    assert not calls
+    loss, got = loss_and_gradients(model, ids, mask, "auto")
     assert len(calls) == 5  # stage-1 encoder and decoder, the main network's three layers
-    assert abs(loss - ref_loss) < 1e-5 and _rel(got, ref) < 1e-4
+    flat = lambda d: torch.cat([g.flatten() for g in d.values()])  # noqa: E731
+    assert abs(loss - ref_loss) < 1e-5 and _rel(flat(got), flat(ref)) < 1e-4

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import loss_and_gradients
 from dnahnet_cli.model import cpu_mixer, kernels
 from dnahnet_cli.model.layers import GatedRMSNorm, causal_depthwise_conv_silu
 from dnahnet_cli.model.ssd import ssd_chunked
@@ -235,20 +236,9 @@ def test_training_step_gradients_match_the_reference_path(monkeypatch):
     for name in ("conv_silu_trainable", "ssd_scan_trainable", "gated_rmsnorm_trainable"):
         real = getattr(cpu_mixer, name)
         monkeypatch.setattr(cpu_mixer, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-
-    def step(mode: str) -> tuple[float, dict[str, torch.Tensor]]:
-        kernels.set_kernels(mode)
-        model.zero_grad()
-        loss = model.loss(ids, mask).loss
-        loss.backward()
-        return float(loss.detach()), {k: v.grad.clone() for k, v in model.named_parameters() if v.grad is not None}
-
-    try:
-        ref_loss, ref = step("torch")
-        assert not calls
-        loss, got = step("auto")
-    finally:
-        kernels.set_kernels("auto")
+    ref_loss, ref = loss_and_gradients(model, ids, mask, "torch")
+    assert not calls
+    loss, got = loss_and_gradients(model, ids, mask, "auto")
     assert len(calls) == 3 * 16 and abs(loss - ref_loss) < 1e-5
     assert got.keys() == ref.keys()
     flat = lambda d: torch.cat([v.flatten() for v in d.values()])  # noqa: E731

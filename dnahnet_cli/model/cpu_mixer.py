@@ -162,20 +162,22 @@ def _compile(cc: str, target: Path) -> None:
                 os.chmod(tmp, 0o777 & ~current_umask() & ~0o022)  # readable by the group like any output, never writable
                 digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
                 os.replace(tmp, target)
-                fd, tmp_digest = tempfile.mkstemp(suffix=".sha256", dir=target.parent)  # whole, as the library
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(digest + "\n")
-                os.replace(tmp_digest, target.with_suffix(".sha256"))
-                fd, tmp_flags = tempfile.mkstemp(suffix=".flags", dir=target.parent)  # for status(): what was used
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(" ".join(extra) + "\n")
-                os.replace(tmp_flags, target.with_suffix(".flags"))
+                _write_beside(target, ".sha256", digest)
+                _write_beside(target, ".flags", " ".join(extra))  # for status(): what was used
                 return
             errors.append(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise RuntimeError(f"{cc} failed: {errors[-1]}")
+
+
+def _write_beside(target: Path, suffix: str, text: str) -> None:
+    """One line in the file of that suffix next to the library, written whole (temporary file, then rename)."""
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=target.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, target.with_suffix(suffix))
 
 
 def _built_with(target: Path) -> str:

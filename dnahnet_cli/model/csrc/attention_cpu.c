@@ -246,20 +246,26 @@ static inline __attribute__((always_inline)) void attend_blocks_backward(
     }
 }
 
-/* Queries per block for a head width: as many as keep scores and outputs in registers. */
-int64_t attention_block(int64_t d) { return d == 16 || d == 32 ? 8 : (d == 48 || d == 64 ? 4 : 0); }
+/* The head widths compiled here, each with its queries per block: as many as keep scores and outputs in
+ * registers. X(D, QB) for each; the one table behind attention_block and both dispatches below. */
+#define HEAD_WIDTHS(X) X(16, 8) X(32, 8) X(48, 4) X(64, 4)
+
+int64_t attention_block(int64_t d) {
+#define BLOCK(D, QB) if (d == D) return QB;
+    HEAD_WIDTHS(BLOCK)
+#undef BLOCK
+    return 0;
+}
 
 /* The attention described at the top; returns 0, or -1 for a head width not compiled here (16, 32, 48 or 64).
  * lse may be NULL (inference); training passes it for attend_ranges_backward. */
 int attend_ranges(const float *q, const float *kt, const float *v, const int64_t *lo, const int64_t *hi,
                   float *out, float *lse, int64_t heads, int64_t lq, int64_t lk_pad, int64_t d, float *scratch,
                   int64_t job_begin, int64_t job_end) {
-#define FORWARD(D, QB) attend_blocks(D, QB, q, kt, v, lo, hi, out, lse, heads, lq, lk_pad, job_begin, job_end, scratch)
+#define FORWARD(D, QB) \
+    case D: attend_blocks(D, QB, q, kt, v, lo, hi, out, lse, heads, lq, lk_pad, job_begin, job_end, scratch); return 0;
     switch (d) {
-    case 16: FORWARD(16, 8); return 0;
-    case 32: FORWARD(32, 8); return 0;
-    case 48: FORWARD(48, 4); return 0;
-    case 64: FORWARD(64, 4); return 0;
+    HEAD_WIDTHS(FORWARD)
     default: return -1;
     }
 #undef FORWARD
@@ -271,13 +277,11 @@ int attend_ranges_backward(const float *q, const float *kt, const float *k, cons
                            const float *lse, const float *delta, const int64_t *lo, const int64_t *hi, float *dq,
                            float *dk, float *dv, int64_t heads, int64_t lq, int64_t lk_pad, int64_t d,
                            float *scratch, int64_t bh_begin, int64_t bh_end) {
-#define BACKWARD(D, QB) attend_blocks_backward(D, QB, q, kt, k, vt, dout, lse, delta, lo, hi, dq, dk, dv, heads, \
-                                               lq, lk_pad, bh_begin, bh_end, scratch)
+#define BACKWARD(D, QB) \
+    case D: attend_blocks_backward(D, QB, q, kt, k, vt, dout, lse, delta, lo, hi, dq, dk, dv, heads, lq, lk_pad, \
+                                   bh_begin, bh_end, scratch); return 0;
     switch (d) {
-    case 16: BACKWARD(16, 8); return 0;
-    case 32: BACKWARD(32, 8); return 0;
-    case 48: BACKWARD(48, 4); return 0;
-    case 64: BACKWARD(64, 4); return 0;
+    HEAD_WIDTHS(BACKWARD)
     default: return -1;
     }
 #undef BACKWARD
