@@ -258,6 +258,24 @@ def test_state_continuation_matches_one_pass():
     assert float((torch.cat([first, second], 1) - whole).abs().max()) < 1e-4
 
 
+def test_state_continues_through_pieces_shorter_than_the_conv_and_padding():
+    """Pieces of 1 and 2 tokens (fewer than the conv's K-1 = 3 inputs, so part of the kept inputs comes from the
+    previous piece's history) and right-padded rows of unequal length: the kept states still continue exactly."""
+    model, ids, _ = _model_and_batch()
+    ids = ids[:2, :120]
+    lengths = torch.tensor([120, 95])
+    mask = torch.arange(120)[None, :] < lengths[:, None]
+    with torch.inference_mode():
+        whole = model(ids, mask).logits
+        state: dict = {}
+        pieces, start = [], 0
+        for stop in (1, 3, 50, 51, 120):
+            pieces.append(model(ids[:, start:stop], mask[:, start:stop], state).logits)
+            start = stop
+    got = torch.cat(pieces, 1)
+    assert float((got - whole)[mask].abs().max()) < 1e-4
+
+
 @pytest.mark.parametrize("compiler", ["failing", "none"])
 def test_without_a_compiler_the_reference_path_runs_with_one_note(tmp_path, compiler):
     """A compiler that fails, and none at all (that case once fell back silently, though the README promises a note)."""
