@@ -4,9 +4,13 @@
     python bench/profile_forward.py --compile-mamba      # also: torch.compile each Mamba2 layer and compare
     python bench/profile_forward.py --preset cpu-tpp --batch 1 --length 8192   # a preset, randomly initialised
     python bench/profile_forward.py --preset small --batch 1 --length 8192 --dtype auto --fixed-routers --by-shape
+    python bench/profile_forward.py --batch 1 --length 8192 --dtype auto --kernel-split   # also time the C kernels
 
 --fixed-routers cuts every R-th position (the benchmarks' control: an untrained router keeps about half);
 --by-shape lists the GEMMs and attention calls by input shape, so each can be traced to its stage.
+--kernel-split times the compiled C kernels (called through ctypes, so the profiler cannot see them) in the
+unprofiled forwards: milliseconds per forward for each, median over --reps forwards. The host-memory policy
+is applied as the dnahnet command applies it (DNAHNET_MALLOC=system to leave malloc as it is).
 With --compile-mamba it times the first compiled call (compile included), two more compiled calls, and the
 largest logit difference against eager.
 """
@@ -14,18 +18,25 @@ largest logit difference against eager.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
+from dnahnet_cli.model import cpu_attention, cpu_mixer
+from dnahnet_cli.model.allocator import keep_freed_memory
 from dnahnet_cli.model.layers import Mamba2
 from dnahnet_cli.tasks.engine import LikelihoodEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import use_fixed_ratio_routers  # noqa: E402
 
+# the compiled kernels' entry points, as the model calls them (module attributes, so they can be wrapped)
+KERNELS = ((cpu_mixer, "conv_silu"), (cpu_mixer, "ssd_scan"), (cpu_mixer, "gated_rmsnorm"), (cpu_attention, "attend"))
 HEAVY_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
              "mkldnn::_linear_pointwise")
 
@@ -40,8 +51,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="auto, float32 or bfloat16 (default: %(default)s)")
     ap.add_argument("--fixed-routers", action="store_true", help="cut every R-th position (a preset's target ratios)")
     ap.add_argument("--by-shape", action="store_true", help="also list GEMMs and attention calls by input shape")
+    ap.add_argument("--kernel-split", action="store_true", help="time the compiled C kernels per forward")
+    ap.add_argument("--reps", type=int, default=9, help="unprofiled forwards timed (default: %(default)s)")
     ap.add_argument("--compile-mamba", action="store_true")
     args = ap.parse_args()
+    print(f"host memory: {keep_freed_memory()}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.preset:
@@ -57,10 +71,20 @@ def main() -> None:
     ids = torch.randint(0, 4, (args.batch, args.length + 1))
     mask = torch.ones_like(ids, dtype=torch.bool)
     ref = eng.forward(ids, mask).logits
-    t = time.perf_counter()
-    eng.forward(ids, mask)
-    dt = time.perf_counter() - t
-    print(f"eager forward {args.batch} x {args.length}: {dt:.3f} s ({args.batch * args.length / dt:,.0f} nt/s)")
+    times, kernel_ms = [], defaultdict(list)
+    for _ in range(args.reps):
+        with timed_kernels(args.kernel_split) as spent:
+            t = time.perf_counter()
+            eng.forward(ids, mask)
+            times.append(time.perf_counter() - t)
+        for name, seconds in spent.items():
+            kernel_ms[name].append(seconds * 1e3)
+    dt = statistics.median(times)
+    print(f"eager forward {args.batch} x {args.length}: {dt:.3f} s ({args.batch * args.length / dt:,.0f} nt/s; "
+          f"median of {args.reps})")
+    for name, ms in kernel_ms.items():
+        print(f"  compiled {name} (its input conversions included): {statistics.median(ms):.1f} ms per forward "
+              f"({statistics.median(ms) / dt / 10:.1f} %)")
     from torch.profiler import ProfilerActivity, profile
 
     t = time.perf_counter()
@@ -89,6 +113,33 @@ def main() -> None:
             t = time.perf_counter()
             eng.forward(ids, mask)
             print(f"compiled forward: {time.perf_counter() - t:.3f} s")
+
+
+@contextlib.contextmanager
+def timed_kernels(enabled: bool):
+    """Within the block, each compiled kernel entry point adds its wall time to the yielded dict (seconds)."""
+    spent: dict[str, float] = defaultdict(float)
+    if not enabled:
+        yield spent
+        return
+    originals = [(module, name, getattr(module, name)) for module, name in KERNELS]
+
+    def timer(name, fn):
+        def call(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - t
+        return call
+
+    for module, name, fn in originals:
+        setattr(module, name, timer(name, fn))
+    try:
+        yield spent
+    finally:
+        for module, name, fn in originals:
+            setattr(module, name, fn)
 
 
 if __name__ == "__main__":
