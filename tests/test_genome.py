@@ -105,6 +105,31 @@ def test_empty_records_are_left_out_whichever_way_the_file_is_read(tmp_path, mon
         Genome.open("-")
 
 
+def test_empty_records_are_named_when_left_out_and_when_asked_for(tmp_path, capsys, monkeypatch):
+    """A record without sequence is left out, but not silently: one note when the FASTA is opened (whichever way
+    it is read), and a lookup or a VCF contig that names it says that it is empty, not that it is missing."""
+    import io
+    import sys
+
+    from dnahnet_cli.genomics.variants import check_contigs
+
+    text = ">empty\n>c1\nACGTACGTAC\n>last_empty\n"
+    with gzip.open(tmp_path / "e.fa.gz", "wt") as fh:
+        fh.write(text)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    for source in (write(tmp_path / "e.fa", text), tmp_path / "e.fa.gz", "-"):
+        genome = Genome.open(source)
+        assert genome.empty == ["empty", "last_empty"] and genome.names == ["c1"]
+        assert "2 record(s) without sequence left out: empty, last_empty" in capsys.readouterr().err
+        with pytest.raises(DnahnetError, match="record 'empty' has no sequence"):
+            genome.fetch("empty", 0, 1)
+        with pytest.raises(DnahnetError, match=r": empty \(a FASTA record without sequence\); FASTA has: c1"):
+            check_contigs("v.vcf", ["empty"], {}, genome, {})
+    Genome.open(tmp_path / "e.fa", quiet=True)
+    assert capsys.readouterr().err == ""
+    assert Genome.open(write(tmp_path / "full.fa", ">c1\nACGT\n")).empty == []
+
+
 def test_circular_wrap_and_linear_bounds(tmp_path):
     genome = Genome.open(write(tmp_path / "g.fa", ">c\nAACCGGTTAC\n>l\nACGT\n"))
     with pytest.raises(DnahnetError, match=r"outside the linear contig of length 10"):

@@ -51,7 +51,8 @@ class Genome:
     """A reference genome opened for random access.
 
     `names` keeps the FASTA order; `lengths` maps name -> length; `circular` is the set of replicons
-    whose windows wrap across the origin (set by the caller from --circular/--gff/--all-circular).
+    whose windows wrap across the origin (set by the caller from --circular/--gff/--all-circular). `empty` names the
+    records without a base, which are left out (htslib's index leaves them out too) but named when asked for.
     """
 
     def __init__(self, path: str, names: list[str], lengths: dict[str, int],
@@ -60,6 +61,7 @@ class Genome:
         self.names = names
         self.lengths = lengths
         self.circular: set[str] = set()
+        self.empty: list[str] = []
         self._read = reader
         self._close = closer
 
@@ -69,7 +71,7 @@ class Genome:
         """Open a FASTA (plain, gzip, or bgzip with .fai/.gzi); '-' reads stdin into memory."""
         spath = str(path)
         if spath == "-":
-            return cls._in_memory(spath)
+            return cls._in_memory(spath)._noting_empty(quiet)
         p = require_file(path, "reference FASTA")
         if p.stat().st_size == 0:
             raise DnahnetError(f"{p}: empty FASTA (no records)")
@@ -79,13 +81,13 @@ class Genome:
             if not quiet:
                 note(f"{p} is plain gzip (not bgzip): loaded into memory; "
                      "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
-            return genome
+            return genome._noting_empty(quiet)
         try:
             fasta = _open_indexed(p, quiet)
         except (OSError, ValueError) as exc:
             if not quiet:
                 note(f"cannot index {p} ({exc}); loading it into memory instead")
-            return cls._in_memory(spath)
+            return cls._in_memory(spath)._noting_empty(quiet)
         names = list(fasta.references)
         if not names:
             fasta.close()
@@ -95,6 +97,10 @@ class Genome:
             raise DnahnetError(f"{p}: record {names.index('') + 1}: FASTA header without a name")
         genome = cls(spath, names, dict(zip(names, fasta.lengths)),
                      lambda name, start, end: fasta.fetch(name, start, end), fasta.close)
+        if p.stat().st_size <= _VERIFY_BYTES and len(names) < _count_headers(p):  # a pass over headers only
+            indexed = set(names)
+            genome.empty = [n for n in dict.fromkeys(_header_names(p)) if n not in indexed]
+        genome._noting_empty(quiet)
         for name in names:  # cheap early check for protein / non-nucleotide files
             genome.fetch(name, 0, min(genome.lengths[name], _SNIFF_BASES))
         return genome
@@ -102,15 +108,26 @@ class Genome:
     @classmethod
     def _in_memory(cls, path: str) -> "Genome":
         seqs: dict[str, str] = {}
+        empty: list[str] = []
         for name, seq in iter_fasta(path, validate=True):
-            if name in seqs:
+            if name in seqs or name in empty:
                 raise DnahnetError(f"{path}: record {name}: duplicate sequence name")
             if seq:  # htslib's index leaves out empty records: the same names whichever way a file is read
                 seqs[name] = seq.upper()
+            else:
+                empty.append(name)
         if not seqs:
             raise DnahnetError(f"{path}: empty FASTA (no records with sequence)")
-        return cls(path, list(seqs), {n: len(s) for n, s in seqs.items()},
-                   lambda name, start, end: seqs[name][start:end])
+        genome = cls(path, list(seqs), {n: len(s) for n, s in seqs.items()},
+                     lambda name, start, end: seqs[name][start:end])
+        genome.empty = empty
+        return genome
+
+    def _noting_empty(self, quiet: bool) -> "Genome":
+        """Say once, on stderr, which records were left out for having no sequence."""
+        if self.empty and not quiet:
+            note(f"{self.path}: {len(self.empty)} record(s) without sequence left out: {_preview(self.empty)}")
+        return self
 
     @classmethod
     def from_dict(cls, seqs: dict[str, str], path: str = "<memory>") -> "Genome":
@@ -176,6 +193,8 @@ class Genome:
         self.close()
 
     def _require(self, name: str) -> None:
+        if name in self.empty:
+            raise DnahnetError(f"{self.path}: record {name!r} has no sequence")
         if name not in self.lengths:
             raise DnahnetError(f"{self.path}: no sequence named {name!r} (have: {_preview(self.names)})")
 

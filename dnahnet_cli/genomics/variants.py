@@ -327,7 +327,8 @@ def check_contigs(vcf_path: str, used: list[str], header_lengths: dict[str, int]
     names), or under strict=True; a ##contig length that differs from the FASTA's is always one."""
     missing = [c for c in used if resolve_contig(c, genome, rename) is None]
     if missing and (strict or len(missing) == len(used)):
-        shown = ", ".join(missing[:10]) + (f", … ({len(missing)} in all)" if len(missing) > 10 else "")
+        shown = ", ".join(f"{c} (a FASTA record without sequence)" if c in genome.empty else c for c in missing[:10])
+        shown += f", … ({len(missing)} in all)" if len(missing) > 10 else ""
         raise DnahnetError(f"{vcf_path}: contig(s) not in the reference {genome.path}: {shown}; FASTA has: "
                            f"{', '.join(genome.names[:5])}{' …' if len(genome.names) > 5 else ''} "
                            "(--auto-chr renames chr1/NC_... style differences it can prove from names and "
