@@ -83,8 +83,9 @@ def main() -> None:
     print(f"eager forward {args.batch} x {args.length}: {dt:.3f} s ({args.batch * args.length / dt:,.0f} nt/s; "
           f"median of {args.reps})")
     for name, ms in kernel_ms.items():
-        print(f"  compiled {name} (its input conversions included): {statistics.median(ms):.1f} ms per forward "
-              f"({statistics.median(ms) / dt / 10:.1f} %)")
+        median = statistics.median(ms)
+        print(f"  compiled {name} (its input conversions included): {median:.1f} ms per forward "
+              f"({median / dt / 10:.1f} %)")
     from torch.profiler import ProfilerActivity, profile
 
     t = time.perf_counter()

@@ -68,10 +68,18 @@ class Genome:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, quiet: bool = False) -> "Genome":
-        """Open a FASTA (plain, gzip, or bgzip with .fai/.gzi); '-' reads stdin into memory."""
+        """Open a FASTA (plain, gzip, or bgzip with .fai/.gzi); '-' reads stdin into memory. Records without
+        sequence are left out, with one note naming them."""
+        genome = cls._open(path, quiet)
+        if genome.empty and not quiet:
+            note(f"{genome.path}: {len(genome.empty)} record(s) without sequence left out: {_preview(genome.empty)}")
+        return genome
+
+    @classmethod
+    def _open(cls, path: str | os.PathLike, quiet: bool) -> "Genome":
         spath = str(path)
         if spath == "-":
-            return cls._in_memory(spath)._noting_empty(quiet)
+            return cls._in_memory(spath)
         p = require_file(path, "reference FASTA")
         if p.stat().st_size == 0:
             raise DnahnetError(f"{p}: empty FASTA (no records)")
@@ -81,13 +89,13 @@ class Genome:
             if not quiet:
                 note(f"{p} is plain gzip (not bgzip): loaded into memory; "
                      "`gunzip -c FILE | bgzip > FILE.gz` makes it indexable")
-            return genome._noting_empty(quiet)
+            return genome
         try:
-            fasta = _open_indexed(p, quiet)
+            fasta, empty = _open_indexed(p, quiet)
         except (OSError, ValueError) as exc:
             if not quiet:
                 note(f"cannot index {p} ({exc}); loading it into memory instead")
-            return cls._in_memory(spath)._noting_empty(quiet)
+            return cls._in_memory(spath)
         names = list(fasta.references)
         if not names:
             fasta.close()
@@ -97,10 +105,7 @@ class Genome:
             raise DnahnetError(f"{p}: record {names.index('') + 1}: FASTA header without a name")
         genome = cls(spath, names, dict(zip(names, fasta.lengths)),
                      lambda name, start, end: fasta.fetch(name, start, end), fasta.close)
-        if p.stat().st_size <= _VERIFY_BYTES and len(names) < _count_headers(p):  # a pass over headers only
-            indexed = set(names)
-            genome.empty = [n for n in dict.fromkeys(_header_names(p)) if n not in indexed]
-        genome._noting_empty(quiet)
+        genome.empty = empty
         for name in names:  # cheap early check for protein / non-nucleotide files
             genome.fetch(name, 0, min(genome.lengths[name], _SNIFF_BASES))
         return genome
@@ -122,12 +127,6 @@ class Genome:
                      lambda name, start, end: seqs[name][start:end])
         genome.empty = empty
         return genome
-
-    def _noting_empty(self, quiet: bool) -> "Genome":
-        """Say once, on stderr, which records were left out for having no sequence."""
-        if self.empty and not quiet:
-            note(f"{self.path}: {len(self.empty)} record(s) without sequence left out: {_preview(self.empty)}")
-        return self
 
     @classmethod
     def from_dict(cls, seqs: dict[str, str], path: str = "<memory>") -> "Genome":
@@ -226,8 +225,9 @@ def sniff_fasta(path: Path) -> None:
     raise DnahnetError(f"{path}: empty FASTA (no records)")
 
 
-def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
-    """pysam.FastaFile, but a duplicated record name is an error, not an htslib warning.
+def _open_indexed(p: Path, quiet: bool = False) -> tuple[pysam.FastaFile, list[str]]:
+    """pysam.FastaFile, but a duplicated record name is an error, not an htslib warning; and the names of the
+    records without sequence, which the index leaves out.
 
     htslib keeps the first of two same-named records and only warns. dnahnet builds the .fai under a temporary
     name and puts it in place only when htslib had no such warning, so a parallel job never finds an index that
@@ -241,17 +241,22 @@ def _open_indexed(p: Path, quiet: bool = False) -> pysam.FastaFile:
     with _captured_stderr() as captured:
         fasta = pysam.FastaFile(str(p))
     messages = built + captured()
-    # an index found in place may have dropped a same-named (or an empty) record; reading the headers costs a pass
-    # over the file, so only files up to _VERIFY_BYTES on disk are checked (every bacterial genome, and then some)
-    if found and p.stat().st_size <= _VERIFY_BYTES and len(fasta.references) < _count_headers(p):
+    # the index leaves out empty records, and one found in place may also have dropped a same-named one; reading
+    # the headers costs a pass over the file, so only files up to _VERIFY_BYTES on disk are checked (every
+    # bacterial genome, and then some)
+    empty: list[str] = []
+    if p.stat().st_size <= _VERIFY_BYTES and len(fasta.references) < _count_headers(p):
+        headers = list(_header_names(p))
         seen: set[str] = set()
-        dup = next((name for name in _header_names(p) if name in seen or seen.add(name)), None)
-        if dup is not None:
+        dup = next((name for name in headers if name in seen or seen.add(name)), None)
+        if dup is not None:  # only an index found in place gets here: _build_index refuses one
             fasta.close()
             raise DnahnetError(f"{p}: record {dup}: duplicate sequence name")
+        indexed = set(fasta.references)
+        empty = [name for name in headers if name not in indexed]
     if messages.strip():
         sys.stderr.write(messages)
-    return fasta
+    return fasta, empty
 
 
 _VERIFY_BYTES = 32 << 20
