@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from conftest import loss_and_gradients
 from dnahnet_cli.model import cpu_attention, cpu_mixer, kernels
+from dnahnet_cli.model.precision import cpu_bf16_features
 from dnahnet_cli.model.window_cache import ring_attend
 
 pytestmark = pytest.mark.skipif(cpu_mixer._compiler() is None, reason="no C compiler: the reference path runs")
@@ -151,6 +152,32 @@ def test_whole_model_scoring_takes_the_kernel_and_matches_the_reference(monkeypa
     valid = mask[..., None].expand_as(ref[0])
     for g, r in zip(got, ref):
         assert float((g - r)[valid].abs().max()) < 1e-4
+
+
+@pytest.mark.skipif("amx_bf16" not in cpu_bf16_features(), reason="the rule applies on CPUs with AMX-BF16 only")
+def test_on_amx_full_causal_bf16_scoring_takes_torch_and_windows_keep_the_kernel(monkeypatch):
+    """kernels.amx_causal_attention: torch's bf16 attention multiplies on AMX tiles and beats the kernel there
+    for full causal layers; windowed layers, fp32 runs and training keep the kernel."""
+    model = _tiny()
+    ids = torch.randint(0, 4, (1, 900))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    calls = []
+    real = cpu_attention.attend
+    cpu_mixer.load()  # its self-check calls attend too
+    monkeypatch.setattr(cpu_attention, "attend", lambda *a: calls.append(1) or real(*a))
+    with torch.inference_mode():
+        fp32 = model(ids, mask).logits
+        assert len(calls) == 5  # stage-1 encoder and decoder (windowed), the main network's three layers
+        calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(ids, mask).logits
+    assert len(calls) == 2  # only the windowed stage-1 layers (900 / 3 = 300 positions, window 127)
+    assert float((mixed.float() - fp32).abs().max()) < 0.1  # bf16 decoders and main network: the same model
+    q = _qkv(1, 4, 200, 24, dtype=torch.bfloat16)[0]
+    with torch.no_grad():
+        assert kernels.amx_causal_attention(q) and not kernels.amx_causal_attention(q.float())
+    with torch.enable_grad():
+        assert not kernels.amx_causal_attention(q)  # training keeps the kernel and its compiled backward
 
 
 @pytest.mark.parametrize("d", [16, 24, 64])

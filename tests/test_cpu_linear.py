@@ -77,3 +77,91 @@ def test_whole_model_inference_matches_the_reference_path(counted):
     assert len(counted) >= 16  # at least the stage-0 Mamba2 layers' two projections
     valid = mask[..., None].expand_as(ref)
     assert float((got - ref)[valid].abs().max()) < 1e-4
+
+
+# -- split-bf16 products on AMX for the fp32 islands of bf16 runs ----------------------------------------------
+# Tolerance: each value carries 16 of fp32's 24 significand bits (hi + lo) and one cross term is dropped, so
+# ~4e-6 relative against float64 (seen 3.0e-6 to 4.4e-6); the tests allow 2e-5 (cpu_linear.SPLIT_TOLERANCE) and
+# require it to be at least 100x closer than a plain bf16 product (~3e-3), which a kernel that quietly dropped the
+# lo parts would not be.
+
+needs_amx = pytest.mark.skipif(cpu_linear.split_status() != "ok",
+                               reason=f"split-bf16 AMX products: {cpu_linear.split_status()}")
+
+
+@needs_amx
+@pytest.mark.parametrize("rows, k, n, bias", [(70, 40, 37, True), (1000, 80, 389, False), (257, 192, 64, True),
+                                              (32, 33, 902, False)])
+def test_split_products_match_float64_far_closer_than_bf16(rows, k, n, bias):
+    gen = torch.Generator().manual_seed(rows)
+    x, weight = torch.randn(3, rows, k, generator=gen), torch.randn(n, k, generator=gen) / k ** 0.5
+    b = torch.randn(n, generator=gen) if bias else None
+    want = F.linear(x.double(), weight.double(), None if b is None else b.double())
+    got = cpu_linear.split_linear(x, weight, b, cpu_linear.pack(weight))
+    plain_bf16 = F.linear(x.bfloat16(), weight.bfloat16(), None if b is None else b.bfloat16())
+    assert got.shape == (3, rows, n) and got.dtype == torch.float32
+    assert _rel(got.double(), want) < cpu_linear.SPLIT_TOLERANCE
+    assert _rel(got.double(), want) * 100 < _rel(plain_bf16.double(), want)
+
+
+@needs_amx
+def test_split_products_are_the_same_on_one_thread_and_two():
+    x, weight = torch.randn(2, 1000, 96), torch.randn(454, 96)
+    packed = cpu_linear.pack(weight)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = cpu_linear.split_linear(x, weight, None, packed)
+        torch.set_num_threads(2)
+        two = cpu_linear.split_linear(x, weight, None, packed)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(one, two)  # row blocks are independent: threads change nothing
+
+
+@pytest.fixture
+def split_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = cpu_linear.split_linear
+    monkeypatch.setattr(cpu_linear, "split_linear", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@needs_amx
+def test_only_the_islands_of_a_bf16_scoring_run_take_split_products(split_calls):
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
+
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset("cpu")).eval()
+    ids = torch.randint(0, 4, (1, 1500))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    with torch.inference_mode():
+        fp32 = model(ids, mask).logits
+        assert split_calls == []  # an fp32 run keeps oneDNN's fp32 GEMM everywhere
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(ids, mask).logits
+    # stage 0: 4 + 4 Mamba2 layers x (in_proj, out_proj); stage 1's encoder: 4 more layers (its 1,500 / 3 rows
+    # pass MIN_ROWS); never the routers, residual_proj or the head (fp32 by construction: oneDNN's GEMM)
+    assert len(split_calls) >= 16
+    assert float((mixed.float() - fp32).abs().max()) < 0.5  # still the same model (bf16 decoders and main network)
+    split_calls.clear()
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(ids, mask)
+    assert split_calls == []  # training has no fp32 islands (and no gradient formula here)
+
+
+@needs_amx
+def test_a_weight_changed_in_place_is_packed_again(split_calls):
+    layer = Linear(80, 389, bias=False)
+    x = torch.randn(1, 600, 80)
+    from dnahnet_cli.model.precision import fp32_island
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), fp32_island(x):
+        before = layer(x)
+        layer.weight.data.mul_(2)  # through .data: no version count changes
+        after = layer(x)
+    assert len(split_calls) == 2
+    assert _rel(after, 2 * before) < 1e-5
+    assert _rel(after, F.linear(x, layer.weight)) < cpu_linear.SPLIT_TOLERANCE

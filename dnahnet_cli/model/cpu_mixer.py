@@ -145,13 +145,12 @@ COMPILE_FLAGS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _compile(cc: str, target: Path) -> None:
+def _compile(cc: str, target: Path, sources: tuple[Path, ...]) -> None:
     """Compile to a temporary file and rename it into place (never a half-written library), with the first of
     COMPILE_FLAGS that the compiler accepts."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # -fno-trapping-math lets the clamps in exp_approx become vector selects; it changes no result
-    base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", str(SOURCE), str(ATTENTION_SOURCE),
-            "-lm"]
+    base = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-shared", "-fPIC", *map(str, sources), "-lm"]
     errors = []
     for extra in COMPILE_FLAGS:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
@@ -170,6 +169,23 @@ def _compile(cc: str, target: Path) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise RuntimeError(f"{cc} failed: {errors[-1]}")
+
+
+def built_library(stem: str, sources: tuple[Path, ...]) -> Path:
+    """The shared library `stem` built from `sources` for this CPU and compiler, from the cache or compiled now
+    (see the module docstring); raises when there is no compiler or the build fails."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang; or set DNAHNET_CC)")
+    key = hashlib.sha256(b"\0".join([*(s.read_bytes() for s in sources), _cpu_signature().encode(), cc.encode(),
+                                     repr(COMPILE_FLAGS).encode(),
+                                     platform.python_implementation().encode()])).hexdigest()[:16]
+    target = _cache_dir() / f"{stem}-{key}.so"  # no writable folder at all: raises, and the caller falls back
+    if not _trusted_library(target):  # missing, damaged, or not safely ours: build it (again)
+        if target.exists() and not os.access(target.parent, os.W_OK):
+            target = Path(tempfile.mkdtemp(prefix="dnahnet-kernels-")) / target.name
+        _compile(cc, target, sources)
+    return target
 
 
 def _write_beside(target: Path, suffix: str, text: str) -> None:
@@ -306,19 +322,11 @@ def load() -> ctypes.CDLL | None:
     with _lock:
         if _status is not None:
             return _lib
-        cc = _compiler()
-        if cc is None:  # said once on stderr below, as any other reason is
+        if _compiler() is None:  # said once on stderr below, as any other reason is
             _status = "unavailable: no C compiler (cc, gcc or clang; or set DNAHNET_CC)"
         else:
-            key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), ATTENTION_SOURCE.read_bytes(),
-                                             _cpu_signature().encode(), cc.encode(), repr(COMPILE_FLAGS).encode(),
-                                             platform.python_implementation().encode()])).hexdigest()[:16]
             try:
-                target = _cache_dir() / f"mamba2_cpu-{key}.so"  # no writable folder at all: the reference path
-                if not _trusted_library(target):  # missing, damaged, or not safely ours: build it (again)
-                    if target.exists() and not os.access(target.parent, os.W_OK):
-                        target = Path(tempfile.mkdtemp(prefix="dnahnet-kernels-")) / target.name
-                    _compile(cc, target)
+                target = built_library("mamba2_cpu", (SOURCE, ATTENTION_SOURCE))
                 lib = ctypes.CDLL(str(target))
                 ptr, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
                 none, c_int = None, ctypes.c_int

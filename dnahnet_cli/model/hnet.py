@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from dnahnet_cli.model.cpu_linear import Linear
 from dnahnet_cli.model.layers import Isotropic, State
-from dnahnet_cli.model.precision import full_precision
+from dnahnet_cli.model.precision import fp32_island, full_precision
 from dnahnet_cli.model.ssd import ema_chunked
 
 
@@ -150,7 +150,7 @@ class HNetStage(nn.Module):
         # scoring keeps the encoder fp32 (it is the router's input: bf16 would move boundaries, precision.py);
         # training runs it under autocast, as the official H-Net trains (a `small` training step 1.18x, docs/model.md)
         exact = not self.training
-        with full_precision(x) if exact else contextlib.nullcontext():
+        with fp32_island(x) if exact else contextlib.nullcontext():
             h = self.encoder(x, mask, sub("encoder")).float()  # fp32 for the router and the residual path
         with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
             residual = self.residual_proj(h.float())
@@ -170,7 +170,7 @@ class HNetStage(nn.Module):
         confidence = torch.where(boundary, p, 1 - p)
         dec_in = u * _STE.apply(confidence)[..., None] + residual
         # the nucleotide-resolution decoder feeds the scores directly: fp32 when scoring (precision.py)
-        with full_precision(dec_in) if self.stage == 0 and exact else contextlib.nullcontext():
+        with fp32_island(dec_in) if self.stage == 0 and exact else contextlib.nullcontext():
             y = self.decoder(dec_in, mask, sub("decoder"))
         routing = StageRouting(p, boundary, mask, idx)
         return y[..., : self.d_in], [routing] + inner_routing

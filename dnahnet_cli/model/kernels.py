@@ -177,6 +177,19 @@ def cpu_attention(q: torch.Tensor) -> bool:
     return q.shape[-1] <= cpu_attention.MAX_WIDTH and cpu_mixer.load() is not None
 
 
+def amx_causal_attention(q: torch.Tensor) -> bool:
+    """True when a full causal attention over these queries should take torch's fused SDPA rather than the
+    compiled kernel: bf16 CPU queries, no gradient, on a CPU with AMX-BF16, where torch's bf16 attention
+    multiplies on the tiles (the kernel computes in fp32 on vectors): 7.6 against 18.2 ms for a layer of
+    `small`'s main network, 8.0 against 9.3 for the shipped model's (docs/benchmarks.md). Elsewhere, and for
+    windows and caches, the kernel wins."""
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or torch.is_grad_enabled():
+        return False
+    from dnahnet_cli.model.precision import cpu_bf16_features
+
+    return "amx_bf16" in cpu_bf16_features()
+
+
 def cpu_fp32_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True when a linear layer over x should take oneDNN's fp32 GEMM (cpu_linear.py): inference (no gradient),
     fp32 CPU input and weight outside a CPU autocast (where F.linear would run bf16), at least
@@ -195,16 +208,20 @@ def cpu_padded_gemm(tensor: torch.Tensor) -> bool:
     return _mode != "torch" and tensor.device.type == "cpu"
 
 
-def cpu_kernels() -> str:
+def cpu_kernels(bf16: bool = False) -> str:
     """What CPU inference runs beside plain torch: "mamba2+attention=compiled-c" (the Mamba2 mixers and attention,
-    cpu_mixer.py; attention over heads wider than 64 still takes torch's) and "linear=onednn" (fp32 linear layers,
-    cpu_linear.py), comma-separated, or "torch" for neither. Builds and checks them on first call."""
+    cpu_mixer.py; attention over heads wider than 64 still takes torch's), "linear=onednn" (fp32 linear layers,
+    cpu_linear.py) and, for a bf16 run (`bf16`) on an AMX CPU, "fp32-islands=amx-split-bf16" (the fp32 encoders
+    and stage-0 decoder through split-bf16 products, cpu_linear.py), comma-separated, or "torch" for none.
+    Builds and checks them on first call."""
     if _mode == "torch":
         return "torch"
     from dnahnet_cli.model import cpu_linear, cpu_mixer
 
     used = ["mamba2+attention=compiled-c"] if cpu_mixer.load() is not None else []
-    used += ["linear=onednn"] if cpu_linear.status() == "ok" else []
+    if cpu_linear.status() == "ok":
+        used += ["linear=onednn"] + (["fp32-islands=amx-split-bf16"] if bf16 and cpu_linear.split_status() == "ok"
+                                     else [])
     return ", ".join(used) or "torch"
 
 

@@ -117,9 +117,10 @@ class CausalSelfAttention(nn.Module):
     def _attend_fresh(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         l = q.shape[2]
         w = self.window
-        if kernels.cpu_attention(q):
-            return cpu_attention.causal(q, k, v, w if 0 <= w < l - 1 else -1)
-        if w < 0 or w >= l - 1:
+        full = w < 0 or w >= l - 1
+        if kernels.cpu_attention(q) and not (full and kernels.amx_causal_attention(q)):
+            return cpu_attention.causal(q, k, v, -1 if full else w)
+        if full:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
         if kernels.fast("attention", q):
             out = kernels.window_attention(q, k, v, w)

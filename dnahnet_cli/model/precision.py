@@ -14,7 +14,9 @@ fp32 whatever autocast says, because their error compounds or decides something 
     decoders and the main network, where the GEMMs are (the Transformer main network and its MLPs).
     Training (train mode) runs encoders and decoders under autocast too, as the official H-Net trains: their
     GEMMs are most of a training step at nucleotide resolution (docs/model.md has the gate and the speed-up).
-`full_precision(t)` is the context that switches autocast off for one of these islands.
+`full_precision(t)` is the context that switches autocast off for one of these islands; `fp32_island(t)` does
+the same for the scoring encoders and the stage-0 decoder, and lets their fp32 linear layers take split-bf16
+products on an AMX CPU when the run itself is bf16 (cpu_linear.py: ~4e-6 relative error, not fp32's ~2e-7).
 
 `resolve_device(name)` turns a --device value into a device this machine has (one-line errors otherwise), and
 `choose_dtype("auto", device)` picks bf16 where the hardware multiplies bf16 natively (an NVIDIA GPU of compute
@@ -26,6 +28,7 @@ than their fp32.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from typing import Iterator
 
@@ -43,6 +46,29 @@ def full_precision(t: torch.Tensor) -> Iterator[None]:
     device_type = t.device.type if t.device.type in ("cpu", "cuda", "xpu", "mps") else "cpu"
     with torch.autocast(device_type, enabled=False):
         yield
+
+
+_island = contextvars.ContextVar("dnahnet_fp32_island", default=False)
+
+
+@contextlib.contextmanager
+def fp32_island(t: torch.Tensor) -> Iterator[None]:
+    """full_precision for a part kept fp32 because bf16 was measured to move its results (the scoring encoders
+    and the nucleotide-resolution decoder), as opposed to one that is fp32 by construction (scans, router, residual
+    path, head). Entered from a CPU bf16 autocast, it marks its linear layers as free to take the split-bf16 AMX
+    products (in_fp32_island); in an fp32 run nothing changes."""
+    token = _island.set(t.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                        and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    try:
+        with full_precision(t):
+            yield
+    finally:
+        _island.reset(token)
+
+
+def in_fp32_island() -> bool:
+    """True inside fp32_island entered from a CPU bf16 autocast (see there)."""
+    return _island.get()
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,7 +163,12 @@ def cpu_linear_status() -> str:
     if kernel_mode() == "torch":
         return "off (--kernels torch)"
     status = cpu_linear.status()
-    return f"oneDNN fp32 GEMM from {cpu_linear.MIN_ROWS} rows" if status == "ok" else status
+    if status != "ok":
+        return status
+    split = cpu_linear.split_status()
+    islands = ("split-bf16 AMX products for the encoders and the stage-0 decoder of bf16 runs" if split == "ok"
+               else f"split-bf16 AMX products {split}")
+    return f"oneDNN fp32 GEMM from {cpu_linear.MIN_ROWS} rows; {islands}"
 
 
 def describe_compute() -> dict:

@@ -35,12 +35,12 @@ DTYPES = DTYPE_NAMES  # --dtype names -> torch dtypes (model/precision.py)
 
 
 
-def _kernel_summary(device: torch.device) -> str:
+def _kernel_summary(device: torch.device, dtype: str) -> str:
     """Which implementation ran (recorded in outputs so a kernel or precision change is never silent)."""
     from dnahnet_cli.model.kernels import active_kernels, cpu_kernels
 
     if device.type != "cuda":
-        return cpu_kernels()
+        return cpu_kernels(bf16=dtype == "bfloat16")
     return ",".join(f"{k}={v}" for k, v in active_kernels().items() if k != "mode")
 
 
@@ -61,7 +61,7 @@ class LikelihoodEngine:
         self.window = int(model.config.max_seq_len)
         self.provenance = {"dnahnet_version": __version__, "precision": self.dtype,
                            "precision_reason": self.dtype_reason, "device": str(self.device),
-                           "kernels": _kernel_summary(self.device), **(provenance or {})}
+                           "kernels": _kernel_summary(self.device, self.dtype), **(provenance or {})}
 
     @classmethod
     def load(cls, model_dir: str | Path | None, device: str = "cpu", dtype: str = "float32", batch_size: int = 16,

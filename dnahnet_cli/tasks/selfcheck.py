@@ -226,7 +226,8 @@ def _kernel_checks(engine: LikelihoodEngine, seq: str) -> list[Check]:
     diff = np.abs(fast - reference)
     mean = float(np.nanmean(diff))
     rel = float(abs(np.nansum(fast) - np.nansum(reference)) / abs(np.nansum(reference)))
-    used = str(kernels.active_kernels()) if engine.device.type == "cuda" else kernels.cpu_kernels()
+    used = (str(kernels.active_kernels()) if engine.device.type == "cuda"
+            else kernels.cpu_kernels(bf16=engine.dtype == "bfloat16"))
     detail = (f"mean |d log p| per nt over {len(seq):,} nt; max {float(np.nanmax(diff)):.1e}, total relative "
               f"{rel:.1e}; {used}")
     return [Check("fast kernels vs plain-PyTorch reference", mean <= tol, mean, tol, detail)]
