@@ -115,6 +115,36 @@ def test_gated_rmsnorm_matches_reference_on_a_strided_gate():
     assert _rel(cpu_mixer.gated_rmsnorm(y, z.to(torch.bfloat16), norm.weight, norm.eps), ref_bf16) < 1e-5
 
 
+def test_block_residual_add_and_norm_take_one_compiled_pass_in_inference_only(monkeypatch):
+    from dnahnet_cli.model.layers import RMSNorm, add_norm
+
+    gen = torch.Generator().manual_seed(5)
+    norm = RMSNorm(96)
+    norm.weight.data = torch.randn(96, generator=gen)
+    hidden, residual = torch.randn(2, 300, 96, generator=gen), torch.randn(2, 300, 96, generator=gen) * 3
+    calls = []
+    real = cpu_mixer.add_rmsnorm
+    cpu_mixer.load()  # its self-check calls add_rmsnorm too
+    monkeypatch.setattr(cpu_mixer, "add_rmsnorm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for block_out, skip in ((hidden, residual), (hidden.bfloat16(), residual), (hidden, None)):
+        want = block_out.float() + (skip if skip is not None else 0)
+        with torch.no_grad():
+            got, got_norm = add_norm(block_out, skip, norm)
+            want_norm = norm(want)
+        assert got.dtype == got_norm.dtype == torch.float32
+        assert _rel(got, want) < 1e-6 and _rel(got_norm, want_norm) < 1e-6  # seen: 0 and ~1e-7
+    assert len(calls) == 3
+    calls.clear()
+    model, ids, mask = _model_and_batch()
+    with torch.inference_mode():
+        model(ids, mask)
+    assert len(calls) > 20  # every block's one or two norms and each stack's final one
+    calls.clear()
+    model.train()
+    model(ids, mask).logits.sum().backward()  # training keeps torch's ops (and their gradients)
+    assert not calls
+
+
 @pytest.mark.parametrize("channels,scale", [(224, 1.0), (40, 30.0)], ids=["cpu-width", "saturating"])
 def test_training_conv_gradients_match_autograd_through_the_reference(channels, scale):
     gen = torch.Generator().manual_seed(5)

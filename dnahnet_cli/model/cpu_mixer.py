@@ -246,6 +246,13 @@ def _check_all() -> float:
     norm.weight.data = torch.randn(h * p, generator=gen)
     z = proj[..., : h * p]  # a strided slice, as in the mixer
     errors.append(rel(gated_rmsnorm(y, z, norm.weight, norm.eps, threads=1), norm(y, z)))
+    hidden, residual = torch.randn(b, l, 40, generator=gen), torch.randn(b, l, 40, generator=gen) * 3
+    weight40 = torch.randn(40, generator=gen)
+    for block_out, skip in ((hidden, residual), (hidden.bfloat16(), residual), (hidden, None)):
+        want = block_out.float() + (skip if skip is not None else 0)
+        want_norm = want * torch.rsqrt(want.pow(2).mean(-1, keepdim=True) + 1e-5) * weight40
+        got, got_norm = add_rmsnorm(block_out, skip, weight40, 1e-5, threads=1)
+        errors += [rel(got, want), rel(got_norm, want_norm)]
     with torch.enable_grad():  # the training passes' gradients against autograd through the references
         def compare(compiled, reference_fn, inputs, seed_shape):
             leaves = [t.clone().requires_grad_() for t in inputs]
@@ -334,6 +341,7 @@ def load() -> ctypes.CDLL | None:
                         ("ssd_scan", none, [ptr] * 7 + [i64] * 8), ("conv_silu", none, [ptr] * 4 + [i64] * 5),
                         ("ssd_scan_backward", none, [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
                         ("gated_rmsnorm", none, [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
+                        ("add_rmsnorm", none, [ptr, i64, ptr, ptr, f32, ptr, ptr] + [i64] * 3),
                         ("gated_rmsnorm_backward", none, [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
                         ("conv_silu_backward", none, [ptr] * 7 + [i64] * 6),
                         ("attend_ranges", c_int, [ptr] * 7 + [i64] * 4 + [ptr] + [i64] * 2),
@@ -545,6 +553,23 @@ def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: f
             rstd.data_ptr() if rstd is not None else None, d)
     parallel(lambda i, j: lib.gated_rmsnorm(*args, i, j), b * l, threads, b * l * d)
     return out
+
+
+def add_rmsnorm(hidden: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
+                threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden + residual, RMSNorm of it * weight), both fp32 (b, l, d), as layers.Block's pre-norm step computes
+    them: hidden fp32 or bf16, residual fp32 or None (the first block: hidden alone). No gradient."""
+    lib = library()
+    b, l, d = hidden.shape
+    bf16 = hidden.dtype == torch.bfloat16
+    hidden = hidden.contiguous() if bf16 else hidden.float().contiguous()
+    residual = residual.float().contiguous() if residual is not None else None
+    weight = weight.float().contiguous()
+    total, out = torch.empty(b, l, d, dtype=torch.float32), torch.empty(b, l, d, dtype=torch.float32)
+    args = (hidden.data_ptr(), int(bf16), residual.data_ptr() if residual is not None else None, weight.data_ptr(),
+            eps, total.data_ptr(), out.data_ptr(), d)
+    parallel(lambda i, j: lib.add_rmsnorm(*args, i, j), b * l, threads, b * l * d)
+    return total, out
 
 
 def _gate_rows(z: torch.Tensor, l: int) -> torch.Tensor:

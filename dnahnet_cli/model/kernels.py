@@ -166,6 +166,19 @@ def cpu_training_mixer(tensor: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
+def cpu_add_norm(hidden: torch.Tensor, residual: torch.Tensor | None) -> bool:
+    """True when a block's residual add + RMSNorm over these tensors should take the compiled pass
+    (cpu_mixer.add_rmsnorm): inference (no gradient), a 3-D fp32 or bf16 CPU hidden, an fp32 residual or none,
+    with the kernels available."""
+    if (_mode == "torch" or torch.is_grad_enabled() or hidden.device.type != "cpu" or hidden.dim() != 3
+            or hidden.dtype not in (torch.float32, torch.bfloat16)
+            or (residual is not None and (residual.dtype != torch.float32 or residual.shape != hidden.shape))):
+        return False
+    from dnahnet_cli.model import cpu_mixer
+
+    return cpu_mixer.load() is not None
+
+
 def cpu_attention(q: torch.Tensor) -> bool:
     """True when attention with these queries (B, H, L, D) should take the compiled CPU kernel (cpu_attention.py;
     with its compiled backward when a gradient is taken): an fp32 or bf16 CPU tensor, heads at most

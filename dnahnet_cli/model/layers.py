@@ -357,12 +357,22 @@ class Block(nn.Module):
             self.mlp = SwiGLU(d, d_ff)
 
     def forward(self, hidden, residual, mask, state: State | None):
-        residual = hidden.float() if residual is None else hidden.float() + residual
-        hidden = self.mixer(self.norm1(residual), mask, state)
+        residual, normed = add_norm(hidden, residual, self.norm1)
+        hidden = self.mixer(normed, mask, state)
         if self.mlp is not None:
-            residual = hidden.float() + residual
-            hidden = self.mlp(self.norm2(residual))
+            residual, normed = add_norm(hidden, residual, self.norm2)
+            hidden = self.mlp(normed)
         return hidden, residual
+
+
+def add_norm(hidden: torch.Tensor, residual: torch.Tensor | None, norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pre-norm residual step: (hidden + residual in fp32, norm of that sum); hidden alone where residual is
+    None. CPU inference takes one compiled pass for it (cpu_mixer.add_rmsnorm; the same arithmetic up to fp32
+    rounding, ~1e-7 relative) instead of five elementwise ones."""
+    if kernels.cpu_add_norm(hidden, residual):
+        return cpu_mixer.add_rmsnorm(hidden, residual, norm.weight, norm.eps)
+    residual = hidden.float() if residual is None else hidden.float() + residual
+    return residual, norm(residual)
 
 
 class Isotropic(nn.Module):
@@ -380,4 +390,4 @@ class Isotropic(nn.Module):
             state["layers"] = [{} for _ in self.layers]
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, mask, None if state is None else state["layers"][i])
-        return self.rmsnorm(hidden.float() if residual is None else hidden.float() + residual)  # empty: the norm alone
+        return add_norm(hidden, residual, self.rmsnorm)[1]  # an empty layout: the norm alone

@@ -1,5 +1,5 @@
 /* Mamba2's mixer between its two projections on a CPU: the causal conv + SiLU, the SSD scan and the gated
- * RMSNorm, each with its backward for training. Python (cpu_mixer.py) compiles this file once per machine and
+ * RMSNorm, each with its backward for training; and, for inference, every block's residual add + RMSNorm. Python (cpu_mixer.py) compiles this file once per machine and
  * splits each function's independent rows, channels or (batch x head) jobs over threads.
  *
  * The SSD as a plain recurrence over time. Per head the state is a (headdim x d_state) matrix s; at each position t
@@ -84,6 +84,44 @@ void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float
 #pragma omp simd
         for (int64_t c = 0; c < d; ++c)
             o[c] = o[c] * scale * w[c];
+    }
+}
+
+/* The pre-norm residual step of every block (layers.Block), row by row for rows [row_begin, row_end) of d channels:
+ * sum[r] = hidden[r] + res[r] (hidden alone where res is NULL: the first block) and out[r] = sum[r] * w /
+ * sqrt(mean(sum[r]^2) + eps), in one pass instead of torch's five (add, square, mean, scale, weight). hidden is
+ * fp32, or bf16 where hidden_bf16 (a bf16 layer's output under autocast), widened exactly. */
+void add_rmsnorm(const void *hidden, int64_t hidden_bf16, const float *res, const float *w, float eps, float *sum,
+                 float *out, int64_t d, int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        float *s = sum + r * d, *o = out + r * d;
+        if (hidden_bf16) {
+            const uint16_t *h = (const uint16_t *)hidden + r * d;
+#pragma omp simd
+            for (int64_t c = 0; c < d; ++c) {
+                const union { uint32_t bits; float value; } wide = {(uint32_t)h[c] << 16};
+                s[c] = wide.value;
+            }
+        } else {
+            memcpy(s, (const float *)hidden + r * d, (size_t)d * sizeof(float));
+        }
+        float squares = 0.0f;
+        if (res) {
+            const float *rr = res + r * d;
+#pragma omp simd reduction(+ : squares)
+            for (int64_t c = 0; c < d; ++c) {
+                s[c] += rr[c];
+                squares += s[c] * s[c];
+            }
+        } else {
+#pragma omp simd reduction(+ : squares)
+            for (int64_t c = 0; c < d; ++c)
+                squares += s[c] * s[c];
+        }
+        const float scale = 1.0f / sqrtf(squares / (float)d + eps);
+#pragma omp simd
+        for (int64_t c = 0; c < d; ++c)
+            o[c] = s[c] * scale * w[c];
     }
 }
 
