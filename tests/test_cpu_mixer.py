@@ -68,6 +68,19 @@ def test_scan_matches_chunked_reference(shape):
     assert _rel(y0, _reference(xbc, dt, A, D, torch.zeros_like(init), h, p, n)[0]) < 1e-5
 
 
+@pytest.mark.parametrize("p, l", [(16, 96), (32, 97)])
+def test_scan_two_positions_per_pass_is_bitwise_one_at_a_time(p, l):
+    """Heads up to 32 wide take two positions per pass over the state (mamba2_cpu.c) with the arithmetic of one
+    position at a time. A checkpoint at every position (every=1) forces single steps throughout; without
+    checkpoints every position but an odd length's last is paired: the outputs and final states must be identical."""
+    b, h, n = 2, 3, 16
+    xbc, dt, A, D, init = _problem(b, l, h, p, n, seed=p)
+    paired, paired_state, _, _ = cpu_mixer._scan(xbc, dt, A, D, h, p, n, init, 1, None)
+    single, single_state, ckpt, _ = cpu_mixer._scan(xbc, dt, A, D, h, p, n, init, 1, 1)
+    assert ckpt is not None and ckpt.shape[2] == l
+    assert torch.equal(paired, single) and torch.equal(paired_state, single_state)
+
+
 def test_scan_error_stays_bounded_on_periodic_input_with_a_slow_head():
     """With the state and the decay factor in fp32, a head decaying over ~17,000 steps summed the same rounding at
     every step of a period-2 input (`(AC)n`): 3.5e-6 relative at 1 kb, 1.5e-5 at 4 kb, 5.5e-5 at 16 kb against a
