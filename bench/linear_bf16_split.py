@@ -5,9 +5,13 @@ the largest GEMM cost of a `small` scoring forward. The candidate splits each op
 (x = x_hi + x_lo) and sums the three larger products x_hi w_hi + x_hi w_lo + x_lo w_hi as one GEMM over
 concatenated inputs, in oneDNN's bf16 math mode (bf16 multiplies, fp32 output). Compared, per shape, 1 thread,
 interleaved, medians: oneDNN fp32 (what runs today), the split, and plain bf16 inputs in that math mode (not
-fp32-accurate; the speed bound), each with its relative error against float64.
+fp32-accurate; the speed bound), each with its relative error against float64. Where the CPU has AMX-BF16,
+also the compiled split kernel that scoring now uses for those layers (`cpu_linear.split_linear`,
+csrc/linear_amx.c: the same three products on AMX tiles, accumulated in fp32, the weight packed beforehand as
+the model keeps it), called as the model calls it.
 
     python bench/linear_bf16_split.py --reps 15 --out docs/results/linear-bf16-split-amx-2026-12-07.json
+    python bench/linear_bf16_split.py --reps 15 --out docs/results/linear-amx-split-2026-12-08.json
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ import torch
 
 from common import emit, environment
 
-SHAPES = [(8193, 192, 902), (8193, 384, 192), (2731, 256, 1160), (8193, 80, 389)]  # rows, in, out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dnahnet_cli.model import cpu_linear  # noqa: E402
+
+# rows, in, out: small's stage-0 in/out projections and stage-1 encoder in/out projections; cpu's stage-0 ones
+SHAPES = [(8193, 192, 902), (8193, 384, 192), (2731, 256, 1160), (2731, 512, 256), (8193, 80, 389), (8193, 160, 80)]
 
 
 def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -57,6 +65,9 @@ def main() -> None:
 
         variants = {"fp32": ("ieee", lambda: linear(x, w)), "bf16 split x3": ("bf16", split3),
                     "bf16 inputs": ("bf16", lambda: linear(x, w))}
+        if cpu_linear.split_status() == "ok":
+            packed = cpu_linear.pack(w)
+            variants["AMX split kernel"] = ("ieee", lambda: cpu_linear.split_linear(x, w, None, packed))
         reference = x.double() @ w.double().t()
         times: dict[str, list[float]] = {name: [] for name in variants}
         errors = {}

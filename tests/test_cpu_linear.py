@@ -165,3 +165,52 @@ def test_a_weight_changed_in_place_is_packed_again(split_calls):
     assert len(split_calls) == 2
     assert _rel(after, 2 * before) < 1e-5
     assert _rel(after, F.linear(x, layer.weight)) < cpu_linear.SPLIT_TOLERANCE
+
+
+@needs_amx
+@pytest.mark.parametrize("b, l, n, n1, gap", [(2, 45, 50, 40, 3), (3, 100, 902, 512, 3), (1, 8, 37, 21, 1)])
+def test_split_products_into_two_destinations_with_spare_rows(b, l, n, n1, gap):
+    """split_linear_into: columns below n1 after `gap` spare rows per batch row (tiles straddling a batch row or
+    the column boundary go through the kernel's buffer), the rest apart; the spare rows are not written."""
+    gen = torch.Generator().manual_seed(n)
+    x, weight = torch.randn(b, l, 64, generator=gen), torch.randn(n, 64, generator=gen) / 8
+    want = F.linear(x.double(), weight.double())
+    first, rest = cpu_linear.split_linear_into(x, cpu_linear.pack(weight), n, n1, gap)
+    assert first.shape == (b, gap + l, n1) and rest.shape == (b, l, n - n1)
+    assert _rel(first[:, gap:].double(), want[..., :n1]) < cpu_linear.SPLIT_TOLERANCE
+    assert _rel(rest.double(), want[..., n1:]) < cpu_linear.SPLIT_TOLERANCE
+    plain = cpu_linear.split_linear(x, weight, None, cpu_linear.pack(weight))
+    assert torch.equal(first[:, gap:], plain[..., :n1]) and torch.equal(rest, plain[..., n1:])  # same products
+
+
+@needs_amx
+def test_mamba2_projection_writes_the_conv_input_in_place_with_the_same_results(monkeypatch):
+    """In a bf16 scoring run the stage-0 and stage-1 encoders' Mamba2 in_proj writes xBC behind the conv's
+    history rows (Linear.split_into): bitwise the same log-probabilities as the projection followed by a copy, in
+    one pass and continued from a state (prefix reuse)."""
+    from dnahnet_cli.model.lm import DNAHNet
+    from dnahnet_cli.model.presets import get_preset
+
+    torch.manual_seed(0)
+    model = DNAHNet(get_preset("cpu")).eval()
+    ids = torch.randint(0, 4, (2, 1500))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    mask[1, 1200:] = False
+    taken = []
+    real = Linear.split_into
+
+    def run() -> list[torch.Tensor]:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            whole = model(ids, mask).logits
+            state: dict = {}
+            first = model(ids[:, :700], mask[:, :700], state).logits
+            rest = model(ids[:, 700:], mask[:, 700:], state).logits
+        return [whole, torch.cat([first, rest], 1)]
+
+    monkeypatch.setattr(Linear, "split_into", lambda *a: taken.append(1) or real(*a))
+    fused = run()
+    assert len(taken) >= 3 * 8  # stage 0's eight Mamba2 layers at least, in each of the three calls
+    monkeypatch.setattr(Linear, "split_into", lambda *a: None)
+    copied = run()
+    for f, c in zip(fused, copied):
+        assert torch.equal(f, c)

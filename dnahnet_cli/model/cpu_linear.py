@@ -97,7 +97,8 @@ def _load_split() -> str:
         ptr, i64 = ctypes.c_void_p, ctypes.c_int64
         for name, result, args in (("amx_enable", ctypes.c_int, []), ("amx_packed_size", i64, [i64, i64]),
                                    ("amx_pack_weight", None, [ptr, i64, i64, ptr]),
-                                   ("amx_linear", ctypes.c_int, [ptr, i64, i64, ptr, i64, ptr, ptr, i64, i64])):
+                                   ("amx_linear", ctypes.c_int,
+                                    [ptr, i64, i64, ptr, i64, ptr, ptr, i64, i64, i64, i64, ptr, i64, i64, i64])):
             getattr(lib, name).restype = result
             getattr(lib, name).argtypes = args
         code = lib.amx_enable()
@@ -114,6 +115,12 @@ def _load_split() -> str:
                 want = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
                 got = split_linear(x, weight, bias, pack(weight))
                 errors.append(float((got.double() - want).norm() / want.norm()))
+            # two batch rows of 45 into two destinations: columns 0-39 after 3 spare rows each, the rest apart
+            x, weight = torch.randn(2, 45, 64, generator=gen), torch.randn(50, 64, generator=gen)
+            want = F.linear(x.double(), weight.double())
+            first, rest = split_linear_into(x, pack(weight), 50, 40, 3)
+            errors += [float((first[:, 3:].double() - want[..., :40]).norm() / want[..., :40].norm()),
+                       float((rest.double() - want[..., 40:]).norm() / want[..., 40:].norm())]
     except Exception as exc:  # a compiler or assembler without AMX, or any other failure: oneDNN's fp32 runs
         _split_lib = None
         return f"unavailable: {type(exc).__name__}: {exc}"[:300]
@@ -136,15 +143,35 @@ def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  packed: torch.Tensor) -> torch.Tensor:
     """F.linear(x, weight, bias) for fp32 CPU tensors from three bf16 AMX products (no gradient); `packed` is
     pack(weight). Row blocks are split over --threads."""
-    from dnahnet_cli.model import cpu_mixer
-
     n, k = weight.shape
     flat = x.reshape(-1, k).float().contiguous()
-    rows = flat.shape[0]
-    y = torch.empty(rows, n, dtype=torch.float32)
-    bias_ptr = None if bias is None else bias.detach().float().contiguous()
-    args = (flat.data_ptr(), rows, k, packed.data_ptr(), n, None if bias_ptr is None else bias_ptr.data_ptr(),
-            y.data_ptr())
+    y = torch.empty(flat.shape[0], n, dtype=torch.float32)
+    bias = None if bias is None else bias.detach().float().contiguous()
+    _run(flat, packed, n, bias, y, n, 0, 0, n, None, 0)
+    return y.reshape(*x.shape[:-1], n)
+
+
+def split_linear_into(x: torch.Tensor, packed: torch.Tensor, n: int, n1: int, gap: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (b, l, k) times a packed (n, k) weight, without bias, as two tensors: output columns [0, n1) in rows
+    [gap, gap + l) of a (b, gap + l, n1) tensor whose first `gap` rows of each batch row are left for the caller
+    (Mamba2's conv input, its history rows first: no copy into it afterwards), and columns [n1, n) as (b, l, n - n1)."""
+    b, l, k = x.shape
+    flat = x.reshape(-1, k).float().contiguous()
+    first = torch.empty(b, gap + l, n1, dtype=torch.float32)
+    rest = torch.empty(b, l, n - n1, dtype=torch.float32)
+    _run(flat, packed, n, None, first, n1, l, gap, n1, rest, n - n1)
+    return first, rest
+
+
+def _run(flat: torch.Tensor, packed: torch.Tensor, n: int, bias: torch.Tensor | None, y: torch.Tensor, ldy: int,
+         batch_rows: int, gap: int, n1: int, y2: torch.Tensor | None, ld2: int) -> None:
+    """The AMX kernel over all rows of `flat`, row blocks split over --threads (see linear_amx.c for the layout)."""
+    from dnahnet_cli.model import cpu_mixer
+
+    rows, k = flat.shape
+    args = (flat.data_ptr(), rows, k, packed.data_ptr(), n, None if bias is None else bias.data_ptr(), y.data_ptr(),
+            ldy, batch_rows, gap, n1, None if y2 is None else y2.data_ptr(), ld2)
     failed = []
 
     def run(begin: int, end: int) -> None:
@@ -154,7 +181,6 @@ def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     cpu_mixer.parallel(run, -(-rows // SPLIT_ROWS), None, rows * n)
     if failed:
         raise MemoryError("the AMX linear kernel could not allocate its buffers")
-    return y.reshape(*x.shape[:-1], n)
 
 
 class Linear(nn.Linear):
@@ -179,11 +205,22 @@ class Linear(nn.Linear):
         bias = None if self.bias is None else F.pad(self.bias, (0, pad))
         return F.linear(x, F.pad(self.weight, (0, 0, 0, pad)), bias)[..., : self.out_features]
 
-    def _packed(self) -> torch.Tensor:
-        """pack(self.weight), kept while the weight stays bitwise the same (compared on every call, ~1 % of the
-        product: an in-place change through .data leaves no version count behind)."""
-        cached = self.__dict__.get("_split_packed")
+    def split_into(self, x: torch.Tensor, order: tuple[tuple[int, int], ...], n1: int, gap: int
+                   ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """This layer's output for x (b, l, in), its output features taken in `order` (ranges of rows of the
+        weight), as split_linear_into's two tensors (the first n1 of them after `gap` spare rows per batch row);
+        None where the split-bf16 products do not apply (the caller then calls the layer). No bias."""
+        if (self.bias is not None or x.dim() != 3 or not kernels.cpu_fp32_linear(x, self.weight)
+                or not precision.in_fp32_island() or split_status() != "ok"):
+            return None
+        return split_linear_into(x, self._packed(order), self.out_features, n1, gap)
+
+    def _packed(self, order: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+        """pack(self.weight), its rows taken in `order` if given, kept while the weight stays bitwise the same
+        (compared on every call, ~1 % of the product: an in-place change through .data leaves no version count)."""
+        cache = self.__dict__.setdefault("_split_packed", {})
+        cached = cache.get(order)
         if cached is None or not torch.equal(cached[0], self.weight):
-            cached = (self.weight.detach().clone(), pack(self.weight))
-            self.__dict__["_split_packed"] = cached
+            rows = self.weight if order is None else torch.cat([self.weight[a:b] for a, b in order])
+            cached = cache[order] = (self.weight.detach().clone(), pack(rows))
         return cached[1]

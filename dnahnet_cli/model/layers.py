@@ -246,11 +246,23 @@ class Mamba2(nn.Module):
         self.D = nn.Parameter(torch.ones(self.nheads))
         self.norm = GatedRMSNorm(self.d_inner)
         self.out_proj = Linear(self.d_inner, d, bias=False)
+        # in_proj's outputs [z | xBC | dt] with xBC first, for the fused path in forward
+        n = 2 * self.d_inner + 2 * d_state + self.nheads
+        self._conv_first = ((self.d_inner, self.d_inner + self.conv_dim), (0, self.d_inner), (n - self.nheads, n))
 
     def forward(self, u: torch.Tensor, mask: torch.Tensor, state: State | None = None) -> torch.Tensor:
         b, l, _ = u.shape
-        z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
         k = self.d_conv
+        if k >= 2 and kernels.cpu_mixer(u):
+            # the split-bf16 AMX projection writes xBC straight into the conv input, behind its history rows
+            fused = self.in_proj.split_into(u, self._conv_first, self.conv_dim, k - 1)
+            if fused is not None:
+                full, zdt = fused
+                history = state.get("conv") if state else None
+                full[:, : k - 1] = history.transpose(1, 2) if history is not None else 0.0
+                z, dt = zdt.split([self.d_inner, self.nheads], dim=-1)
+                return self._cpu_inference(full, z, dt, mask, state)
+        z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
         if state is None and kernels.fast("conv", xbc):
             xbc = kernels.conv_silu(xbc, self.conv1d.weight, self.conv1d.bias)
         else:

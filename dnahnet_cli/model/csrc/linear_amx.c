@@ -110,11 +110,38 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void split_rows(
     }
 }
 
-/* y rows [row_begin, row_end) of x w^T + bias (bias may be NULL); row_begin a multiple of 32. Returns 0, or 3
- * when its buffers cannot be allocated. */
+/* Where output (row r, column c) goes: columns below n1 to y (row stride ldy, with `gap` spare rows before each
+ * batch row's `batch_rows` rows: Mamba2's conv input, which keeps its history rows there), the others to y2 (row
+ * stride ld2, column c - n1). A plain y = x w^T is n1 = n, gap = 0, ldy = n. */
+typedef struct {
+    float *y, *y2;
+    int64_t ldy, batch_rows, gap, n1, ld2;
+} Outputs;
+
+static inline float *output_at(const Outputs *out, int64_t r, int64_t c) {
+    if (c < out->n1)
+        return out->y + (r + (r / out->batch_rows + 1) * out->gap) * out->ldy + c;
+    return out->y2 + r * out->ld2 + (c - out->n1);
+}
+
+/* Whether the 16 x 16 tile at (r0, c0) lies whole in one destination with evenly spaced rows: it can be stored
+ * there directly. */
+static inline int whole_tile(const Outputs *out, int64_t r0, int64_t c0, int64_t rows_left, int64_t n) {
+    if (rows_left < MB || c0 + NB > n)
+        return 0;
+    if (c0 < out->n1 && c0 + NB > out->n1)
+        return 0;
+    return c0 >= out->n1 || out->gap == 0 || r0 / out->batch_rows == (r0 + MB - 1) / out->batch_rows;
+}
+
+/* Output rows [row_begin, row_end) of x w^T + bias (bias may be NULL), laid out as `Outputs` says; row_begin a
+ * multiple of 32. Returns 0, or 3 when its buffers cannot be allocated. */
 __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int64_t rows, int64_t k,
                                                             const uint16_t *packed, int64_t n, const float *bias,
-                                                            float *y, int64_t row_begin, int64_t row_end) {
+                                                            float *y, int64_t ldy, int64_t batch_rows, int64_t gap,
+                                                            int64_t n1, float *y2, int64_t ld2, int64_t row_begin,
+                                                            int64_t row_end) {
+    const Outputs out = {y, y2, ldy, batch_rows > 0 ? batch_rows : rows, gap, n1, ld2};
     const int64_t n_pad = round_up(n, 2 * NB), k_pad = round_up(k, KB), kblocks = k_pad / KB;
     const uint16_t *w_hi = packed, *w_lo = packed + n_pad * k_pad;
     uint16_t *a_hi = aligned_alloc(64, (size_t)(4 * MB * k_pad) * sizeof(uint16_t));
@@ -137,7 +164,7 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
         cfg.colsb[t] = 64;
     }
     _tile_loadconfig(&cfg);
-    const long a_stride = (long)(k_pad * sizeof(uint16_t)), y_stride = (long)(n * sizeof(float));
+    const long a_stride = (long)(k_pad * sizeof(uint16_t));
     for (int64_t r0 = row_begin; r0 < row_end; r0 += 2 * MB) {
         const int64_t count = row_end - r0 < 2 * MB ? row_end - r0 : 2 * MB;
         split_rows(x, k, k_pad, r0, count, a_hi, a_lo);
@@ -174,21 +201,30 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
                 _tile_dpbf16ps(2, 5, 6);
                 _tile_dpbf16ps(3, 5, 7);
             }
-            if (count == 2 * MB && o0 + 2 * NB <= n) { /* whole tiles straight into y */
-                float *out = y + r0 * n + o0;
-                _tile_stored(0, out, y_stride);
-                _tile_stored(1, out + NB, y_stride);
-                _tile_stored(2, out + MB * n, y_stride);
-                _tile_stored(3, out + MB * n + NB, y_stride);
-            } else { /* the last rows or outputs: through a buffer, keeping only what exists */
-                _tile_stored(0, &tail[0][0], 2 * NB * sizeof(float));
-                _tile_stored(1, &tail[0][NB], 2 * NB * sizeof(float));
-                _tile_stored(2, &tail[MB][0], 2 * NB * sizeof(float));
-                _tile_stored(3, &tail[MB][NB], 2 * NB * sizeof(float));
-                const int64_t width = n - o0 < 2 * NB ? n - o0 : 2 * NB;
-                for (int64_t r = 0; r < count; ++r)
-                    memcpy(y + (r0 + r) * n + o0, tail[r], (size_t)width * sizeof(float));
-            }
+            /* whole tiles straight to where they belong; the last rows or outputs, and tiles that straddle a batch
+             * row or the two destinations, through a buffer, element rows by element rows */
+            const int w00 = whole_tile(&out, r0, o0, count, n), w01 = whole_tile(&out, r0, o0 + NB, count, n);
+            const int w10 = whole_tile(&out, r0 + MB, o0, count - MB, n);
+            const int w11 = whole_tile(&out, r0 + MB, o0 + NB, count - MB, n);
+#define STORE(t, rr, cc, whole)                                                                                \
+    if (whole) {                                                                                               \
+        float *at = output_at(&out, r0 + (rr), o0 + (cc));                                                     \
+        _tile_stored(t, at, (long)(((cc) + o0 < out.n1 ? out.ldy : out.ld2) * sizeof(float)));                 \
+    } else {                                                                                                   \
+        _tile_stored(t, &tail[rr][cc], 2 * NB * sizeof(float));                                                \
+    }
+            STORE(0, 0, 0, w00)
+            STORE(1, 0, NB, w01)
+            STORE(2, MB, 0, w10)
+            STORE(3, MB, NB, w11)
+#undef STORE
+            if (!(w00 && w01 && w10 && w11))
+                for (int64_t r = 0; r < count; ++r) {
+                    const int whole_left = r < MB ? w00 : w10, whole_right = r < MB ? w01 : w11;
+                    for (int64_t c = 0; c < 2 * NB && o0 + c < n; ++c)
+                        if (!(c < NB ? whole_left : whole_right))
+                            *output_at(&out, r0 + r, o0 + c) = tail[r][c];
+                }
         }
     }
     _tile_release();
@@ -200,8 +236,10 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
 int amx_enable(void) { return 1; }
 
 int amx_linear(const float *x, int64_t rows, int64_t k, const uint16_t *packed, int64_t n, const float *bias,
-               float *y, int64_t row_begin, int64_t row_end) {
-    (void)x, (void)rows, (void)k, (void)packed, (void)n, (void)bias, (void)y, (void)row_begin, (void)row_end;
+               float *y, int64_t ldy, int64_t batch_rows, int64_t gap, int64_t n1, float *y2, int64_t ld2,
+               int64_t row_begin, int64_t row_end) {
+    (void)x, (void)rows, (void)k, (void)packed, (void)n, (void)bias, (void)y, (void)ldy, (void)batch_rows;
+    (void)gap, (void)n1, (void)y2, (void)ld2, (void)row_begin, (void)row_end;
     return 1;
 }
 #endif
