@@ -13,7 +13,8 @@ On a CPU with AMX-BF16, the layers that the precision policy keeps fp32 by measu
 scoring encoders and the nucleotide-resolution decoder: `precision.fp32_island`) take instead three bf16 tile
 products with fp32 accumulation (`csrc/linear_amx.c`: x w^T = x_hi w_hi + x_lo w_hi + x_hi w_lo, each value split
 into two bf16 parts): relative error ~4e-6 against float64 (fp32's GEMM ~2e-7, one bf16 product ~3e-3), at
-2-4x oneDNN's fp32 speed on the stage-0 shapes (docs/benchmarks.md). Checked against float64 on first use
+1.4-2.3x oneDNN's fp32 speed on the stage-0 and stage-1 shapes (docs/benchmarks.md). Each such layer keeps its
+packed weight and a copy of the weight to notice changes (about twice its fp32 size in memory). Checked against float64 on first use
 (`split_status()`); `--dtype float32` never takes it, so fp32 runs and `dnahnet check` are unchanged.
 """
 
@@ -209,8 +210,11 @@ class Linear(nn.Linear):
                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """This layer's output for x (b, l, in), its output features taken in `order` (ranges of rows of the
         weight), as split_linear_into's two tensors (the first n1 of them after `gap` spare rows per batch row);
-        None where the split-bf16 products do not apply (the caller then calls the layer). No bias."""
-        if (self.bias is not None or x.dim() != 3 or not kernels.cpu_fp32_linear(x, self.weight)
+        None where the split-bf16 products do not apply, or where forward hooks are registered (they would not
+        run: the caller then calls the layer, and they see its output as usual). No bias."""
+        hooks = (self._forward_hooks or self._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                 or nn.modules.module._global_forward_pre_hooks)
+        if (hooks or self.bias is not None or x.dim() != 3 or not kernels.cpu_fp32_linear(x, self.weight)
                 or not precision.in_fp32_island() or split_status() != "ok"):
             return None
         return split_linear_into(x, self._packed(order), self.out_features, n1, gap)

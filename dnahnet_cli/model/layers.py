@@ -402,4 +402,6 @@ class Isotropic(nn.Module):
             state["layers"] = [{} for _ in self.layers]
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, mask, None if state is None else state["layers"][i])
-        return add_norm(hidden, residual, self.rmsnorm)[1]  # an empty layout: the norm alone
+        if residual is None:  # an empty layout: the norm alone
+            return self.rmsnorm(hidden.float())
+        return add_norm(hidden, residual, self.rmsnorm)[1]
