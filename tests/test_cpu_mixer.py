@@ -153,6 +153,13 @@ def test_block_residual_add_and_norm_take_one_compiled_pass_in_inference_only(mo
         model(ids, mask)
     assert len(calls) > 20  # every block's one or two norms and each stack's final one
     calls.clear()
+    seen = []
+    handle = model.backbone.encoder.layers[0].norm1.register_forward_hook(lambda *a: seen.append(1))
+    with torch.inference_mode():
+        model(ids, mask)
+    handle.remove()
+    assert seen == [1] and len(calls) > 20  # a hooked norm runs as a module (its hook fires), the others compiled
+    calls.clear()
     model.train()
     model(ids, mask).logits.sum().backward()  # training keeps torch's ops (and their gradients)
     assert not calls

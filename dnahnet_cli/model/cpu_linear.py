@@ -212,9 +212,7 @@ class Linear(nn.Linear):
         weight), as split_linear_into's two tensors (the first n1 of them after `gap` spare rows per batch row);
         None where the split-bf16 products do not apply, or where forward hooks are registered (they would not
         run: the caller then calls the layer, and they see its output as usual). No bias."""
-        hooks = (self._forward_hooks or self._forward_pre_hooks or nn.modules.module._global_forward_hooks
-                 or nn.modules.module._global_forward_pre_hooks)
-        if (hooks or self.bias is not None or x.dim() != 3 or not kernels.cpu_fp32_linear(x, self.weight)
+        if (kernels.hooked(self) or self.bias is not None or x.dim() != 3 or not kernels.cpu_fp32_linear(x, self.weight)
                 or not precision.in_fp32_island() or split_status() != "ok"):
             return None
         return split_linear_into(x, self._packed(order), self.out_features, n1, gap)

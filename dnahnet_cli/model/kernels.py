@@ -166,6 +166,15 @@ def cpu_training_mixer(tensor: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and _cpu_kernels_for(tensor)
 
 
+def hooked(module: torch.nn.Module) -> bool:
+    """True when forward hooks (the module's own or global ones) would observe a call of this module: a fused path
+    that skips the module's forward must then step aside, so that they still run."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks)
+
+
 def cpu_add_norm(hidden: torch.Tensor, residual: torch.Tensor | None) -> bool:
     """True when a block's residual add + RMSNorm over these tensors should take the compiled pass
     (cpu_mixer.add_rmsnorm): inference (no gradient), a 3-D fp32 or bf16 CPU hidden, an fp32 residual or none,
