@@ -176,6 +176,15 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
             _tile_loadd(2, bias_pad + o0, 0);
             _tile_loadd(3, bias_pad + o0 + NB, 0);
             const uint16_t *b_hi = w_hi + (o0 / NB) * kblocks * (KB * NB), *b_lo = w_lo + (o0 / NB) * kblocks * (KB * NB);
+/* tiles 0-3 += (A rows 0-15, 16-31 in tiles 4, 5) x (B outputs 0-15, 16-31 in tiles 6, 7); tile numbers must be
+ * literals */
+#define FOUR_PRODUCTS()                                                                                         \
+    do {                                                                                                        \
+        _tile_dpbf16ps(0, 4, 6);                                                                                \
+        _tile_dpbf16ps(1, 4, 7);                                                                                \
+        _tile_dpbf16ps(2, 5, 6);                                                                                \
+        _tile_dpbf16ps(3, 5, 7);                                                                                \
+    } while (0)
             for (int64_t kb = 0; kb < kblocks; ++kb) {
                 const uint16_t *ah = a_hi + kb * KB, *al = a_lo + kb * KB;
                 const uint16_t *bh = b_hi + kb * (KB * NB), *bl = b_lo + kb * (KB * NB);
@@ -184,23 +193,15 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
                 _tile_loadd(5, al + MB * k_pad, a_stride);
                 _tile_loadd(6, bh, 64);
                 _tile_loadd(7, bh + kblocks * (KB * NB), 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                FOUR_PRODUCTS();
                 _tile_loadd(4, ah, a_stride);
                 _tile_loadd(5, ah + MB * k_pad, a_stride);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                FOUR_PRODUCTS();
                 _tile_loadd(6, bl, 64);
                 _tile_loadd(7, bl + kblocks * (KB * NB), 64);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                FOUR_PRODUCTS();
             }
+#undef FOUR_PRODUCTS
             /* whole tiles straight to where they belong; the last rows or outputs, and tiles that straddle a batch
              * row or the two destinations, through a buffer, element rows by element rows */
             const int w00 = whole_tile(&out, r0, o0, count, n), w01 = whole_tile(&out, r0, o0 + NB, count, n);
