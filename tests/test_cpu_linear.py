@@ -19,12 +19,17 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().float() - b.detach().float()).norm() / b.detach().float().norm())
 
 
+def _count_calls(monkeypatch, name: str) -> list[int]:
+    """Calls of cpu_linear.`name` from now on (one 1 per call), the function still doing its work."""
+    calls: list[int] = []
+    real = getattr(cpu_linear, name)
+    monkeypatch.setattr(cpu_linear, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 @pytest.fixture
 def counted(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    real = cpu_linear.linear
-    monkeypatch.setattr(cpu_linear, "linear", lambda *a: calls.append(1) or real(*a))
-    return calls
+    return _count_calls(monkeypatch, "linear")
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -121,10 +126,7 @@ def test_split_products_are_the_same_on_one_thread_and_two():
 
 @pytest.fixture
 def split_calls(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    real = cpu_linear.split_linear
-    monkeypatch.setattr(cpu_linear, "split_linear", lambda *a: calls.append(1) or real(*a))
-    return calls
+    return _count_calls(monkeypatch, "split_linear")
 
 
 @needs_amx

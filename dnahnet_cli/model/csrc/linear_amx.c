@@ -8,7 +8,8 @@
  *
  * Layouts: x (rows, k) fp32 contiguous; the weight (n, k) is packed once by amx_pack_weight into
  * [part: hi, lo][n block of 16][k block of 32][16 k pairs][16 outputs][2], the layout a B tile reads (pairs of
- * consecutive k side by side); y (rows, n) fp32 contiguous. Rows are taken 32 at a time (two A tiles), outputs
+ * consecutive k side by side); the output goes where `Outputs` below says (y (rows, n) fp32 contiguous for a plain
+ * linear layer). Rows are taken 32 at a time (two A tiles), outputs
  * 32 at a time (two B tiles), so four 16 x 16 accumulator tiles use all eight tile registers with the operands.
  * Python (cpu_linear.py) compiles this file on its own, so that a compiler or assembler without AMX costs only
  * this path, and splits the row blocks over threads.
@@ -134,6 +135,16 @@ static inline int whole_tile(const Outputs *out, int64_t r0, int64_t c0, int64_t
     return c0 >= out->n1 || out->gap == 0 || r0 / out->batch_rows == (r0 + MB - 1) / out->batch_rows;
 }
 
+/* tiles 0-3 += (A rows 0-15, 16-31 in tiles 4, 5) x (B outputs 0-15, 16-31 in tiles 6, 7); tile numbers must be
+ * literals */
+#define FOUR_PRODUCTS()                                                                                         \
+    do {                                                                                                        \
+        _tile_dpbf16ps(0, 4, 6);                                                                                \
+        _tile_dpbf16ps(1, 4, 7);                                                                                \
+        _tile_dpbf16ps(2, 5, 6);                                                                                \
+        _tile_dpbf16ps(3, 5, 7);                                                                                \
+    } while (0)
+
 /* Output rows [row_begin, row_end) of x w^T + bias (bias may be NULL), laid out as `Outputs` says; row_begin a
  * multiple of 32. Returns 0, or 3 when its buffers cannot be allocated. */
 __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int64_t rows, int64_t k,
@@ -176,15 +187,6 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
             _tile_loadd(2, bias_pad + o0, 0);
             _tile_loadd(3, bias_pad + o0 + NB, 0);
             const uint16_t *b_hi = w_hi + (o0 / NB) * kblocks * (KB * NB), *b_lo = w_lo + (o0 / NB) * kblocks * (KB * NB);
-/* tiles 0-3 += (A rows 0-15, 16-31 in tiles 4, 5) x (B outputs 0-15, 16-31 in tiles 6, 7); tile numbers must be
- * literals */
-#define FOUR_PRODUCTS()                                                                                         \
-    do {                                                                                                        \
-        _tile_dpbf16ps(0, 4, 6);                                                                                \
-        _tile_dpbf16ps(1, 4, 7);                                                                                \
-        _tile_dpbf16ps(2, 5, 6);                                                                                \
-        _tile_dpbf16ps(3, 5, 7);                                                                                \
-    } while (0)
             for (int64_t kb = 0; kb < kblocks; ++kb) {
                 const uint16_t *ah = a_hi + kb * KB, *al = a_lo + kb * KB;
                 const uint16_t *bh = b_hi + kb * (KB * NB), *bl = b_lo + kb * (KB * NB);
@@ -201,7 +203,6 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
                 _tile_loadd(7, bl + kblocks * (KB * NB), 64);
                 FOUR_PRODUCTS();
             }
-#undef FOUR_PRODUCTS
             /* whole tiles straight to where they belong; the last rows or outputs, and tiles that straddle a batch
              * row or the two destinations, through a buffer, element rows by element rows */
             const int w00 = whole_tile(&out, r0, o0, count, n), w01 = whole_tile(&out, r0, o0 + NB, count, n);

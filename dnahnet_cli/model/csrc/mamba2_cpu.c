@@ -1,6 +1,7 @@
 /* Mamba2's mixer between its two projections on a CPU: the causal conv + SiLU, the SSD scan and the gated
- * RMSNorm, each with its backward for training; and, for inference, every block's residual add + RMSNorm. Python (cpu_mixer.py) compiles this file once per machine and
- * splits each function's independent rows, channels or (batch x head) jobs over threads.
+ * RMSNorm, each with its backward for training; and, for inference, every block's residual add + RMSNorm. Python
+ * (cpu_mixer.py) compiles this file once per machine and splits each function's independent rows, channels or
+ * (batch x head) jobs over threads.
  *
  * The SSD as a plain recurrence over time. Per head the state is a (headdim x d_state) matrix s; at each position t
  *     s = exp(dt_t * A) * s + (dt_t * x_t) B_t^T,   y_t = s C_t + D * x_t.
@@ -202,6 +203,24 @@ void conv_silu_backward(const float *full, const float *w, const float *bias, co
     free(e);
 }
 
+/* Position t's inputs to one head's scan step: its x scaled by dt (xs) and the D skip term that starts y (acc),
+ * where its B and C are (*bt; C follows B), and the decay exp(dt A), returned, in double (fp32 could put 1 - decay
+ * of a slowly decaying head 1e-3 off). */
+static inline __attribute__((always_inline)) double step_inputs(const float *xbc, const float *dt, float a,
+                                                                float skip, int64_t bi, int64_t hh, int64_t t,
+                                                                int64_t l, int64_t cd, int64_t h, const int64_t p,
+                                                                double *xs, double *acc, const float **bt) {
+    const float *row = xbc + (bi * l + t) * cd, *xt = row + hh * p;
+    const float step = dt[(bi * l + t) * h + hh];
+    *bt = row + h * p;
+#pragma omp simd
+    for (int64_t i = 0; i < p; ++i) {
+        xs[i] = (double)(xt[i] * step);
+        acc[i] = (double)(skip * xt[i]);
+    }
+    return exp((double)step * (double)a);
+}
+
 /* One (batch row, head) job. Always inlined so that the calls below with a literal p compile to loops of
  * known length (the common head widths), whose accumulators stay in registers. */
 static inline __attribute__((always_inline)) void scan_job(const float *xbc, const float *dt, float a, float skip,
@@ -212,11 +231,10 @@ static inline __attribute__((always_inline)) void scan_job(const float *xbc, con
     /* The state transposed to (n, p), so the inner loops run over p, unreduced; kept in double: on periodic input
      * every step rounds the same way, and a slowly decaying head summed those roundings in fp32 into an error
      * growing with length (5.5e-5 relative at 16 kb of a period-2 input, against 3e-8 in double). */
-    double st[n * p], xs[p], acc[p];
+    double st[n * p], xs[p], acc[p], xs2[p], acc2[p]; /* xs2, acc2: the second of two positions per pass */
     for (int64_t i = 0; i < p; ++i)
         for (int64_t j = 0; j < n; ++j)
             st[j * p + i] = s[i * n + j];
-    double xs2[p], acc2[p];
     for (int64_t t = 0; t < l; ++t) {
         if (ckpt && t % every == 0) /* training: the state entering each segment, for the backward pass */
             for (int64_t k = 0; k < n * p; ++k)
@@ -226,18 +244,10 @@ static inline __attribute__((always_inline)) void scan_job(const float *xbc, con
              * results), half the loads and stores of the state; 1.1-1.4x on the shipped model's two scan shapes
              * (heads 32 wide). At 64 wide the two positions' accumulators and inputs no longer fit the vector
              * registers and it gained nothing (0.94-1.12x), so those take one position at a time. */
-            const float *row = xbc + (bi * l + t) * cd, *row2 = row + cd;
-            const float *xt = row + hh * p, *bt = row + di, *ct = row + di + n;
-            const float *xt2 = row2 + hh * p, *bt2 = row2 + di, *ct2 = row2 + di + n;
-            const float step = dt[(bi * l + t) * h + hh], step2 = dt[(bi * l + t + 1) * h + hh];
-            const double decay = exp((double)step * (double)a), decay2 = exp((double)step2 * (double)a);
-#pragma omp simd
-            for (int64_t i = 0; i < p; ++i) {
-                xs[i] = (double)(xt[i] * step);
-                acc[i] = (double)(skip * xt[i]);
-                xs2[i] = (double)(xt2[i] * step2);
-                acc2[i] = (double)(skip * xt2[i]);
-            }
+            const float *bt, *bt2;
+            const double decay = step_inputs(xbc, dt, a, skip, bi, hh, t, l, cd, h, p, xs, acc, &bt);
+            const double decay2 = step_inputs(xbc, dt, a, skip, bi, hh, t + 1, l, cd, h, p, xs2, acc2, &bt2);
+            const float *ct = bt + n, *ct2 = bt2 + n;
             for (int64_t j = 0; j < n; ++j) {
                 const double bj = bt[j], cj = ct[j], bj2 = bt2[j], cj2 = ct2[j];
                 double *sj = st + j * p;
@@ -258,15 +268,9 @@ static inline __attribute__((always_inline)) void scan_job(const float *xbc, con
             ++t;
             continue;
         }
-        const float *row = xbc + (bi * l + t) * cd;
-        const float *xt = row + hh * p, *bt = row + di, *ct = row + di + n;
-        const float step = dt[(bi * l + t) * h + hh];
-        const double decay = exp((double)step * (double)a); /* fp32 could put 1 - decay of a slow head 1e-3 off */
-#pragma omp simd
-        for (int64_t i = 0; i < p; ++i) {
-            xs[i] = (double)(xt[i] * step);
-            acc[i] = (double)(skip * xt[i]);
-        }
+        const float *bt;
+        const double decay = step_inputs(xbc, dt, a, skip, bi, hh, t, l, cd, h, p, xs, acc, &bt);
+        const float *ct = bt + n;
         for (int64_t j = 0; j < n; ++j) {
             const double bj = bt[j], cj = ct[j];
             double *sj = st + j * p;
