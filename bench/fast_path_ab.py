@@ -89,7 +89,8 @@ def main() -> None:
     median = {side: statistics.median(ts) for side, ts in times.items()}
     paired = statistics.median(off / on for on, off in zip(times["on"], times["off"]))
     nt = args.batch * args.length
-    print(f"{args.toggle}, {args.preset or 'shipped model'}, {args.batch} x {args.length} nt, {args.threads} thread(s), "
+    print(f"{args.toggle}, {args.preset or 'shipped model'}, {args.batch} x {args.length} nt, "
+          f"{args.threads} thread(s), "
           f"{eng.dtype}: on {median['on']:.3f} s ({nt / median['on']:,.0f} nt/s), off {median['off']:.3f} s; "
           f"paired speedup {paired:.3f}x; |d log p| max {float(diff.max()):.1e}, mean {float(diff.mean()):.1e}")
     emit({"command": "python bench/fast_path_ab.py " + " ".join(sys.argv[1:]), "toggle": args.toggle,

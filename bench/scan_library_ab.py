@@ -38,7 +38,8 @@ def main() -> None:
                               capture_output=True, text=True, check=True).stdout
     results = {}
     with tempfile.TemporaryDirectory(prefix="dnahnet-scan-ab-") as tmp:
-        libs = {"before": build(old_text, Path(tmp) / "old"), "after": build(cpu_mixer.SOURCE.read_text(), Path(tmp) / "new")}
+        libs = {"before": build(old_text, Path(tmp) / "old"),
+                "after": build(cpu_mixer.SOURCE.read_text(), Path(tmp) / "new")}
         for h, p, n, l in SHAPES:
             xbc, dt = torch.randn(1, l, h * p + 2 * n), torch.rand(1, l, h) * 0.1
             A, D = -torch.rand(h) * 2, torch.randn(h)

@@ -14,8 +14,9 @@ scoring encoders and the nucleotide-resolution decoder: `precision.fp32_island`)
 products with fp32 accumulation (`csrc/linear_amx.c`: x w^T = x_hi w_hi + x_lo w_hi + x_hi w_lo, each value split
 into two bf16 parts): relative error ~4e-6 against float64 (fp32's GEMM ~2e-7, one bf16 product ~3e-3), at
 1.4-2.3x oneDNN's fp32 speed on the stage-0 and stage-1 shapes (docs/benchmarks.md). Each such layer keeps its
-packed weight and a copy of the weight to notice changes (about twice its fp32 size in memory). Checked against float64 on first use
-(`split_status()`); `--dtype float32` never takes it, so fp32 runs and `dnahnet check` are unchanged.
+packed weight and a copy of the weight to notice changes (about twice its fp32 size in memory). Checked against
+float64 on first use (`split_status()`); `--dtype float32` never takes it, so fp32 runs and `dnahnet check` are
+unchanged.
 """
 
 from __future__ import annotations
@@ -188,10 +189,11 @@ class Linear(nn.Linear):
     """nn.Linear with CPU fast paths; same parameters, state-dict keys and hooks, the same values up to the GEMM's
     summation order (up to ~4e-6 relative in the split-bf16 case). fp32 inference over enough rows takes oneDNN's
     GEMM (above: 2.1-2.5x MKL's on an AMD EPYC), or inside the fp32 islands of a bf16 run on an AMX CPU the
-    split-bf16 products (weights packed once, and again whenever they change). Otherwise an odd output width such as Mamba2's in_proj (2 d_inner + 2 d_state + nheads = 389 for
-    `cpu`) is zero-padded to a multiple of 16 for the GEMM, and a view of the real outputs returned: MKL's fp32
-    GEMM ran odd widths at a third to a half of its speed at 400 on an AVX2 CPU (docs/benchmarks.md), for under
-    4 % more arithmetic; the padding's gradient is dropped. `--kernels torch` (the reference path) turns both off."""
+    split-bf16 products (weights packed once, and again whenever they change). Otherwise an odd output width such
+    as Mamba2's in_proj (2 d_inner + 2 d_state + nheads = 389 for `cpu`) is zero-padded to a multiple of 16 for the
+    GEMM, and a view of the real outputs returned: MKL's fp32 GEMM ran odd widths at a third to a half of its speed
+    at 400 on an AVX2 CPU (docs/benchmarks.md), for under 4 % more arithmetic; the padding's gradient is dropped.
+    `--kernels torch` (the reference path) turns all of them off."""
 
     MULTIPLE = 16
 
@@ -219,7 +221,8 @@ class Linear(nn.Linear):
 
     def _packed(self, order: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
         """pack(self.weight), its rows taken in `order` if given, kept while the weight stays bitwise the same
-        (compared on every call, ~1 % of the product: an in-place change through .data leaves no version count)."""
+        (compared on every call, ~1 % of a `small` forward in an ad-hoc profile: an in-place change through .data
+        leaves no version count)."""
         cache = self.__dict__.setdefault("_split_packed", {})
         cached = cache.get(order)
         if cached is None or not torch.equal(cached[0], self.weight):

@@ -70,7 +70,8 @@ void amx_pack_weight(const float *w, int64_t n, int64_t k, uint16_t *packed) {
 
 #ifdef LINEAR_AMX
 /* 0 when this thread may use AMX-BF16 tiles (the CPU has them and AVX512-BF16, and Linux grants the tile state),
- * else an error code: 1 no AMX-BF16 or AVX512-BF16 in CPUID, 2 the kernel refused the tile state (ARCH_REQ_XCOMP_PERM). */
+ * else an error code: 1 no AMX-BF16 or AVX512-BF16 in CPUID, 2 the kernel refused the tile state
+ * (ARCH_REQ_XCOMP_PERM). */
 int amx_enable(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)))
@@ -186,7 +187,8 @@ __attribute__((target("amx-tile,amx-bf16"))) int amx_linear(const float *x, int6
             _tile_loadd(1, bias_pad + o0 + NB, 0);
             _tile_loadd(2, bias_pad + o0, 0);
             _tile_loadd(3, bias_pad + o0 + NB, 0);
-            const uint16_t *b_hi = w_hi + (o0 / NB) * kblocks * (KB * NB), *b_lo = w_lo + (o0 / NB) * kblocks * (KB * NB);
+            const int64_t block = (o0 / NB) * kblocks * (KB * NB); /* the first of the two output blocks */
+            const uint16_t *b_hi = w_hi + block, *b_lo = w_lo + block;
             for (int64_t kb = 0; kb < kblocks; ++kb) {
                 const uint16_t *ah = a_hi + kb * KB, *al = a_lo + kb * KB;
                 const uint16_t *bh = b_hi + kb * (KB * NB), *bl = b_lo + kb * (KB * NB);

@@ -241,9 +241,10 @@ static inline __attribute__((always_inline)) void scan_job(const float *xbc, con
                 ckpt[(t / every) * n * p + k] = (float)st[k];
         if (p <= 32 && t + 1 < l && !(ckpt && (t + 1) % every == 0)) {
             /* two positions per pass over the state: the same arithmetic in the same order (bitwise the same
-             * results), half the loads and stores of the state; 1.1-1.4x on the shipped model's two scan shapes
-             * (heads 32 wide). At 64 wide the two positions' accumulators and inputs no longer fit the vector
-             * registers and it gained nothing (0.94-1.12x), so those take one position at a time. */
+             * results), half the loads and stores of the state; 1.18x and 1.12x on the shipped model's two scan
+             * shapes (heads 32 wide; bench/scan_library_ab.py, docs/benchmarks.md). At 64 wide the two positions'
+             * accumulators and inputs no longer fit the vector registers and it gained nothing (0.98x, 1.02x), so
+             * those take one position at a time. */
             const float *bt, *bt2;
             const double decay = step_inputs(xbc, dt, a, skip, bi, hh, t, l, cd, h, p, xs, acc, &bt);
             const double decay2 = step_inputs(xbc, dt, a, skip, bi, hh, t + 1, l, cd, h, p, xs2, acc2, &bt2);
