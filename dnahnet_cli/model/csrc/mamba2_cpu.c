@@ -316,34 +316,38 @@ void ssd_scan(const float *xbc, const float *dt, const float *A, const float *D,
  * recurrence G_t = dL/ds_t = C_t dy_t^T + a_{t+1} G_{t+1} backwards through it:
  *     dx_t = dt_t (G_t B_t) + D dy_t,   dB_t = G_t^T (dt_t x_t),   dC_t = s_t^T dy_t,
  *     d(dt_t) = x_t . (G_t B_t) + A a_t <G_t, s_{t-1}>,   dA = sum_t dt_t a_t <G_t, s_{t-1}>,   dD = sum_t dy_t . x_t.
- * Always inlined, like scan_job, so that the common head widths compile to loops of known length.
- * states holds (every + 1) states of one segment, G one. */
+ * Every product runs along a row, with no sum across a vector per state or width index: the states and G are
+ * kept as (p, n) rows (dC, dB and the <G, s> parts accumulate over j), and G once more as (n, p) rows for G B
+ * (accumulating over i). Updating G twice costs less than the 2n sums across a vector per position that one
+ * layout needs (bench/scan_backward_ab.py). Always inlined, like scan_job, so that the common head widths compile
+ * to loops of known length. states holds (every + 1) states of one segment, G and Gt one adjoint each. */
 static inline __attribute__((always_inline)) void backward_job(
     const float *xbc, const float *dt, float a, float skip, const float *dy, const float *ckpt, int64_t every,
-    float *dxbc, float *dB, float *dC, float *ddt, float *dA, float *dD, float *states, float *G, int64_t job,
-    int64_t l, int64_t cd, int64_t h, const int64_t p, int64_t n) {
+    float *dxbc, float *dB, float *dC, float *ddt, float *dA, float *dD, float *states, float *G, float *Gt,
+    int64_t job, int64_t l, int64_t cd, int64_t h, const int64_t p, const int64_t n) {
     const int64_t bi = job / h, hh = job % h, di = h * p, segments = (l + every - 1) / every, np = n * p;
-    float xs[p], dxs[p], da_parts[p];
+    float xs[p], dxs[p], dc[n], db[n], da_parts[n];
     double dA_sum = 0.0, dD_sum = 0.0;
     float next_decay = 0.0f;
     memset(G, 0, sizeof(float) * np);
+    memset(Gt, 0, sizeof(float) * np);
     for (int64_t seg = segments - 1; seg >= 0; --seg) {
         const int64_t t0 = seg * every, t1 = t0 + every < l ? t0 + every : l;
-        memcpy(states, ckpt + (job * segments + seg) * np, sizeof(float) * np);
+        const float *saved = ckpt + (job * segments + seg) * np; /* (n, p), as the forward keeps it */
+        for (int64_t i = 0; i < p; ++i)
+            for (int64_t j = 0; j < n; ++j)
+                states[i * n + j] = saved[j * p + i];
         for (int64_t t = t0; t < t1; ++t) { /* recompute s_t0 .. s_{t1-1} */
             const float *row = xbc + (bi * l + t) * cd;
             const float *xt = row + hh * p, *bt = row + di;
             const float step = dt[(bi * l + t) * h + hh], decay = expf(step * a);
             const float *prev = states + (t - t0) * np;
             float *cur = states + (t - t0 + 1) * np;
+            for (int64_t i = 0; i < p; ++i) {
+                const float xsi = xt[i] * step;
 #pragma omp simd
-            for (int64_t i = 0; i < p; ++i)
-                xs[i] = xt[i] * step;
-            for (int64_t j = 0; j < n; ++j) {
-                const float bj = bt[j];
-#pragma omp simd
-                for (int64_t i = 0; i < p; ++i)
-                    cur[j * p + i] = decay * prev[j * p + i] + xs[i] * bj;
+                for (int64_t j = 0; j < n; ++j)
+                    cur[i * n + j] = decay * prev[i * n + j] + xsi * bt[j];
             }
         }
         for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -354,36 +358,51 @@ static inline __attribute__((always_inline)) void backward_job(
             const float *cur = states + (t - t0 + 1) * np, *prev = states + (t - t0) * np;
             float *dct = dC + ((bi * h + hh) * l + t) * n, *dbt = dB + ((bi * h + hh) * l + t) * n;
 #pragma omp simd
-            for (int64_t i = 0; i < p; ++i) {
-                xs[i] = xt[i] * step;
-                dxs[i] = 0.0f;
-                da_parts[i] = 0.0f; /* <G_t, s_{t-1}>, one partial sum per lane, reduced once per t */
-            }
             for (int64_t j = 0; j < n; ++j) {
-                float *gj = G + j * p;
-                const float *curj = cur + j * p, *prevj = prev + j * p;
+                dc[j] = 0.0f;
+                db[j] = 0.0f;
+                da_parts[j] = 0.0f; /* <G_t, s_{t-1}>, one partial sum per lane, reduced once per t */
+            }
+            for (int64_t i = 0; i < p; ++i) {
+                const float dyi = dyt[i], xsi = xt[i] * step;
+                float *gi = G + i * n;
+                const float *curi = cur + i * n, *previ = prev + i * n;
+#pragma omp simd
+                for (int64_t j = 0; j < n; ++j) {
+                    const float g = next_decay * gi[j] + ct[j] * dyi;
+                    gi[j] = g;
+                    dc[j] += curi[j] * dyi;
+                    db[j] += g * xsi;
+                    da_parts[j] += g * previ[j];
+                }
+            }
+#pragma omp simd
+            for (int64_t i = 0; i < p; ++i)
+                dxs[i] = 0.0f;
+            for (int64_t j = 0; j < n; ++j) {
+                float *gj = Gt + j * p;
                 const float cj = ct[j], bj = bt[j];
-                float dc = 0.0f, db = 0.0f;
-#pragma omp simd reduction(+ : dc, db)
+#pragma omp simd
                 for (int64_t i = 0; i < p; ++i) {
                     const float g = next_decay * gj[i] + cj * dyt[i];
                     gj[i] = g;
-                    dc += curj[i] * dyt[i];
-                    db += g * xs[i];
-                    da_parts[i] += g * prevj[i];
                     dxs[i] += g * bj;
                 }
-                dct[j] = dc;
-                dbt[j] = db;
             }
-            float ddt_x = 0.0f, dd = 0.0f, da = 0.0f;
+            float da = 0.0f;
+#pragma omp simd reduction(+ : da)
+            for (int64_t j = 0; j < n; ++j) {
+                dct[j] = dc[j];
+                dbt[j] = db[j];
+                da += da_parts[j];
+            }
+            float ddt_x = 0.0f, dd = 0.0f;
             float *dxt = dxbc + (bi * l + t) * cd + hh * p;
-#pragma omp simd reduction(+ : ddt_x, dd, da)
+#pragma omp simd reduction(+ : ddt_x, dd)
             for (int64_t i = 0; i < p; ++i) {
                 dxt[i] = dxs[i] * step + skip * dyt[i];
                 ddt_x += dxs[i] * xt[i];
                 dd += dyt[i] * xt[i];
-                da += da_parts[i];
             }
             ddt[(bi * l + t) * h + hh] = ddt_x + da * decay * a;
             dA_sum += (double)(da * decay * step);
@@ -403,18 +422,21 @@ void ssd_scan_backward(const float *xbc, const float *dt, const float *A, const 
                        float *dD, int64_t l, int64_t cd, int64_t h, int64_t p, int64_t n, int64_t job_begin,
                        int64_t job_end) {
     float *states = malloc(sizeof(float) * (every + 1) * n * p); /* s_{t0-1} .. s_{t1-1} of one segment */
-    float *G = malloc(sizeof(float) * n * p);
+    float *G = malloc(sizeof(float) * n * p), *Gt = malloc(sizeof(float) * n * p);
     for (int64_t job = job_begin; job < job_end; ++job) {
         const float a = A[job % h], skip = D[job % h];
-        if (p == 16)
-            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, job, l, cd, h, 16, n);
-        else if (p == 32)
-            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, job, l, cd, h, 32, n);
-        else if (p == 64)
-            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, job, l, cd, h, 64, n);
+        /* literal sizes for the presets' shapes (head width = state size), so that both loop nests have known
+         * lengths */
+        if (p == 16 && n == 16)
+            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, Gt, job, l, cd, h, 16, 16);
+        else if (p == 32 && n == 32)
+            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, Gt, job, l, cd, h, 32, 32);
+        else if (p == 64 && n == 64)
+            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, Gt, job, l, cd, h, 64, 64);
         else
-            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, job, l, cd, h, p, n);
+            backward_job(xbc, dt, a, skip, dy, ckpt, every, dxbc, dB, dC, ddt, dA, dD, states, G, Gt, job, l, cd, h, p, n);
     }
     free(states);
     free(G);
+    free(Gt);
 }
