@@ -128,7 +128,7 @@ def test_gated_rmsnorm_matches_reference_on_a_strided_gate():
     assert _rel(cpu_mixer.gated_rmsnorm(y, z.to(torch.bfloat16), norm.weight, norm.eps), ref_bf16) < 1e-5
 
 
-def test_block_residual_add_and_norm_take_one_compiled_pass_in_inference_only(monkeypatch):
+def test_block_residual_add_and_norm_take_one_compiled_pass(monkeypatch):
     from dnahnet_cli.model.layers import RMSNorm, add_norm
 
     gen = torch.Generator().manual_seed(5)
@@ -160,9 +160,62 @@ def test_block_residual_add_and_norm_take_one_compiled_pass_in_inference_only(mo
     handle.remove()
     assert seen == [1] and len(calls) > 20  # a hooked norm runs as a module (its hook fires), the others compiled
     calls.clear()
+    trained = []
+    real_trainable = cpu_mixer.add_rmsnorm_trainable
+    monkeypatch.setattr(cpu_mixer, "add_rmsnorm_trainable",
+                        lambda *a, **k: trained.append(1) or real_trainable(*a, **k))
     model.train()
-    model(ids, mask).logits.sum().backward()  # training keeps torch's ops (and their gradients)
-    assert not calls
+    model(ids, mask).logits.sum().backward()  # training: the same pass, with its compiled backward
+    assert len(trained) > 20 and len(calls) == len(trained)
+
+
+@pytest.mark.parametrize("hidden_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("uses", ["both", "norm only", "sum only"])
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_training_add_norm_gradients_match_autograd_in_float64(hidden_dtype, uses, with_residual):
+    """The compiled add + RMSNorm backward against torch's ops in float64, on one thread and split over two
+    (the weight gradient is summed from one part per thread); outputs used as a block uses them (both), as a
+    stack's last norm does (the norm only), or the sum alone."""
+    from dnahnet_cli.model.layers import RMSNorm
+
+    gen = torch.Generator().manual_seed(7)
+    b, l, d = 2, 700, 96
+    hidden = (torch.randn(b, l, d, generator=gen) * 2).to(hidden_dtype)
+    residual = torch.randn(b, l, d, generator=gen) * 3 if with_residual else None
+    weight = torch.randn(d, generator=gen)
+    d_sum, d_norm = torch.randn(b, l, d, generator=gen), torch.randn(b, l, d, generator=gen)
+
+    def objective(total, normed):
+        return ((total * d_sum).sum() if uses != "norm only" else 0) + ((normed * d_norm).sum() if uses != "sum only" else 0)
+
+    def reference():
+        leaves = [hidden.double().requires_grad_(), weight.double().requires_grad_()]
+        if residual is not None:
+            leaves.append(residual.double().requires_grad_())
+        total = leaves[0] + (leaves[2] if residual is not None else 0)
+        normed = total * torch.rsqrt(total.pow(2).mean(-1, keepdim=True) + 1e-5) * leaves[1]
+        return torch.autograd.grad(objective(total, normed), leaves, allow_unused=True, materialize_grads=True)
+
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            leaves = [hidden.clone().requires_grad_(), weight.clone().requires_grad_()]
+            if residual is not None:
+                leaves.append(residual.clone().requires_grad_())
+            total, normed = cpu_mixer.add_rmsnorm_trainable(leaves[0], leaves[2] if residual is not None else None,
+                                                            leaves[1], 1e-5)
+            results.append(torch.autograd.grad(objective(total, normed), leaves, allow_unused=True,
+                                               materialize_grads=True))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0][0].dtype == hidden_dtype
+    for i, (got, want) in enumerate(zip(results[0], reference())):  # d hidden, d weight, d residual
+        rounded = i == 0 and hidden_dtype == torch.bfloat16  # a bf16 hidden's gradient is rounded to bf16
+        assert float((got.double() - want).norm()) <= (4e-3 if rounded else 1e-6) * float(want.norm())  # 0 == 0
+    for one, two in zip(*results):  # the same gradients whichever way the rows were split, up to rounding
+        assert float((two - one).double().norm()) <= 1e-6 * float(one.double().norm())
 
 
 @pytest.mark.parametrize("channels,scale", [(224, 1.0), (40, 30.0)], ids=["cpu-width", "saturating"])

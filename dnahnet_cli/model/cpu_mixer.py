@@ -341,7 +341,8 @@ def load() -> ctypes.CDLL | None:
                         ("ssd_scan", none, [ptr] * 7 + [i64] * 8), ("conv_silu", none, [ptr] * 4 + [i64] * 5),
                         ("ssd_scan_backward", none, [ptr] * 6 + [i64] + [ptr] * 6 + [i64] * 7),
                         ("gated_rmsnorm", none, [ptr, ptr, i64, ptr, f32, ptr, ptr] + [i64] * 3),
-                        ("add_rmsnorm", none, [ptr, i64, ptr, ptr, f32, ptr, ptr] + [i64] * 3),
+                        ("add_rmsnorm", none, [ptr, i64, ptr, ptr, f32, ptr, ptr, ptr] + [i64] * 3),
+                        ("add_rmsnorm_backward", none, [ptr] * 7 + [i64] * 3),
                         ("gated_rmsnorm_backward", none, [ptr, ptr, i64] + [ptr] * 6 + [i64] * 3),
                         ("conv_silu_backward", none, [ptr] * 7 + [i64] * 6),
                         ("attend_ranges", c_int, [ptr] * 7 + [i64] * 4 + [ptr] + [i64] * 2),
@@ -556,9 +557,10 @@ def gated_rmsnorm(y: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: f
 
 
 def add_rmsnorm(hidden: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float,
-                threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                threads: int | None = None, rstd: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden + residual, RMSNorm of it * weight), both fp32 (b, l, d), as layers.Block's pre-norm step computes
-    them: hidden fp32 or bf16, residual fp32 or None (the first block: hidden alone). No gradient."""
+    them: hidden fp32 or bf16, residual fp32 or None (the first block: hidden alone). No gradient. rstd (b * l
+    fp32), if given, receives each row's 1 / rms."""
     lib = library()
     b, l, d = hidden.shape
     bf16 = hidden.dtype == torch.bfloat16
@@ -567,9 +569,48 @@ def add_rmsnorm(hidden: torch.Tensor, residual: torch.Tensor | None, weight: tor
     weight = weight.float().contiguous()
     total, out = torch.empty(b, l, d, dtype=torch.float32), torch.empty(b, l, d, dtype=torch.float32)
     args = (hidden.data_ptr(), int(bf16), residual.data_ptr() if residual is not None else None, weight.data_ptr(),
-            eps, total.data_ptr(), out.data_ptr(), d)
+            eps, total.data_ptr(), out.data_ptr(), rstd.data_ptr() if rstd is not None else None, d)
     parallel(lambda i, j: lib.add_rmsnorm(*args, i, j), b * l, threads, b * l * d)
     return total, out
+
+
+class _CompiledAddRMSNorm(torch.autograd.Function):
+    """add_rmsnorm with a compiled backward (training on a CPU); saves the sum and one 1/rms per row."""
+
+    @staticmethod
+    def forward(ctx, hidden, residual, weight, eps: float):
+        b, l, _ = hidden.shape
+        rstd = torch.empty(b * l, dtype=torch.float32)
+        total, out = add_rmsnorm(hidden, residual, weight, eps, rstd=rstd)
+        ctx.save_for_backward(total, weight, rstd)
+        ctx.hidden_dtype = hidden.dtype
+        ctx.has_residual = residual is not None
+        return total, out
+
+    @staticmethod
+    def backward(ctx, dtotal, dout):
+        lib = library()
+        total, weight, rstd = ctx.saved_tensors
+        b, l, d = total.shape
+        if dout is None:  # only the sum was used downstream
+            dout = torch.zeros(b, l, d, dtype=torch.float32)
+        dout, w = dout.float().contiguous(), weight.float().contiguous()
+        dsum = dtotal.float().contiguous() if dtotal is not None else None
+        grad = torch.empty(b, l, d, dtype=torch.float32)
+        bounds = spans(b * l, None, b * l * d)
+        dw_parts = torch.zeros(len(bounds) - 1, d, dtype=torch.float32)
+        ptrs = [total.data_ptr(), w.data_ptr(), rstd.data_ptr(), dout.data_ptr(),
+                dsum.data_ptr() if dsum is not None else None, grad.data_ptr()]
+        run_spans(lambda span, begin, end: lib.add_rmsnorm_backward(*ptrs, dw_parts[span].data_ptr(), d, begin, end),
+                  bounds)
+        return (grad.to(ctx.hidden_dtype), grad if ctx.has_residual else None, dw_parts.sum(0).to(weight.dtype),
+                None)
+
+
+def add_rmsnorm_trainable(hidden: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """add_rmsnorm, differentiable in hidden, residual and weight (training on a CPU)."""
+    return _CompiledAddRMSNorm.apply(hidden, residual, weight, eps)
 
 
 def _gate_rows(z: torch.Tensor, l: int) -> torch.Tensor:

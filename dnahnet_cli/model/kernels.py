@@ -177,9 +177,9 @@ def hooked(module: torch.nn.Module) -> bool:
 
 def cpu_add_norm(hidden: torch.Tensor, residual: torch.Tensor | None) -> bool:
     """True when a block's residual add + RMSNorm over these tensors should take the compiled pass
-    (cpu_mixer.add_rmsnorm): inference (no gradient), a 3-D fp32 or bf16 CPU hidden, an fp32 residual or none,
-    with the kernels available."""
-    if (_mode == "torch" or torch.is_grad_enabled() or hidden.device.type != "cpu" or hidden.dim() != 3
+    (cpu_mixer.add_rmsnorm; with its compiled backward when a gradient is taken): a 3-D fp32 or bf16 CPU hidden,
+    an fp32 residual or none, with the kernels available."""
+    if (_mode == "torch" or hidden.device.type != "cpu" or hidden.dim() != 3
             or hidden.dtype not in (torch.float32, torch.bfloat16)
             or (residual is not None and (residual.dtype != torch.float32 or residual.shape != hidden.shape))):
         return False

@@ -379,9 +379,12 @@ class Block(nn.Module):
 
 def add_norm(hidden: torch.Tensor, residual: torch.Tensor | None, norm: RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """The pre-norm residual step: (hidden + residual in fp32, norm of that sum); hidden alone where residual is
-    None. CPU inference takes one compiled pass for it (cpu_mixer.add_rmsnorm; the same arithmetic up to fp32
-    rounding, ~1e-7 relative) instead of five elementwise ones; not where hooks watch the norm (they would not run)."""
+    None. On a CPU it takes one compiled pass (cpu_mixer.add_rmsnorm; the same arithmetic up to fp32 rounding, ~1e-7
+    relative) instead of five elementwise ones, and in training one compiled backward pass instead of about ten;
+    not where hooks watch the norm (they would not run)."""
     if kernels.cpu_add_norm(hidden, residual) and not kernels.hooked(norm):
+        if torch.is_grad_enabled():
+            return cpu_mixer.add_rmsnorm_trainable(hidden, residual, norm.weight, norm.eps)
         return cpu_mixer.add_rmsnorm(hidden, residual, norm.weight, norm.eps)
     residual = hidden.float() if residual is None else hidden.float() + residual
     return residual, norm(residual)

@@ -91,9 +91,10 @@ void gated_rmsnorm(const float *y, const float *z, int64_t z_stride, const float
 /* The pre-norm residual step of every block (layers.Block), row by row for rows [row_begin, row_end) of d channels:
  * sum[r] = hidden[r] + res[r] (hidden alone where res is NULL: the first block) and out[r] = sum[r] * w /
  * sqrt(mean(sum[r]^2) + eps), in one pass instead of torch's five (add, square, mean, scale, weight). hidden is
- * fp32, or bf16 where hidden_bf16 (a bf16 layer's output under autocast), widened exactly. */
+ * fp32, or bf16 where hidden_bf16 (a bf16 layer's output under autocast), widened exactly. rstd (NULL, or one
+ * float per row) receives 1 / sqrt(mean(sum^2) + eps) for the backward. */
 void add_rmsnorm(const void *hidden, int64_t hidden_bf16, const float *res, const float *w, float eps, float *sum,
-                 float *out, int64_t d, int64_t row_begin, int64_t row_end) {
+                 float *out, float *rstd, int64_t d, int64_t row_begin, int64_t row_end) {
     for (int64_t r = row_begin; r < row_end; ++r) {
         float *s = sum + r * d, *o = out + r * d;
         if (hidden_bf16) {
@@ -120,9 +121,44 @@ void add_rmsnorm(const void *hidden, int64_t hidden_bf16, const float *res, cons
                 squares += s[c] * s[c];
         }
         const float scale = 1.0f / sqrtf(squares / (float)d + eps);
+        if (rstd)
+            rstd[r] = scale;
 #pragma omp simd
         for (int64_t c = 0; c < d; ++c)
             o[c] = s[c] * scale * w[c];
+    }
+}
+
+/* Gradients of add_rmsnorm for rows [row_begin, row_end), given dout (the norm's output gradient), dsum (NULL, or
+ * the gradient reaching the sum itself: the residual stream's later use) and the forward's rstd. With
+ * u = sum rstd (so out = u w):
+ *     dsum_total = dsum + rstd (dout w - u mean(dout w u)),   dw = sum_rows dout u;
+ * dsum_total is the gradient of both addends. dw_part (d floats, zeroed by the caller) is this call's share of
+ * dw: each thread gets its own. */
+void add_rmsnorm_backward(const float *sum, const float *w, const float *rstd, const float *dout, const float *dsum,
+                          float *dtotal, float *dw_part, int64_t d, int64_t row_begin, int64_t row_end) {
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const float *sr = sum + r * d, *gr = dout + r * d;
+        float *dr = dtotal + r * d;
+        const float scale = rstd[r];
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < d; ++c) {
+            const float u = sr[c] * scale;
+            dot += gr[c] * w[c] * u;
+            dw_part[c] += gr[c] * u;
+        }
+        const float mean = dot / (float)d;
+        if (dsum) {
+            const float *ds = dsum + r * d;
+#pragma omp simd
+            for (int64_t c = 0; c < d; ++c)
+                dr[c] = ds[c] + scale * (gr[c] * w[c] - sr[c] * scale * mean);
+        } else {
+#pragma omp simd
+            for (int64_t c = 0; c < d; ++c)
+                dr[c] = scale * (gr[c] * w[c] - sr[c] * scale * mean);
+        }
     }
 }
 
