@@ -264,6 +264,9 @@ def _check_all() -> float:
         errors += compare(lambda *t: ssd_scan_trainable(*t, h, p, n), lambda *t: reference(*t)[0],
                           (xbc, dt, A, D), (b, l, h * p))
         errors += compare(conv_silu_trainable, causal_depthwise_conv_silu, (full, weight, bias), (b, l, 40))
+        errors += compare(lambda x, r, w: sum(add_rmsnorm_trainable(x, r, w, 1e-5)),  # both outputs used
+                          lambda x, r, w: (x + r) * (1 + torch.rsqrt((x + r).pow(2).mean(-1, keepdim=True) + 1e-5) * w),
+                          (hidden, residual, weight40), (b, l, 40))
         errors += compare(lambda *t: gated_rmsnorm_trainable(*t, norm.eps),
                           lambda yy, zz, ww: _gated_norm(yy, zz, ww, norm.eps),
                           (y, z, norm.weight.detach()), (b, l, h * p))
