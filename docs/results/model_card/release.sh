@@ -3,8 +3,9 @@
 # script under the name release-v8.sh, with the defaults below). From the repository root:
 #     nohup bash docs/results/model_card/release.sh > /work/runs/release-v8.log 2>&1 &
 #     VERSION=v9 INIT=<v8 weights> PREV=v8/dnahnet RUNS=/work/main/runs nohup bash docs/results/model_card/release.sh ...
-# VERSION names the config (train-cpu-$VERSION.toml) and the output folder; INIT the weights it continues; PREV the
-# evaluated model the shipping rule compares with; TRAIN_STEPS the training steps.
+# VERSION names the config (train-cpu-$VERSION.toml) and the output folder; INIT the weights it continues, or PRESET
+# the preset a model trained from scratch starts from (its config's [model] table may change the architecture); PREV
+# the evaluated model the shipping rule compares with; TRAIN_STEPS the training steps.
 # Training resumes exactly (--resume); an evaluation part whose output exists is skipped (a part stopped midway
 # starts over). THREADS (default 2) sets --threads for every part. Outputs: docs/results/model_card/$VERSION/dnahnet.*
 # Order: training (train-cpu-$VERSION.toml); held-out bits/nt; the shipping rule fixed in that config, applied
@@ -23,8 +24,9 @@ stamp() { echo "$(date -u +%FT%TZ) $*"; }
 
 if [ -d "$RUN/final" ]; then stamp "train: done already"; else
   resume=(); [ -d "$RUN/checkpoints" ] && resume=(--resume)
-  stamp "train: start (threads $threads ${resume[*]})"
-  dnahnet --threads "$threads" train --config $M/train-cpu-$version.toml --init "$init" --data $data/corpus/train \
+  start=(--init "$init"); [ -n "${PRESET:-}" ] && start=(--preset "$PRESET")
+  stamp "train: start (threads $threads ${start[*]} ${resume[*]})"
+  dnahnet --threads "$threads" train --config $M/train-cpu-$version.toml "${start[@]}" --data $data/corpus/train \
       --val $data/corpus/val --out "$RUN" --steps "$steps" --cache-dir "${RUNS:-/work/runs}/cache8192" "${resume[@]}"
   stamp "train: finished"
 fi
