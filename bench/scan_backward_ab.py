@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, environment  # noqa: E402
-from scan_state_precision import ROOT, build, use  # noqa: E402
+from scan_state_precision import before_and_after, use  # noqa: E402
 
 from dnahnet_cli.model import cpu_mixer  # noqa: E402
 
@@ -44,12 +43,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    old_text = subprocess.run(["git", "show", f"{args.before}:dnahnet_cli/model/csrc/mamba2_cpu.c"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout
     results = {}
     with tempfile.TemporaryDirectory(prefix="dnahnet-scan-bwd-ab-") as tmp:
-        libs = {"before": build(old_text, Path(tmp) / "old"),
-                "after": build(cpu_mixer.SOURCE.read_text(), Path(tmp) / "new")}
+        libs = before_and_after(args.before, Path(tmp))
         for b, l, h, p, n in SHAPES:
             xbc, dt = torch.randn(b, l, h * p + 2 * n), torch.rand(b, l, h) * 0.1
             A, D, dy = -torch.rand(h) * 2, torch.randn(h), torch.randn(b, l, h * p)

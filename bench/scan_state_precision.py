@@ -45,6 +45,17 @@ def build(source_text: str, folder: Path):
         cpu_mixer.SOURCE = saved
 
 
+def before_and_after(before: str, folder: Path) -> dict:
+    """{"before": the kernels compiled from `before`'s csrc/mamba2_cpu.c, "after": this checkout's}, each a fresh
+    build in its own folder under `folder`: the side-by-side scripts swap them in with use(). `before` must have
+    this checkout's kernel interface (the function table in cpu_mixer.load): since 25234d7 added
+    add_rmsnorm_backward, an older commit's build fails to load (undefined symbol), so run such a comparison from a
+    checkout of its own time."""
+    old_text = subprocess.run(["git", "show", f"{before}:dnahnet_cli/model/csrc/mamba2_cpu.c"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout
+    return {"before": build(old_text, folder / "old"), "after": build(cpu_mixer.SOURCE.read_text(), folder / "new")}
+
+
 def use(lib) -> None:
     cpu_mixer._lib, cpu_mixer._status = lib, "ok"
 

@@ -176,8 +176,6 @@ def test_training_add_norm_gradients_match_autograd_in_float64(hidden_dtype, use
     """The compiled add + RMSNorm backward against torch's ops in float64, on one thread and split over two
     (the weight gradient is summed from one part per thread); outputs used as a block uses them (both), as a
     stack's last norm does (the norm only), or the sum alone."""
-    from dnahnet_cli.model.layers import RMSNorm
-
     gen = torch.Generator().manual_seed(7)
     b, l, d = 2, 700, 96
     hidden = (torch.randn(b, l, d, generator=gen) * 2).to(hidden_dtype)
