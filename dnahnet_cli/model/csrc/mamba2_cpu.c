@@ -362,7 +362,7 @@ static inline __attribute__((always_inline)) void backward_job(
     float *dxbc, float *dB, float *dC, float *ddt, float *dA, float *dD, float *states, float *G, float *Gt,
     int64_t job, int64_t l, int64_t cd, int64_t h, const int64_t p, const int64_t n) {
     const int64_t bi = job / h, hh = job % h, di = h * p, segments = (l + every - 1) / every, np = n * p;
-    float xs[p], dxs[p], dc[n], db[n], da_parts[n];
+    float dxs[p], dc[n], db[n], da_parts[n];
     double dA_sum = 0.0, dD_sum = 0.0;
     float next_decay = 0.0f;
     memset(G, 0, sizeof(float) * np);
