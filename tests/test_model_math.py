@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnahnet_cli.model.hnet import RoutingModule, _STE, chunk_indices, dechunk
+from dnahnet_cli.model.hnet import CHUNK_SLOTS, RoutingModule, _STE, chunk_indices, dechunk
 from dnahnet_cli.model.layers import Mamba2, SwiGLU, apply_rotary, layout_height
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
@@ -40,7 +40,7 @@ def test_decoder_input_is_upsampled_ema_plus_skip_exactly():
     with torch.no_grad():
         model(ids)
     p, boundary = seen["route"]
-    idx, chunk_mask = chunk_indices(boundary)
+    idx, chunk_mask = chunk_indices(boundary, CHUNK_SLOTS)  # as a whole-window pass pads them
     u, _ = dechunk(seen["zhat"], p.gather(1, idx), chunk_mask, boundary, None)
     assert 0 < int(boundary.sum()) < boundary.numel()
     assert torch.equal(seen["dec_in"], u + seen["skip"])
@@ -143,3 +143,29 @@ def test_initialisation_beyond_out_proj():
     assert float(dt.min()) >= 1e-3 * 0.999 and float(dt.max()) <= 0.1 * 1.001
     assert float(a_log.min()) >= 0 and float(a_log.max()) <= math.log(16) + 1e-6
     assert abs(float(model.lm_head.weight.detach().std()) - 0.02) < 0.005
+
+
+def test_padded_inner_sequences_change_no_valid_output_or_gradient(monkeypatch):
+    """A whole-window pass pads each inner sequence to a multiple of CHUNK_SLOTS (masked slots at the end): the
+    loss, the logits and every parameter gradient equal those of the unpadded pass to fp32 rounding."""
+    from dnahnet_cli.model import hnet
+
+    model = _routed_model(seed=1).train()
+    ids = torch.randint(2, 6, (2, 700), generator=torch.Generator().manual_seed(4))
+    lengths = []
+    model.backbone.main.register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
+
+    def run(slots: int):
+        monkeypatch.setattr(hnet, "CHUNK_SLOTS", slots)
+        model.zero_grad(set_to_none=True)
+        out = model.loss(ids)
+        out.loss.backward()
+        return out.loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    ref_loss, ref = run(1)
+    loss, got = run(64)
+    assert lengths[0] % 64 != 0 and lengths[1] % 64 == 0 and lengths[1] - lengths[0] < 64  # padding happened
+    assert abs(float(loss - ref_loss)) < 1e-6
+    assert got.keys() == ref.keys()
+    for name, grad in got.items():
+        assert float((grad - ref[name]).norm()) <= 1e-5 * float(ref[name].norm()) + 1e-9, name

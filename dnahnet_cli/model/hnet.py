@@ -70,11 +70,21 @@ class RoutingModule(nn.Module):
         return p, boundary
 
 
-def chunk_indices(boundary: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the boundaries, in order, left-aligned per row: (B, M) indices and (B, M) validity."""
+# Inner sequences of a whole-window pass are padded (masked slots at the end) to a multiple of this many chunks.
+# Their length follows the data, and oneDNN compiles a kernel for every new GEMM shape and keeps 1,024 of them:
+# training on varied windows thrashed that cache and slowed each process down as it ran (a 7.3M model's step
+# 1.13 -> 1.32 s over 140 steps; with one repeated window, no drift: docs/benchmarks.md). At most 63 masked slots
+# (~2-5 % more work at the inner stages); being at the end of a causal sequence, they change no valid output.
+CHUNK_SLOTS = 64
+
+
+def chunk_indices(boundary: torch.Tensor, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the boundaries, in order, left-aligned per row: (B, M) indices and (B, M) validity, M the
+    largest count rounded up to `multiple` (at most L; the extra slots are invalid)."""
     b, l = boundary.shape
     counts = boundary.sum(1)
     m = int(counts.max()) if b else 0
+    m = min(l, -(-m // multiple) * multiple)
     key = torch.arange(l, device=boundary.device) + l * (~boundary).long()
     order = torch.argsort(key, dim=1, stable=True)[:, :m]
     return order, torch.arange(m, device=boundary.device)[None, :] < counts[:, None]
@@ -155,7 +165,8 @@ class HNetStage(nn.Module):
         with full_precision(h):  # fp32 as in the official H-Net: the skip path carries the fine detail
             residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))
-        idx, chunk_mask = chunk_indices(boundary)
+        # continuations keep exact lengths: their caches would take the padding as positions
+        idx, chunk_mask = chunk_indices(boundary, CHUNK_SLOTS if state is None else 1)
         d = h.shape[-1]
         inner_routing: list[StageRouting] = []
         if idx.shape[1] > 0:
