@@ -13,7 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from dnahnet_cli.genomics.alphabet import BOS
-from dnahnet_cli.model import kernels
+from dnahnet_cli.model import hnet, kernels
 from dnahnet_cli.model.flops import (attention_keys, fixed_ratio_positions, flops_per_nt, forward_flops,
                                train_flops_per_nt, train_step_flops)
 from dnahnet_cli.model.lm import DNAHNet
@@ -22,17 +22,21 @@ from dnahnet_cli.model.presets import get_preset
 
 def counted(model: DNAHNet, length: int, backend: SDPBackend | None = None) -> tuple[float, list[int]]:
     """FLOPs FlopCounterMode sees in one batch-1 forward of the reference path (the counter cannot see the
-    compiled CPU kernels, which run outside torch), and the realised positions per stage."""
+    compiled CPU kernels, which run outside torch), and the realised positions per stage. Inner sequences are not
+    padded here (hnet.CHUNK_SLOTS = 1): the FLOP model counts the model's work at realised positions, and the
+    masked slots a whole-window pass adds for GEMM-shape reuse (at most 63 per stage) are not part of it."""
     ids = torch.randint(2, 6, (1, length))
     ids[:, 0] = BOS
     ctx = sdpa_kernel(backend) if backend is not None else torch.autocast("cpu", enabled=False)
-    previous = kernels.active_kernels()["mode"]
+    previous, slots = kernels.active_kernels()["mode"], hnet.CHUNK_SLOTS
     kernels.set_kernels("torch")
+    hnet.CHUNK_SLOTS = 1
     try:
         with torch.inference_mode(), ctx, FlopCounterMode(display=False) as counter:
             out = model(ids)
     finally:
         kernels.set_kernels(previous)
+        hnet.CHUNK_SLOTS = slots
     return counter.get_total_flops(), [length] + [int(s.boundary_mask.sum()) for s in out.stages]
 
 
