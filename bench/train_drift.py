@@ -1,8 +1,8 @@
 """Does one training process slow down as it runs? Median step time per 20 steps and the resident memory, for a
 checkpoint trained on random 8,192-nt windows of the E. coli genome (or one fixed window), two threads, bf16
 autocast where the CPU has it, the CLI's memory and OpenMP policies. Found the oneDNN per-shape kernel cache
-thrashing that hnet.CHUNK_SLOTS fixes (docs/benchmarks.md); CHUNK_SLOTS=1 in the environment turns the padding
-off for comparison.
+thrashing that hnet.LENGTHS_PER_OCTAVE fixes (docs/benchmarks.md); LENGTHS_PER_OCTAVE=0 in the environment turns
+the padding off for comparison.
 
     python bench/train_drift.py CHECKPOINT_DIR --steps 140 [--fixed-window] [--sleep-at 100]
 """
@@ -47,8 +47,8 @@ def main() -> None:
     ap.add_argument("--fixed-window", action="store_true", help="the same window every step (no shape variety)")
     ap.add_argument("--sleep-at", type=int, default=0, help="pause 60 s after this step (a thermal control)")
     args = ap.parse_args()
-    if "CHUNK_SLOTS" in os.environ:
-        hnet.CHUNK_SLOTS = int(os.environ["CHUNK_SLOTS"])
+    if "LENGTHS_PER_OCTAVE" in os.environ:
+        hnet.LENGTHS_PER_OCTAVE = int(os.environ["LENGTHS_PER_OCTAVE"])
     model, _ = load_checkpoint(args.checkpoint)
     torch.set_num_threads(args.threads)
     model.train()
@@ -58,7 +58,7 @@ def main() -> None:
         genome = encode("".join(line.strip() for line in fh if not line.startswith(">")))
     rng = np.random.default_rng(0)
     times: list[float] = []
-    print(f"CHUNK_SLOTS {hnet.CHUNK_SLOTS}, {args.threads} threads, {dtype}", flush=True)
+    print(f"LENGTHS_PER_OCTAVE {hnet.LENGTHS_PER_OCTAVE}, {args.threads} threads, {dtype}", flush=True)
     for step in range(args.steps):
         start = 100_000 if args.fixed_window else int(rng.integers(0, len(genome) - 8192))
         ids = torch.as_tensor(genome[start:start + 8192])[None].long()

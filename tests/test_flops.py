@@ -23,20 +23,20 @@ from dnahnet_cli.model.presets import get_preset
 def counted(model: DNAHNet, length: int, backend: SDPBackend | None = None) -> tuple[float, list[int]]:
     """FLOPs FlopCounterMode sees in one batch-1 forward of the reference path (the counter cannot see the
     compiled CPU kernels, which run outside torch), and the realised positions per stage. Inner sequences are not
-    padded here (hnet.CHUNK_SLOTS = 1): the FLOP model counts the model's work at realised positions, and the
-    masked slots a whole-window pass adds for GEMM-shape reuse (at most 63 per stage) are not part of it."""
+    padded here (hnet.LENGTHS_PER_OCTAVE = 0): the FLOP model counts the model's work at realised positions, and the
+    masked slots a whole-window pass adds for GEMM-shape reuse (at most 1/16 more per stage) are not part of it."""
     ids = torch.randint(2, 6, (1, length))
     ids[:, 0] = BOS
     ctx = sdpa_kernel(backend) if backend is not None else torch.autocast("cpu", enabled=False)
-    previous, slots = kernels.active_kernels()["mode"], hnet.CHUNK_SLOTS
+    previous, slots = kernels.active_kernels()["mode"], hnet.LENGTHS_PER_OCTAVE
     kernels.set_kernels("torch")
-    hnet.CHUNK_SLOTS = 1
+    hnet.LENGTHS_PER_OCTAVE = 0
     try:
         with torch.inference_mode(), ctx, FlopCounterMode(display=False) as counter:
             out = model(ids)
     finally:
         kernels.set_kernels(previous)
-        hnet.CHUNK_SLOTS = slots
+        hnet.LENGTHS_PER_OCTAVE = slots
     return counter.get_total_flops(), [length] + [int(s.boundary_mask.sum()) for s in out.stages]
 
 

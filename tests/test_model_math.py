@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dnahnet_cli.model.hnet import CHUNK_SLOTS, RoutingModule, _STE, chunk_indices, dechunk
+from dnahnet_cli.model.hnet import LENGTHS_PER_OCTAVE, RoutingModule, _STE, chunk_indices, dechunk, padded_length
 from dnahnet_cli.model.layers import Mamba2, SwiGLU, apply_rotary, layout_height
 from dnahnet_cli.model.lm import DNAHNet
 from dnahnet_cli.model.presets import get_preset
@@ -40,7 +40,7 @@ def test_decoder_input_is_upsampled_ema_plus_skip_exactly():
     with torch.no_grad():
         model(ids)
     p, boundary = seen["route"]
-    idx, chunk_mask = chunk_indices(boundary, CHUNK_SLOTS)  # as a whole-window pass pads them
+    idx, chunk_mask = chunk_indices(boundary, LENGTHS_PER_OCTAVE)  # as a whole-window pass pads them
     u, _ = dechunk(seen["zhat"], p.gather(1, idx), chunk_mask, boundary, None)
     assert 0 < int(boundary.sum()) < boundary.numel()
     assert torch.equal(seen["dec_in"], u + seen["skip"])
@@ -146,8 +146,8 @@ def test_initialisation_beyond_out_proj():
 
 
 def test_padded_inner_sequences_change_no_valid_output_or_gradient(monkeypatch):
-    """A whole-window pass pads each inner sequence to a multiple of CHUNK_SLOTS (masked slots at the end): the
-    loss, the logits and every parameter gradient equal those of the unpadded pass to fp32 rounding."""
+    """A whole-window pass pads each inner sequence with masked slots at its end (LENGTHS_PER_OCTAVE lengths per
+    doubling): the loss and every parameter gradient equal those of the unpadded pass to fp32 rounding."""
     from dnahnet_cli.model import hnet
 
     model = _routed_model(seed=1).train()
@@ -155,17 +155,24 @@ def test_padded_inner_sequences_change_no_valid_output_or_gradient(monkeypatch):
     lengths = []
     model.backbone.main.register_forward_pre_hook(lambda m, args: lengths.append(args[0].shape[1]))
 
-    def run(slots: int):
-        monkeypatch.setattr(hnet, "CHUNK_SLOTS", slots)
+    def run(per_octave: int):
+        monkeypatch.setattr(hnet, "LENGTHS_PER_OCTAVE", per_octave)
         model.zero_grad(set_to_none=True)
         out = model.loss(ids)
         out.loss.backward()
         return out.loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
-    ref_loss, ref = run(1)
-    loss, got = run(64)
-    assert lengths[0] % 64 != 0 and lengths[1] % 64 == 0 and lengths[1] - lengths[0] < 64  # padding happened
+    ref_loss, ref = run(0)
+    loss, got = run(4)  # coarse steps, so that this input is padded by several slots
+    assert lengths[1] == padded_length(lengths[0], 4) > lengths[0]  # padding happened
     assert abs(float(loss - ref_loss)) < 1e-6
     assert got.keys() == ref.keys()
     for name, grad in got.items():
         assert float((grad - ref[name]).norm()) <= 1e-5 * float(ref[name].norm()) + 1e-9, name
+
+
+def test_padded_lengths_step_by_a_sixteenth_of_their_octave():
+    assert [padded_length(m, 16) for m in (0, 5, 16, 17, 31, 33, 150, 1366, 2731)] == \
+        [0, 5, 16, 17, 31, 34, 152, 1408, 2816]
+    assert padded_length(1366, 0) == 1366
+    assert all(m <= padded_length(m, 16) < m * 17 / 16 + 1 for m in range(1, 5000))

@@ -16,7 +16,7 @@ from dnahnet_cli.tasks.engine import LikelihoodEngine
 from dnahnet_cli.errors import DnahnetError
 from dnahnet_cli.genomics.genome import Genome
 from dnahnet_cli.genomics.gff import parse_gff
-from dnahnet_cli.model.hnet import CHUNK_SLOTS, chunk_indices
+from dnahnet_cli.model.hnet import LENGTHS_PER_OCTAVE, chunk_indices
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig
 from dnahnet_cli.tasks.segment import (
     BedGraphWriter, BedWriter, Region, SegmentOptions, fetch_span, parse_region, parse_stages, parse_strands,
@@ -50,7 +50,7 @@ def install_motif_routers(model: DNAHNet) -> DNAHNet:
         p = torch.where((prev == A) & (ids == G), 0.9, 0.2).to(h.dtype)
         p[:, 0] = 1.0
         boundary = (p > 0.5) & mask
-        seen["idx"] = chunk_indices(boundary, CHUNK_SLOTS if state is None else 1)[0]  # as the stage pads them
+        seen["idx"] = chunk_indices(boundary, LENGTHS_PER_OCTAVE if state is None else 0)[0]  # as the stage pads them
         return p, boundary
 
     def inner(h, mask, state=None):

@@ -70,21 +70,31 @@ class RoutingModule(nn.Module):
         return p, boundary
 
 
-# Inner sequences of a whole-window pass are padded (masked slots at the end) to a multiple of this many chunks.
+# Inner sequences of a whole-window pass are padded with masked slots at the end, their length rounded up to one
+# of LENGTHS_PER_OCTAVE evenly spaced values per doubling (at most 1/16 more inner work; 0 keeps exact lengths).
 # Their length follows the data, and oneDNN compiles a kernel for every new GEMM shape and keeps 1,024 of them:
 # training on varied windows thrashed that cache and slowed each process down as it ran (a 7.3M model's step
-# 1.13 -> 1.32 s over 140 steps; with one repeated window, no drift: docs/benchmarks.md). At most 63 masked slots
-# (~2-5 % more work at the inner stages); being at the end of a causal sequence, they change no valid output.
-CHUNK_SLOTS = 64
+# 1.13 -> 1.32 s over 140 steps; with one repeated window, no drift: docs/benchmarks.md). Being at the end of a
+# causal sequence, the extra slots change no valid output.
+LENGTHS_PER_OCTAVE = 16
 
 
-def chunk_indices(boundary: torch.Tensor, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_length(m: int, per_octave: int) -> int:
+    """m rounded up to a multiple of 2^k / per_octave, where 2^k <= m < 2^(k+1) (per_octave a power of two; 0 or
+    m <= per_octave: m itself)."""
+    if per_octave <= 0 or m <= per_octave:
+        return m
+    step = 1 << (m.bit_length() - per_octave.bit_length())
+    return -(-m // step) * step
+
+
+def chunk_indices(boundary: torch.Tensor, per_octave: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions of the boundaries, in order, left-aligned per row: (B, M) indices and (B, M) validity, M the
-    largest count rounded up to `multiple` (at most L; the extra slots are invalid)."""
+    largest count, padded_length(., per_octave) of it (at most L; the extra slots are invalid)."""
     b, l = boundary.shape
     counts = boundary.sum(1)
     m = int(counts.max()) if b else 0
-    m = min(l, -(-m // multiple) * multiple)
+    m = min(l, padded_length(m, per_octave))
     key = torch.arange(l, device=boundary.device) + l * (~boundary).long()
     order = torch.argsort(key, dim=1, stable=True)[:, :m]
     return order, torch.arange(m, device=boundary.device)[None, :] < counts[:, None]
@@ -166,7 +176,7 @@ class HNetStage(nn.Module):
             residual = self.residual_proj(h.float())
         p, boundary = self.router(h, mask, sub("router"))
         # continuations keep exact lengths: their caches would take the padding as positions
-        idx, chunk_mask = chunk_indices(boundary, CHUNK_SLOTS if state is None else 1)
+        idx, chunk_mask = chunk_indices(boundary, LENGTHS_PER_OCTAVE if state is None else 0)
         d = h.shape[-1]
         inner_routing: list[StageRouting] = []
         if idx.shape[1] > 0:
