@@ -115,6 +115,18 @@ def use_fixed_ratio_routers(model: torch.nn.Module, ratios: list[float]) -> None
         router.forward = forward
 
 
+def timed_train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ids: torch.Tensor, bf16: bool) -> float:
+    """Seconds of one CPU training step as `dnahnet train` takes it: the loss under bf16 autocast when `bf16`,
+    backward, the optimizer step, gradients cleared."""
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model.loss(ids)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
 def emit(payload: dict, out: "Path | None") -> None:
     """Write a benchmark's JSON to `out`, or print it when no file was asked for."""
     text = json.dumps(payload, indent=1)

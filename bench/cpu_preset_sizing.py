@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from common import use_fixed_ratio_routers  # noqa: E402
+from common import timed_train_step, use_fixed_ratio_routers  # noqa: E402
 
 from dnahnet_cli.model.flops import train_step_flops  # noqa: E402
 from dnahnet_cli.model.lm import DNAHNet, ModelConfig  # noqa: E402
@@ -54,15 +53,7 @@ def time_steps(cfg: ModelConfig, seq_len: int, batch: int, reps: int, dtype: tor
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ids = torch.randint(2, 6, (batch, seq_len), generator=torch.Generator().manual_seed(1))
-    times = []
-    for _ in range(reps + 1):
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            out = model.loss(ids)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t)
+    times = [timed_train_step(model, opt, ids, dtype == torch.bfloat16) for _ in range(reps + 1)]
     return times[1:]
 
 

@@ -7,7 +7,6 @@ the two give bitwise the same outputs and final states.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, environment  # noqa: E402
-from scan_state_precision import before_and_after, use  # noqa: E402
+from scan_state_precision import ab_arguments, before_and_after, use  # noqa: E402
 
 from dnahnet_cli.model import cpu_mixer  # noqa: E402
 
@@ -26,13 +25,7 @@ SHAPES = ((5, 32, 32, 8193), (6, 32, 32, 2731), (6, 64, 64, 8193), (8, 64, 64, 2
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--before", required=True, help="commit whose csrc/mamba2_cpu.c is the 'before' scan")
-    ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+    args = ab_arguments(__doc__, "scan")
     results = {}
     with tempfile.TemporaryDirectory(prefix="dnahnet-scan-ab-") as tmp:
         libs = before_and_after(args.before, Path(tmp))

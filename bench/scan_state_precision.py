@@ -45,6 +45,18 @@ def build(source_text: str, folder: Path):
         cpu_mixer.SOURCE = saved
 
 
+def ab_arguments(doc: str, what: str) -> argparse.Namespace:
+    """The scan A/B scripts' options (--before COMMIT, --reps, --out), with one thread and a fixed seed set."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", required=True, help=f"commit whose csrc/mamba2_cpu.c is the 'before' {what}")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    return args
+
+
 def before_and_after(before: str, folder: Path) -> dict:
     """{"before": the kernels compiled from `before`'s csrc/mamba2_cpu.c, "after": this checkout's}, each a fresh
     build in its own folder under `folder`: the side-by-side scripts swap them in with use(). `before` must have

@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 from dnahnet_cli.model.allocator import keep_freed_memory  # noqa: E402
 from dnahnet_cli.model.openmp import short_spin  # noqa: E402
 
@@ -31,6 +32,7 @@ from dnahnet_cli.model import hnet  # noqa: E402
 from dnahnet_cli.model.checkpoint import load_checkpoint  # noqa: E402
 from dnahnet_cli.model.precision import choose_dtype  # noqa: E402
 from dnahnet_cli.train.trainer import TrainConfig, make_adamw  # noqa: E402
+from common import timed_train_step  # noqa: E402
 
 GENOME = ROOT.parent / "shared" / "data" / "ecoli_k12" / "genome.fa.gz"
 
@@ -62,13 +64,7 @@ def main() -> None:
     for step in range(args.steps):
         start = 100_000 if args.fixed_window else int(rng.integers(0, len(genome) - 8192))
         ids = torch.as_tensor(genome[start:start + 8192])[None].long()
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            out = model.loss(ids)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t)
+        times.append(timed_train_step(model, opt, ids, dtype == torch.bfloat16))
         if step + 1 == args.sleep_at:
             time.sleep(60)
         if (step + 1) % 20 == 0:
