@@ -1,7 +1,7 @@
 /* Mamba2's mixer between its two projections on a CPU: the causal conv + SiLU, the SSD scan and the gated
- * RMSNorm, each with its backward for training; and, for inference, every block's residual add + RMSNorm. Python
- * (cpu_mixer.py) compiles this file once per machine and splits each function's independent rows, channels or
- * (batch x head) jobs over threads.
+ * RMSNorm; and every block's residual add + RMSNorm; each with its backward for training. Python (cpu_mixer.py)
+ * compiles this file once per machine and splits each function's independent rows, channels or (batch x head)
+ * jobs over threads.
  *
  * The SSD as a plain recurrence over time. Per head the state is a (headdim x d_state) matrix s; at each position t
  *     s = exp(dt_t * A) * s + (dt_t * x_t) B_t^T,   y_t = s C_t + D * x_t.
